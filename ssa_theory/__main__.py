@@ -1,0 +1,3 @@
+from ssa_theory.cli import main
+
+raise SystemExit(main())
