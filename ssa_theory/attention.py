@@ -1,0 +1,326 @@
+"""One attention layer; vanilla attention and Selective Self-Attention (SSA) are named variants of it.
+
+SSA (PAPER_NOTES §1) scales query, key or value rows by an inverse temperature tau, a scalar per
+token and head (lower temperature T = 1/tau means a sparser, spikier row):
+
+    logits_ij = tau_q(x_i, i) * tau_k(x_j, j) * score(q_i, k_j)
+    out_i     = sum_j softmax_j(logits_ij) * tau_v(x_j, j) * v_j
+
+    tau(x, n) = 1 + [pos] sigmoid(alpha) * log n + [tok] tanh(u . GELU(h(x)))
+
+n is the token's 1-based position; ``[pos]``/``[tok]`` mark the terms the variant switches on for
+that side. With weight sharing (the default) ``h(x)`` is the side's own projection (q, k or v of
+that head), so the token term adds one vector u per head and side; without sharing it gets its own
+projection. A side with no terms has tau = 1. At ``u = 0`` and ``alpha -> -inf`` every variant is
+vanilla attention exactly (tested).
+
+The score geometry is a separate, orthogonal choice (``SCORES``). For ``dot`` the temperature can be
+folded into q, k and v, and the layer runs on ``torch.nn.functional.scaled_dot_product_attention``;
+the other geometries bound the score pattern, so that only the temperature can change a row's
+logit scale (the setting in which ``graph_transition`` studies learned temperatures):
+
+    dot      q.k / sqrt(d)
+    cosine   B * cos(q, k)                       every score in [-B, B]
+    softcap  B * tanh(q.k / (sqrt(d) B))         every score in (-B, B)  (logit soft-capping)
+    rownorm  B * c_i / ||c_i||, c_i the row of dot scores centred over the visible keys:
+             each query's score row has 2-norm B
+
+Parameters carry a leading ensemble axis E (``ssa_theory.ensemble``): one layer holds E independent
+seeds. Shapes below: E members, B batch, H heads, L positions, D model width, d head width.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal
+
+SIDES = ("q", "k", "v")
+TERMS = ("pos", "tok")
+SCORES = ("dot", "cosine", "softcap", "rownorm")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which inverse-temperature terms each side gets. Empty everywhere is vanilla attention."""
+
+    name: str
+    q: frozenset[str] = frozenset()
+    k: frozenset[str] = frozenset()
+    v: frozenset[str] = frozenset()
+    share: bool = True  # token term reads the side's own projection (the paper's weight sharing)
+
+    def __post_init__(self) -> None:
+        for side in SIDES:
+            unknown = set(getattr(self, side)) - set(TERMS)
+            if unknown:
+                raise ValueError(f"variant {self.name!r}: unknown {side} terms {sorted(unknown)}; known: {TERMS}")
+
+    def terms(self, side: str) -> frozenset[str]:
+        return getattr(self, side)
+
+    @property
+    def is_vanilla(self) -> bool:
+        return not (self.q or self.k or self.v)
+
+
+def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True) -> Variant:
+    split = lambda s: frozenset(t for t in s.split("+") if t)  # noqa: E731  "pos+tok" -> {pos, tok}
+    return Variant(name, split(q), split(k), split(v), share)
+
+
+# The named variants. Add a strategy here, not as a copy of the layer.
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        _v("vanilla"),
+        _v("ssa", q="pos+tok", v="pos+tok"),  # the paper's full layer: query and value temperature
+        _v("ssa_noshare", q="pos+tok", v="pos+tok", share=False),
+        _v("ssa_q", q="pos+tok"),
+        _v("ssa_q_tok", q="tok"),
+        _v("ssa_q_pos", q="pos"),
+        _v("ssa_v", v="pos+tok"),
+        _v("ssa_v_tok", v="tok"),
+        _v("ssa_k", k="pos+tok"),  # ablation: key temperature
+        _v("ssa_qkv", q="pos+tok", k="pos+tok", v="pos+tok"),
+    ]
+}
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> ValueError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
+
+
+def get_variant(name: str | Variant) -> Variant:
+    """Resolve a variant by name (a ``Variant`` passes through)."""
+    if isinstance(name, Variant):
+        return name
+    if name not in VARIANTS:
+        raise _unknown("attention variant", name, list(VARIANTS))
+    return VARIANTS[name]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with optional SSA temperatures, for E ensemble members at once.
+
+    Args:
+        variant: a name in ``VARIANTS`` or a ``Variant``.
+        d_model: input width D.
+        generators: one CPU ``torch.Generator`` per ensemble member (E = its length); member e's
+            weights are drawn from ``generators[e]`` only.
+        n_heads, d_head: H and d (default ``d = D // H``).
+        score: score geometry, one of ``SCORES``; ``score_bound`` is its B (not used by ``dot``).
+        value_proj: learn W_v; if False the values are the inputs themselves, split into heads.
+        out_proj: learn W_o; if False the heads' outputs are concatenated.
+        alpha_init: initial alpha of position terms (sigmoid(-4) = 0.018: nearly vanilla).
+    """
+
+    def __init__(
+        self,
+        variant: str | Variant,
+        d_model: int,
+        *,
+        generators: Sequence[torch.Generator],
+        n_heads: int = 1,
+        d_head: int | None = None,
+        score: str = "dot",
+        score_bound: float | None = None,
+        value_proj: bool = True,
+        out_proj: bool = True,
+        alpha_init: float = -4.0,
+    ) -> None:
+        super().__init__()
+        self.variant = get_variant(variant)
+        if score not in SCORES:
+            raise _unknown("score geometry", score, list(SCORES))
+        if score != "dot" and not (score_bound and score_bound > 0):
+            raise ValueError(f"score {score!r} needs score_bound > 0 (got {score_bound})")
+        if d_head is None:
+            if d_model % n_heads:
+                raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pass d_head")
+            d_head = d_model // n_heads
+        if not value_proj and d_model % n_heads:
+            raise ValueError(f"value_proj=False splits inputs into heads: d_model={d_model} % n_heads={n_heads} != 0")
+        E, H = len(generators), n_heads
+        self.n_members, self.n_heads, self.d_head = E, H, d_head
+        self.d_value = d_head if value_proj else d_model // n_heads
+        self.score, self.score_bound = score, score_bound
+
+        # Draw order is fixed (q, k, v, o, then temperature projections): part of reproducibility.
+        std = lecun_std(d_model)
+        self.w_q = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), std))
+        self.w_k = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), std))
+        self.w_v = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), std)) if value_proj else None
+        self.w_o = (
+            nn.Parameter(stacked_normal(generators, (H * self.d_value, d_model), lecun_std(H * self.d_value)))
+            if out_proj
+            else None
+        )
+        # Temperature parameters, per side: u (E, H, width), alpha (E, H), optional own projection.
+        self.temp = nn.ParameterDict()
+        for side in SIDES:
+            terms = self.variant.terms(side)
+            width = self.d_value if side == "v" else d_head
+            if "tok" in terms:
+                self.temp[f"{side}_u"] = nn.Parameter(stacked_full(E, (H, width), 0.0))
+                if not self.variant.share:
+                    self.temp[f"{side}_w"] = nn.Parameter(stacked_normal(generators, (d_model, H * width), std))
+            if "pos" in terms:
+                self.temp[f"{side}_alpha"] = nn.Parameter(stacked_full(E, (H,), alpha_init))
+
+    # --- pieces -----------------------------------------------------------------------------------
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(E, B, L, H*w) -> (E, B, H, L, w)."""
+        E, B, L, _ = x.shape
+        return x.reshape(E, B, L, self.n_heads, -1).transpose(2, 3)
+
+    def _side_proj(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        """One side's projection, split into heads: (E,B,L,D) -> (E,B,H,L,w)."""
+        if side == "v" and self.w_v is None:
+            return self._heads(x)
+        return self._heads(linear(x, {"q": self.w_q, "k": self.w_k, "v": self.w_v}[side]))
+
+    def temperature(
+        self, side: str, x: torch.Tensor, proj: torch.Tensor | None = None, pos: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """Inverse temperature tau of ``side`` for inputs x (E,B,L,D): (E,B,H,L), or None if tau = 1.
+
+        ``proj`` is that side's projection (E,B,H,L,w), recomputed when not given; ``pos`` holds the
+        1-based positions (L,), default ``1..L``.
+        """
+        terms = self.variant.terms(side)
+        if not terms:
+            return None
+        E, B, L, _ = x.shape
+        tau = torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype)
+        if "pos" in terms:
+            if pos is None:
+                pos = torch.arange(1, L + 1, device=x.device)
+            log_n = torch.log(pos.to(x.dtype))  # (L,)
+            alpha = self.temp[f"{side}_alpha"]  # (E, H)
+            tau = tau + torch.sigmoid(alpha)[:, None, :, None] * log_n
+        if "tok" in terms:
+            if not self.variant.share:
+                h = self._heads(linear(x, self.temp[f"{side}_w"]))
+            else:
+                h = proj if proj is not None else self._side_proj(side, x)
+            u = self.temp[f"{side}_u"]  # (E, H, w)
+            tau = tau + torch.tanh((F.gelu(h) * u[:, None, :, None, :]).sum(-1))
+        return tau
+
+    def _scores(self, q: torch.Tensor, k: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+        """Temperature-free scores (E,B,H,Lq,Lk) in the layer's geometry."""
+        if self.score == "cosine":
+            return self.score_bound * F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-1, -2)
+        s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if self.score == "softcap":
+            return self.score_bound * torch.tanh(s / self.score_bound)
+        if self.score == "rownorm":
+            if visible is None:
+                c = s - s.mean(-1, keepdim=True)
+            else:
+                n_vis = visible.sum(-1, keepdim=True).clamp_min(1)
+                c = s - (s * visible).sum(-1, keepdim=True) / n_vis
+                c = c * visible
+            return self.score_bound * c / c.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return s
+
+    @staticmethod
+    def _visible(
+        Lq: int, Lk: int, causal: bool, mask: torch.Tensor | None, q_pos, k_pos, device
+    ) -> torch.Tensor | None:
+        """Boolean (.., Lq, Lk) mask of the keys each query may see, or None for all of them."""
+        visible = mask
+        if causal:
+            qp = q_pos if q_pos is not None else torch.arange(1, Lq + 1, device=device)
+            kp = k_pos if k_pos is not None else torch.arange(1, Lk + 1, device=device)
+            c = kp[None, :] <= qp[:, None]
+            visible = c if visible is None else visible & c
+        return visible
+
+    # --- the layer ---------------------------------------------------------------------------------
+
+    def _prepare(self, x, context, q_pos, k_pos, causal, mask):
+        """Projections, temperatures (None where tau = 1) and the visibility mask."""
+        context = x if context is None else context
+        q, k, v = (self._side_proj("q", x), self._side_proj("k", context), self._side_proj("v", context))
+        taus = (
+            self.temperature("q", x, q, q_pos),
+            self.temperature("k", context, k, k_pos),
+            self.temperature("v", context, v, k_pos),
+        )
+        visible = self._visible(q.shape[-2], k.shape[-2], causal, mask, q_pos, k_pos, x.device)
+        return q, k, v, taus, visible
+
+    def logits(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        q_pos: torch.Tensor | None = None,
+        k_pos: torch.Tensor | None = None,
+        causal: bool = False,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Masked attention logits (E,B,H,Lq,Lk), temperatures applied; hidden entries are -inf."""
+        q, k, _, (tq, tk, _), visible = self._prepare(x, context, q_pos, k_pos, causal, mask)
+        return self._logits(q, k, tq, tk, visible)
+
+    def _logits(self, q, k, tq, tk, visible):
+        logits = self._scores(q, k, visible)
+        if tq is not None:
+            logits = logits * tq[..., :, None]
+        if tk is not None:
+            logits = logits * tk[..., None, :]
+        if visible is not None:
+            logits = logits.masked_fill(~visible, float("-inf"))
+        return logits
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        *,
+        q_pos: torch.Tensor | None = None,
+        k_pos: torch.Tensor | None = None,
+        causal: bool = False,
+        mask: torch.Tensor | None = None,
+        return_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Attend from x (E,B,Lq,D) over context (E,B,Lk,D; default x).
+
+        Returns the output (E,B,Lq,D) (or (E,B,Lq,H*d_value) without ``out_proj``), and with
+        ``return_probs`` also the attention probabilities (E,B,H,Lq,Lk).
+        """
+        q, k, v, (tq, tk, tv), visible = self._prepare(x, context, q_pos, k_pos, causal, mask)
+        if tv is not None:
+            v = v * tv[..., None]
+        if self.score == "dot" and not return_probs:
+            # Fold tau into q and k and call the unmodified fused kernel (it wants 4-D inputs).
+            q = q if tq is None else q * tq[..., None]
+            k = k if tk is None else k * tk[..., None]
+            E, B, H, Lq, _ = q.shape
+            Lk = k.shape[-2]
+            flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
+            if visible is not None:
+                visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
+            out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), attn_mask=visible)
+            out = out.reshape(E, B, H, Lq, -1)
+        else:
+            probs = torch.softmax(self._logits(q, k, tq, tk, visible), dim=-1)
+            out = probs @ v
+        E, B, H, Lq, w = out.shape
+        out = out.transpose(2, 3).reshape(E, B, Lq, H * w)
+        if self.w_o is not None:
+            out = linear(out, self.w_o)
+        return (out, probs) if return_probs else out
