@@ -1,0 +1,200 @@
+"""Closed forms behind the experiments: pure functions of numbers, no torch.
+
+Each function names the claim it encodes (PAPER_NOTES sections). Everything here is our derivation
+(the paper's exact theorem statements were not available to us); every formula has a property test
+in ``tests/test_theory.py`` against brute force or numerical optimisation.
+
+Conventions for the graph task (PAPER_NOTES §2a). A query row has K candidate next tokens; its target
+is uniform on a support of s of them, optionally smoothed with uniform mass g:
+
+    p_in  = (1 - g) / s + g / K     on the s support tokens
+    p_out = g / K                   on the K - s others
+
+The model's row is ``softmax(z)`` over K logits. By symmetry and convexity of the cross-entropy, the
+best logits under any permutation-symmetric convex budget (an entrywise bound, a 2-norm bound) take
+two levels, one on the support and one off it, so everything reduces to the in/out logit *gap* G.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy.optimize import minimize_scalar
+
+__all__ = [
+    "logit_gap",
+    "min_logit_norm",
+    "best_ce_under_norm",
+    "smoothed_row",
+    "optimal_gap",
+    "row_ce_at_gap",
+    "row_entropy",
+    "max_gap",
+    "best_ce_under_bound",
+    "predicted_inverse_temperature",
+    "predicted_temperature",
+    "BOUNDED_SCORES",
+]
+
+# Score geometries for which the largest reachable in/out gap has a closed form (see ``max_gap``).
+BOUNDED_SCORES = ("softcap", "rownorm")
+
+
+def _check_support(K: int, s: int) -> None:
+    if not (isinstance(K, int) and isinstance(s, int)) or not 1 <= s < K:
+        raise ValueError(f"need integers 1 <= s < K (got K={K}, s={s})")
+
+
+# --- unsmoothed targets: the gap/norm trade-off (PAPER_NOTES §2a, "closed forms to build on") -----
+
+
+def logit_gap(K: int, s: int, eps: float) -> float:
+    """The in/out logit gap that leaves mass ``eps`` off a uniform support of s among K tokens.
+
+    With two-level logits, off-support mass is ``(K - s) / (s e^G + K - s)``; setting it to eps gives
+    ``G = log((K - s)(1 - eps) / (s eps))``. Smaller supports need a larger gap (claim: sparse
+    rows need spikier logits).
+    """
+    _check_support(K, s)
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"eps must lie in (0, 1) (got {eps})")
+    return math.log((K - s) * (1.0 - eps) / (s * eps))
+
+
+def min_logit_norm(K: int, s: int, gap: float) -> float:
+    """The smallest 2-norm of a logit vector whose support entries all exceed the others by ``gap``.
+
+    The minimiser is two-level and zero-mean: ``+gap (K - s)/K`` on the support, ``-gap s/K`` off it,
+    so ``||z||^2 = gap^2 s (K - s) / K``. The norm a row must pay grows with its support size s (for
+    s < K/2): wide rows cost more norm per unit of gap than narrow ones.
+    """
+    _check_support(K, s)
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0 (got {gap})")
+    return gap * math.sqrt(s * (K - s) / K)
+
+
+def best_ce_under_norm(K: int, s: int, r: float) -> float:
+    """Best cross-entropy to a uniform-on-s target reachable by logits of 2-norm at most r.
+
+    The largest gap a norm-r vector can carry is ``Delta_max = r sqrt(K / (s (K - s)))``
+    (invert ``min_logit_norm``), and the cross-entropy of two-level logits with gap G against the
+    uniform-on-s target is ``log(s + (K - s) e^{-G})``, decreasing in G down to the floor ``log s``.
+    """
+    _check_support(K, s)
+    if r < 0:
+        raise ValueError(f"r must be >= 0 (got {r})")
+    delta_max = r * math.sqrt(K / (s * (K - s)))
+    return math.log(s + (K - s) * math.exp(-delta_max))
+
+
+# --- smoothed targets: finite optimum, predicted temperatures (PAPER_NOTES §2a, the lead) ---------
+
+
+def smoothed_row(K: int, s: int, g: float) -> tuple[float, float]:
+    """(p_in, p_out) of a degree-s row of ``P* = (1 - g) D^-1 A + g / K``."""
+    _check_support(K, s)
+    if not 0.0 <= g < 1.0:
+        raise ValueError(f"smoothing g must lie in [0, 1) (got {g})")
+    return (1.0 - g) / s + g / K, g / K
+
+
+def optimal_gap(K: int, s: int, g: float) -> float:
+    """CE-optimal in/out logit gap of a smoothed degree-s row: ``log(p_in / p_out)``.
+
+    ``Delta(s) = log(((1 - g)/s + g/K) / (g/K))``; finite for g > 0 and decreasing in s, so
+    low-degree (specific) tokens need the spikiest rows. Infinite for g = 0.
+    """
+    p_in, p_out = smoothed_row(K, s, g)
+    return math.inf if p_out == 0.0 else math.log(p_in / p_out)
+
+
+def row_ce_at_gap(K: int, s: int, g: float, gap: float) -> float:
+    """Cross-entropy of two-level logits with in/out gap ``gap`` against the smoothed row.
+
+    ``CE(G) = -s p_in G + log(s e^G + K - s)`` (the logits' common shift cancels). Convex in G,
+    minimised at ``optimal_gap``, where it equals ``row_entropy``.
+    """
+    p_in, _ = smoothed_row(K, s, g)
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0 (got {gap})")
+    # log(s e^G + K - s) written stably for large G.
+    return -s * p_in * gap + gap + math.log(s + (K - s) * math.exp(-gap))
+
+
+def row_entropy(K: int, s: int, g: float) -> float:
+    """Entropy of the smoothed degree-s row: the cross-entropy floor of that row."""
+    p_in, p_out = smoothed_row(K, s, g)
+    h = -s * p_in * math.log(p_in)
+    if p_out > 0:
+        h -= (K - s) * p_out * math.log(p_out)
+    return h
+
+
+def max_gap(K: int, s: int, score: str, bound: float) -> float:
+    """Largest in/out gap a score row can carry at inverse temperature 1, by score geometry.
+
+    - ``softcap``: every score lies in (-B, B) (``B tanh(.)``), so the gap is below ``2B`` for any
+      support size (an entrywise, L-infinity budget). A temperature tau scales it to ``2 B tau``.
+    - ``rownorm``: each query's centred score row has 2-norm B (an L2 budget), so the gap is
+      ``B sqrt(K / (s (K - s)))`` (``min_logit_norm`` inverted): wide rows get less gap.
+    """
+    _check_support(K, s)
+    if bound <= 0:
+        raise ValueError(f"bound must be > 0 (got {bound})")
+    if score == "softcap":
+        return 2.0 * bound
+    if score == "rownorm":
+        return bound * math.sqrt(K / (s * (K - s)))
+    raise ValueError(f"no closed-form gap for score {score!r}; known: {', '.join(BOUNDED_SCORES)}")
+
+
+def best_ce_under_bound(K: int, s: int, g: float, score: str, bound: float, tau: float = 1.0) -> float:
+    """Best cross-entropy of a degree-s row when its logits are ``tau`` times a bounded score row.
+
+    Vanilla attention is ``tau = 1``: this is the floor no vanilla layer with that score bound can
+    beat, whatever its weights.
+    """
+    gap = min(optimal_gap(K, s, g), tau * max_gap(K, s, score, bound))
+    return row_ce_at_gap(K, s, g, gap)
+
+
+def predicted_inverse_temperature(
+    K: int, s: int, g: float, score: str, bound: float, penalty: float, tau_max: float = 2.0
+) -> float:
+    """Inverse temperature tau a degree-s row settles at under a temperature budget.
+
+    The SSA model of ``graph_transition`` minimises, per row, ``CE + penalty * tau^2`` with logits
+    ``tau * (bounded score row)`` and ``tau`` in ``(0, tau_max)`` (``1 + tanh`` gives ``tau_max = 2``).
+    The score pattern is free inside its bound, so the row's CE is ``best_ce_under_bound`` and the
+    optimum is a one-dimensional problem, solved numerically here. As ``penalty -> 0`` it tends to
+    the smallest tau that reaches the optimal gap: ``Delta(s) / max_gap(s)``. Hence:
+
+    - softcap: ``tau ~ Delta(s) / 2B``, largest for low degree: fewer neighbours, lower temperature
+      (the paper's Table 1 trend);
+    - rownorm: ``tau ~ Delta(s) sqrt(s (K - s) / K) / B``, which *grows* with s for s << K: the trend
+      reverses.
+    """
+    if penalty < 0:
+        raise ValueError(f"penalty must be >= 0 (got {penalty})")
+    if tau_max <= 0:
+        raise ValueError(f"tau_max must be > 0 (got {tau_max})")
+    need = optimal_gap(K, s, g) / max_gap(K, s, score, bound)
+    if penalty == 0.0:
+        return min(need, tau_max)
+
+    def objective(tau: float) -> float:
+        return best_ce_under_bound(K, s, g, score, bound, tau) + penalty * tau * tau
+
+    # The objective is increasing beyond ``need`` (CE is flat there, the penalty grows), so the
+    # minimiser lies in (0, min(need, tau_max)].
+    hi = min(need, tau_max)
+    res = minimize_scalar(objective, bounds=(1e-9, hi), method="bounded", options={"xatol": 1e-10})
+    return float(res.x)
+
+
+def predicted_temperature(
+    K: int, s: int, g: float, score: str, bound: float, penalty: float, tau_max: float = 2.0
+) -> float:
+    """Temperature ``T = 1 / tau`` of ``predicted_inverse_temperature``."""
+    return 1.0 / predicted_inverse_temperature(K, s, g, score, bound, penalty, tau_max)
