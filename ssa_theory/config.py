@@ -1,0 +1,117 @@
+"""Experiment configs: frozen dataclasses, overridden from the command line with type checking.
+
+Each experiment has one ``@dataclass(frozen=True)`` config whose defaults are the default preset.
+``--set key=value`` overrides are parsed by the field's annotated type (int, float, bool, str, or a
+tuple of those written comma-separated) and then checked by the config's ``__post_init__``, which
+raises ``ConfigError`` naming the key and the fix. Both errors end the CLI with exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any, Mapping, Sequence
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported as one line, exit code 2, no traceback."""
+
+
+class ConfigError(UsageError):
+    """A config value that is unknown, ill-typed or impossible."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``condition``; for configs' ``__post_init__``."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def choice(name: str, value: str, options: Sequence[str]) -> None:
+    """Check that a string field is one of ``options``."""
+    if value not in options:
+        close = difflib.get_close_matches(str(value), options, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"{name}={value!r} is not allowed; {hint}choose from {', '.join(options)}")
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Field name -> annotated type of a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _parse_scalar(key: str, text: str, typ: type) -> Any:
+    text = text.strip()
+    try:
+        if typ is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError
+        if typ is int:
+            return int(text)
+        if typ is float:
+            return float(text)
+        if typ is str:
+            if not text:
+                raise ValueError
+            return text
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(f"config key {key!r} has unsupported type {typ}")
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a non-empty string"}[typ]
+    raise ConfigError(f"{key} must be {kind} (got {text!r}); e.g. --set {key}={_example(typ)}")
+
+
+def _example(typ: type) -> str:
+    return {bool: "true", int: "3", float: "0.5", str: "name"}.get(typ, "value")
+
+
+def parse_value(key: str, text: str, typ: Any) -> Any:
+    """Parse the command-line text of one field by its annotated type."""
+    if typing.get_origin(typ) is tuple:
+        (item,) = {a for a in typing.get_args(typ) if a is not Ellipsis}
+        parts = [p for p in text.split(",") if p.strip()]
+        return tuple(_parse_scalar(key, p, item) for p in parts)
+    return _parse_scalar(key, text, typ)
+
+
+def parse_overrides(cls: type, pairs: Sequence[str], experiment: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: typed value}``, refusing unknown keys with the valid ones."""
+    types = field_types(cls)
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value (got {pair!r}); e.g. --set {next(iter(types))}=...")
+        if key not in types:
+            close = difflib.get_close_matches(key, list(types), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r} for {experiment}; {hint}valid keys: {', '.join(types)}"
+            )
+        out[key] = parse_value(key, text, types[key])
+    return out
+
+
+def build_config(cls: type, preset: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
+    """The config: dataclass defaults, then the preset, then the overrides (validated on creation)."""
+    return cls(**{**preset, **overrides})
+
+
+def describe(config: Any) -> list[tuple[str, str, str]]:
+    """(key, type, value) rows of a config, for ``ssa-theory config``."""
+    types = field_types(type(config))
+    rows = []
+    for name, typ in types.items():
+        shown = getattr(typ, "__name__", None) if typing.get_origin(typ) is None else None
+        rows.append((name, shown or str(typ).replace("typing.", ""), repr(getattr(config, name))))
+    return rows

@@ -1,0 +1,83 @@
+"""The experiment registry: an explicit name -> ``Experiment`` table.
+
+Experiments are added by explicit ``register`` calls in ``ssa_theory/experiments/__init__.py``;
+a second experiment with the same name is refused, and an unknown name is answered with the
+closest registered ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ssa_theory.config import UsageError
+
+if TYPE_CHECKING:
+    from ssa_theory.rundir import RunContext
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Config overrides and the default number of seeds of a named preset."""
+
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    seeds: int = 5
+    about: str = ""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment.
+
+    ``run(config, ctx)`` trains and evaluates, writing tables, arrays and metrics through ``ctx``;
+    ``plot(run_dir)`` draws every figure from what ``run`` saved. ``version`` changes whenever the
+    meaning of the results changes (it is part of the run-directory hash). ``headline`` names the
+    table printed after a run. ``presets`` must hold ``default`` and ``quick``.
+    """
+
+    name: str
+    version: str
+    claim: str
+    config: type
+    run: Callable[[Any, "RunContext"], None]
+    plot: Callable[[Path], None]
+    headline: str
+    presets: Mapping[str, Preset]
+
+    def __post_init__(self) -> None:
+        missing = {"default", "quick"} - set(self.presets)
+        if missing:
+            raise ValueError(f"experiment {self.name!r} lacks presets {sorted(missing)}")
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    """Add an experiment; a duplicate name is a programming error."""
+    if experiment.name in _REGISTRY:
+        raise ValueError(f"experiment {experiment.name!r} is already registered")
+    _REGISTRY[experiment.name] = experiment
+    return experiment
+
+
+def _loaded() -> dict[str, Experiment]:
+    import ssa_theory.experiments  # noqa: F401  (its imports fill the registry)
+
+    return _REGISTRY
+
+
+def names() -> list[str]:
+    return sorted(_loaded())
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name``; a ``UsageError`` naming the closest ones otherwise."""
+    registry = _loaded()
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UsageError(f"unknown experiment {name!r}; {hint}registered: {', '.join(sorted(registry))} (see 'ssa-theory list')")
+    return registry[name]
