@@ -1,0 +1,224 @@
+"""The attention module: limit identities, masks, the fused path, gradients (STYLE habit 2)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssa_theory.attention import SCORES, VARIANTS, Attention, Variant, get_variant
+from ssa_theory.seeding import torch_generators
+
+E, B, L, D, H = 2, 3, 7, 12, 3
+
+
+def make(variant, score="dot", bound=None, seeds=(0, 1), **kw):
+    torch.manual_seed(0)  # nothing in the layer may depend on it; inputs below use their own generator
+    return Attention(variant, D, generators=torch_generators(list(seeds), "init"), n_heads=H, score=score,
+                     score_bound=bound, **kw).double()
+
+
+def inputs(seed=0, length=L):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(E, B, length, D, generator=g, dtype=torch.float64)
+
+
+def neutralise(layer):
+    """u = 0 and alpha = -inf: every temperature is exactly 1."""
+    with torch.no_grad():
+        for name, p in layer.temp.items():
+            if name.endswith("_u"):
+                p.zero_()
+            elif name.endswith("_alpha"):
+                p.fill_(-math.inf)
+    return layer
+
+
+def copy_weights(src, dst):
+    with torch.no_grad():
+        for name in ("w_q", "w_k", "w_v", "w_o"):
+            if getattr(src, name) is not None:
+                getattr(dst, name).copy_(getattr(src, name))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("score", SCORES)
+def test_neutral_ssa_equals_vanilla(name, score):
+    x = inputs()
+    vanilla = make("vanilla", score, 2.0)
+    ssa = neutralise(make(name, score, 2.0))
+    copy_weights(vanilla, ssa)
+    out_v, p_v = vanilla(x, causal=True, return_probs=True)
+    out_s, p_s = ssa(x, causal=True, return_probs=True)
+    torch.testing.assert_close(p_s, p_v, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out_s, out_v, rtol=0, atol=1e-12)
+
+
+def test_same_seed_same_weights_regardless_of_variant():
+    a, b = make("vanilla"), make("ssa")
+    torch.testing.assert_close(a.w_q, b.w_q)
+    torch.testing.assert_close(a.w_o, b.w_o)
+
+
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_rows_are_distributions_and_causal_mask_holds(score, causal):
+    layer = make("ssa", score, 2.0)
+    with torch.no_grad():  # non-trivial temperatures
+        for p in layer.temp.values():
+            p.normal_(0, 1, generator=torch.Generator().manual_seed(3))
+    _, probs = layer(inputs(), causal=causal, return_probs=True)
+    torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs.sum(-1)))
+    assert (probs >= 0).all()
+    future = torch.triu(torch.ones(L, L, dtype=torch.bool), diagonal=1)
+    if causal:
+        assert probs[..., future].abs().max() == 0
+    else:
+        assert probs[..., future].abs().max() > 0
+
+
+def test_causal_output_ignores_the_future():
+    layer = make("ssa")
+    x = inputs()
+    y = x.clone()
+    y[:, :, -1] += 5.0  # change only the last position
+    out_x, out_y = layer(x, causal=True), layer(y, causal=True)
+    torch.testing.assert_close(out_x[:, :, :-1], out_y[:, :, :-1])
+    assert not torch.allclose(out_x[:, :, -1], out_y[:, :, -1])
+
+
+@pytest.mark.parametrize("name", ["vanilla", "ssa", "ssa_k", "ssa_qkv"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_fused_path_matches_explicit(name, causal):
+    layer = make(name)
+    with torch.no_grad():
+        for p in layer.temp.values():
+            p.normal_(0, 1, generator=torch.Generator().manual_seed(4))
+    x = inputs()
+    fused = layer(x, causal=causal)
+    explicit, _ = layer(x, causal=causal, return_probs=True)
+    torch.testing.assert_close(fused, explicit)
+
+
+def test_vanilla_matches_scaled_dot_product_attention_by_hand():
+    layer = make("vanilla", value_proj=True, out_proj=False)
+    x = inputs()
+    q = (x @ layer.w_q[:, None]).reshape(E, B, L, H, -1).transpose(2, 3)
+    k = (x @ layer.w_k[:, None]).reshape(E, B, L, H, -1).transpose(2, 3)
+    v = (x @ layer.w_v[:, None]).reshape(E, B, L, H, -1).transpose(2, 3)
+    ref = F.scaled_dot_product_attention(q.reshape(E * B, H, L, -1), k.reshape(E * B, H, L, -1),
+                                         v.reshape(E * B, H, L, -1), is_causal=True)
+    ref = ref.reshape(E, B, H, L, -1).transpose(2, 3).reshape(E, B, L, -1)
+    torch.testing.assert_close(layer(x, causal=True), ref)
+    # and the textbook formula, softmax(q k^T / sqrt(d)) v
+    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    s = s.masked_fill(torch.triu(torch.ones(L, L, dtype=torch.bool), 1), -math.inf)
+    manual = (torch.softmax(s, -1) @ v).transpose(2, 3).reshape(E, B, L, -1)
+    torch.testing.assert_close(layer(x, causal=True, return_probs=True)[0], manual)
+
+
+def test_query_temperature_scales_logit_rows():
+    """tau_q multiplies row i of the logits: a larger tau gives a spikier (lower-entropy) row."""
+    layer = make("ssa_q_tok")  # same seeds, so the same W_q, W_k as the vanilla layer
+    x = inputs()
+    base = make("vanilla").logits(x)
+    with torch.no_grad():
+        layer.temp["q_u"].normal_(0, 1, generator=torch.Generator().manual_seed(5))
+    tau = layer.temperature("q", x)
+    torch.testing.assert_close(layer.logits(x), base * tau[..., None])
+
+
+def test_position_term_is_one_plus_sigmoid_alpha_log_n():
+    layer = make("ssa_q_pos")
+    with torch.no_grad():
+        layer.temp["q_alpha"].fill_(0.3)
+    tau = layer.temperature("q", inputs())
+    expected = 1 + torch.sigmoid(torch.tensor(0.3, dtype=torch.float64)) * torch.log(torch.arange(1, L + 1, dtype=torch.float64))
+    torch.testing.assert_close(tau, expected.expand_as(tau))
+
+
+def test_value_temperature_scales_values():
+    layer = make("ssa_v_tok", value_proj=True, out_proj=False)
+    with torch.no_grad():
+        layer.temp["v_u"].normal_(0, 1, generator=torch.Generator().manual_seed(6))
+    x = inputs()
+    out, probs = layer(x, return_probs=True)
+    v = (x @ layer.w_v[:, None]).reshape(E, B, L, H, -1).transpose(2, 3)
+    tau = layer.temperature("v", x)
+    manual = (probs @ (v * tau[..., None])).transpose(2, 3).reshape(E, B, L, -1)
+    torch.testing.assert_close(out, manual)
+
+
+@pytest.mark.parametrize("name", ["ssa", "ssa_noshare", "ssa_qkv"])
+def test_gradients_reach_temperature_parameters(name):
+    layer = make(name)
+    with torch.no_grad():  # at u = 0 an unshared projection gets no gradient yet: move off it
+        for pname, p in layer.temp.items():
+            if pname.endswith("_u"):
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(7))
+    out = layer(inputs(), causal=True)
+    out.pow(2).sum().backward()
+    assert layer.temp, "variant has no temperature parameters"
+    for pname, p in layer.temp.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+def test_members_are_independent():
+    """Member 1's output does not change when member 0's weights do."""
+    layer = make("ssa")
+    x = inputs()
+    before = layer(x)
+    with torch.no_grad():
+        layer.w_q[0].mul_(3.0)
+        layer.temp["q_u"][0].add_(1.0)
+    after = layer(x)
+    torch.testing.assert_close(after[1], before[1])
+    assert not torch.allclose(after[0], before[0])
+
+
+@pytest.mark.parametrize("score,bound", [("softcap", 1.5), ("cosine", 1.5)])
+def test_bounded_scores_stay_in_range(score, bound):
+    layer = make("vanilla", score, bound)
+    with torch.no_grad():
+        layer.w_q.mul_(50)
+    logits = layer.logits(inputs())
+    assert logits.abs().max() <= bound + 1e-9
+
+
+def test_rownorm_rows_have_norm_bound_over_visible_keys():
+    layer = make("vanilla", "rownorm", 2.5)
+    logits = layer.logits(inputs(), causal=True)
+    vis = torch.tril(torch.ones(L, L, dtype=torch.bool))
+    finite = torch.where(vis, logits, torch.zeros_like(logits))
+    # row 0 sees one key: its centred row is 0; all others have norm exactly B
+    norms = finite.norm(dim=-1)[..., 1:]
+    torch.testing.assert_close(norms, torch.full_like(norms, 2.5))
+    centred = finite.sum(-1)[..., 1:]
+    torch.testing.assert_close(centred, torch.zeros_like(centred))
+
+
+def test_unknown_names_are_refused_with_suggestions():
+    with pytest.raises(ValueError, match="did you mean 'ssa_q'"):
+        get_variant("ssa_qq")
+    with pytest.raises(ValueError, match="score geometry"):
+        make("vanilla", "softcapp", 1.0)
+    with pytest.raises(ValueError, match="score_bound"):
+        make("vanilla", "softcap", None)
+    with pytest.raises(ValueError, match="unknown q terms"):
+        Variant("bad", q=frozenset({"posn"}))
+
+
+def test_cross_attention_with_explicit_positions():
+    layer = make("ssa_q")
+    x, ctx = inputs(0, 2), inputs(1, 5)
+    out, probs = layer(x, ctx, q_pos=torch.tensor([6, 7]), k_pos=torch.arange(1, 6), return_probs=True)
+    assert out.shape == (E, B, 2, D) and probs.shape == (E, B, H, 2, 5)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    layer = make("ssa").float()
+    x = inputs().float()
+    cpu = layer(x, causal=True)
+    gpu = layer.to("cuda")(x.to("cuda"), causal=True).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,248 @@
+"""Closed forms of ssa_theory.theory against brute force and numerical optimisation (hypothesis)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import minimize
+from scipy.special import log_softmax
+
+from ssa_theory import theory
+
+FAST = settings(max_examples=60, deadline=None)
+SLOW_OPT = settings(max_examples=12, deadline=None)  # each example runs a constrained optimiser
+
+
+@st.composite
+def support(draw, k_min=2, k_max=200):
+    K = draw(st.integers(k_min, k_max))
+    s = draw(st.integers(1, K - 1))
+    return K, s
+
+
+def two_level(K, s, gap):
+    """Zero-mean logits, +gap (K - s)/K on the first s tokens, -gap s/K on the rest."""
+    z = np.full(K, -gap * s / K)
+    z[:s] = gap * (K - s) / K
+    return z
+
+
+def ce(z, target):
+    return -(target * log_softmax(z)).sum()
+
+
+def smoothed_target(K, s, g):
+    p_in, p_out = theory.smoothed_row(K, s, g)
+    t = np.full(K, p_out)
+    t[:s] = p_in
+    return t
+
+
+# --- unsmoothed closed forms ---------------------------------------------------------------------
+
+
+@FAST
+@given(support(), st.floats(1e-6, 0.999))
+def test_logit_gap_leaves_exactly_eps_off_the_support(Ks, eps):
+    K, s = Ks
+    z = two_level(K, s, theory.logit_gap(K, s, eps))
+    p = np.exp(log_softmax(z))
+    assert p[s:].sum() == pytest.approx(eps, rel=1e-9, abs=1e-12)
+
+
+@FAST
+@given(support(), st.floats(0.0, 30.0))
+def test_min_logit_norm_is_reached_by_the_zero_mean_two_level_vector(Ks, gap):
+    K, s = Ks
+    z = two_level(K, s, gap)
+    assert z[:s].min() - z[s:].max() == pytest.approx(gap, abs=1e-9)
+    assert np.linalg.norm(z) == pytest.approx(theory.min_logit_norm(K, s, gap), rel=1e-9, abs=1e-12)
+
+
+@FAST
+@given(support(k_max=30), st.floats(0.1, 10.0), st.integers(0, 2**32 - 1))
+def test_no_vector_with_the_gap_has_a_smaller_norm(Ks, gap, seed):
+    """Random vectors pushed to satisfy the gap constraint never beat the closed-form norm."""
+    K, s = Ks
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        z = rng.normal(size=K) * rng.uniform(0.1, 5)
+        short = gap - (z[:s].min() - z[s:].max())
+        if short > 0:
+            z[:s] += short  # now min_in - max_out == gap exactly
+        assert np.linalg.norm(z) >= theory.min_logit_norm(K, s, gap) * (1 - 1e-9)
+
+
+@SLOW_OPT
+@given(support(k_max=7), st.floats(0.2, 8.0))
+def test_min_logit_norm_matches_constrained_minimisation(Ks, gap):
+    K, s = Ks
+    cons = [{"type": "ineq", "fun": (lambda z, i=i, j=j: z[i] - z[j] - gap)} for i in range(s) for j in range(s, K)]
+    res = minimize(lambda z: z @ z, x0=np.linspace(1, -1, K), constraints=cons, method="SLSQP",
+                   options={"ftol": 1e-12, "maxiter": 500})
+    assert res.success
+    assert math.sqrt(res.fun) == pytest.approx(theory.min_logit_norm(K, s, gap), rel=1e-4)
+
+
+@SLOW_OPT
+@given(support(k_max=7), st.floats(0.1, 12.0))
+def test_best_ce_under_norm_matches_constrained_minimisation(Ks, r):
+    K, s = Ks
+    target = np.zeros(K)
+    target[:s] = 1.0 / s
+    best = math.inf
+    for x0 in (np.linspace(1, -1, K), -np.linspace(1, -1, K), np.zeros(K)):
+        res = minimize(lambda z: ce(z, target), x0=x0 * r / math.sqrt(K),
+                       constraints=[{"type": "ineq", "fun": lambda z: r * r - z @ z}], method="SLSQP",
+                       options={"ftol": 1e-12, "maxiter": 500})
+        if res.success:
+            best = min(best, res.fun)
+    assert best == pytest.approx(theory.best_ce_under_norm(K, s, r), rel=1e-5, abs=1e-7)
+
+
+@FAST
+@given(support(), st.floats(0.0, 50.0), st.floats(0.0, 50.0))
+def test_best_ce_under_norm_decreases_to_the_log_s_floor(Ks, r1, r2):
+    K, s = Ks
+    lo, hi = sorted((r1, r2))
+    assert theory.best_ce_under_norm(K, s, hi) <= theory.best_ce_under_norm(K, s, lo) + 1e-12
+    assert theory.best_ce_under_norm(K, s, hi) >= math.log(s) - 1e-12
+    assert theory.best_ce_under_norm(K, s, 0.0) == pytest.approx(math.log(K))  # r = 0: uniform row
+
+
+# --- smoothed rows ---------------------------------------------------------------------------------
+
+
+@FAST
+@given(support(), st.floats(0.0, 0.99), st.floats(0.0, 40.0))
+def test_row_ce_at_gap_is_the_two_level_cross_entropy(Ks, g, gap):
+    K, s = Ks
+    assert theory.row_ce_at_gap(K, s, g, gap) == pytest.approx(ce(two_level(K, s, gap), smoothed_target(K, s, g)), rel=1e-9, abs=1e-9)
+
+
+@FAST
+@given(support(), st.floats(1e-4, 0.99))
+def test_optimal_gap_attains_the_entropy_floor(Ks, g):
+    K, s = Ks
+    d = theory.optimal_gap(K, s, g)
+    assert theory.row_ce_at_gap(K, s, g, d) == pytest.approx(theory.row_entropy(K, s, g), rel=1e-9, abs=1e-12)
+    for other in (0.9 * d, 1.1 * d + 0.01):
+        assert theory.row_ce_at_gap(K, s, g, other) > theory.row_entropy(K, s, g) - 1e-12
+    target = smoothed_target(K, s, g)
+    assert theory.row_entropy(K, s, g) == pytest.approx(-(target * np.log(target)).sum(), rel=1e-9)
+
+
+@FAST
+@given(support(k_max=60), st.floats(1e-3, 0.5))
+def test_optimal_gap_shrinks_with_degree(Ks, g):
+    K, s = Ks
+    if s + 1 < K:
+        assert theory.optimal_gap(K, s + 1, g) < theory.optimal_gap(K, s, g)
+
+
+@SLOW_OPT
+@given(support(k_max=7), st.floats(0.3, 5.0))
+def test_rownorm_max_gap_matches_optimisation(Ks, B):
+    """Largest min_in - max_out over zero-mean vectors of norm B."""
+    K, s = Ks
+    cons = [{"type": "eq", "fun": lambda y: y[:K] @ y[:K] - B * B}, {"type": "eq", "fun": lambda y: y[:K].sum()}]
+    cons += [{"type": "ineq", "fun": (lambda y, i=i, j=j: y[i] - y[j] - y[K])} for i in range(s) for j in range(s, K)]
+    x0 = np.append(two_level(K, s, 0.5 * B), 0.0)
+    res = minimize(lambda y: -y[K], x0=x0, constraints=cons, method="SLSQP", options={"ftol": 1e-12, "maxiter": 500})
+    assert res.success
+    assert -res.fun == pytest.approx(theory.max_gap(K, s, "rownorm", B), rel=1e-5)
+
+
+@FAST
+@given(support(k_max=50), st.floats(1e-3, 0.5), st.floats(0.1, 6.0))
+def test_vanilla_reaches_the_floor_exactly_when_the_bound_allows_the_gap(Ks, g, B):
+    """Threshold checked from both sides: floor iff 2B >= Delta(s)."""
+    K, s = Ks
+    best = theory.best_ce_under_bound(K, s, g, "softcap", B, tau=1.0)
+    floor = theory.row_entropy(K, s, g)
+    if 2 * B >= theory.optimal_gap(K, s, g):
+        assert best == pytest.approx(floor, rel=1e-12, abs=1e-12)
+    else:
+        assert best > floor
+
+
+# --- predicted temperatures ------------------------------------------------------------------------
+
+
+@FAST
+@given(support(k_max=60), st.floats(1e-3, 0.5), st.floats(0.5, 5.0), st.sampled_from(theory.BOUNDED_SCORES))
+def test_vanishing_penalty_gives_the_smallest_sufficient_tau(Ks, g, B, score):
+    K, s = Ks
+    need = theory.optimal_gap(K, s, g) / theory.max_gap(K, s, score, B)
+    tau0 = theory.predicted_inverse_temperature(K, s, g, score, B, penalty=0.0, tau_max=100.0)
+    assert tau0 == pytest.approx(need)
+    tau_small = theory.predicted_inverse_temperature(K, s, g, score, B, penalty=1e-9, tau_max=100.0)
+    assert tau_small == pytest.approx(need, rel=1e-3)
+    # a real price pulls tau below what the gap needs, never above
+    assert theory.predicted_inverse_temperature(K, s, g, score, B, penalty=0.1, tau_max=100.0) <= need + 1e-9
+
+
+@FAST
+@given(st.integers(4, 80), st.floats(1e-3, 0.5), st.floats(0.5, 5.0), st.floats(0.0, 0.1))
+def test_softcap_temperature_rises_with_degree(K, g, B, penalty):
+    """The paper's Table 1 trend follows from an entrywise score bound, at any price."""
+    T = [theory.predicted_temperature(K, s, g, "softcap", B, penalty, tau_max=1e6) for s in range(1, K // 2)]
+    assert all(b >= a - 1e-9 for a, b in zip(T, T[1:]))
+
+
+def test_rownorm_reverses_the_trend_in_the_default_setting():
+    T_row = [theory.predicted_temperature(16, s, 0.05, "rownorm", 5.0, 1e-2) for s in range(1, 6)]
+    T_cap = [theory.predicted_temperature(16, s, 0.05, "softcap", 2.0, 1e-2) for s in range(1, 6)]
+    assert all(b < a for a, b in zip(T_row, T_row[1:]))
+    assert all(b > a for a, b in zip(T_cap, T_cap[1:]))
+
+
+def _joint_optimum(K, s, g, score, B, penalty, tau_max, seed):
+    """Brute force: minimise CE + penalty tau^2 over tau AND the full score row (no two-level assumption)."""
+    target = smoothed_target(K, s, g)
+    rng = np.random.default_rng(seed)
+
+    def pattern(w):
+        if score == "softcap":
+            return B * np.tanh(w)
+        c = w - w.mean()
+        return B * c / max(np.linalg.norm(c), 1e-12)
+
+    def objective(y):
+        tau = tau_max / (1 + np.exp(-y[0]))  # tau in (0, tau_max)
+        return ce(tau * pattern(y[1:]), target) + penalty * tau * tau, tau
+
+    best = (math.inf, None)
+    for _ in range(6):
+        res = minimize(lambda y: objective(y)[0], x0=rng.normal(size=K + 1) * 2, method="BFGS", options={"gtol": 1e-10})
+        if res.fun < best[0]:
+            best = (res.fun, objective(res.x)[1])
+    return best
+
+
+@SLOW_OPT
+@given(st.integers(3, 6).flatmap(lambda K: st.tuples(st.just(K), st.integers(1, K - 1))),
+       st.floats(0.02, 0.3), st.floats(0.5, 3.0), st.sampled_from(theory.BOUNDED_SCORES), st.floats(1e-3, 0.1))
+def test_predicted_temperature_matches_joint_brute_force(Ks, g, B, score, penalty):
+    K, s = Ks
+    tau_max = 4.0
+    tau = theory.predicted_inverse_temperature(K, s, g, score, B, penalty, tau_max)
+    closed = theory.best_ce_under_bound(K, s, g, score, B, tau) + penalty * tau * tau
+    brute, brute_tau = _joint_optimum(K, s, g, score, B, penalty, tau_max, seed=K * 100 + s)
+    # softcap's bound is approached only as scores saturate, so brute force can only come close from above
+    assert brute >= closed - 1e-7
+    assert brute == pytest.approx(closed, abs=2e-5)
+    assert brute_tau == pytest.approx(tau, rel=2e-2, abs=2e-3)
+
+
+def test_inputs_are_checked():
+    with pytest.raises(ValueError):
+        theory.logit_gap(5, 5, 0.1)
+    with pytest.raises(ValueError):
+        theory.logit_gap(5, 2, 1.0)
+    with pytest.raises(ValueError):
+        theory.max_gap(5, 2, "dot", 1.0)
+    with pytest.raises(ValueError):
+        theory.smoothed_row(5, 2, 1.0)
