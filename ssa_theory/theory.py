@@ -174,6 +174,12 @@ def predicted_inverse_temperature(
       (the paper's Table 1 trend);
     - rownorm: ``tau ~ Delta(s) sqrt(s (K - s) / K) / B``, which *grows* with s for s << K: the trend
       reverses.
+
+    At ``penalty = 0`` the two geometries differ. A row norm fixed at B leaves no slack: the optimal
+    logits are unique up to a shift, so ``tau * B`` must equal their centred norm and tau is
+    identified (``Delta(s) / max_gap(s)``). An entrywise bound leaves slack: the pattern can shrink
+    inside its box, every tau in ``[Delta / 2B, tau_max)`` is optimal, and this returns NaN (the
+    temperature is identified only when it has a price).
     """
     if penalty < 0:
         raise ValueError(f"penalty must be >= 0 (got {penalty})")
@@ -181,6 +187,8 @@ def predicted_inverse_temperature(
         raise ValueError(f"tau_max must be > 0 (got {tau_max})")
     need = optimal_gap(K, s, g) / max_gap(K, s, score, bound)
     if penalty == 0.0:
+        if score == "softcap" and need < tau_max:
+            return math.nan
         return min(need, tau_max)
 
     def objective(tau: float) -> float:

@@ -177,7 +177,10 @@ def test_vanishing_penalty_gives_the_smallest_sufficient_tau(Ks, g, B, score):
     K, s = Ks
     need = theory.optimal_gap(K, s, g) / theory.max_gap(K, s, score, B)
     tau0 = theory.predicted_inverse_temperature(K, s, g, score, B, penalty=0.0, tau_max=100.0)
-    assert tau0 == pytest.approx(need)
+    if score == "rownorm":
+        assert tau0 == pytest.approx(need)  # a fixed row norm identifies tau without a price
+    else:
+        assert math.isnan(tau0)  # an entrywise box has slack: every tau >= need is optimal
     tau_small = theory.predicted_inverse_temperature(K, s, g, score, B, penalty=1e-9, tau_max=100.0)
     assert tau_small == pytest.approx(need, rel=1e-3)
     # a real price pulls tau below what the gap needs, never above
@@ -185,7 +188,7 @@ def test_vanishing_penalty_gives_the_smallest_sufficient_tau(Ks, g, B, score):
 
 
 @FAST
-@given(st.integers(4, 80), st.floats(1e-3, 0.5), st.floats(0.5, 5.0), st.floats(0.0, 0.1))
+@given(st.integers(4, 80), st.floats(1e-3, 0.5), st.floats(0.5, 5.0), st.floats(1e-4, 0.1))
 def test_softcap_temperature_rises_with_degree(K, g, B, penalty):
     """The paper's Table 1 trend follows from an entrywise score bound, at any price."""
     T = [theory.predicted_temperature(K, s, g, "softcap", B, penalty, tau_max=1e6) for s in range(1, K // 2)]

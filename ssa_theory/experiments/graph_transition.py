@@ -266,7 +266,8 @@ def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarra
 def predictions(cfg: GraphTransitionConfig, score: str, degrees: np.ndarray) -> dict[str, np.ndarray]:
     """Per node: predicted SSA temperature and CE, and the best CE any vanilla layer can reach.
 
-    NaN where the geometry has no closed form (cosine, dot).
+    NaN where the geometry has no closed form (cosine, dot), and for the temperature where it is
+    not identified (softcap with ``temp_penalty = 0``; see ``theory.predicted_inverse_temperature``).
     """
     K, g = cfg.n_nodes, cfg.smoothing
     nan = np.full(len(degrees), np.nan)
@@ -274,9 +275,11 @@ def predictions(cfg: GraphTransitionConfig, score: str, degrees: np.ndarray) -> 
         return {"T_pred": nan, "ce_ssa_pred": nan, "ce_vanilla_best": nan}
     B = cfg.bound(score)
     tau = np.array([theory.predicted_inverse_temperature(K, int(s), g, score, B, cfg.temp_penalty, TAU_MAX) for s in degrees])
+    # NaN tau: unpriced softcap, where every tau up to TAU_MAX is optimal; the CE is the same for all.
+    tau_ce = np.where(np.isnan(tau), TAU_MAX, tau)
     return {
         "T_pred": 1.0 / tau,
-        "ce_ssa_pred": np.array([theory.best_ce_under_bound(K, int(s), g, score, B, t) for s, t in zip(degrees, tau)]),
+        "ce_ssa_pred": np.array([theory.best_ce_under_bound(K, int(s), g, score, B, t) for s, t in zip(degrees, tau_ce)]),
         "ce_vanilla_best": np.array([theory.best_ce_under_bound(K, int(s), g, score, B, 1.0) for s in degrees]),
     }
 
