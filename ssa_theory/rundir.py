@@ -116,7 +116,7 @@ def _fmt(x: Any) -> str:
         if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
             return f"{x:.3e}"
         return f"{x:.4f}"
-    return str(x)
+    return str(x).replace("|", "\\|")  # a bare pipe would split the cell
 
 
 def markdown_table(df: pd.DataFrame) -> str:

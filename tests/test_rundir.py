@@ -21,6 +21,10 @@ def test_markdown_golden():
     assert markdown_table(with_ci(df, ["ce"])[["model", "ce", "n"]]) == GOLDEN
 
 
+def test_markdown_escapes_pipes():
+    assert "\\|score\\| < B" in markdown_table(pd.DataFrame({"budget": ["|score| < B"]}))
+
+
 def test_hash_is_stable_and_order_free():
     a = run_hash({"x": 1, "y": [1, 2]})
     assert a == run_hash({"y": [1, 2], "x": 1}) and len(a) == 10
