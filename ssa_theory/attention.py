@@ -66,10 +66,6 @@ class Variant:
     def terms(self, side: str) -> frozenset[str]:
         return getattr(self, side)
 
-    @property
-    def is_vanilla(self) -> bool:
-        return not (self.q or self.k or self.v)
-
 
 def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True) -> Variant:
     split = lambda s: frozenset(t for t in s.split("+") if t)  # noqa: E731  "pos+tok" -> {pos, tok}

@@ -323,11 +323,20 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
         "matrices", **{f"{score}_{model}": r["probs"] for (score, model), r in results.items()}
     )
 
-    curves, per_node, by_geometry, summary = [], [], [], []
-    for (score, model), r in results.items():
-        for i, step in enumerate(r["history_step"]):
-            for e, seed in enumerate(ctx.seeds):
-                curves.append({"score": score, "model": model, "step": int(step), "seed": seed, "ce": float(r["history_ce"][i, e])})
+    curves = [
+        {"score": score, "model": model, "step": int(step), "seed": seed, "ce": float(r["history_ce"][i, e])}
+        for (score, model), r in results.items()
+        for i, step in enumerate(r["history_step"])
+        for e, seed in enumerate(ctx.seeds)
+    ]
+    pd.DataFrame(curves).to_csv(ctx.path / "arrays" / "curves.csv", index=False)
+    by_geo, summary = _geometry_tables(cfg, ctx, results, degrees, floor)
+    _headline(cfg, ctx, results, degrees, floor, by_geo, summary)
+
+
+def _geometry_tables(cfg, ctx, results, degrees, floor) -> tuple[pd.DataFrame, list[dict]]:
+    """Per node, per (geometry, degree) and per geometry: learned temperatures beside theory."""
+    per_node, by_geometry, summary = [], [], []
     for score in cfg.geometries:
         van, ssa = results[(score, "vanilla")], results[(score, "ssa")]
         pred = predictions(cfg, score, degrees)
@@ -336,8 +345,7 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
                 per_node.append({"score": score, "seed": seed, "node": k, "degree": degrees[k], "T": ssa["temperature"][e, k], "T_pred": pred["T_pred"][k]})
         for d in range(1, cfg.max_degree + 1):
             nodes = degrees == d
-            per_seed = ssa["temperature"][:, nodes].mean(1)
-            m, lo, hi = mean_ci(per_seed)
+            m, lo, hi = mean_ci(ssa["temperature"][:, nodes].mean(1))
             spread = (ssa["temperature"][:, nodes].max(1) - ssa["temperature"][:, nodes].min(1)).mean()
             by_geometry.append({"score": score, "degree": d, "nodes": int(nodes.sum()), "T": m, "T_lo": lo, "T_hi": hi,
                                 "within_degree_spread": spread, "T_pred": pred["T_pred"][nodes][0]})
@@ -350,15 +358,16 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
             "T_slope": sm, "T_slope_lo": slo, "T_slope_hi": shi,
             "trend": trend_label(slope, ssa["temperature"]),
         })
-
-    pd.DataFrame(curves).to_csv(ctx.path / "arrays" / "curves.csv", index=False)
     ctx.write_table("per_node", pd.DataFrame(per_node))
     by_geo = pd.DataFrame(by_geometry)
     ctx.write_table("temperature_by_geometry", by_geo, with_ci(by_geo, ["T"]))
     summ = pd.DataFrame(summary)
     ctx.write_table("geometry_summary", summ, with_ci(summ, ["T_slope"]))
+    return by_geo, summary
 
-    # Headline: the first geometry.
+
+def _headline(cfg, ctx, results, degrees, floor, by_geo, summary) -> None:
+    """The headline geometry's tables (CE/L1, Table 1) and metrics.json."""
     score = cfg.geometries[0]
     head = by_geo[by_geo.score == score].drop(columns="score")
     ctx.write_table("temperature_by_degree", head, with_ci(head, ["T"]))
@@ -378,29 +387,28 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
 
     van, ssa = results[(score, "vanilla")], results[(score, "ssa")]
     per_degree = {int(d): ssa["temperature"][:, degrees == d].mean(1) for d in range(1, cfg.max_degree + 1)}
-    metrics = {"score": score, "seeds": ctx.seeds, "ce_floor": floor}
-    for name, values in [("ce_vanilla", van["ce"]), ("ce_ssa", ssa["ce"]), ("l1_vanilla", van["l1"]), ("l1_ssa", ssa["l1"]),
-                         ("qk_norm_vanilla", van["qk_norm"]), ("qk_norm_ssa", ssa["qk_norm"]),
-                         ("temperature_slope", temperature_slope(ssa["temperature"], degrees))]:
-        metrics[name] = float(np.mean(values))
-    metrics["temperature_by_degree"] = {d: float(v.mean()) for d, v in per_degree.items()}
-    metrics["temperature_pred_by_degree"] = {
-        d: (None if np.isnan(pred["T_pred"][degrees == d][0]) else float(pred["T_pred"][degrees == d][0])) for d in per_degree
-    }
-    metrics["ce_vanilla_best_theory"] = float(pred["ce_vanilla_best"].mean())
-    metrics["ce_ssa_pred_theory"] = float(pred["ce_ssa_pred"].mean())
-    metrics["per_seed"] = {
+    t_pred = {d: pred["T_pred"][degrees == d][0] for d in per_degree}
+    series = {
         "ce_vanilla": van["ce"], "ce_ssa": ssa["ce"], "l1_vanilla": van["l1"], "l1_ssa": ssa["l1"],
         "qk_norm_vanilla": van["qk_norm"], "qk_norm_ssa": ssa["qk_norm"],
-        "temperature_by_degree": {d: v for d, v in per_degree.items()},
+        "temperature_slope": temperature_slope(ssa["temperature"], degrees),
     }
-    metrics["ci95"] = {
-        name: list(mean_ci(values)[1:])
-        for name, values in [("ce_vanilla", van["ce"]), ("ce_ssa", ssa["ce"]), ("l1_vanilla", van["l1"]), ("l1_ssa", ssa["l1"]),
-                             ("qk_norm_vanilla", van["qk_norm"]), ("qk_norm_ssa", ssa["qk_norm"])]
+    metrics = {
+        "score": score,
+        "seeds": ctx.seeds,
+        "ce_floor": floor,
+        **{name: float(np.mean(v)) for name, v in series.items()},
+        "temperature_by_degree": {d: float(v.mean()) for d, v in per_degree.items()},
+        "temperature_pred_by_degree": {d: (None if np.isnan(t) else float(t)) for d, t in t_pred.items()},
+        "ce_vanilla_best_theory": float(pred["ce_vanilla_best"].mean()),
+        "ce_ssa_pred_theory": float(pred["ce_ssa_pred"].mean()),
+        "per_seed": {**series, "temperature_by_degree": per_degree},
+        "ci95": {
+            **{name: list(mean_ci(v)[1:]) for name, v in series.items()},
+            "temperature_by_degree": {d: list(mean_ci(v)[1:]) for d, v in per_degree.items()},
+        },
+        "trend_by_geometry": {row["score"]: row["trend"] for row in summary},
     }
-    metrics["ci95"]["temperature_by_degree"] = {d: list(mean_ci(v)[1:]) for d, v in per_degree.items()}
-    metrics["trend_by_geometry"] = {row["score"]: row["trend"] for row in summary}
     ctx.write_metrics(metrics)
 
 
