@@ -14,6 +14,10 @@ that head), so the token term adds one vector u per head and side; without shari
 projection. A side with no terms has tau = 1. At ``u = 0`` and ``alpha -> -inf`` every variant is
 vanilla attention exactly (tested).
 
+The ``gated`` variant is the nearest competitor of value selectivity and easily confused with it:
+an output gate ``out_i <- out_i * 2 sigmoid(x_i W_g)`` (elementwise, neutral at ``W_g = 0``) scales
+what query i *receives*, whereas a value temperature scales what each token j *contributes*.
+
 The score geometry is a separate, orthogonal choice (``SCORES``). For ``dot`` the temperature can be
 folded into q, k and v, and the layer runs on ``torch.nn.functional.scaled_dot_product_attention``;
 the other geometries bound the score pattern, so that only the temperature can change a row's
@@ -56,6 +60,7 @@ class Variant:
     k: frozenset[str] = frozenset()
     v: frozenset[str] = frozenset()
     share: bool = True  # token term reads the side's own projection (the paper's weight sharing)
+    gate: bool = False  # output gate: each query's output times 2 sigmoid(x W_g) (not value selectivity)
 
     def __post_init__(self) -> None:
         for side in SIDES:
@@ -67,9 +72,9 @@ class Variant:
         return getattr(self, side)
 
 
-def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True) -> Variant:
+def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gate: bool = False) -> Variant:
     split = lambda s: frozenset(t for t in s.split("+") if t)  # noqa: E731  "pos+tok" -> {pos, tok}
-    return Variant(name, split(q), split(k), split(v), share)
+    return Variant(name, split(q), split(k), split(v), share, gate)
 
 
 # The named variants. Add a strategy here, not as a copy of the layer.
@@ -84,8 +89,10 @@ VARIANTS: dict[str, Variant] = {
         _v("ssa_q_pos", q="pos"),
         _v("ssa_v", v="pos+tok"),
         _v("ssa_v_tok", v="tok"),
+        _v("ssa_v_tok_noshare", v="tok", share=False),  # value temperature with its own projection
         _v("ssa_k", k="pos+tok"),  # ablation: key temperature
         _v("ssa_qkv", q="pos+tok", k="pos+tok", v="pos+tok"),
+        _v("gated", gate=True),  # query-side output gating, the nearest competitor of value selectivity
     ]
 }
 
@@ -118,6 +125,9 @@ class Attention(nn.Module):
         value_proj: learn W_v; if False the values are the inputs themselves, split into heads.
         out_proj: learn W_o; if False the heads' outputs are concatenated.
         alpha_init: initial alpha of position terms (sigmoid(-4) = 0.018: nearly vanilla).
+        qk_std: initial standard deviation of W_q, W_k and the temperatures' own projections
+            (default ``1/sqrt(d_model)``). A small value starts every score and temperature near
+            neutral, which matters when inputs are large (e.g. very noisy tokens).
     """
 
     def __init__(
@@ -133,6 +143,7 @@ class Attention(nn.Module):
         value_proj: bool = True,
         out_proj: bool = True,
         alpha_init: float = -4.0,
+        qk_std: float | None = None,
     ) -> None:
         super().__init__()
         self.variant = get_variant(variant)
@@ -153,8 +164,9 @@ class Attention(nn.Module):
 
         # Draw order is fixed (q, k, v, o, then temperature projections): part of reproducibility.
         std = lecun_std(d_model)
-        self.w_q = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), std))
-        self.w_k = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), std))
+        qk_std = std if qk_std is None else qk_std
+        self.w_q = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), qk_std))
+        self.w_k = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), qk_std))
         self.w_v = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), std)) if value_proj else None
         self.w_o = (
             nn.Parameter(stacked_normal(generators, (H * self.d_value, d_model), lecun_std(H * self.d_value)))
@@ -162,6 +174,9 @@ class Attention(nn.Module):
             else None
         )
         # Temperature parameters, per side: u (E, H, width), alpha (E, H), optional own projection.
+        self.w_gate = (
+            nn.Parameter(stacked_full(E, (d_model, H * self.d_value), 0.0)) if self.variant.gate else None
+        )
         self.temp = nn.ParameterDict()
         for side in SIDES:
             terms = self.variant.terms(side)
@@ -169,7 +184,7 @@ class Attention(nn.Module):
             if "tok" in terms:
                 self.temp[f"{side}_u"] = nn.Parameter(stacked_full(E, (H, width), 0.0))
                 if not self.variant.share:
-                    self.temp[f"{side}_w"] = nn.Parameter(stacked_normal(generators, (d_model, H * width), std))
+                    self.temp[f"{side}_w"] = nn.Parameter(stacked_normal(generators, (d_model, H * width), qk_std))
             if "pos" in terms:
                 self.temp[f"{side}_alpha"] = nn.Parameter(stacked_full(E, (H,), alpha_init))
 
@@ -317,6 +332,8 @@ class Attention(nn.Module):
             out = probs @ v
         E, B, H, Lq, w = out.shape
         out = out.transpose(2, 3).reshape(E, B, Lq, H * w)
+        if self.w_gate is not None:
+            out = out * 2.0 * torch.sigmoid(linear(x, self.w_gate))
         if self.w_o is not None:
             out = linear(out, self.w_o)
         return (out, probs) if return_probs else out

@@ -165,13 +165,24 @@ class RunContext:
         write_json(self.path / "metrics.json", metrics)
 
     def save_arrays(self, name: str, **arrays: np.ndarray) -> None:
+        """``arrays/NAME.npz``: raw arrays the figures are drawn from."""
         d = self.path / "arrays"
         d.mkdir(exist_ok=True)
         np.savez_compressed(d / f"{name}.npz", **arrays)
 
+    def save_frame(self, name: str, df: pd.DataFrame) -> None:
+        """``arrays/NAME.csv``: raw long-form results (curves, theory grids) the figures are drawn from."""
+        d = self.path / "arrays"
+        d.mkdir(exist_ok=True)
+        df.to_csv(d / f"{name}.csv", index=False)
+
 
 def read_table(run_dir: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "tables" / f"{name}.csv")
+
+
+def load_frame(run_dir: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / "arrays" / f"{name}.csv")
 
 
 def load_arrays(run_dir: Path, name: str) -> dict[str, np.ndarray]:

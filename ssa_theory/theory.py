@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.stats import binom
 
 __all__ = [
     "logit_gap",
@@ -34,6 +39,13 @@ __all__ = [
     "predicted_inverse_temperature",
     "predicted_temperature",
     "BOUNDED_SCORES",
+    "denoising_mse_naive",
+    "denoising_mse_convex",
+    "denoising_mse_bayes",
+    "value_selective_bayes_parameters",
+    "noisy_count_pmf",
+    "DenoisingRisks",
+    "expected_denoising_mse",
 ]
 
 # Score geometries for which the largest reachable in/out gap has a closed form (see ``max_gap``).
@@ -206,3 +218,102 @@ def predicted_temperature(
 ) -> float:
     """Temperature ``T = 1 / tau`` of ``predicted_inverse_temperature``."""
     return 1.0 / predicted_inverse_temperature(K, s, g, score, bound, penalty, tau_max)
+
+
+# --- denoising: value selectivity (PAPER_NOTES §2b, paper Table 2) ------------------------------
+#
+# A target mu ~ N(0, v I_d) is seen through n tokens x_i = mu + sigma_i g_i, g_i ~ N(0, I_d), with
+# every sigma_i known to the estimator. All risks are per coordinate (MSE averaged over the d
+# coordinates), for one context with the given noise levels unless the name says "expected".
+
+
+def _precision(sigmas: Sequence[float]) -> np.ndarray:
+    s = np.asarray(sigmas, dtype=float)
+    if s.ndim != 1 or s.size == 0 or np.any(s <= 0):
+        raise ValueError(f"sigmas must be a non-empty list of positive numbers (got {sigmas})")
+    return 1.0 / s**2
+
+
+def denoising_mse_naive(sigmas: Sequence[float]) -> float:
+    """Risk of the plain average: ``sum_i sigma_i^2 / n^2``."""
+    w = _precision(sigmas)
+    return float(np.sum(1.0 / w) / w.size**2)
+
+
+def denoising_mse_convex(sigmas: Sequence[float]) -> float:
+    """Risk of the best convex combination (inverse-variance weights): ``1 / S``, ``S = sum 1/sigma_i^2``.
+
+    Weights that sum to one, as softmax attention's do, cannot shrink towards the prior mean; among
+    them the inverse-variance weights are best, and softmax reaches them with class scores
+    ``log(1/sigma_c^2)`` for every context at once.
+    """
+    return float(1.0 / np.sum(_precision(sigmas)))
+
+
+def denoising_mse_bayes(sigmas: Sequence[float], prior_var: float = 1.0) -> float:
+    """Bayes risk: the posterior mean ``sum_i (x_i / sigma_i^2) / (1/v + S)`` has risk ``1 / (1/v + S)``."""
+    if prior_var <= 0:
+        raise ValueError(f"prior_var must be > 0 (got {prior_var})")
+    return float(1.0 / (1.0 / prior_var + np.sum(_precision(sigmas))))
+
+
+def value_selective_bayes_parameters(n: int, sigmas: Sequence[float], prior_var: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax weights ``r`` and value gains ``tau`` per noise class with which attention IS the Bayes estimator.
+
+    With unnormalised weights ``r_c = 1/sigma_c^2 + 1/(n v)`` the normaliser of any context of n
+    tokens is ``sum_j r_j = S + 1/v`` whatever its composition, and gains
+    ``tau_c = (1/sigma_c^2) / r_c`` turn ``r_c tau_c / sum_j r_j`` into the Bayes weights
+    ``(1/sigma_c^2) / (1/v + S)``. A single global gain cannot do this: it would have to follow S,
+    which changes with the context's composition. (``tau_c`` lies in (0, 1), inside SSA's range.)
+    """
+    w = _precision(sigmas)
+    r = w + 1.0 / (n * prior_var)
+    return r, w / r
+
+
+def noisy_count_pmf(n: int, p: float) -> np.ndarray:
+    """P(k of n tokens are noisy), k = 0..n, each token noisy independently with probability p."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must lie in [0, 1] (got {p})")
+    return binom.pmf(np.arange(n + 1), n, p)
+
+
+@dataclass(frozen=True)
+class DenoisingRisks:
+    """Expected per-coordinate risks over contexts with random noise classes (exact, by enumeration)."""
+
+    naive: float  # plain average
+    convex: float  # best convex weights, i.e. best softmax attention without a value gain
+    vanilla: float  # best softmax attention with one global value gain (also: a query-side output gate)
+    bayes: float  # Bayes posterior mean; reached exactly by value-selective attention and by a zero-valued sink
+    vanilla_gain: float  # the global gain that attains ``vanilla``
+
+
+def expected_denoising_mse(n: int, p: float, sigma_clean: float, sigma_noisy: float, prior_var: float = 1.0) -> DenoisingRisks:
+    """Exact expected risks when each of n tokens is noisy (sigma_noisy) with probability p, else clean.
+
+    Enumerates the number k of noisy tokens (Binomial(n, p)). For vanilla attention with class
+    weights r and one global gain g the risk of a context is ``(1-g)^2 v + g^2 V_k(r)`` with
+    ``V_k(r)`` the variance of its convex combination. Inverse-variance weights minimise ``V_k`` for
+    every k at once, hence ``E V_k`` too; with ``c = E[1/S]`` the best gain is ``g = v / (v + c)`` and
+    the risk ``v c / (v + c)``. That is the best vanilla attention can do in this task (its scores
+    come from a fixed query, so they see only each token's class and content); a query-side output
+    gate is another global gain and has the same limit.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (got {n})")
+    if min(sigma_clean, sigma_noisy, prior_var) <= 0:
+        raise ValueError("sigmas and prior_var must be > 0")
+    pmf = noisy_count_pmf(n, p)
+    k = np.arange(n + 1)
+    S = (n - k) / sigma_clean**2 + k / sigma_noisy**2
+    naive = float(pmf @ (((n - k) * sigma_clean**2 + k * sigma_noisy**2) / n**2))
+    convex = float(pmf @ (1.0 / S))
+    bayes = float(pmf @ (1.0 / (1.0 / prior_var + S)))
+    return DenoisingRisks(
+        naive=naive,
+        convex=convex,
+        vanilla=prior_var * convex / (prior_var + convex),
+        bayes=bayes,
+        vanilla_gain=prior_var / (prior_var + convex),
+    )

@@ -31,6 +31,8 @@ def neutralise(layer):
                 p.zero_()
             elif name.endswith("_alpha"):
                 p.fill_(-math.inf)
+        if layer.w_gate is not None:
+            layer.w_gate.zero_()
     return layer
 
 
@@ -195,6 +197,19 @@ def test_rownorm_rows_have_norm_bound_over_visible_keys():
     torch.testing.assert_close(norms, torch.full_like(norms, 2.5))
     centred = finite.sum(-1)[..., 1:]
     torch.testing.assert_close(centred, torch.zeros_like(centred))
+
+
+def test_output_gate_scales_each_querys_output():
+    layer = make("gated", out_proj=False)
+    with torch.no_grad():
+        layer.w_gate.normal_(0, 1, generator=torch.Generator().manual_seed(8))
+    x = inputs()
+    vanilla = make("vanilla", out_proj=False)(x)
+    gate = 2 * torch.sigmoid(x @ layer.w_gate[:, None])
+    torch.testing.assert_close(layer(x), vanilla * gate)
+    out = layer(x)
+    out.sum().backward()
+    assert layer.w_gate.grad.abs().sum() > 0
 
 
 def test_unknown_names_are_refused_with_suggestions():

@@ -271,3 +271,97 @@ def test_inputs_are_checked():
         theory.max_gap(5, 2, "dot", 1.0)
     with pytest.raises(ValueError):
         theory.smoothed_row(5, 2, 1.0)
+
+
+# --- denoising (PAPER_NOTES §2b) -------------------------------------------------------------------
+
+sigma_lists = st.lists(st.floats(0.1, 20.0), min_size=1, max_size=24)
+
+
+def monte_carlo_risks(sigmas, prior_var, n_samples, seed):
+    """Per-coordinate squared errors of the naive, convex and Bayes estimators on simulated contexts."""
+    rng = np.random.default_rng(seed)
+    s = np.asarray(sigmas)
+    mu = rng.normal(size=(n_samples, 1)) * np.sqrt(prior_var)
+    x = mu + s * rng.normal(size=(n_samples, s.size))
+    w = 1 / s**2
+    est = {"naive": x.mean(1), "convex": x @ w / w.sum(), "bayes": x @ w / (1 / prior_var + w.sum())}
+    return {k: (e - mu[:, 0]) ** 2 for k, e in est.items()}
+
+
+@FAST
+@given(sigma_lists, st.floats(0.2, 5.0), st.integers(0, 2**32 - 1))
+def test_denoising_closed_forms_match_monte_carlo(sigmas, prior_var, seed):
+    """20000 simulated contexts; tolerance: 5 standard errors of each Monte-Carlo mean."""
+    errs = monte_carlo_risks(sigmas, prior_var, 20000, seed)
+    closed = {"naive": theory.denoising_mse_naive(sigmas), "convex": theory.denoising_mse_convex(sigmas),
+              "bayes": theory.denoising_mse_bayes(sigmas, prior_var)}
+    for k, e in errs.items():
+        se = e.std(ddof=1) / math.sqrt(e.size)
+        assert abs(e.mean() - closed[k]) < 5 * se, (k, e.mean(), closed[k], se)
+
+
+@FAST
+@given(sigma_lists, st.floats(0.2, 5.0))
+def test_denoising_risks_are_ordered(sigmas, prior_var):
+    bayes = theory.denoising_mse_bayes(sigmas, prior_var)
+    convex = theory.denoising_mse_convex(sigmas)
+    naive = theory.denoising_mse_naive(sigmas)
+    assert bayes <= convex * (1 + 1e-12) and convex <= naive * (1 + 1e-12)
+    assert bayes <= prior_var  # never worse than predicting the prior mean
+
+
+@FAST
+@given(st.integers(1, 30), st.floats(0.1, 10.0), st.floats(0.1, 10.0), st.floats(0.2, 5.0), st.integers(0, 2**32 - 1))
+def test_value_gains_make_attention_the_bayes_estimator(n, s1, s2, prior_var, seed):
+    """For every class composition, softmax weights r_c / sum r with gains tau_c ARE the Bayes weights."""
+    rng = np.random.default_rng(seed)
+    r, tau = theory.value_selective_bayes_parameters(n, [s1, s2], prior_var)
+    assert np.all((0 < tau) & (tau < 1))
+    for _ in range(5):
+        cls = rng.integers(0, 2, size=n)
+        sig = np.array([s1, s2])[cls]
+        attention = r[cls] * tau[cls] / r[cls].sum()
+        bayes = (1 / sig**2) / (1 / prior_var + (1 / sig**2).sum())
+        np.testing.assert_allclose(attention, bayes, rtol=1e-12)
+
+
+@FAST
+@given(st.integers(1, 40), st.floats(0.0, 1.0), st.floats(0.2, 5.0), st.floats(0.2, 40.0), st.floats(0.2, 4.0))
+def test_expected_risks_enumerate_the_class_counts(n, p, s1, s2, prior_var):
+    risks = theory.expected_denoising_mse(n, p, s1, s2, prior_var)
+    pmf = theory.noisy_count_pmf(n, p)
+    assert pmf.sum() == pytest.approx(1.0)
+    brute_bayes = sum(pmf[k] * theory.denoising_mse_bayes([s1] * (n - k) + [s2] * k, prior_var) for k in range(n + 1))
+    brute_naive = sum(pmf[k] * theory.denoising_mse_naive([s1] * (n - k) + [s2] * k) for k in range(n + 1))
+    assert risks.bayes == pytest.approx(brute_bayes, rel=1e-10)
+    assert risks.naive == pytest.approx(brute_naive, rel=1e-10)
+    assert risks.bayes <= risks.vanilla * (1 + 1e-12) <= risks.convex * (1 + 1e-9) + 1e-15
+    assert risks.vanilla <= prior_var
+
+
+@SLOW_OPT
+@given(st.integers(2, 24), st.floats(0.05, 0.95), st.floats(0.3, 3.0), st.floats(1.0, 30.0))
+def test_best_vanilla_matches_numerical_optimisation(n, p, s1, s2):
+    """Minimise the exact expected risk of class-weighted softmax attention with one gain, over (log r2/r1, g)."""
+    pmf = theory.noisy_count_pmf(n, p)
+    k = np.arange(n + 1)
+
+    def risk(y):
+        rho, g = np.exp(y[0]), y[1]  # weights: clean 1, noisy rho
+        total = (n - k) + k * rho
+        var = ((n - k) * s1**2 + k * rho**2 * s2**2) / total**2
+        return pmf @ ((1 - g) ** 2 + g**2 * var)
+
+    best = min(minimize(risk, x0=np.array([x0, 0.5]), method="Nelder-Mead",
+                        options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000}).fun for x0 in (-4.0, 0.0, 2.0))
+    closed = theory.expected_denoising_mse(n, p, s1, s2, 1.0).vanilla
+    assert best >= closed * (1 - 1e-9)
+    assert best == pytest.approx(closed, rel=1e-5)
+
+
+def test_denoising_numbers_in_paper_notes():
+    """PAPER_NOTES' computed leads (n = 16, p = 0.9): naive / best vanilla / Bayes."""
+    for (s1, s2), expected in {(1, 10): (5.63, 0.620, 0.448), (1, 30): (50.6, 0.916, 0.485), (0.5, 5): (1.41, 0.290, 0.215)}.items():
+        r = theory.expected_denoising_mse(16, 0.9, s1, s2, 1.0)
+        assert (round(r.naive, 2 if r.naive < 10 else 1), round(r.vanilla, 3), round(r.bayes, 3)) == expected

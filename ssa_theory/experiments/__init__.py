@@ -1,6 +1,7 @@
 """The registered experiments: one explicit ``register`` per module, in the order ``list`` shows."""
 
-from ssa_theory.experiments import graph_transition
+from ssa_theory.experiments import denoising, graph_transition
 from ssa_theory.registry import register
 
 register(graph_transition.EXPERIMENT)
+register(denoising.EXPERIMENT)

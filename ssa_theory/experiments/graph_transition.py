@@ -329,7 +329,7 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
         for i, step in enumerate(r["history_step"])
         for e, seed in enumerate(ctx.seeds)
     ]
-    pd.DataFrame(curves).to_csv(ctx.path / "arrays" / "curves.csv", index=False)
+    ctx.save_frame("curves", pd.DataFrame(curves))
     by_geo, summary = _geometry_tables(cfg, ctx, results, degrees, floor)
     _headline(cfg, ctx, results, degrees, floor, by_geo, summary)
 

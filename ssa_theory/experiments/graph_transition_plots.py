@@ -7,10 +7,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
-import pandas as pd
 
 from ssa_theory.plotting import COLORS, save
-from ssa_theory.rundir import load_arrays, read_json, read_table
+from ssa_theory.rundir import load_arrays, load_frame, read_json, read_table
 
 
 def _headline(run_dir: Path) -> tuple[str, list[int]]:
@@ -72,7 +71,7 @@ def error_maps(run_dir: Path) -> None:
 def ce_curves(run_dir: Path) -> None:
     """Exact CE against training step, mean over seeds with a min-max band; floor and vanilla's best dashed."""
     score, _ = _headline(run_dir)
-    curves = pd.read_csv(Path(run_dir) / "arrays" / "curves.csv")
+    curves = load_frame(run_dir, "curves")
     table = read_table(run_dir, "ce_l1").set_index("model")
     floor = table.loc["vanilla", "ce_floor"]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
