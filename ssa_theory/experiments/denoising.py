@@ -258,6 +258,10 @@ def _write_results(cfg, ctx, regimes, members, err, gains, curves) -> None:
             })
     table = pd.DataFrame(rows)
     ctx.write_table("regimes", table, with_ci(table, ["mse"]))
+    ctx.write_table("per_member", pd.DataFrame([
+        {"p_noisy": regimes[ri][0], "sigma_noisy": regimes[ri][1], "seed": seed, **{name: err[name][e].mean() for name in ESTIMATORS}}
+        for e, (ri, seed) in enumerate(members)
+    ]))
 
     # Table 2: the default regime (index 0).
     t2 = table[(table.p_noisy == regimes[0][0]) & (table.sigma_noisy == regimes[0][1])].copy()
