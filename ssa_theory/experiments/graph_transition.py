@@ -212,24 +212,35 @@ def expected_ce(logp: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     return -(torch.where(P > 0, P * logp, torch.zeros_like(logp))).sum(-1).mean(-1)
 
 
+class TransitionSampler:
+    """Next-token data for E members: ``sample()`` gives (E, batch) current and next tokens.
+
+    The current token is uniform over the vocabulary, the next one drawn from ``P[current]`` by
+    inverse CDF; member e draws only from ``generators[e]`` (CPU), so its data match a single run.
+    """
+
+    def __init__(self, P: np.ndarray, generators, batch_size: int, device) -> None:
+        self.cdf = torch.as_tensor(np.cumsum(P, 1), dtype=torch.float32)
+        self.generators, self.batch_size, self.device = generators, batch_size, device
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        K = self.cdf.shape[0]
+        cur, nxt = [], []
+        for g in self.generators:
+            k = torch.randint(K, (self.batch_size,), generator=g)
+            u = torch.rand(self.batch_size, 1, generator=g)
+            cur.append(k)
+            nxt.append(torch.searchsorted(self.cdf[k], u).squeeze(1).clamp_max(K - 1))
+        return torch.stack(cur).to(self.device), torch.stack(nxt).to(self.device)
+
+
 def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarray, ctx: RunContext) -> dict:
     """Train one (model, geometry) pair for every member seed at once; return its results."""
-    K, E, device = cfg.n_nodes, len(ctx.seeds), ctx.device
+    E, device = len(ctx.seeds), ctx.device
     net = GraphModel(model, cfg, score, torch_generators(ctx.seeds, "init")).to(device)
     P_t = torch.as_tensor(P, dtype=torch.float32, device=device)
-    cdf = torch.as_tensor(np.cumsum(P, 1), dtype=torch.float32)
-    data = torch_generators(ctx.seeds, "data")  # same stream for every model: same data
+    sample = TransitionSampler(P, torch_generators(ctx.seeds, "data"), cfg.batch_size, device)  # same data for every model
     members = torch.arange(E, device=device)[:, None]
-
-    def sample() -> tuple[torch.Tensor, torch.Tensor]:
-        """(E, batch) current and next tokens: current uniform, next ~ P*[current] by inverse CDF."""
-        cur, nxt = [], []
-        for g in data:
-            k = torch.randint(K, (cfg.batch_size,), generator=g)
-            u = torch.rand(cfg.batch_size, 1, generator=g)
-            cur.append(k)
-            nxt.append(torch.searchsorted(cdf[k], u).squeeze(1).clamp_max(K - 1))
-        return torch.stack(cur).to(device), torch.stack(nxt).to(device)
 
     def member_loss(step: int) -> torch.Tensor:
         logp = net()
