@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import binom
 
 __all__ = [
@@ -46,6 +46,9 @@ __all__ = [
     "noisy_count_pmf",
     "DenoisingRisks",
     "expected_denoising_mse",
+    "gap_for_accuracy",
+    "min_norm_for_accuracy",
+    "query_norm_lower_bound",
 ]
 
 # Score geometries for which the largest reachable in/out gap has a closed form (see ``max_gap``).
@@ -317,3 +320,50 @@ def expected_denoising_mse(n: int, p: float, sigma_clean: float, sigma_noisy: fl
         bayes=bayes,
         vanilla_gain=prior_var / (prior_var + convex),
     )
+
+
+# --- norms and spikiness: what a query temperature saves (PAPER_NOTES §2c, paper Fig. p4) -------
+
+
+def gap_for_accuracy(K: int, s: int, g: float, eps: float) -> float:
+    """Smallest in/out gap whose two-level logits come within ``eps`` nats of a smoothed row's entropy.
+
+    ``row_ce_at_gap`` falls monotonically from ``log K`` (gap 0) to the entropy (gap ``Delta(s)``),
+    so the gap is the root of ``row_ce_at_gap(G) = entropy + eps`` on ``[0, Delta(s)]`` (0 if even
+    the uniform row is within eps).
+    """
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0 (got {eps})")
+    target = row_entropy(K, s, g) + eps
+    if row_ce_at_gap(K, s, g, 0.0) <= target:
+        return 0.0
+    hi = optimal_gap(K, s, g)
+    if not math.isfinite(hi):  # g = 0: the CE keeps falling; bracket the root by doubling
+        hi = 1.0
+        while row_ce_at_gap(K, s, g, hi) > target:
+            hi *= 2.0
+    return brentq(lambda G: row_ce_at_gap(K, s, g, G) - target, 0.0, hi, xtol=1e-12)
+
+
+def min_norm_for_accuracy(K: int, s: int, g: float, eps: float) -> float:
+    """Smallest 2-norm of a logit row whose CE to the smoothed degree-s row is within eps of its floor.
+
+    For a fixed norm the best CE is reached by two-level logits (``best_ce_under_norm``), so the
+    answer is ``min_logit_norm(K, s, gap_for_accuracy(...))``. For s << K it grows with s: wide rows
+    need more norm for the same accuracy, even though they need a smaller gap.
+    """
+    return min_logit_norm(K, s, gap_for_accuracy(K, s, g, eps))
+
+
+def query_norm_lower_bound(K: int, s: int, g: float, eps: float, sigma_max: float, tau_max: float = 1.0) -> float:
+    """Lower bound on a query's key-space norm ``||W^T x_t||`` for eps-accurate rows.
+
+    The logit row of query t is ``X W^T x_t`` (X: the K key embeddings), so
+    ``||logits|| <= sigma_max(X) ||W^T x_t||`` and ``||W^T x_t|| >= min_norm_for_accuracy / sigma_max``.
+    A query temperature tau <= tau_max multiplies the logits, dividing the bound by tau_max; more to
+    the point, it lets the norm stop depending on the row's degree. Vanilla attention is
+    ``tau_max = 1``. Exact for orthonormal (one-hot) embeddings, a bound otherwise.
+    """
+    if sigma_max <= 0 or tau_max <= 0:
+        raise ValueError("sigma_max and tau_max must be > 0")
+    return min_norm_for_accuracy(K, s, g, eps) / (sigma_max * tau_max)

@@ -1,7 +1,8 @@
 """The registered experiments: one explicit ``register`` per module, in the order ``list`` shows."""
 
-from ssa_theory.experiments import denoising, graph_transition
+from ssa_theory.experiments import denoising, graph_transition, norm_spikiness
 from ssa_theory.registry import register
 
 register(graph_transition.EXPERIMENT)
 register(denoising.EXPERIMENT)
+register(norm_spikiness.EXPERIMENT)

@@ -1,0 +1,293 @@
+"""norm_spikiness: per-token query-key norm and attention spikiness, with and without query temperature.
+
+Claim checked (paper Fig. p4, PAPER_NOTES §2c): without a query temperature, giving similar
+queries different sparsity needs weights of large norm; with SSA the combined query-key matrix
+``W = W_q W_k^T`` has a much smaller per-token norm ``||W^T x_t||`` while its attention is spikier.
+The paper draws the distribution over tokens of that norm, vanilla against SSA, means dashed.
+
+The task [ours]. The graph family of ``graph_transition`` at scale: K = 256 tokens with degrees
+cycling through 1..32 (so the target rows range from one neighbour to 32), ``P* = (1 - g) D^-1 A +
+g/K``. Tokens are NOT one-hot: each is a fixed random unit vector in R^m (m = 128 < K), so queries
+share directions, which is where the theory says vanilla attention pays in norm. As in
+``graph_transition`` the query is the current token, the context the K vocabulary tokens, and the
+attention row is the predicted next-token distribution; training is next-token prediction on
+sampled transitions. SSA is the paper's query temperature with both terms (variant ``ssa_q``):
+``tau = 1 + sigmoid(alpha) log n + tanh(u . GELU(q))``; the query sits at position K + 1, so the
+position term is one learned global scale up to ``1 + log(K + 1)``.
+
+Identical budgets: both models pay the same L2 penalty ``weight_decay * (||W_q||^2 + ||W_k||^2 +
+||u||^2)`` (u: SSA's temperature vector; alpha, a scalar, is free). One batched training per
+model covers a sweep of weight decays: ensemble members are (weight decay, seed) pairs.
+
+Measured per token t (``ssa_theory.measures``): the norm ``||W^T x_t||`` (for SSA without tau),
+the spikiness ``log K - H`` and the largest probability of its attention row. The closed-form
+companion (``theory.query_norm_lower_bound``), in two readings:
+
+- at a fixed accuracy: the smallest ``||W^T x_t||`` with which any vanilla layer gets row t within
+  ``accuracy`` nats of its floor, and the same with the largest query temperature ``tau_max``;
+- at the accuracy each trained row actually reached: a lower bound that every trained token must
+  respect (``norm_over_bound >= 1``, checked); how far above it a model sits is norm it spends
+  without buying accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ssa_theory import measures, theory
+from ssa_theory.attention import Attention
+from ssa_theory.config import require
+from ssa_theory.experiments.graph_transition import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
+from ssa_theory.registry import Experiment, Preset
+from ssa_theory.rundir import RunContext, with_ci
+from ssa_theory.seeding import numpy_rng, torch_generator
+from ssa_theory.stats import mean_ci
+from ssa_theory.train import fit
+
+MODELS = ("vanilla", "ssa")
+VARIANT = {"vanilla": "vanilla", "ssa": "ssa_q"}
+
+
+@dataclass(frozen=True)
+class NormSpikinessConfig:
+    """Settings of ``norm_spikiness``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
+
+    n_tokens: int = 256  # K, vocabulary and context length
+    max_degree: int = 32  # degrees cycle through 1..D
+    graph_seed: int = 0  # the graph and the embeddings are the task: fixed across member seeds
+    smoothing: float = 0.05  # g in P*
+    embed_dim: int = 128  # m: tokens are random unit vectors in R^m
+    d_head: int = 128
+    weight_decay: float = 1e-5  # the headline budget
+    sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
+    accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
+    steps: int = 3000
+    batch_size: int = 512
+    lr: float = 0.01
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        require(self.n_tokens >= 3, f"n_tokens must be >= 3 (got {self.n_tokens})")
+        require(self.max_degree >= 1, f"max_degree must be >= 1 (got {self.max_degree})")
+        require(
+            self.max_degree < self.n_tokens,
+            f"max_degree={self.max_degree} must be < n_tokens={self.n_tokens}: a node has at most n_tokens - 1 "
+            "neighbours; lower max_degree or raise n_tokens",
+        )
+        require(0.0 <= self.smoothing < 1.0, f"smoothing must lie in [0, 1) (got {self.smoothing})")
+        for name in ("embed_dim", "d_head", "steps", "batch_size", "log_every"):
+            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
+        require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        require(all(w >= 0 for w in self.sweep_weight_decay), f"every sweep_weight_decay must be >= 0 (got {self.sweep_weight_decay})")
+        require(self.accuracy > 0, f"accuracy must be > 0 (got {self.accuracy})")
+        require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
+        degree_sequence(self.n_tokens, self.max_degree)  # refuses impossible graphs early
+
+    @property
+    def weight_decays(self) -> list[float]:
+        """The headline weight decay first, then the sweep, without repeats."""
+        return list(dict.fromkeys((self.weight_decay, *self.sweep_weight_decay)))
+
+
+def embeddings(cfg: NormSpikinessConfig) -> np.ndarray:
+    """(K, m) random unit vectors from the task seed: similar queries share directions."""
+    X = numpy_rng(cfg.graph_seed, "task").normal(size=(cfg.n_tokens, cfg.embed_dim))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+class EmbeddedGraphModel(nn.Module):
+    """Attention over K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
+
+    def __init__(self, model: str, cfg: NormSpikinessConfig, X: np.ndarray, generators) -> None:
+        super().__init__()
+        K = cfg.n_tokens
+        self.attn = Attention(VARIANT[model], cfg.embed_dim, generators=generators, d_head=cfg.d_head,
+                              value_proj=False, out_proj=False)
+        self.register_buffer("X", torch.as_tensor(X, dtype=torch.float32))
+        self.register_buffer("q_pos", torch.full((K,), K + 1))
+        self.register_buffer("k_pos", torch.arange(1, K + 1))
+
+    def _x(self) -> torch.Tensor:
+        return self.X.expand(self.attn.n_members, 1, *self.X.shape)  # (E, 1, K, m)
+
+    def forward(self) -> torch.Tensor:
+        """Log predicted transition matrix (E, K, K)."""
+        x = self._x()
+        return torch.log_softmax(self.attn.logits(x, x, q_pos=self.q_pos, k_pos=self.k_pos)[:, 0, 0], dim=-1)
+
+    def inverse_temperature(self) -> torch.Tensor:
+        tau = self.attn.temperature("q", self._x(), pos=self.q_pos)
+        return torch.ones(self.attn.n_members, self.X.shape[0], device=self.X.device) if tau is None else tau[:, 0, 0]
+
+    def token_norms(self) -> torch.Tensor:
+        """||W^T x_t|| per member and token (E, K), without the temperature."""
+        return measures.token_norms(measures.qk_matrix(self.attn.w_q, self.attn.w_k, self.attn.d_head), self.X)
+
+    def l2(self) -> torch.Tensor:
+        """The penalised squared norm per member (E,): W_q, W_k and SSA's u."""
+        total = self.attn.w_q.pow(2).sum((1, 2)) + self.attn.w_k.pow(2).sum((1, 2))
+        if "q_u" in self.attn.temp:
+            total = total + self.attn.temp["q_u"].pow(2).sum((1, 2))
+        return total
+
+
+def train_model(model: str, cfg: NormSpikinessConfig, X: np.ndarray, P: np.ndarray, members, decay: torch.Tensor,
+                ctx: RunContext) -> dict:
+    """Train one model for every (weight decay, seed) member at once."""
+    net = EmbeddedGraphModel(model, cfg, X, [torch_generator(s, "init") for _, s in members]).to(ctx.device)
+    P_t = torch.as_tensor(P, dtype=torch.float32, device=ctx.device)
+    sample = TransitionSampler(P, [torch_generator(s, "data") for _, s in members], cfg.batch_size, ctx.device)
+    rows = torch.arange(len(members), device=ctx.device)[:, None]
+    decay = decay.to(ctx.device)
+
+    def member_loss(step: int) -> torch.Tensor:
+        cur, nxt = sample()
+        return -net()[rows, cur, nxt].mean(1) + decay * net.l2()
+
+    hist = fit(net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
+               evaluate=lambda: {"ce": expected_ce(net(), P_t), "norm": net.token_norms().mean(1)},
+               progress=ctx.progress(model, cfg.steps))
+    with torch.no_grad():
+        logp = net()
+        probs = logp.exp()
+        return {
+            "ce": expected_ce(logp, P_t).cpu().numpy(),  # (E,)
+            "row_ce": -(P_t * logp).sum(-1).cpu().numpy(),  # (E, K)
+            "norm": net.token_norms().cpu().numpy(),  # (E, K)
+            "spikiness": measures.spikiness(probs).cpu().numpy(),  # (E, K)
+            "max_prob": measures.max_prob(probs).cpu().numpy(),
+            "tau": net.inverse_temperature().cpu().numpy(),
+            "history": hist,
+        }
+
+
+def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
+    G = build_graph(cfg.n_tokens, cfg.max_degree, cfg.graph_seed)
+    A = nx.to_numpy_array(G, nodelist=range(cfg.n_tokens))
+    degrees = A.sum(1).astype(int)
+    P = transition_matrix(A, cfg.smoothing)
+    X = embeddings(cfg)
+    decays = cfg.weight_decays
+    members = list(itertools.product(range(len(decays)), ctx.seeds))
+    decay = torch.tensor([decays[i] for i, _ in members], dtype=torch.float32)
+    results = {model: train_model(model, cfg, X, P, members, decay, ctx) for model in MODELS}
+
+    # The closed-form companion, per token (its degree decides it).
+    K, g = cfg.n_tokens, cfg.smoothing
+    sigma_max = float(np.linalg.norm(X, 2))
+    tau_max = 2.0 + math.log(K + 1)  # ssa_q at position K + 1: 1 + log(K+1) sigmoid(.) + tanh(.)
+    bound = {d: theory.query_norm_lower_bound(K, int(d), g, cfg.accuracy, sigma_max) for d in np.unique(degrees)}
+    bound_vanilla = np.array([bound[d] for d in degrees])
+    P_t = torch.as_tensor(P)
+    target_spikiness = measures.spikiness(P_t).numpy()
+    floor = float(np.mean([theory.row_entropy(K, int(s), g) for s in degrees]))
+    ctx.save_arrays("task", adjacency=A, P=P, degrees=degrees, X=X, bound_vanilla=bound_vanilla,
+                    bound_ssa=bound_vanilla / tau_max, target_spikiness=target_spikiness)
+
+    entropy = np.array([theory.row_entropy(K, int(s), g) for s in degrees])
+    head = np.array([ri == 0 for ri, _ in members])  # members at the headline weight decay
+    per_token, sweep, curves = [], [], []
+    for model, r in results.items():
+        for e, (ri, seed) in enumerate(members):
+            if ri == 0:
+                for t in range(K):
+                    excess = max(r["row_ce"][e, t] - entropy[t], 1e-9)
+                    need = theory.query_norm_lower_bound(K, int(degrees[t]), g, excess, sigma_max, float(r["tau"][e, t]))
+                    per_token.append({"model": model, "seed": seed, "token": t, "degree": degrees[t], "norm": r["norm"][e, t],
+                                      "spikiness": r["spikiness"][e, t], "max_prob": r["max_prob"][e, t], "tau": r["tau"][e, t],
+                                      "excess_ce": excess, "norm_bound_achieved": need,
+                                      # no constraint (NaN) where even a uniform row is that accurate
+                                      "norm_over_bound": r["norm"][e, t] / need if need > 0 else np.nan})
+            for i, step in enumerate(r["history"]["step"]):
+                curves.append({"model": model, "weight_decay": decays[ri], "seed": seed, "step": int(step),
+                               "ce": float(r["history"]["ce"][i, e]), "mean_norm": float(r["history"]["norm"][i, e])})
+        for ri, wd in enumerate(decays):
+            idx = np.array([m == ri for m, _ in members])
+            row = {"model": model, "weight_decay": wd}
+            for key, values in (("ce", r["ce"][idx]), ("mean_norm", r["norm"][idx].mean(1)),
+                                ("mean_spikiness", r["spikiness"][idx].mean(1))):
+                m, lo, hi = mean_ci(values)
+                row.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
+            sweep.append(row)
+    ctx.save_frame("curves", pd.DataFrame(curves))
+    ctx.write_table("per_token", pd.DataFrame(per_token))
+    sw = pd.DataFrame(sweep)
+    ctx.write_table("weight_decay_sweep", sw, with_ci(sw, ["ce", "mean_norm", "mean_spikiness"]))
+
+    pt = pd.DataFrame(per_token)
+    by_degree = pt.groupby(["model", "degree"])[["norm", "norm_bound_achieved", "excess_ce", "spikiness", "max_prob", "tau"]].mean().reset_index()
+    by_degree["norm_bound_at_accuracy"] = [bound[d] / (tau_max if m == "ssa" else 1.0) for m, d in zip(by_degree.model, by_degree.degree)]
+    by_degree["target_spikiness"] = [target_spikiness[degrees == d].mean() for d in by_degree.degree]
+    ctx.write_table("by_degree", by_degree)
+
+    series = {}
+    for model, r in results.items():
+        series[f"ce_{model}"] = r["ce"][head]
+        series[f"mean_norm_{model}"] = r["norm"][head].mean(1)
+        series[f"mean_spikiness_{model}"] = r["spikiness"][head].mean(1)
+        series[f"mean_max_prob_{model}"] = r["max_prob"][head].mean(1)
+    rows = []
+    for model in MODELS:
+        row = {"model": model}
+        for key in ("ce", "mean_norm", "mean_spikiness", "mean_max_prob"):
+            m, lo, hi = mean_ci(series[f"{key}_{model}"])
+            row.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
+        row["norm_bound_at_accuracy"] = bound_vanilla.mean() / (tau_max if model == "ssa" else 1.0)
+        row["min_norm_over_bound"] = pt[pt.model == model].norm_over_bound.min()
+        rows.append(row)
+    rows.append({"model": "target P*", "ce": floor, "mean_spikiness": target_spikiness.mean(),
+                 "mean_max_prob": P.max(1).mean()})
+    summary = pd.DataFrame(rows)
+    ctx.write_table("summary", summary, with_ci(summary.fillna(np.nan), ["ce", "mean_norm", "mean_spikiness", "mean_max_prob"]))
+
+    ctx.write_metrics({
+        "weight_decay": cfg.weight_decay,
+        "seeds": ctx.seeds,
+        **{k: float(v.mean()) for k, v in series.items()},
+        "ce_floor": floor,
+        "target_mean_spikiness": float(target_spikiness.mean()),
+        "accuracy": cfg.accuracy,
+        "norm_bound_vanilla_mean": float(bound_vanilla.mean()),
+        "norm_bound_ssa_mean": float(bound_vanilla.mean() / tau_max),
+        "min_norm_over_bound": float(pt.norm_over_bound.min()),
+        "tau_max": tau_max,
+        "embedding_sigma_max": sigma_max,
+        "spikiness_definition": "log K - entropy of the attention row; max_prob: its largest probability",
+        "per_seed": series,
+        "ci95": {k: list(mean_ci(v)[1:]) for k, v in series.items()},
+    })
+
+
+def plot(run_dir: Path) -> None:
+    from ssa_theory.experiments import norm_spikiness_plots as plots
+
+    plots.norm_histogram(run_dir)
+    plots.norm_vs_spikiness(run_dir)
+    plots.training(run_dir)
+    plots.weight_decay(run_dir)
+
+
+EXPERIMENT = Experiment(
+    name="norm_spikiness",
+    version="1",
+    claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
+    config=NormSpikinessConfig,
+    run=run,
+    plot=plot,
+    headline="summary",
+    presets={
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)"),
+        "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
+                         "sweep_weight_decay": (0.0,), "log_every": 50}, seeds=2,
+                        about="a smoke test in seconds; numbers are not converged"),
+    },
+)
