@@ -13,7 +13,9 @@ share directions, which is where the theory says vanilla attention pays in norm.
 attention row is the predicted next-token distribution; training is next-token prediction on
 sampled transitions. SSA is the paper's query temperature with both terms (variant ``ssa_q``):
 ``tau = 1 + sigmoid(alpha) log n + tanh(u . GELU(q))``; the query sits at position K + 1, so the
-position term is one learned global scale up to ``1 + log(K + 1)``.
+position term is one learned global scale up to ``1 + log(K + 1)``. ``ssa_variant`` switches to
+the token term alone (``ssa_q_tok``, tau < 2) or the position term alone (``ssa_q_pos``, one global
+temperature), to see which part does the work.
 
 Identical budgets: both models pay the same L2 penalty ``weight_decay * (||W_q||^2 + ||W_k||^2 +
 ||u||^2)`` (u: SSA's temperature vector; alpha, a scalar, is free). One batched training per
@@ -44,8 +46,8 @@ import torch
 from torch import nn
 
 from ssa_theory import measures, theory
-from ssa_theory.attention import Attention
-from ssa_theory.config import require
+from ssa_theory.attention import Attention, get_variant
+from ssa_theory.config import choice, require
 from ssa_theory.experiments.graph_transition import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext, with_ci
@@ -54,7 +56,7 @@ from ssa_theory.stats import mean_ci
 from ssa_theory.train import fit
 
 MODELS = ("vanilla", "ssa")
-VARIANT = {"vanilla": "vanilla", "ssa": "ssa_q"}
+SSA_VARIANTS = ("ssa_q", "ssa_q_tok", "ssa_q_pos")  # both terms; token term only; position term only
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class NormSpikinessConfig:
     smoothing: float = 0.05  # g in P*
     embed_dim: int = 128  # m: tokens are random unit vectors in R^m
     d_head: int = 128
+    ssa_variant: str = "ssa_q"  # which query temperature "ssa" is; see SSA_VARIANTS
     weight_decay: float = 1e-5  # the headline budget
     sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
@@ -90,6 +93,7 @@ class NormSpikinessConfig:
         require(all(w >= 0 for w in self.sweep_weight_decay), f"every sweep_weight_decay must be >= 0 (got {self.sweep_weight_decay})")
         require(self.accuracy > 0, f"accuracy must be > 0 (got {self.accuracy})")
         require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
+        choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
         degree_sequence(self.n_tokens, self.max_degree)  # refuses impossible graphs early
 
     @property
@@ -110,7 +114,8 @@ class EmbeddedGraphModel(nn.Module):
     def __init__(self, model: str, cfg: NormSpikinessConfig, X: np.ndarray, generators) -> None:
         super().__init__()
         K = cfg.n_tokens
-        self.attn = Attention(VARIANT[model], cfg.embed_dim, generators=generators, d_head=cfg.d_head,
+        variant = cfg.ssa_variant if model == "ssa" else "vanilla"
+        self.attn = Attention(variant, cfg.embed_dim, generators=generators, d_head=cfg.d_head,
                               value_proj=False, out_proj=False)
         self.register_buffer("X", torch.as_tensor(X, dtype=torch.float32))
         self.register_buffer("q_pos", torch.full((K,), K + 1))
@@ -184,7 +189,8 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     # The closed-form companion, per token (its degree decides it).
     K, g = cfg.n_tokens, cfg.smoothing
     sigma_max = float(np.linalg.norm(X, 2))
-    tau_max = 2.0 + math.log(K + 1)  # ssa_q at position K + 1: 1 + log(K+1) sigmoid(.) + tanh(.)
+    terms = get_variant(cfg.ssa_variant).q  # at position K + 1: tau < 1 + [pos] log(K + 1) + [tok] 1
+    tau_max = 1.0 + ("pos" in terms) * math.log(K + 1) + ("tok" in terms) * 1.0
     bound = {d: theory.query_norm_lower_bound(K, int(d), g, cfg.accuracy, sigma_max) for d in np.unique(degrees)}
     bound_vanilla = np.array([bound[d] for d in degrees])
     P_t = torch.as_tensor(P)
