@@ -29,6 +29,8 @@ examples:
   {PROG} run graph_transition --quick             a smoke run in seconds
   {PROG} run graph_transition                     the default preset (what paper_repro.md reports)
   {PROG} run graph_transition --seeds 8 --set n_nodes=24 --set max_degree=7
+  {PROG} run denoising --set p_noisy=0.5 --set sweep_sigma=2,10
+  {PROG} run norm_spikiness --set ssa_variant=ssa_q_tok --set sweep_weight_decay=
   {PROG} config graph_transition --quick          the resolved config, with types
   {PROG} export graph_transition                  run (or reuse) and copy tables/figures into experiments/ and figures/
   {PROG} bench graph_transition --seeds 8         time 8 batched seeds against 1
