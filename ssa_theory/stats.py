@@ -23,3 +23,9 @@ def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[
         return m, math.nan, math.nan
     half = float(stats.t.ppf(0.5 + level / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - half, m + half
+
+
+def ci_columns(name: str, values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Table columns ``{name: mean, name_lo: low, name_hi: high}`` (``rundir.with_ci`` folds them for display)."""
+    m, lo, hi = mean_ci(values)
+    return {name: m, f"{name}_lo": lo, f"{name}_hi": hi}

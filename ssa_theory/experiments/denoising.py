@@ -53,7 +53,7 @@ from ssa_theory.config import require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext, with_ci
 from ssa_theory.seeding import torch_generator
-from ssa_theory.stats import mean_ci
+from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
 
 LEARNED = ("vanilla", "value_selective", "output_gate", "vanilla_sink")
@@ -246,11 +246,11 @@ def _write_results(cfg, ctx, regimes, members, err, gains, curves) -> None:
         th = theory_at[ri]
         for name in ESTIMATORS:
             per_seed = err[name][idx].mean(1)
-            m, lo, hi = mean_ci(per_seed)
+            m = per_seed.mean()
             pooled = err[name][idx].ravel()
             diff = (err[name][idx] - err["bayes"][idx]).ravel()  # paired, same contexts
             rows.append({
-                "p_noisy": p, "sigma_noisy": s, "estimator": name, "mse": m, "mse_lo": lo, "mse_hi": hi,
+                "p_noisy": p, "sigma_noisy": s, "estimator": name, **ci_columns("mse", per_seed),
                 "mc_se": pooled.std(ddof=1) / np.sqrt(pooled.size),
                 "limit": getattr(th, LIMIT[name]), "limit_kind": LIMIT[name],
                 "ratio_to_limit": m / getattr(th, LIMIT[name]), "ratio_to_bayes": m / th.bayes,
@@ -275,12 +275,10 @@ def _write_results(cfg, ctx, regimes, members, err, gains, curves) -> None:
         for ri, (p, s) in enumerate(regimes):
             idx = reg_of == ri
             for cls, sigma in (("clean", cfg.sigma_clean), ("noisy", s)):
-                values = gains[model][cls][idx]
-                m, lo, hi = mean_ci(values)
                 w = 1.0 / sigma**2
                 pred = w / (w + 1.0 / (cfg.n_tokens * cfg.prior_var)) if model == "value_selective" else theory_at[ri].vanilla_gain
                 grows.append({"model": model, "p_noisy": p, "sigma_noisy": s, "class": cls, "sigma": sigma,
-                              "gain": m, "gain_lo": lo, "gain_hi": hi, "gain_theory": pred})
+                              **ci_columns("gain", gains[model][cls][idx]), "gain_theory": pred})
     gt = pd.DataFrame(grows)
     ctx.write_table("value_gains", gt, with_ci(gt, ["gain"]))
 

@@ -55,7 +55,7 @@ from ssa_theory.config import ConfigError, choice, require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext, with_ci
 from ssa_theory.seeding import derive_seed, torch_generators
-from ssa_theory.stats import mean_ci
+from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
 
 MODELS = ("vanilla", "ssa")
@@ -316,11 +316,6 @@ def trend_label(slope: np.ndarray, temps: np.ndarray) -> str:
 # --- run ----------------------------------------------------------------------------------------
 
 
-def _summary(values: np.ndarray) -> dict:
-    m, lo, hi = mean_ci(values)
-    return {"mean": m, "lo": lo, "hi": hi, "per_seed": np.asarray(values).tolist()}
-
-
 def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
     G = build_graph(cfg.n_nodes, cfg.max_degree, cfg.graph_seed)
     A = nx.to_numpy_array(G, nodelist=range(cfg.n_nodes))
@@ -356,17 +351,16 @@ def _geometry_tables(cfg, ctx, results, degrees, floor) -> tuple[pd.DataFrame, l
                 per_node.append({"score": score, "seed": seed, "node": k, "degree": degrees[k], "T": ssa["temperature"][e, k], "T_pred": pred["T_pred"][k]})
         for d in range(1, cfg.max_degree + 1):
             nodes = degrees == d
-            m, lo, hi = mean_ci(ssa["temperature"][:, nodes].mean(1))
             spread = (ssa["temperature"][:, nodes].max(1) - ssa["temperature"][:, nodes].min(1)).mean()
-            by_geometry.append({"score": score, "degree": d, "nodes": int(nodes.sum()), "T": m, "T_lo": lo, "T_hi": hi,
+            by_geometry.append({"score": score, "degree": d, "nodes": int(nodes.sum()),
+                                **ci_columns("T", ssa["temperature"][:, nodes].mean(1)),
                                 "within_degree_spread": spread, "T_pred": pred["T_pred"][nodes][0]})
         slope = temperature_slope(ssa["temperature"], degrees)
-        sm, slo, shi = mean_ci(slope)
         summary.append({
             "score": score, "budget": cfg.budget(score),
             "excess_ce_vanilla": van["ce"].mean() - floor, "excess_ce_vanilla_best": pred["ce_vanilla_best"].mean() - floor,
             "excess_ce_ssa": ssa["ce"].mean() - floor, "excess_ce_ssa_pred": pred["ce_ssa_pred"].mean() - floor,
-            "T_slope": sm, "T_slope_lo": slo, "T_slope_hi": shi,
+            **ci_columns("T_slope", slope),
             "trend": trend_label(slope, ssa["temperature"]),
         })
     ctx.write_table("per_node", pd.DataFrame(per_node))
@@ -388,8 +382,7 @@ def _headline(cfg, ctx, results, degrees, floor, by_geo, summary) -> None:
         r = results[(score, model)]
         row = {"model": model}
         for key in ("ce", "l1", "qk_norm"):
-            m, lo, hi = mean_ci(r[key])
-            row.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
+            row.update(ci_columns(key, r[key]))
         row["ce_floor"] = floor
         row["ce_theory"] = (pred["ce_vanilla_best"] if model == "vanilla" else pred["ce_ssa_pred"]).mean()
         rows.append(row)

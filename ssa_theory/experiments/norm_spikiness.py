@@ -52,7 +52,7 @@ from ssa_theory.experiments.graph_transition import TransitionSampler, build_gra
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext, with_ci
 from ssa_theory.seeding import numpy_rng, torch_generator
-from ssa_theory.stats import mean_ci
+from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
 
 MODELS = ("vanilla", "ssa")
@@ -221,8 +221,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
             row = {"model": model, "weight_decay": wd}
             for key, values in (("ce", r["ce"][idx]), ("mean_norm", r["norm"][idx].mean(1)),
                                 ("mean_spikiness", r["spikiness"][idx].mean(1))):
-                m, lo, hi = mean_ci(values)
-                row.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
+                row.update(ci_columns(key, values))
             sweep.append(row)
     ctx.save_frame("curves", pd.DataFrame(curves))
     ctx.write_table("per_token", pd.DataFrame(per_token))
@@ -245,8 +244,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     for model in MODELS:
         row = {"model": model}
         for key in ("ce", "mean_norm", "mean_spikiness", "mean_max_prob"):
-            m, lo, hi = mean_ci(series[f"{key}_{model}"])
-            row.update({key: m, f"{key}_lo": lo, f"{key}_hi": hi})
+            row.update(ci_columns(key, series[f"{key}_{model}"]))
         row["norm_bound_at_accuracy"] = bound_vanilla.mean() / (tau_max if model == "ssa" else 1.0)
         row["min_norm_over_bound"] = pt[pt.model == model].norm_over_bound.min()
         rows.append(row)
