@@ -246,7 +246,7 @@ def _write_results(cfg, ctx, regimes, members, err, gains, curves) -> None:
         th = theory_at[ri]
         for name in ESTIMATORS:
             per_seed = err[name][idx].mean(1)
-            m = per_seed.mean()
+            m = float(np.mean(per_seed, dtype=np.float64))
             pooled = err[name][idx].ravel()
             diff = (err[name][idx] - err["bayes"][idx]).ravel()  # paired, same contexts
             rows.append({
