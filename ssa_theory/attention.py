@@ -173,10 +173,11 @@ class Attention(nn.Module):
             if out_proj
             else None
         )
-        # Temperature parameters, per side: u (E, H, width), alpha (E, H), optional own projection.
+        # Output gate (variant "gated"): zero init, so 2 sigmoid(0) = 1 starts it neutral.
         self.w_gate = (
             nn.Parameter(stacked_full(E, (d_model, H * self.d_value), 0.0)) if self.variant.gate else None
         )
+        # Temperature parameters, per side: u (E, H, width), alpha (E, H), optional own projection.
         self.temp = nn.ParameterDict()
         for side in SIDES:
             terms = self.variant.terms(side)
