@@ -208,7 +208,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
                 if r:
                     times[c].append(time.perf_counter() - start)
     med = {c: statistics.median(times[c]) for c in counts}
-    print(f"| seeds | median seconds | runs |\n|---|---|---|")
+    print("| seeds | median seconds | runs |\n|---|---|---|")
     for c in counts:
         print(f"| {c} | {med[c]:.2f} | {', '.join(f'{t:.2f}' for t in times[c])} |")
     print(f"\nratio {n} seeds / 1 seed: {med[n] / med[1]:.2f} (a Python loop over seeds would be about {n})")

@@ -251,7 +251,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     rows.append({"model": "target P*", "ce": floor, "mean_spikiness": target_spikiness.mean(),
                  "mean_max_prob": P.max(1).mean()})
     summary = pd.DataFrame(rows)
-    ctx.write_table("summary", summary, with_ci(summary.fillna(np.nan), ["ce", "mean_norm", "mean_spikiness", "mean_max_prob"]))
+    ctx.write_table("summary", summary, with_ci(summary, ["ce", "mean_norm", "mean_spikiness", "mean_max_prob"]))
 
     ctx.write_metrics({
         "weight_decay": cfg.weight_decay,
