@@ -70,7 +70,8 @@ def _loaded() -> dict[str, Experiment]:
 
 
 def names() -> list[str]:
-    return sorted(_loaded())
+    """Registered names in registration order (the order ``list`` shows)."""
+    return list(_loaded())
 
 
 def get(name: str) -> Experiment:
