@@ -213,22 +213,24 @@ class Attention(nn.Module):
         terms = self.variant.terms(side)
         if not terms:
             return None
-        E, B, L, _ = x.shape
-        tau = torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype)
+        L = x.shape[-2]
+        tau = 1.0
         if "pos" in terms:
             if pos is None:
                 pos = torch.arange(1, L + 1, device=x.device)
             log_n = torch.log(pos.to(x.dtype))  # (L,)
             alpha = self.temp[f"{side}_alpha"]  # (E, H)
-            tau = tau + torch.sigmoid(alpha)[:, None, :, None] * log_n
+            tau = tau + torch.sigmoid(alpha)[:, None, :, None] * log_n  # (E, 1, H, L)
         if "tok" in terms:
             if not self.variant.share:
                 h = self._heads(linear(x, self.temp[f"{side}_w"]))
             else:
                 h = proj if proj is not None else self._side_proj(side, x)
             u = self.temp[f"{side}_u"]  # (E, H, w)
-            tau = tau + torch.tanh((F.gelu(h) * u[:, None, :, None, :]).sum(-1))
-        return tau
+            # u . GELU(h) for every token as one matmul: (E,B,H,L,w) @ (E,1,H,w,1) -> (E,B,H,L)
+            tau = torch.tanh((F.gelu(h) @ u[:, None, :, :, None]).squeeze(-1)) + tau
+        # A position term alone is (E, 1, H, L): the same for every batch row.
+        return tau.expand(x.shape[0], x.shape[1], self.n_heads, L)
 
     def _scores(self, q: torch.Tensor, k: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
         """Temperature-free scores (E,B,H,Lq,Lk) in the layer's geometry."""
@@ -263,7 +265,9 @@ class Attention(nn.Module):
     # --- the layer ---------------------------------------------------------------------------------
 
     def _prepare(self, x, context, q_pos, k_pos, causal, mask):
-        """Projections, temperatures (None where tau = 1) and the visibility mask."""
+        """Projections, temperatures (None where tau = 1), the visibility mask, and whether that mask
+        is the plain causal one (default positions, same length, no extra mask), which the fused
+        kernel applies itself with ``is_causal=True``, never materialising it."""
         context = x if context is None else context
         q, k, v = (self._side_proj("q", x), self._side_proj("k", context), self._side_proj("v", context))
         taus = (
@@ -271,8 +275,9 @@ class Attention(nn.Module):
             self.temperature("k", context, k, k_pos),
             self.temperature("v", context, v, k_pos),
         )
+        plain_causal = causal and mask is None and q_pos is None and k_pos is None and q.shape[-2] == k.shape[-2]
         visible = self._visible(q.shape[-2], k.shape[-2], causal, mask, q_pos, k_pos, x.device)
-        return q, k, v, taus, visible
+        return q, k, v, taus, visible, plain_causal
 
     def logits(
         self,
@@ -285,7 +290,7 @@ class Attention(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Masked attention logits (E,B,H,Lq,Lk), temperatures applied; hidden entries are -inf."""
-        q, k, _, (tq, tk, _), visible = self._prepare(x, context, q_pos, k_pos, causal, mask)
+        q, k, _, (tq, tk, _), visible, _ = self._prepare(x, context, q_pos, k_pos, causal, mask)
         return self._logits(q, k, tq, tk, visible)
 
     def _logits(self, q, k, tq, tk, visible):
@@ -314,19 +319,24 @@ class Attention(nn.Module):
         Returns the output (E,B,Lq,D) (or (E,B,Lq,H*d_value) without ``out_proj``), and with
         ``return_probs`` also the attention probabilities (E,B,H,Lq,Lk).
         """
-        q, k, v, (tq, tk, tv), visible = self._prepare(x, context, q_pos, k_pos, causal, mask)
+        q, k, v, (tq, tk, tv), visible, plain_causal = self._prepare(x, context, q_pos, k_pos, causal, mask)
         if tv is not None:
             v = v * tv[..., None]
         if self.score == "dot" and not return_probs:
-            # Fold tau into q and k and call the unmodified fused kernel (it wants 4-D inputs).
+            # Fold tau into q and k and call the unmodified fused kernel (it wants 4-D inputs). A plain
+            # causal mask goes in as is_causal=True: a boolean mask tensor is slower on the CPU and rules
+            # out the flash kernel on a GPU.
             q = q if tq is None else q * tq[..., None]
             k = k if tk is None else k * tk[..., None]
             E, B, H, Lq, _ = q.shape
             Lk = k.shape[-2]
             flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
-            if visible is not None:
-                visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
-            out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), attn_mask=visible)
+            if plain_causal:
+                out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), is_causal=True)
+            else:
+                if visible is not None:
+                    visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
+                out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), attn_mask=visible)
             out = out.reshape(E, B, H, Lq, -1)
         else:
             probs = torch.softmax(self._logits(q, k, tq, tk, visible), dim=-1)
