@@ -4,12 +4,18 @@ Each experiment has one ``@dataclass(frozen=True)`` config whose defaults are th
 ``--set key=value`` overrides are parsed by the field's annotated type (int, float, bool, str, or a
 tuple of those written comma-separated) and then checked by the config's ``__post_init__``, which
 raises ``ConfigError`` naming the key and the fix. Both errors end the CLI with exit code 2.
+
+Before any config sees it, every number must be finite and of a sane size: floats within
+``FLOAT_LIMIT`` in magnitude (``inf``, ``nan``, ``1e308`` are refused: nothing in these experiments
+is meaningful beyond it, and float32 training overflows well before ``1e308``) and integers within
+``INT_LIMIT`` (sizes and step counts beyond it would not fit a tensor index or finish).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from typing import Any, Mapping, Sequence
 
@@ -43,6 +49,20 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+FLOAT_LIMIT = 1e6
+INT_LIMIT = 2**31 - 1
+
+
+def check_number(name: str, value: float | int, hint: str = "") -> None:
+    """Refuse non-finite or absurdly large numbers with a ``ConfigError`` naming ``name``."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > INT_LIMIT:
+            raise ConfigError(f"{name}={value} is out of range: integers must lie within +-{INT_LIMIT}{hint}")
+        return
+    if not math.isfinite(value) or abs(value) > FLOAT_LIMIT:
+        raise ConfigError(f"{name}={value!r} is out of range: numbers must be finite and within +-{FLOAT_LIMIT:g}{hint}")
 
 
 def _parse_scalar(key: str, text: str, typ: type) -> Any:
@@ -55,9 +75,13 @@ def _parse_scalar(key: str, text: str, typ: type) -> Any:
                 return False
             raise ValueError
         if typ is int:
-            return int(text)
+            value = int(text)
+            check_number(key, value, f"; e.g. --set {key}={_example(typ)}")
+            return value
         if typ is float:
-            return float(text)
+            value = float(text)
+            check_number(key, value, f"; e.g. --set {key}={_example(typ)}")
+            return value
         if typ is str:
             if not text:
                 raise ValueError

@@ -4,17 +4,53 @@
 sum, which keeps members independent (``ssa_theory.ensemble``). The learning rate follows a cosine
 decay to zero over ``steps``; ``evaluate()`` is called (without gradients) before training, every
 ``log_every`` steps and at the end, and its (E,) tensors form the returned history.
+
+Divergence. A member *diverges* when its loss becomes non-finite or exceeds ``LOSS_BOUND``, or when
+any of its parameters becomes non-finite or exceeds ``PARAM_BOUND`` in magnitude. No task here
+needs values anywhere near those bounds (the largest trained weights are O(10)), so crossing one
+means the optimisation blew up (typically a learning rate far too large). A diverged model must
+never pass for a result: the loop raises ``Diverged`` naming the model, the member and the step,
+and the run directory is discarded (``ssa_theory.rundir.execute``); the CLI exits with code 1.
+
+The check costs no host synchronisation per step: the first bad step of each member is kept in a
+device tensor and read every ``CHECK_EVERY`` steps (and at every log and at the end), together with
+the parameter check.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ssa_theory.progress import Progress
+
+LOSS_BOUND = 1e6
+PARAM_BOUND = 1e4
+CHECK_EVERY = 50
+
+
+class Diverged(RuntimeError):
+    """A member's loss or parameters left the finite, bounded range; the message is one line."""
+
+    def __init__(self, model: str, member: str, step: int, reason: str) -> None:
+        self.model, self.member, self.step, self.reason = model, member, step, reason
+        self.experiment: str | None = None  # filled in by the run that trained it
+        super().__init__(model, member, step, reason)
+
+    def __str__(self) -> str:
+        where = f"{self.experiment}: " if self.experiment else ""
+        return f"{where}model {self.model}, member {self.member} diverged at step {self.step} ({self.reason})"
+
+
+def _param_groups(params) -> list[torch.Tensor]:
+    """The parameter tensors, whether ``params`` holds tensors or optimizer param-group dicts."""
+    out: list[torch.Tensor] = []
+    for p in params:
+        out.extend(p["params"] if isinstance(p, Mapping) else [p])
+    return out
 
 
 def fit(
@@ -26,12 +62,36 @@ def fit(
     evaluate: Callable[[], Mapping[str, torch.Tensor]] | None = None,
     log_every: int = 0,
     progress: Progress | None = None,
+    model: str = "model",
+    members: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train; return ``{"step": (n_logs,), name: (n_logs, E), ...}`` from ``evaluate``."""
+    """Train; return ``{"step": (n_logs,), name: (n_logs, E), ...}`` from ``evaluate``.
+
+    ``model`` and ``members`` (one label per ensemble member, e.g. ``"seed 3"``) only name things in
+    the ``Diverged`` message.
+    """
+    params = list(params)
+    tensors = _param_groups(params)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / steps)))
     log_every = log_every or steps
     history: dict[str, list] = {"step": []}
+    first_bad: torch.Tensor | None = None  # (E,) first step whose loss was bad, -1 if none; on the device
+
+    def check(step: int) -> None:
+        """Raise ``Diverged`` for the first member whose loss or parameters went bad (one sync)."""
+        E = tensors[0].shape[0]
+        label = (lambda e: members[e]) if members is not None else (lambda e: f"#{e}")
+        if first_bad is not None and bool((first_bad >= 0).any()):
+            e = int(torch.argmax((first_bad >= 0).to(torch.int8)))
+            raise Diverged(model, label(e), int(first_bad[e]), f"loss non-finite or above {LOSS_BOUND:g}")
+        for p in tensors:
+            size = p.detach().abs().reshape(E, -1).amax(1)
+            ok = size <= PARAM_BOUND  # False for NaN too
+            if not bool(ok.all()):
+                e = int(torch.argmin(ok.to(torch.int8)))
+                raise Diverged(model, label(e), step, f"a parameter of shape {tuple(p.shape[1:])} is non-finite "
+                                                      f"or above {PARAM_BOUND:g} in magnitude")
 
     def log(step: int) -> None:
         if evaluate is None:
@@ -47,13 +107,21 @@ def fit(
         loss = member_loss(step)
         if loss.dim() != 1:
             raise ValueError(f"member_loss must return one loss per member, shape (E,), got {tuple(loss.shape)}")
+        with torch.no_grad():
+            bad = ~(loss.detach() <= LOSS_BOUND)  # NaN compares False: caught too
+            if first_bad is None:
+                first_bad = torch.full_like(loss, -1, dtype=torch.long)
+            first_bad = torch.where(bad & (first_bad < 0), step + 1, first_bad)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
         sched.step()
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            if not history["step"] or history["step"][-1] != step + 1:
-                log(step + 1)
+        done = step + 1
+        logging = done % log_every == 0 or done == steps
+        if logging or done % CHECK_EVERY == 0:
+            check(done)
+        if logging and history["step"][-1:] != [done]:
+            log(done)
         if progress is not None:
             progress.update()
     if progress is not None:
