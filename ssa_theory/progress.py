@@ -1,10 +1,33 @@
-"""Progress of long loops on stderr: a live bar on a terminal, a few plain lines in a log."""
+"""Progress of long loops on stderr: a live line on a terminal, a few plain lines in a log.
+
+A job of several experiments (``reproduce``) sets a *stage* (``[2/3] denoising``) that prefixes
+every line, so one display reads: job stage, model, step, elapsed time and time left.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import TextIO
+from typing import Iterator, TextIO
+
+_stage = ""
+
+
+@contextlib.contextmanager
+def stage(text: str) -> Iterator[None]:
+    """Prefix every progress line drawn inside the block with ``text``."""
+    global _stage
+    before, _stage = _stage, text
+    try:
+        yield
+    finally:
+        _stage = before
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
 
 
 class Progress:
@@ -33,11 +56,19 @@ class Progress:
         elif self.done == self.total:
             self._draw("", "\n")
 
-    def _draw(self, prefix: str, suffix: str) -> None:
+    def line(self) -> str:
+        """``[2/3] denoising  vanilla  [#####...] step 1200/2000  0:14 elapsed, 0:09 left``."""
         frac = self.done / self.total
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
         elapsed = time.perf_counter() - self.start
-        self.stream.write(f"{prefix}{self.label:<24} [{bar}] {self.done}/{self.total} {elapsed:6.1f}s{suffix}")
+        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta = _clock(left) if self.done else "?"
+        prefix = f"{_stage}  " if _stage else ""
+        return (f"{prefix}{self.label:<20} [{bar}] step {self.done}/{self.total}  "
+                f"{_clock(elapsed)} elapsed, {eta} left")
+
+    def _draw(self, prefix: str, suffix: str) -> None:
+        self.stream.write(f"{prefix}{self.line()}\x1b[K{suffix}" if self.tty else f"{prefix}{self.line()}{suffix}")
         self.stream.flush()
 
     def close(self) -> None:

@@ -15,16 +15,22 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from ssa_theory.config import UsageError
 
 if TYPE_CHECKING:
+    from ssa_theory.claims import Claim
     from ssa_theory.rundir import RunContext
 
 
 @dataclass(frozen=True)
 class Preset:
-    """Config overrides and the default number of seeds of a named preset."""
+    """Config overrides and the default number of seeds of a named preset.
+
+    A ``scratch`` preset (``quick``) is a smoke test: ``reproduce`` never lets it write the
+    committed results.
+    """
 
     overrides: Mapping[str, Any] = field(default_factory=dict)
     seeds: int = 5
     about: str = ""
+    scratch: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,9 @@ class Experiment:
     ``run(config, ctx)`` trains and evaluates, writing tables, arrays and metrics through ``ctx``;
     ``plot(run_dir)`` draws every figure from what ``run`` saved. ``version`` changes whenever the
     meaning of the results changes (it is part of the run-directory hash). ``headline`` names the
-    table printed after a run. ``presets`` must hold ``default`` and ``quick``.
+    table printed after a run. ``presets`` must hold ``default`` and ``quick`` (a scratch preset).
+    ``claims(exported_dir)`` turns the exported results (``experiments/NAME/``) into the paper
+    claims this experiment checks (``ssa_theory.claims``).
     """
 
     name: str
@@ -45,11 +53,14 @@ class Experiment:
     plot: Callable[[Path], None]
     headline: str
     presets: Mapping[str, Preset]
+    claims: Callable[[Path], list["Claim"]] | None = None
 
     def __post_init__(self) -> None:
         missing = {"default", "quick"} - set(self.presets)
         if missing:
             raise ValueError(f"experiment {self.name!r} lacks presets {sorted(missing)}")
+        if not self.presets["quick"].scratch or self.presets["default"].scratch:
+            raise ValueError(f"experiment {self.name!r}: the quick preset must be scratch and the default must not")
 
 
 _REGISTRY: dict[str, Experiment] = {}

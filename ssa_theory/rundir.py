@@ -11,8 +11,11 @@ version, the resolved config, the member seeds and the device type:
     figures/*.png, figures/*.pdf
     done           written last
 
-A run is computed in a hidden sibling directory and renamed into place only when complete, so an
-interrupted or failed run leaves nothing behind; a complete directory is reused unless forced.
+A run is computed in a hidden sibling directory ``.HASH.partial-HOST-PID`` and renamed into place
+only when complete, so an interrupted or failed run leaves nothing behind; a complete directory is
+reused unless forced. A process killed outright (SIGKILL, power loss) cannot clean up after itself:
+the next run under the same ``OUT`` removes every partial directory whose process, on this host, is
+no longer alive (a live one is never touched, so concurrent runs of one config stay safe).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +40,7 @@ import torch
 from ssa_theory import __version__
 from ssa_theory.config import UsageError
 from ssa_theory.progress import Progress
+from ssa_theory.train import Diverged
 
 DONE = "done"
 
@@ -217,22 +222,66 @@ def prepare_out(out: Path) -> None:
         raise UsageError(f"cannot write run directories under {str(out)!r} ({reason}); pass --out with a writable directory") from None
 
 
-def execute(experiment, config, *, seeds: list[int], device: torch.device, out: Path, preset: str,
-            force: bool = False, quiet: bool = False) -> tuple[Path, bool]:
-    """Run (or reuse) one experiment; return (run directory, reused?)."""
-    payload = {
+def _host() -> str:
+    """This machine's name as it may appear in a partial directory's name (no dots or dashes)."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Delete ``OUT/*/.HASH.partial-HOST-PID`` left by dead processes of this host; return them."""
+    removed = []
+    host = _host()
+    for p in Path(out).glob("*/.*.partial-*"):
+        h, _, pid = p.name.rpartition(".partial-")[2].rpartition("-")
+        if h == host and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def run_payload(experiment, config, seeds: Sequence[int], device: torch.device) -> dict[str, Any]:
+    """What a run's hash is taken over: everything that can change its numbers.
+
+    The experiment's name and version, the resolved config, the member seeds, the device type, and
+    the number of CPU threads (on a CPU, matrix products split their sums differently with more
+    threads, so the last bits of results can differ).
+    """
+    return {
         "experiment": experiment.name,
         "version": experiment.version,
         "config": dataclasses.asdict(config),
         "seeds": list(seeds),
         "device": device.type,
+        "threads": torch.get_num_threads(),
     }
-    base = Path(out) / experiment.name
-    final = base / run_hash(payload)
+
+
+def run_dir(out: Path, experiment, config, seeds: Sequence[int], device: torch.device) -> Path:
+    """Where the run of this experiment, config, seeds and device lives under ``out``."""
+    return Path(out) / experiment.name / run_hash(run_payload(experiment, config, seeds, device))
+
+
+def execute(experiment, config, *, seeds: list[int], device: torch.device, out: Path, preset: str,
+            force: bool = False, quiet: bool = False) -> tuple[Path, bool]:
+    """Run (or reuse) one experiment; return (run directory, reused?)."""
+    payload = run_payload(experiment, config, seeds, device)
+    final = run_dir(out, experiment, config, seeds, device)
     if is_complete(final) and not force:
         return final, True
+    base = final.parent
     prepare_out(base)
-    tmp = base / f".{final.name}.partial-{os.getpid()}"
+    remove_stale_partials(out)
+    tmp = base / f".{final.name}.partial-{_host()}-{os.getpid()}"
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -246,6 +295,10 @@ def execute(experiment, config, *, seeds: list[int], device: torch.device, out: 
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+    except Diverged as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        e.experiment = experiment.name
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -51,9 +51,11 @@ from torch import nn
 
 from ssa_theory import theory
 from ssa_theory.attention import SCORES, Attention
+from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import ConfigError, choice, require
 from ssa_theory.registry import Experiment, Preset
-from ssa_theory.rundir import RunContext, with_ci
+from ssa_theory.rundir import RunContext, read_json, with_ci
+from ssa_theory.sampling import MemberStream
 from ssa_theory.seeding import derive_seed, torch_generators
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
@@ -213,25 +215,23 @@ def expected_ce(logp: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
 
 
 class TransitionSampler:
-    """Next-token data for E members: ``sample()`` gives (E, batch) current and next tokens.
+    """Next-token data for E members: ``sample()`` gives (E, batch) current and next tokens on the device.
 
     The current token is uniform over the vocabulary, the next one drawn from ``P[current]`` by
-    inverse CDF; member e draws only from ``generators[e]`` (CPU), so its data match a single run.
+    inverse CDF. Member e draws only from ``generators[e]`` (CPU, in chunks: ``ssa_theory.sampling``),
+    so its data match a single run; the inverse CDF is looked up on the device.
     """
 
     def __init__(self, P: np.ndarray, generators, batch_size: int, device) -> None:
-        self.cdf = torch.as_tensor(np.cumsum(P, 1), dtype=torch.float32)
-        self.generators, self.batch_size, self.device = generators, batch_size, device
+        K = P.shape[0]
+        self.cdf = torch.as_tensor(np.cumsum(P, 1), dtype=torch.float32, device=device)
+        draw = lambda g, n: (torch.randint(K, (n, batch_size), generator=g), torch.rand(n, batch_size, generator=g))  # noqa: E731
+        self.stream = MemberStream(generators, draw, device)
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        K = self.cdf.shape[0]
-        cur, nxt = [], []
-        for g in self.generators:
-            k = torch.randint(K, (self.batch_size,), generator=g)
-            u = torch.rand(self.batch_size, 1, generator=g)
-            cur.append(k)
-            nxt.append(torch.searchsorted(self.cdf[k], u).squeeze(1).clamp_max(K - 1))
-        return torch.stack(cur).to(self.device), torch.stack(nxt).to(self.device)
+        cur, u = self.stream()  # (E, batch) each
+        nxt = torch.searchsorted(self.cdf[cur], u[..., None]).squeeze(-1)
+        return cur, nxt.clamp_max(self.cdf.shape[0] - 1)
 
 
 def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarray, ctx: RunContext) -> dict:
@@ -256,6 +256,7 @@ def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarra
         net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr,
         evaluate=lambda: {"ce": expected_ce(net(), P_t)}, log_every=cfg.log_every,
         progress=ctx.progress(f"{score}/{model}", cfg.steps),
+        model=f"{score}/{model}", members=[f"seed {s}" for s in ctx.seeds],
     )
     with torch.no_grad():
         logp = net()
@@ -416,6 +417,38 @@ def _headline(cfg, ctx, results, degrees, floor, by_geo, summary) -> None:
     ctx.write_metrics(metrics)
 
 
+# --- claims (from the exported results) --------------------------------------------------------
+
+
+def claims(exported: Path) -> list[Claim]:
+    """C1 and C2 from ``metrics.json``.
+
+    C1 rule: reproduced when SSA's CE and L1 error are both below vanilla's (paired 95% CI of the
+    per-seed difference above zero), at the headline geometry.
+    C2 rule: the slope of node temperature on degree at the headline geometry (95% CI over seeds);
+    the verdict names the geometries where T rises with degree (Table 1's order) and where it falls.
+    """
+    m = read_json(Path(exported) / "metrics.json")
+    seeds = m["per_seed"]
+    ce, ce_lo, ce_hi = paired(seeds["ce_vanilla"], seeds["ce_ssa"])
+    l1, l1_lo, _ = paired(seeds["l1_vanilla"], seeds["l1_ssa"])
+    c1 = "reproduced" if above_zero(ce_lo, ce) and above_zero(l1_lo, l1) else "not reproduced"
+    trends = m["trend_by_geometry"]
+    rises = [g for g, t in trends.items() if t.startswith("rises")]
+    falls = [g for g, t in trends.items() if t.startswith("falls")]
+    if m["score"] in rises:
+        c2 = f"reproduced under {', '.join(rises)}" + (f"; reversed under {', '.join(falls)}" if falls else "")
+    else:
+        c2 = f"not reproduced under {m['score']}" + (f"; reproduced under {', '.join(rises)}" if rises else "")
+    slope = mean_ci(seeds["temperature_slope"])
+    return [
+        Claim("C1", "graph_transition", "SSA learns P* better than vanilla attention (lower CE and L1)",
+              f"CE vanilla - CE SSA, nats ({m['score']} scores)", ce, ce_lo, ce_hi, c1),
+        Claim("C2", "graph_transition", "Table 1: fewer neighbours, lower temperature",
+              f"slope of T on degree ({m['score']} scores)", *slope, c2),
+    ]
+
+
 # --- figures (drawn from the run directory only) ------------------------------------------------
 
 
@@ -430,15 +463,16 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="1",
+    version="2",
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,
     plot=plot,
     headline="ce_l1",
+    claims=claims,
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about a minute on 2 CPU cores)"),
         "quick": Preset({"steps": 300, "compare": ("rownorm",), "log_every": 50, "batch_size": 256}, seeds=2,
-                        about="a smoke test in seconds; numbers are not converged"),
+                        about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
 )

@@ -47,10 +47,11 @@ from torch import nn
 
 from ssa_theory import measures, theory
 from ssa_theory.attention import Attention, get_variant
+from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import choice, require
 from ssa_theory.experiments.graph_transition import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.registry import Experiment, Preset
-from ssa_theory.rundir import RunContext, with_ci
+from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.seeding import numpy_rng, torch_generator
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
@@ -160,7 +161,8 @@ def train_model(model: str, cfg: NormSpikinessConfig, X: np.ndarray, P: np.ndarr
 
     hist = fit(net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
                evaluate=lambda: {"ce": expected_ce(net(), P_t), "norm": net.token_norms().mean(1)},
-               progress=ctx.progress(model, cfg.steps))
+               progress=ctx.progress(model, cfg.steps), model=model,
+               members=[f"weight_decay={cfg.weight_decays[ri]:g}, seed {s}" for ri, s in members])
     with torch.no_grad():
         logp = net()
         probs = logp.exp()
@@ -271,6 +273,27 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     })
 
 
+def claims(exported: Path) -> list[Claim]:
+    """C4 from ``metrics.json`` and the weight-decay sweep.
+
+    Rule: reproduced when, at the headline weight decay, SSA's mean per-token norm is below
+    vanilla's and its mean spikiness above (paired 95% CIs of the per-seed differences clear of
+    zero), and at every swept weight decay SSA's mean norm is below vanilla's. The headline number
+    is the ratio of vanilla's mean norm to SSA's, per seed.
+    """
+    m = read_json(Path(exported) / "metrics.json")
+    s = {k: np.asarray(v) for k, v in m["per_seed"].items()}
+    dn, dn_lo, _ = paired(s["mean_norm_vanilla"], s["mean_norm_ssa"])
+    ds, ds_lo, _ = paired(s["mean_spikiness_ssa"], s["mean_spikiness_vanilla"])
+    sweep = pd.read_csv(Path(exported) / "weight_decay_sweep.csv").pivot(index="weight_decay", columns="model", values="mean_norm")
+    everywhere = bool((sweep["ssa"] < sweep["vanilla"]).all())
+    ok = above_zero(dn_lo, dn) and above_zero(ds_lo, ds)
+    verdict = ("reproduced" + (" at every weight decay" if everywhere else ", but not at every weight decay")) if ok else "not reproduced"
+    return [Claim("C4", "norm_spikiness", "Fig. p4: with a query temperature, smaller query-key norm and spikier attention",
+                  f"mean norm vanilla / mean norm SSA (weight decay {m['weight_decay']:g})",
+                  *mean_ci(s["mean_norm_vanilla"] / s["mean_norm_ssa"]), verdict)]
+
+
 def plot(run_dir: Path) -> None:
     from ssa_theory.experiments import norm_spikiness_plots as plots
 
@@ -282,16 +305,17 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="1",
+    version="2",
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
     plot=plot,
     headline="summary",
+    claims=claims,
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)"),
         "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
                          "sweep_weight_decay": (0.0,), "log_every": 50}, seeds=2,
-                        about="a smoke test in seconds; numbers are not converged"),
+                        about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
 )
