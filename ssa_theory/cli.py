@@ -1,25 +1,33 @@
 """Command line: ``python -m ssa_theory`` or ``ssa-theory``.
 
-Every usage error (unknown experiment, unknown or ill-typed ``--set`` key, impossible value,
-unwritable ``--out``, missing CUDA) is one line on stderr and exit code 2, with nothing written.
+Every usage error (unknown experiment, unknown or ill-typed ``--set`` key, impossible or
+non-finite value, unwritable ``--out``, missing CUDA) is one line on stderr and exit code 2, with
+nothing written. A run whose model diverges (``ssa_theory.train``) is one line and exit code 1,
+with nothing saved.
+
+Threads: every computing command sets PyTorch's CPU threads to ``--threads`` (default 1). These
+models are small, so extra threads buy little, while several processes sharing a few cores with
+PyTorch's default (one thread per core each) can run 10-20x slower; and the thread count changes
+the last bits of CPU results, so it is part of a run's hash.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
 from ssa_theory import __version__, registry
 from ssa_theory.config import UsageError, build_config, describe, parse_overrides
-from ssa_theory.rundir import RunContext, execute, prepare_out
+from ssa_theory.rundir import execute, prepare_out
 from ssa_theory.seeding import member_seeds
+from ssa_theory.train import Diverged
+
+MAX_SEED = 2**32 - 1
+MAX_SEEDS = 1024
+DEFAULT_THREADS = 1
 
 PROG = "ssa-theory"
 
@@ -33,7 +41,10 @@ examples:
   {PROG} run norm_spikiness --set ssa_variant=ssa_q_tok --set sweep_weight_decay=
   {PROG} config graph_transition --quick          the resolved config, with types
   {PROG} export graph_transition                  run (or reuse) and copy tables/figures into experiments/ and figures/
-  {PROG} bench graph_transition --seeds 8         time 8 batched seeds against 1
+  {PROG} reproduce                                every experiment, committed tables, figures and paper_repro.md
+  {PROG} reproduce --quick                        the same as a smoke test, into runs/reproduce-quick/
+  {PROG} bench attention                          every attention variant against the fused SDPA kernel
+  {PROG} bench seeds graph_transition --seeds 16  time 16 batched seeds against 1
 
 Runs go to runs/NAME/<hash of the resolved config>/ (config.json, env.json, metrics.json,
 tables/, figures/, done). A finished run is reused unless --force.
@@ -47,21 +58,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, high: int = 10**6) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {value})")
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, at most {high} (got {value})")
     return value
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer (got {text!r})") from None
+def _n_seeds(text: str) -> int:
+    return _positive_int(text, MAX_SEEDS)
+
+
+def _threads(text: str) -> int:
+    return _positive_int(text, 256)
+
+
+def _bounded_int(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}] (got {text!r})") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}] (got {value})")
+        return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered experiments, their versions and claims", epilog=EXAMPLES,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    def compute_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="auto uses CUDA when available (default: auto)")
+        p.add_argument("--threads", type=_threads, default=DEFAULT_THREADS, metavar="N",
+                       help=f"PyTorch CPU threads (default: {DEFAULT_THREADS}; part of the run hash)")
+
     def experiment_options(p: argparse.ArgumentParser, seeds: bool = True) -> None:
         p.add_argument("name", metavar="NAME", help="experiment name (see 'list')")
         group = p.add_mutually_exclusive_group()
@@ -87,17 +117,21 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one config field (repeatable); tuples are comma-separated")
         if seeds:
-            p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
-                           help="number of independently initialised models, trained as one batch (default: the preset's)")
-            p.add_argument("--seed", type=_int, default=0, metavar="S", help="first member seed (members: S..S+N-1)")
-            p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                           help="auto uses CUDA when available (default: auto)")
+            p.add_argument("--seeds", type=_n_seeds, default=None, metavar="N",
+                           help=f"number of independently initialised models, trained as one batch, 1..{MAX_SEEDS} "
+                           "(default: the preset's)")
+            p.add_argument("--seed", type=_bounded_int(0, MAX_SEED), default=0, metavar="S",
+                           help=f"first member seed, 0..{MAX_SEED} (members: S..S+N-1)")
+            compute_options(p)
 
-    def run_options(p: argparse.ArgumentParser) -> None:
-        experiment_options(p)
+    def output_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="root of run directories (default: runs)")
         p.add_argument("--force", action="store_true", help="recompute even if a finished run exists")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        experiment_options(p)
+        output_options(p)
 
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("run", help="run one experiment", description="Run one experiment and print its headline table.",
@@ -109,13 +143,42 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES, formatter_class=fmt)
     run_options(p)
     p.add_argument("--to", type=Path, default=Path("."), metavar="DIR", help="project root to export into (default: .)")
+    p = sub.add_parser("reproduce", help="run every experiment; regenerate experiments/, figures/ and paper_repro.md",
+                       description="Run (or reuse) every registered experiment, export its tables and figures, and "
+                       "re-render the generated parts of paper_repro.md; print every paper claim with our number and "
+                       "verdict. --quick is a smoke test that writes only under OUT/reproduce-quick/.",
+                       epilog=EXAMPLES, formatter_class=fmt)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="the quick preset of every experiment, into a scratch folder")
+    group.add_argument("--preset", default=None, help="a named preset (default: default)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these experiments")
+    p.add_argument("--seed", type=_bounded_int(0, MAX_SEED), default=0, metavar="S", help="first member seed")
+    compute_options(p)
+    output_options(p)
+    p.add_argument("--to", type=Path, default=Path("."), metavar="DIR",
+                   help="project root holding experiments/, figures/ and paper_repro.md (default: .)")
     p = sub.add_parser("config", help="show an experiment's resolved config", epilog=EXAMPLES, formatter_class=fmt)
     experiment_options(p, seeds=False)
-    p = sub.add_parser("bench", help="time N batched seeds against 1 seed, side by side",
-                       description="Time the experiment's training with 1 seed and with N seeds, interleaved, "
-                       "and report the median ratio. Defaults to the quick preset.", epilog=EXAMPLES, formatter_class=fmt)
-    experiment_options(p)
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions of each (default: 3)")
+    p = sub.add_parser("bench", help="benchmarks: attention variants against SDPA; batched seeds against one",
+                       epilog=EXAMPLES, formatter_class=fmt)
+    bench = p.add_subparsers(dest="bench", metavar="WHAT", parser_class=_Parser)
+    bench.required = True
+    b = bench.add_parser("attention", help="every attention variant against F.scaled_dot_product_attention",
+                         description="Forward plus backward of causal self-attention: every named variant against a "
+                         "reference layer on F.scaled_dot_product_attention(is_causal=True) with the same projections, "
+                         "interleaved, median ratio.", epilog=EXAMPLES, formatter_class=fmt)
+    b.add_argument("--batch", type=_positive_int, default=8)
+    b.add_argument("--heads", type=_positive_int, default=4)
+    b.add_argument("--length", type=_positive_int, default=1024)
+    b.add_argument("--d-head", type=_positive_int, default=64)
+    b.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="default: every variant")
+    b.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds (default: 5)")
+    compute_options(b)
+    b = bench.add_parser("seeds", help="time N batched seeds against 1, side by side",
+                         description="Time the experiment's training with 1 seed and with N seeds, interleaved, "
+                         "and report the median ratio. Defaults to the quick preset.", epilog=EXAMPLES, formatter_class=fmt)
+    experiment_options(b)
+    b.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions of each (default: 3)")
     return parser
 
 
@@ -140,6 +203,15 @@ def _device(name: str):
     return torch.device(name)
 
 
+def _compute(args: argparse.Namespace):
+    """Apply --threads and resolve --device (before anything is computed)."""
+    import torch
+
+    device = _device(args.device)
+    torch.set_num_threads(args.threads)
+    return device
+
+
 def _cmd_list(args: argparse.Namespace) -> None:
     rows = [(e.name, e.version, e.claim) for e in (registry.get(n) for n in registry.names())]
     width = max(len(r[0]) for r in rows)
@@ -157,12 +229,15 @@ def _cmd_config(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> Path:
     experiment, preset_name, preset, config = _resolve(args)
-    device = _device(args.device)
-    seeds = member_seeds(args.seed, args.seeds or preset.seeds)
+    device = _compute(args)
+    n = args.seeds or preset.seeds
+    if args.seed + n - 1 > MAX_SEED:
+        raise UsageError(f"--seed {args.seed} with {n} seeds runs past the largest seed {MAX_SEED}; lower --seed")
+    seeds = member_seeds(args.seed, n)
     prepare_out(args.out)
     if not args.quiet:
-        print(f"{experiment.name} v{experiment.version}, preset {preset_name}, seeds {seeds[0]}..{seeds[-1]}, device {device}",
-              file=sys.stderr)
+        print(f"{experiment.name} v{experiment.version}, preset {preset_name}, seeds {seeds[0]}..{seeds[-1]}, "
+              f"device {device}, {args.threads} thread(s)", file=sys.stderr)
     path, reused = execute(experiment, config, seeds=seeds, device=device, out=args.out, preset=preset_name,
                            force=args.force, quiet=args.quiet)
     print(f"run directory: {path}" + ("  (reused a finished run; --force recomputes)" if reused else ""))
@@ -172,49 +247,62 @@ def _run(args: argparse.Namespace) -> Path:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
+    from ssa_theory.reproduce import export_run
+
     root = Path(args.to)
     prepare_out(root / "experiments")
     prepare_out(root / "figures")
     path = _run(args)
-    tables, figures = root / "experiments" / args.name, root / "figures" / args.name
-    for dest in (tables, figures):
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-    for f in sorted((path / "tables").iterdir()):
-        shutil.copy2(f, tables / f.name)
-    for name in ("config.json", "env.json", "metrics.json"):
-        shutil.copy2(path / name, tables / name)
-    for f in sorted((path / "figures").iterdir()):
-        shutil.copy2(f, figures / f.name)
+    tables, figures = export_run(path, args.name, root)
     print(f"\nexported to {tables} and {figures}")
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from ssa_theory.report import summary_table
+    from ssa_theory.reproduce import reproduce
+
+    names = registry.names() if args.only is None else list(dict.fromkeys(registry.get(n).name for n in args.only))
+    preset = "quick" if args.quick else (args.preset or "default")
+    device = _compute(args)
+    prepare_out(args.out)
+    log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    root, claims = reproduce(names, preset, device=device, out=args.out, to=args.to, force=args.force,
+                             quiet=args.quiet, seed=args.seed, log=log)
+    print(f"results in {root / 'experiments'}, {root / 'figures'} and {root / 'paper_repro.md'}\n")
+    print(summary_table(claims), end="")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
+    from ssa_theory import bench
+    from ssa_theory.rundir import markdown_table
+
+    if args.bench == "attention":
+        for name in args.variants or []:
+            from ssa_theory.attention import get_variant
+
+            try:
+                get_variant(name)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+        device = _compute(args)
+        print(f"bench attention: batch {args.batch}, heads {args.heads}, length {args.length}, d_head {args.d_head}, "
+              f"causal, forward+backward, device {device}, {args.threads} thread(s), {args.repeats} rounds", flush=True)
+        df = bench.attention(batch=args.batch, heads=args.heads, length=args.length, d_head=args.d_head,
+                             repeats=args.repeats, variants=args.variants, device=device)
+        print(markdown_table(df), end="")
+        return
     experiment, preset_name, preset, config = _resolve(args, default_preset="quick")
-    device = _device(args.device)
+    device = _compute(args)
     n = args.seeds or 8
-    counts = [1, n]
-    times: dict[int, list[float]] = {c: [] for c in counts}
-    print(f"bench {experiment.name}, preset {preset_name}, device {device}: 1 seed vs {n} seeds, "
-          f"{args.repeats} interleaved repeats", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats + 1):  # the first round warms up and is not counted
-            for c in counts:
-                d = Path(tmp) / f"{r}-{c}"
-                d.mkdir()
-                start = time.perf_counter()
-                experiment.run(config, RunContext(d, member_seeds(args.seed, c), device, quiet=True))
-                if r:
-                    times[c].append(time.perf_counter() - start)
-    med = {c: statistics.median(times[c]) for c in counts}
-    print("| seeds | median seconds | runs |\n|---|---|---|")
-    for c in counts:
-        print(f"| {c} | {med[c]:.2f} | {', '.join(f'{t:.2f}' for t in times[c])} |")
-    print(f"\nratio {n} seeds / 1 seed: {med[n] / med[1]:.2f} (a Python loop over seeds would be about {n})")
+    print(f"bench seeds {experiment.name}, preset {preset_name}, device {device}, {args.threads} thread(s): "
+          f"1 seed vs {n} seeds, {args.repeats} interleaved repeats", flush=True)
+    df = bench.seeds(experiment, config, n_seeds=n, repeats=args.repeats, device=device, seed=args.seed)
+    print(markdown_table(df), end="")
+    print(f"\nratio {n} seeds / 1 seed: {df.ratio_to_1.iloc[-1]:.2f} (a Python loop over seeds would be about {n})")
 
 
-COMMANDS = {"list": _cmd_list, "config": _cmd_config, "run": _run, "export": _cmd_export, "bench": _cmd_bench}
+COMMANDS = {"list": _cmd_list, "config": _cmd_config, "run": _run, "export": _cmd_export,
+            "reproduce": _cmd_reproduce, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"{PROG}: error: {e}; nothing was saved (a smaller --set lr=... usually helps)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no run directory was left behind", file=sys.stderr)
         return 130

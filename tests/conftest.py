@@ -18,3 +18,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+# One thread per test process: the suite's models are tiny, and on a shared 2-core machine PyTorch's
+# default (a thread per core) made the suite about 15x slower when another process competed.
+torch.set_num_threads(1)

@@ -1,0 +1,106 @@
+"""Benchmarks as ratios measured side by side in one process (never absolute times in a test).
+
+- ``attention``: every named variant of ``ssa_theory.attention.Attention`` against a reference
+  layer built from ``torch.nn.functional.scaled_dot_product_attention(..., is_causal=True)`` with
+  the same projections, forward plus backward, causal self-attention. Rounds are interleaved
+  (reference, variant, reference, ...) and the first round is a warm-up.
+- ``seeds``: an experiment's training with N batched seeds against 1 seed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ssa_theory.attention import VARIANTS, Attention
+from ssa_theory.rundir import RunContext
+from ssa_theory.seeding import member_seeds, torch_generator, torch_generators
+
+# Targets from the issue that asked for the fast path: SSA's overhead should be negligible.
+TARGETS = {"vanilla": 1.02, "ssa": 1.10}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def reference_layer(d_model: int, n_heads: int, device: torch.device) -> tuple[Callable, list[torch.Tensor]]:
+    """Plain multi-head causal attention on the fused kernel: ``x -> (sdpa(xW_q, xW_k, xW_v) W_o)``."""
+    g = torch_generator(0, "init")
+    ws = [(torch.randn(d_model, d_model, generator=g) / d_model**0.5).to(device).requires_grad_() for _ in range(4)]
+    w_q, w_k, w_v, w_o = ws
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # x (B, L, D)
+        B, L, D = x.shape
+        heads = lambda t: t.view(B, L, n_heads, D // n_heads).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(heads(x @ w_q), heads(x @ w_k), heads(x @ w_v), is_causal=True)
+        return out.transpose(1, 2).reshape(B, L, D) @ w_o
+
+    return forward, ws
+
+
+def attention(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 64, repeats: int = 5,
+              variants: Sequence[str] | None = None, device: torch.device = torch.device("cpu"),
+              dtype: torch.dtype = torch.float32, log=None) -> pd.DataFrame:
+    """Median forward+backward time of each variant and of the SDPA reference; their ratio."""
+    D = heads * d_head
+    variants = list(variants or VARIANTS)
+    x = torch.randn(batch, length, D, generator=torch_generator(1, "data")).to(device, dtype)
+    ref, _ = reference_layer(D, heads, device)
+    layers = {n: Attention(n, D, generators=torch_generators([0], "init"), n_heads=heads).to(device, dtype) for n in variants}
+
+    def step_ref() -> None:
+        ref(x.to(dtype)).sum().backward()
+
+    def step(layer: Attention) -> Callable[[], None]:
+        return lambda: layer(x[None], causal=True).sum().backward()
+
+    rows = []
+    for name, layer in layers.items():
+        t_ref, t_var = [], []
+        for r in range(repeats + 1):  # round 0 warms up
+            a, b = _timed(step_ref, device), _timed(step(layer), device)
+            if r:
+                t_ref.append(a)
+                t_var.append(b)
+        ratios = [b / a for a, b in zip(t_ref, t_var)]
+        row = {"variant": name, "ms_variant": 1e3 * statistics.median(t_var), "ms_sdpa": 1e3 * statistics.median(t_ref),
+               "ratio": statistics.median(ratios), "target": TARGETS.get(name, float("nan"))}
+        row["met"] = "" if name not in TARGETS else ("yes" if row["ratio"] <= row["target"] else "no")
+        rows.append(row)
+        if log:
+            log(f"{name:<20} {row['ratio']:.3f}x")
+    return pd.DataFrame(rows)
+
+
+def seeds(experiment, config, *, n_seeds: int, repeats: int, device: torch.device, seed: int = 0) -> pd.DataFrame:
+    """Median wall time of the experiment's run with 1 seed and with ``n_seeds`` batched seeds, interleaved."""
+    counts = [1, n_seeds]
+    times: dict[int, list[float]] = {c: [] for c in counts}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats + 1):  # the first round warms up and is not counted
+            for c in counts:
+                d = Path(tmp) / f"{r}-{c}"
+                d.mkdir()
+                t = _timed(lambda: experiment.run(config, RunContext(d, member_seeds(seed, c), device, quiet=True)), device)
+                if r:
+                    times[c].append(t)
+    med = {c: statistics.median(times[c]) for c in counts}
+    return pd.DataFrame([{"experiment": experiment.name, "seeds": c, "median_s": med[c],
+                          "runs_s": ", ".join(f"{t:.2f}" for t in times[c]), "ratio_to_1": med[c] / med[1]} for c in counts])
