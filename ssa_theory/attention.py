@@ -1,6 +1,6 @@
 """One attention layer; vanilla attention and Selective Self-Attention (SSA) are named variants of it.
 
-SSA (PAPER_NOTES §1) scales query, key or value rows by an inverse temperature tau, a scalar per
+SSA (Zhang et al., NeurIPS 2024, section 3; our reading is in ``paper_repro.md``) scales query, key or value rows by an inverse temperature tau, a scalar per
 token and head (lower temperature T = 1/tau means a sparser, spikier row):
 
     logits_ij = tau_q(x_i, i) * tau_k(x_j, j) * score(q_i, k_j)

@@ -1,6 +1,6 @@
 """Measurements of a trained attention layer: per-token query-key norms and attention spikiness.
 
-Definitions (PAPER_NOTES §2c):
+Definitions (paper Fig. p4; ours, stated in ``paper_repro.md`` section 3):
 
 - per-token norm: ``||W^T x_t||`` with ``W = W_q W_k^T / sqrt(d_head)``, the matrix in the score
   ``x_t^T W x_j``; it is the scale of query t's logits in key space. For SSA it is computed without

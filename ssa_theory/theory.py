@@ -1,10 +1,10 @@
 """Closed forms behind the experiments: pure functions of numbers, no torch.
 
-Each function names the claim it encodes (PAPER_NOTES sections). Everything here is our derivation
+Each function names the claim it encodes (the paper's figure or table; ``paper_repro.md``). Everything here is our derivation
 (the paper's exact theorem statements were not available to us); every formula has a property test
 in ``tests/test_theory.py`` against brute force or numerical optimisation.
 
-Conventions for the graph task (PAPER_NOTES §2a). A query row has K candidate next tokens; its target
+Conventions for the graph task (paper Fig. p5, Table 1). A query row has K candidate next tokens; its target
 is uniform on a support of s of them, optionally smoothed with uniform mass g:
 
     p_in  = (1 - g) / s + g / K     on the s support tokens
@@ -60,7 +60,7 @@ def _check_support(K: int, s: int) -> None:
         raise ValueError(f"need integers 1 <= s < K (got K={K}, s={s})")
 
 
-# --- unsmoothed targets: the gap/norm trade-off (PAPER_NOTES §2a, "closed forms to build on") -----
+# --- unsmoothed targets: the gap/norm trade-off (paper Fig. p5) -----
 
 
 def logit_gap(K: int, s: int, eps: float) -> float:
@@ -103,7 +103,7 @@ def best_ce_under_norm(K: int, s: int, r: float) -> float:
     return math.log(s + (K - s) * math.exp(-delta_max))
 
 
-# --- smoothed targets: finite optimum, predicted temperatures (PAPER_NOTES §2a, the lead) ---------
+# --- smoothed targets: finite optimum, predicted temperatures (paper Table 1) ---------
 
 
 def smoothed_row(K: int, s: int, g: float) -> tuple[float, float]:
@@ -223,7 +223,7 @@ def predicted_temperature(
     return 1.0 / predicted_inverse_temperature(K, s, g, score, bound, penalty, tau_max)
 
 
-# --- denoising: value selectivity (PAPER_NOTES §2b, paper Table 2) ------------------------------
+# --- denoising: value selectivity (paper Table 2) ------------------------------
 #
 # A target mu ~ N(0, v I_d) is seen through n tokens x_i = mu + sigma_i g_i, g_i ~ N(0, I_d), with
 # every sigma_i known to the estimator. All risks are per coordinate (MSE averaged over the d
@@ -322,7 +322,7 @@ def expected_denoising_mse(n: int, p: float, sigma_clean: float, sigma_noisy: fl
     )
 
 
-# --- norms and spikiness: what a query temperature saves (PAPER_NOTES §2c, paper Fig. p4) -------
+# --- norms and spikiness: what a query temperature saves (paper Fig. p4) -------
 
 
 def gap_for_accuracy(K: int, s: int, g: float, eps: float) -> float:

@@ -23,3 +23,21 @@ def pytest_collection_modifyitems(config, items):
 # One thread per test process: the suite's models are tiny, and on a shared 2-core machine PyTorch's
 # default (a thread per core) made the suite about 15x slower when another process competed.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """``quick_run(name) -> (out, run_dir)``: each experiment's quick run, made once per test session."""
+    from ssa_theory import cli
+
+    cache = {}
+    out = tmp_path_factory.mktemp("quick-runs")  # one root, as `reproduce --quick --out` would use
+
+    def get(name):
+        if name not in cache:
+            assert cli.main(["run", name, "--quick", "--quiet", "--out", str(out)]) == 0
+            (path,) = (out / name).iterdir()
+            cache[name] = (out, path)
+        return cache[name]
+
+    return get

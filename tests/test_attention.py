@@ -127,7 +127,32 @@ def test_query_temperature_scales_logit_rows():
     with torch.no_grad():
         layer.temp["q_u"].normal_(0, 1, generator=torch.Generator().manual_seed(5))
     tau = layer.temperature("q", x)
-    torch.testing.assert_close(layer.logits(x), base * tau[..., None])
+    logits = layer.logits(x)
+    torch.testing.assert_close(logits, base * tau[..., None])
+
+    def entropy(z):
+        p = torch.softmax(z, -1)
+        return -(p * torch.log(p)).sum(-1)
+
+    h, h0 = entropy(logits), entropy(base)
+    sharper, flatter = tau > 1 + 1e-6, tau < 1 - 1e-6
+    assert sharper.any() and flatter.any()  # both directions are exercised
+    assert (h[sharper] < h0[sharper]).all()
+    assert (h[flatter] > h0[flatter]).all()
+
+
+def test_token_term_is_one_plus_tanh_of_u_dot_gelu_of_the_query():
+    """Against an independent formula: GELU(h) = h Phi(h) written with erf, tanh applied by hand."""
+    layer = make("ssa_q_tok")
+    with torch.no_grad():
+        layer.temp["q_u"].normal_(0, 1, generator=torch.Generator().manual_seed(9))
+    x = inputs()
+    q = (x @ layer.w_q[:, None]).reshape(E, B, L, H, -1)  # (E,B,L,H,d), by hand
+    gelu = 0.5 * q * (1 + torch.erf(q / math.sqrt(2)))
+    u = layer.temp["q_u"]  # (E, H, d)
+    s = (gelu * u[:, None, None]).sum(-1)  # (E, B, L, H)
+    expected = 1 + (torch.exp(2 * s) - 1) / (torch.exp(2 * s) + 1)
+    torch.testing.assert_close(layer.temperature("q", x), expected.transpose(2, 3))
 
 
 def test_position_term_is_one_plus_sigmoid_alpha_log_n():
@@ -228,6 +253,42 @@ def test_cross_attention_with_explicit_positions():
     x, ctx = inputs(0, 2), inputs(1, 5)
     out, probs = layer(x, ctx, q_pos=torch.tensor([6, 7]), k_pos=torch.arange(1, 6), return_probs=True)
     assert out.shape == (E, B, 2, D) and probs.shape == (E, B, H, 2, 5)
+
+
+@pytest.mark.parametrize("name", ["vanilla", "ssa", "ssa_q_pos"])
+def test_plain_causal_fast_path_equals_an_explicit_mask(name):
+    """is_causal=True (no mask tensor) and an explicit lower-triangular mask give the same layer."""
+    layer = make(name)
+    with torch.no_grad():
+        for p in layer.temp.values():
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(10))
+    x = inputs()
+    tril = torch.tril(torch.ones(L, L, dtype=torch.bool))
+    torch.testing.assert_close(layer(x, causal=True), layer(x, mask=tril))
+
+
+def test_changing_the_position_changes_the_position_term():
+    layer = make("ssa_q_pos")
+    with torch.no_grad():
+        layer.temp["q_alpha"].fill_(0.0)
+    x = inputs()
+    a = layer(x, x, q_pos=torch.arange(1, L + 1), k_pos=torch.arange(1, L + 1))
+    b = layer(x, x, q_pos=torch.arange(1, L + 1) + 100, k_pos=torch.arange(1, L + 1))
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("causal", [False, True])
+def test_cuda_fused_matches_cpu_explicit(name, causal):
+    layer = make(name).float()
+    with torch.no_grad():
+        for p in layer.temp.values():
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(11))
+    x = inputs().float()
+    cpu, _ = layer(x, causal=causal, return_probs=True)
+    gpu = layer.to("cuda")(x.to("cuda"), causal=causal).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.cuda

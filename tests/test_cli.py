@@ -2,11 +2,15 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssa_theory import cli, registry
 
@@ -50,6 +54,16 @@ BAD = {
     "unknown preset": (["run", "graph_transition", "--preset", "paper"], "no preset 'paper'"),
     "unknown command": (["frobnicate"], "invalid choice"),
     "missing name": (["run"], "required: NAME"),
+    "infinite float": (["run", "graph_transition", "--set", "lr=inf"], "lr=inf is out of range"),
+    "nan float": (["run", "graph_transition", "--set", "lr=nan"], "lr=nan is out of range"),
+    "overflowing float": (["run", "graph_transition", "--set", "lr=1e308"], "lr=1e+308 is out of range"),
+    "huge int": (["run", "graph_transition", "--set", "steps=99999999999999999999"], "steps=99999999999999999999 is out of range"),
+    "negative seed": (["run", "graph_transition", "--seed", "-1"], "--seed: must be an integer in [0, 4294967295]"),
+    "seed past the range": (["run", "graph_transition", "--seed", "4294967295", "--seeds", "2"], "runs past the largest seed"),
+    "too many seeds": (["run", "graph_transition", "--seeds", "100000"], "--seeds: must be a positive integer, at most 1024"),
+    "zero threads": (["run", "graph_transition", "--threads", "0"], "--threads: must be a positive integer"),
+    "reproduce unknown experiment": (["reproduce", "--only", "denoisin"], "did you mean denoising"),
+    "bench unknown variant": (["bench", "attention", "--variants", "ssa_qq"], "did you mean 'ssa_q'"),
 }
 
 
@@ -57,7 +71,7 @@ BAD = {
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
     args, expected = BAD[case]
     out = tmp_path / "runs"
-    rc = run_cli(*args, "--out", out) if args and args[0] == "run" and len(args) > 1 else run_cli(*args)
+    rc = run_cli(*args, "--out", out) if args and args[0] in ("run", "reproduce") and len(args) > 1 else run_cli(*args)
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("ssa-theory: error: "), err
@@ -89,25 +103,142 @@ def test_errors_carry_no_traceback_in_a_real_process(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+# --- never a traceback ---------------------------------------------------------------------------
+
+
+class _Reached(Exception):
+    """Raised instead of running: validation accepted the input."""
+
+
+_KEYS = ["lr", "steps", "n_nodes", "max_degree", "smoothing", "compare", "score", "softcap_bound", "d_head",
+         "temp_penalty", "log_every", "batch_size", "nonsense", ""]
+_TEXT = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["inf", "-inf", "nan", "1e308", "-1e308", "1e-320", "0", "-0", "1e3", "99999999999999999999",
+                     "true", "0x10", "1_000", " 3 ", "", ",", "softcap,dot", "1,2,3"]),
+    st.integers(-10**30, 10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from(_KEYS), _TEXT), max_size=3),
+       seed=st.one_of(st.none(), _TEXT), seeds=st.one_of(st.none(), _TEXT), threads=st.one_of(st.none(), _TEXT))
+def test_fuzzed_input_never_shows_a_traceback(pairs, seed, seeds, threads, tmp_path_factory):
+    """Random --set strings and option values: a one-line usage error (exit 2), or validation passes
+    and the run would start (stubbed out here). Never an uncaught exception."""
+    args = ["run", "graph_transition", "--quiet", "--out", str(tmp_path_factory.getbasetemp() / "fuzz")]
+    for k, v in pairs:
+        args += ["--set", f"{k}={v}"]
+    for opt, v in (("--seed", seed), ("--seeds", seeds), ("--threads", threads)):
+        if v is not None:
+            args += [f"{opt}={v}"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "execute", _stub)
+        try:
+            rc = cli.main(args)
+        except _Reached:
+            return
+    assert rc == 2
+
+
+def _stub(*args, **kwargs):
+    """Stands in for rundir.execute: validation was passed, the run would start."""
+    raise _Reached
+
+
+def test_fuzz_stub_is_reached_by_valid_input(monkeypatch):
+    monkeypatch.setattr(cli, "execute", _stub)
+    with pytest.raises(_Reached):
+        cli.main(["run", "graph_transition", "--quick", "--quiet", "--set", "lr=0.1", "--seed", "5"])
+
+
+# --- divergence, stale partial directories ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["graph_transition", "denoising"])
+def test_diverged_run_is_one_line_exit_1_and_saves_nothing(name, tmp_path, capsys):
+    rc = cli.main(["run", name, "--quick", "--quiet", "--set", "lr=1e3", "--set", "steps=120", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert err.count("\n") == 1 and f"error: {name}: model " in err and "member" in err and "seed 0" in err, err
+    assert "diverged at step" in err and "nothing was saved" in err
+    assert list((tmp_path / name).iterdir()) == []
+
+
+def test_fit_names_the_member_and_step_of_a_nan_loss():
+    from ssa_theory.train import Diverged, fit
+
+    w = torch.nn.Parameter(torch.zeros(3, 2))
+
+    def loss(step):  # member 1 turns NaN at its 7th step (step index 6)
+        bad = torch.tensor([0.0, float("nan") if step >= 6 else 0.0, 0.0])
+        return (w - 1).pow(2).sum(1) + bad
+
+    with pytest.raises(Diverged) as e:
+        fit([w], loss, steps=100, lr=0.1, members=["seed 0", "seed 1", "seed 2"], model="toy")
+    assert (e.value.member, e.value.step) == ("seed 1", 7)
+    assert "model toy, member seed 1 diverged at step 7 (loss non-finite" in str(e.value)
+
+
+def test_fit_catches_parameters_that_explode_without_a_bad_loss():
+    from ssa_theory.train import PARAM_BOUND, Diverged, fit
+
+    w = torch.nn.Parameter(torch.zeros(2, 1))
+    with pytest.raises(Diverged, match="member #1 diverged .* parameter"):
+        # member 1's loss is bounded (tanh) but rewards an ever larger weight
+        fit([w], lambda step: torch.stack([(w[0, 0] - 1) ** 2, -torch.tanh(w[1, 0] / 1e6)]), steps=200, lr=1e3)
+    assert abs(float(w.detach()[1, 0])) > PARAM_BOUND
+
+
+def test_fit_leaves_a_healthy_run_alone():
+    from ssa_theory.train import fit
+
+    w = torch.nn.Parameter(torch.zeros(2, 1))
+    hist = fit([w], lambda step: (w - 3).pow(2).sum(1), steps=200, lr=0.1, evaluate=lambda: {"w": w[:, 0]}, log_every=50)
+    assert list(hist["step"]) == [0, 50, 100, 150, 200]
+    np.testing.assert_allclose(hist["w"][-1], [3.0, 3.0], atol=1e-2)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_partials_of_dead_processes_are_removed_live_ones_kept(tmp_path):
+    from ssa_theory.rundir import _host
+
+    base = tmp_path / "graph_transition"
+    base.mkdir()
+    dead = base / f".abc.partial-{_host()}-{_dead_pid()}"
+    live = base / f".abc.partial-{_host()}-{os.getpid()}"
+    other_host = base / f".abc.partial-elsewhere-{_dead_pid()}"
+    for d in (dead, live, other_host):
+        (d / "tables").mkdir(parents=True)
+    assert cli.main(["run", "graph_transition", "--quick", "--quiet", "--set", "steps=10", "--out", str(tmp_path)]) == 0
+    assert not dead.exists()
+    assert live.exists() and other_host.exists()  # alive, or not ours to judge
+
+
 # --- every registered experiment runs in quick mode -----------------------------------------------
 
 
-@pytest.fixture(scope="module", params=registry.names())
-def quick_run(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert cli.main(["run", request.param, "--quick", "--quiet", "--out", str(out)]) == 0
-    (path,) = (out / request.param).iterdir()
+@pytest.fixture(params=registry.names())
+def quick(request, quick_run):
+    out, path = quick_run(request.param)
     return request.param, out, path
 
 
-def test_quick_run_writes_a_complete_run_directory(quick_run):
-    name, _, path = quick_run
+def test_quick_run_writes_a_complete_run_directory(quick):
+    name, _, path = quick
     for f in ("config.json", "env.json", "metrics.json", "done"):
         assert (path / f).is_file(), f
     config = json.loads((path / "config.json").read_text())
     assert config["experiment"] == name and config["preset"] == "quick" and config["run_hash"] == path.name
+    assert config["threads"] == 1
     env = json.loads((path / "env.json").read_text())
-    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu" and env["torch_threads"] == 1
     tables = list((path / "tables").iterdir())
     assert path / "tables" / f"{registry.get(name).headline}.md" in tables
     assert {p.stem for p in tables if p.suffix == ".csv"} == {p.stem for p in tables if p.suffix == ".md"}
@@ -116,12 +247,25 @@ def test_quick_run_writes_a_complete_run_directory(quick_run):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "a partial directory was left behind"
 
 
-def test_finished_run_is_reused_unless_forced(quick_run, capsys):
-    name, out, path = quick_run
+def test_finished_run_is_reused(quick, capsys):
+    name, out, path = quick
     stamp = (path / "done").stat().st_mtime_ns
     assert cli.main(["run", name, "--quick", "--quiet", "--out", str(out)]) == 0
     assert "reused a finished run" in capsys.readouterr().out
     assert (path / "done").stat().st_mtime_ns == stamp
+
+
+def test_force_recomputes_a_finished_run(tmp_path, capsys):
+    args = ["run", "graph_transition", "--quick", "--quiet", "--set", "steps=20", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    (path,) = (tmp_path / "graph_transition").iterdir()
+    (path / "done").write_text("stamp")  # a completed run carries an empty marker: this one is ours
+    before = (path / "metrics.json").read_text()
+    capsys.readouterr()
+    assert cli.main([*args, "--force"]) == 0
+    assert "reused" not in capsys.readouterr().out
+    assert (path / "done").read_text() == ""  # rewritten by the forced run
+    assert (path / "metrics.json").read_text() == before  # same seed, same numbers
 
 
 def test_incomplete_run_is_recomputed(tmp_path, capsys):
@@ -148,12 +292,13 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert list((tmp_path / "graph_transition").iterdir()) == []
 
 
-def test_same_seed_same_metrics(tmp_path):
+def test_same_seed_same_metrics_and_threads_enter_the_hash(tmp_path):
     args = ["run", "graph_transition", "--quick", "--quiet", "--set", "steps=40", "--seed", "3"]
     for d in ("a", "b"):
         assert cli.main([*args, "--out", str(tmp_path / d)]) == 0
-    (a,), (b,) = ((tmp_path / d / "graph_transition").iterdir() for d in ("a", "b"))
-    assert a.name == b.name
+    assert cli.main([*args, "--threads", "2", "--out", str(tmp_path / "c")]) == 0
+    (a,), (b,), (c,) = ((tmp_path / d / "graph_transition").iterdir() for d in ("a", "b", "c"))
+    assert a.name == b.name != c.name
     assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
 
 
@@ -164,3 +309,40 @@ def test_export_copies_tables_and_figures(tmp_path):
     assert (tmp_path / "experiments" / "graph_transition" / "ce_l1.md").is_file()
     assert (tmp_path / "experiments" / "graph_transition" / "metrics.json").is_file()
     assert (tmp_path / "figures" / "graph_transition" / "panels.png").is_file()
+
+
+# --- benchmarks -----------------------------------------------------------------------------------
+
+
+def test_bench_attention_covers_every_variant(capsys):
+    from ssa_theory.attention import VARIANTS
+
+    assert cli.main(["bench", "attention", "--batch", "1", "--heads", "2", "--length", "16", "--d-head", "4",
+                     "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == list(VARIANTS)
+    assert rows[0] == "variant" and "| ratio |" in out
+
+
+def test_bench_attention_ratio_compares_like_with_like():
+    """At the neutral init every variant computes vanilla attention; the reference layer is causal SDPA.
+    Both must give the same kind of output for the timing to mean anything."""
+    from ssa_theory import bench
+    from ssa_theory.attention import Attention
+
+    D, H = 8, 2
+    ref, (w_q, w_k, w_v, w_o) = bench.reference_layer(D, H, torch.device("cpu"))
+    layer = Attention("vanilla", D, generators=[torch.Generator()], n_heads=H)
+    with torch.no_grad():
+        for mine, theirs in ((layer.w_q, w_q), (layer.w_k, w_k), (layer.w_v, w_v), (layer.w_o, w_o)):
+            mine[0].copy_(theirs)
+    x = torch.randn(3, 5, D, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(layer(x[None], causal=True)[0], ref(x))
+
+
+def test_bench_seeds_reports_the_ratio(capsys):
+    assert cli.main(["bench", "seeds", "graph_transition", "--quick", "--set", "steps=5", "--set", "compare=",
+                     "--seeds", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio 2 seeds / 1 seed:" in out and "| graph_transition | 2 |" in out

@@ -70,10 +70,8 @@ def test_members_are_regime_seed_pairs_and_match_single_runs(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert cli.main(["run", "denoising", "--quick", "--quiet", "--out", str(out)]) == 0
-    (path,) = (out / "denoising").iterdir()
+def quick(quick_run):
+    _, path = quick_run("denoising")
     return path, json.loads((path / "metrics.json").read_text()), pd.read_csv(path / "tables" / "regimes.csv")
 
 

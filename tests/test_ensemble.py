@@ -54,7 +54,9 @@ def test_global_torch_seed_is_not_used(P, tmp_path):
 def test_streams_are_distinct_and_stable():
     assert seeding.derive_seed(0, "init") != seeding.derive_seed(0, "data")
     assert seeding.derive_seed(0, "init") != seeding.derive_seed(1, "init")
-    assert seeding.derive_seed(5, "data") == seeding.derive_seed(5, "data")
+    # Pinned literals: a change in how seeds are derived would shift every committed number.
+    assert seeding.derive_seed(5, "data") == 2080082186671054586
+    assert seeding.derive_seed(0, "init") == 2918264622725855778
     assert 0 <= seeding.derive_seed(123, "task") < 2**63
     with pytest.raises(KeyError):
         seeding.derive_seed(0, "nope")

@@ -107,9 +107,10 @@ def _metrics_and_tables(out, *args):
     return json.loads((path / "metrics.json").read_text()), path
 
 
-def test_quick_run_respects_the_bounds_of_theory(tmp_path):
+def test_quick_run_respects_the_bounds_of_theory(quick_run):
     """At any stage of training: vanilla cannot beat its best CE under the score bound, nobody the floor."""
-    m, _ = _metrics_and_tables(tmp_path, "--quick")
+    _, path = quick_run("graph_transition")
+    m = json.loads((path / "metrics.json").read_text())
     for v in m["per_seed"]["ce_vanilla"]:
         assert v >= m["ce_vanilla_best_theory"] - 1e-5  # exact CE in float32: 1e-5 is rounding
     for v in m["per_seed"]["ce_ssa"]:

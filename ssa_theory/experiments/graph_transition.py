@@ -1,6 +1,6 @@
 """graph_transition: next-token transitions on a graph, vanilla attention vs SSA (paper Fig. p5, Table 1).
 
-Claims checked (PAPER_NOTES §2a):
+Claims checked (paper Fig. p5 and Table 1; ``paper_repro.md`` section 1):
   C1  SSA learns a transition matrix closer to the true one than vanilla attention: lower
       cross-entropy (CE) and lower L1 error.
   C2  (Table 1) the learned temperature of a node depends only on its number of neighbours, and

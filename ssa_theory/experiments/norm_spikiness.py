@@ -1,6 +1,6 @@
 """norm_spikiness: per-token query-key norm and attention spikiness, with and without query temperature.
 
-Claim checked (paper Fig. p4, PAPER_NOTES §2c): without a query temperature, giving similar
+Claim checked (paper Fig. p4; ``paper_repro.md`` section 3): without a query temperature, giving similar
 queries different sparsity needs weights of large norm; with SSA the combined query-key matrix
 ``W = W_q W_k^T`` has a much smaller per-token norm ``||W^T x_t||`` while its attention is spikier.
 The paper draws the distribution over tokens of that norm, vanilla against SSA, means dashed.
@@ -71,6 +71,7 @@ class NormSpikinessConfig:
     embed_dim: int = 128  # m: tokens are random unit vectors in R^m
     d_head: int = 128
     ssa_variant: str = "ssa_q"  # which query temperature "ssa" is; see SSA_VARIANTS
+    compare_variants: tuple[str, ...] = ("ssa_q_pos", "ssa_q_tok")  # also trained, at the headline weight decay
     weight_decay: float = 1e-5  # the headline budget
     sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
@@ -95,6 +96,8 @@ class NormSpikinessConfig:
         require(self.accuracy > 0, f"accuracy must be > 0 (got {self.accuracy})")
         require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
+        for v in self.compare_variants:
+            choice("compare_variants", v, SSA_VARIANTS)
         degree_sequence(self.n_tokens, self.max_degree)  # refuses impossible graphs early
 
     @property
@@ -112,10 +115,9 @@ def embeddings(cfg: NormSpikinessConfig) -> np.ndarray:
 class EmbeddedGraphModel(nn.Module):
     """Attention over K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
 
-    def __init__(self, model: str, cfg: NormSpikinessConfig, X: np.ndarray, generators) -> None:
+    def __init__(self, variant: str, cfg: NormSpikinessConfig, X: np.ndarray, generators) -> None:
         super().__init__()
         K = cfg.n_tokens
-        variant = cfg.ssa_variant if model == "ssa" else "vanilla"
         self.attn = Attention(variant, cfg.embed_dim, generators=generators, d_head=cfg.d_head,
                               value_proj=False, out_proj=False)
         self.register_buffer("X", torch.as_tensor(X, dtype=torch.float32))
@@ -147,9 +149,13 @@ class EmbeddedGraphModel(nn.Module):
 
 
 def train_model(model: str, cfg: NormSpikinessConfig, X: np.ndarray, P: np.ndarray, members, decay: torch.Tensor,
-                ctx: RunContext) -> dict:
-    """Train one model for every (weight decay, seed) member at once."""
-    net = EmbeddedGraphModel(model, cfg, X, [torch_generator(s, "init") for _, s in members]).to(ctx.device)
+                ctx: RunContext, variant: str | None = None) -> dict:
+    """Train one model for every (weight decay, seed) member at once.
+
+    ``model`` is ``vanilla`` or ``ssa`` (the variant ``cfg.ssa_variant``), or a label for ``variant``.
+    """
+    variant = variant or (cfg.ssa_variant if model == "ssa" else "vanilla")
+    net = EmbeddedGraphModel(variant, cfg, X, [torch_generator(s, "init") for _, s in members]).to(ctx.device)
     P_t = torch.as_tensor(P, dtype=torch.float32, device=ctx.device)
     sample = TransitionSampler(P, [torch_generator(s, "data") for _, s in members], cfg.batch_size, ctx.device)
     rows = torch.arange(len(members), device=ctx.device)[:, None]
@@ -187,6 +193,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     members = list(itertools.product(range(len(decays)), ctx.seeds))
     decay = torch.tensor([decays[i] for i, _ in members], dtype=torch.float32)
     results = {model: train_model(model, cfg, X, P, members, decay, ctx) for model in MODELS}
+    _compare_variants(cfg, ctx, X, P, results, members)
 
     # The closed-form companion, per token (its degree decides it).
     K, g = cfg.n_tokens, cfg.smoothing
@@ -273,6 +280,32 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     })
 
 
+VARIANT_LABEL = {"ssa_q": "both terms (SSA)", "ssa_q_pos": "position term only (one learned global scale here)",
+                 "ssa_q_tok": "token term only (tau < 2)"}
+
+
+def _compare_variants(cfg: NormSpikinessConfig, ctx: RunContext, X, P, results, members) -> None:
+    """Which part of the query temperature does the work: each variant in ``compare_variants`` trained
+    at the headline weight decay, beside vanilla and the headline SSA (table ``variants``)."""
+    head = [e for e, (ri, _) in enumerate(members) if ri == 0]
+    head_members = [members[e] for e in head]
+    decay = torch.full((len(head),), cfg.weight_decay)
+    trained = {"vanilla": ("vanilla", {k: v[head] for k, v in results["vanilla"].items() if k != "history"}),
+               cfg.ssa_variant: ("ssa", {k: v[head] for k, v in results["ssa"].items() if k != "history"})}
+    for v in cfg.compare_variants:
+        if v not in trained:
+            trained[v] = (v, train_model(v, cfg, X, P, head_members, decay, ctx, variant=v))
+    rows = []
+    for v, (_, r) in trained.items():
+        row = {"query_temperature": "none (vanilla)" if v == "vanilla" else VARIANT_LABEL[v], "variant": v}
+        for key, values in (("mean_norm", r["norm"].mean(1)), ("mean_spikiness", r["spikiness"].mean(1)),
+                            ("ce", r["ce"]), ("mean_tau", r["tau"].mean(1))):
+            row.update(ci_columns(key, values))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    ctx.write_table("variants", df, with_ci(df, ["mean_norm", "mean_spikiness", "ce", "mean_tau"]))
+
+
 def claims(exported: Path) -> list[Claim]:
     """C4 from ``metrics.json`` and the weight-decay sweep.
 
@@ -305,7 +338,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="2",
+    version="3",
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
@@ -315,7 +348,7 @@ EXPERIMENT = Experiment(
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)"),
         "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
-                         "sweep_weight_decay": (0.0,), "log_every": 50}, seeds=2,
+                         "sweep_weight_decay": (0.0,), "log_every": 50, "compare_variants": ("ssa_q_pos",)}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
 )

@@ -1,0 +1,134 @@
+"""Measure every speed and memory target of ssa_theory on this machine; write benchmarks/RESULTS.md.
+
+    python benchmarks/run_all.py                  # everything (about 15 minutes on 2 CPU cores)
+    python benchmarks/run_all.py --skip-default   # without the default `reproduce` from scratch
+
+Each measurement is a ratio taken side by side in one process, or a wall time / peak memory of a
+command run in a fresh process, and is printed beside its target with the command that gives it.
+Nothing here is a test: shared machines are noisy, so the numbers are evidence, not gates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "ssa_theory"]
+
+
+def sh(args: list[str], **kw) -> str:
+    """Run a command; its stdout (stderr is passed through for progress)."""
+    print("$", " ".join(args[2:] if args[:3] == CLI else args), file=sys.stderr, flush=True)
+    return subprocess.run(args, check=True, capture_output=True, text=True, cwd=ROOT, **kw).stdout
+
+
+def timed(args: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak resident MiB) of one command in a fresh process."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = sh([sys.executable, "-c", probe, *args], env={**os.environ, **(env or {})})
+    wall, kib = out.split()
+    return float(wall), float(kib) / 1024
+
+
+def table_after(text: str, marker: str = "| ") -> str:
+    return "\n".join(line for line in text.splitlines() if line.startswith(marker)) + "\n"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"- machine: {cpu}, {os.cpu_count()} logical cores, {platform.platform()}\n"
+            f"- python {platform.python_version()}, torch {torch.__version__} (CPU), measured {time.strftime('%Y-%m-%d')}\n")
+
+
+def concurrent(args: list[str], n: int) -> float:
+    """Wall time of n copies of a command started together."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(a, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for a in args[:n]]
+    for p in procs:
+        if p.wait():
+            raise SystemExit(f"{args} failed")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    parts = ["# Benchmarks\n", "Written by `python benchmarks/run_all.py`; every number below comes from that run.\n",
+             machine()]
+
+    # 1. the attention layer against the fused kernel
+    parts.append("\n## Attention variants against `F.scaled_dot_product_attention(..., is_causal=True)`\n\n"
+                 "Forward plus backward of causal self-attention at batch 8, 4 heads, length 1024, head width 64, "
+                 "float32, same projections; median of the per-round ratios, rounds interleaved. Targets: "
+                 "`vanilla` <= 1.02x, `ssa` (query and value temperature, both terms) <= 1.10x.\n")
+    for threads in (1, 2):
+        cmd = [*CLI, "bench", "attention", "--threads", str(threads), "--repeats", "7"]
+        parts.append(f"\n`python -m ssa_theory bench attention --threads {threads} --repeats 7`:\n\n" + table_after(sh(cmd)))
+
+    # 2. batched seeds
+    parts.append("\n## Seeds as a batch dimension: 16 batched seeds against 1\n\n"
+                 "Quick preset, one thread, 2 timed rounds after a warm-up. A Python loop over seeds would take "
+                 "about 16x.\n\n")
+    rows = []
+    for name in ("graph_transition", "denoising", "norm_spikiness"):
+        out = sh([*CLI, "bench", "seeds", name, "--seeds", "16", "--repeats", "2"])
+        rows.append(table_after(out).splitlines()[-1])
+        header = table_after(out).splitlines()[:2]
+    parts.append("\n".join([*header, *rows]) + "\n\n(`python -m ssa_theory bench seeds NAME --seeds 16 --repeats 2`)\n")
+
+    # 3. threads
+    with tempfile.TemporaryDirectory() as tmp:
+        run = lambda t, i: [*CLI, "run", "graph_transition", "--quick", "--quiet", "--force", "--threads", str(t),  # noqa: E731
+                            "--out", f"{tmp}/t{t}-{i}"]
+        alone = {t: timed(run(t, 0))[0] for t in (1, 2)}
+        together = {t: concurrent([run(t, i) for i in range(2)], 2) for t in (1, 2)}
+    parts.append("\n## CPU threads\n\n"
+                 f"`python -m ssa_theory run graph_transition --quick --force --threads T` on {os.cpu_count()} cores, "
+                 "one process alone and two processes at once (wall time of the pair). PyTorch's own default is one "
+                 "thread per core; ours is `--threads 1`, and the test suite and `.ci/run` use one thread per process.\n\n"
+                 "| threads per process | one process, s | two processes at once, s |\n|---|---|---|\n"
+                 + "".join(f"| {t} | {alone[t]:.1f} | {together[t]:.1f} |\n" for t in (1, 2)))
+
+    # 4. reproduce: wall time and peak memory from scratch
+    parts.append("\n## `reproduce`: wall time and peak memory, from scratch\n\n"
+                 "| command | target | wall time | peak memory | met |\n|---|---|---|---|---|\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        shutil.copy(ROOT / "paper_repro.md", root / "paper_repro.md")
+        wall, mib = timed([*CLI, "reproduce", "--quick", "--quiet", "--out", f"{tmp}/runs", "--to", str(root)])
+        parts.append(f"| `python -m ssa_theory reproduce --quick` | < 90 s | {wall:.0f} s | {mib:.0f} MiB | "
+                     f"{'yes' if wall < 90 else 'no'} |\n")
+        if args.skip_default:
+            parts.append("| `python -m ssa_theory reproduce` | < 15 min | not measured in this run | | |\n")
+        else:
+            wall, mib = timed([*CLI, "reproduce", "--quiet", "--out", f"{tmp}/runs", "--to", str(root)])
+            parts.append(f"| `python -m ssa_theory reproduce` | < 15 min | {wall / 60:.1f} min | {mib:.0f} MiB | "
+                         f"{'yes' if wall < 900 else 'no'} |\n")
+    args.out.write_text("".join(parts))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
