@@ -26,13 +26,18 @@ from typing import Iterable
 
 from ssa_theory import registry
 from ssa_theory.claims import Claim
+from ssa_theory.config import UsageError
 
 BLOCK = re.compile(r"(<!-- generated: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """A generated block that cannot be rendered (unknown kind, missing table or column)."""
+
+
+class MissingResults(ReportError):
+    """A generated block whose experiment has no exported results under the root."""
 
 
 def all_claims(root: Path) -> list[Claim]:
@@ -79,7 +84,7 @@ def render_block(spec: str, root: Path) -> str:
     if kind == "table" and args:
         path = Path(root) / "experiments" / f"{args[0]}.md"
         if not path.is_file():
-            raise ReportError(f"generated block {spec!r}: no table {path}")
+            raise MissingResults(f"generated block {spec!r}: no table {path}")
         text = path.read_text()
         for opt in args[1:]:
             key, _, value = opt.partition("=")
@@ -90,9 +95,24 @@ def render_block(spec: str, root: Path) -> str:
     raise ReportError(f"unknown generated block {spec!r} (known: 'summary', 'table NAME/TABLE [columns=...]')")
 
 
-def render(text: str, root: Path) -> str:
-    """``text`` with every generated block rendered from the results under ``root``."""
-    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group("spec"), root) + m.group(4), text)
+def render(text: str, root: Path, kept: list[str] | None = None) -> str:
+    """``text`` with every generated block rendered from the results under ``root``.
+
+    With a ``kept`` list, a block whose results are not exported under ``root`` keeps its current
+    content and its spec is appended to ``kept`` (a partial ``reproduce --only``); without one, such
+    a block is an error.
+    """
+    def one(m: re.Match) -> str:
+        try:
+            body = render_block(m.group("spec"), root)
+        except MissingResults:
+            if kept is None:
+                raise
+            kept.append(m.group("spec"))
+            body = m.group("body")
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(one, text)
 
 
 # --- prose numbers --------------------------------------------------------------------------------

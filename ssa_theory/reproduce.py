@@ -71,7 +71,10 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
     template = Path(to) / PAPER_REPRO
     if template.is_file():
         text = template.read_text()
-        rendered = report.render(text, root)
+        kept: list[str] = []
+        rendered = report.render(text, root, kept)
+        if kept:
+            log(f"{PAPER_REPRO}: kept {len(kept)} generated block(s) whose results are not under {root}: {', '.join(kept)}")
         target = root / PAPER_REPRO
         if not target.is_file() or target.read_text() != rendered:
             target.write_text(rendered)

@@ -346,3 +346,14 @@ def test_bench_seeds_reports_the_ratio(capsys):
                      "--seeds", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "ratio 2 seeds / 1 seed:" in out and "| graph_transition | 2 |" in out
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", registry.names())
+def test_quick_run_on_cuda(name, tmp_path):
+    """Every experiment end to end on the GPU: the run completes and its numbers are finite."""
+    assert cli.main(["run", name, "--quick", "--quiet", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    (path,) = (tmp_path / name).iterdir()
+    assert json.loads((path / "env.json").read_text())["device"].startswith("cuda")
+    metrics = (path / "metrics.json").read_text()
+    assert "NaN" not in metrics and "Infinity" not in metrics

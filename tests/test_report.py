@@ -61,8 +61,11 @@ def test_render_fills_blocks_and_selects_columns(tmp_path):
     assert report.render(out, root) == out  # idempotent
     with pytest.raises(report.ReportError, match="not in table"):
         report.render("<!-- generated: table toy/t columns=nope -->\n<!-- end generated -->\n", root)
+    missing = "<!-- generated: table toy/missing -->\nkept\n<!-- end generated -->\n"
     with pytest.raises(report.ReportError, match="no table"):
-        report.render("<!-- generated: table toy/missing -->\n<!-- end generated -->\n", root)
+        report.render(missing, root)
+    kept = []
+    assert report.render(missing, root, kept) == missing and kept == ["table toy/missing"]
 
 
 @pytest.mark.parametrize("prose,stale", [
