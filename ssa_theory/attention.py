@@ -227,8 +227,10 @@ class Attention(nn.Module):
             else:
                 h = proj if proj is not None else self._side_proj(side, x)
             u = self.temp[f"{side}_u"]  # (E, H, w)
-            # u . GELU(h) for every token as one matmul: (E,B,H,L,w) @ (E,1,H,w,1) -> (E,B,H,L)
-            tau = torch.tanh((F.gelu(h) @ u[:, None, :, :, None]).squeeze(-1)) + tau
+            # u . GELU(h), computed in the projection's own (E,B,L,H,w) layout, where h is contiguous
+            # (measured faster than a matmul on the head-major view): -> (E,B,L,H) -> (E,B,H,L)
+            s = (F.gelu(h.transpose(2, 3)) * u[:, None, None]).sum(-1).transpose(2, 3)
+            tau = torch.tanh(s) + tau
         # A position term alone is (E, 1, H, L): the same for every batch row.
         return tau.expand(x.shape[0], x.shape[1], self.n_heads, L)
 

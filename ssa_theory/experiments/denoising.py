@@ -383,7 +383,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="denoising",
-    version="3",
+    version="4",
     claim="Table 2: value-selective attention denoises far better than vanilla attention and naive averaging, near Bayes",
     config=DenoisingConfig,
     run=run,

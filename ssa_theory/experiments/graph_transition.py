@@ -463,7 +463,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="2",
+    version="3",
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,

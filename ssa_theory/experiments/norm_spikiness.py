@@ -338,7 +338,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="3",
+    version="4",
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
