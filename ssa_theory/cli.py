@@ -58,25 +58,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive_int(text: str, high: int = 10**6) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
-    if not 1 <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, at most {high} (got {value})")
-    return value
-
-
-def _n_seeds(text: str) -> int:
-    return _positive_int(text, MAX_SEEDS)
-
-
-def _threads(text: str) -> int:
-    return _positive_int(text, 256)
-
-
 def _bounded_int(low: int, high: int):
+    """An argparse type: an integer in [low, high], else a one-line error saying so."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -86,6 +69,9 @@ def _bounded_int(low: int, high: int):
             raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}] (got {value})")
         return value
     return parse
+
+
+_n_seeds, _threads, _count = _bounded_int(1, MAX_SEEDS), _bounded_int(1, 256), _bounded_int(1, 10**6)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,18 +153,18 @@ def _parser() -> argparse.ArgumentParser:
                          description="Forward plus backward of causal self-attention: every named variant against a "
                          "reference layer on F.scaled_dot_product_attention(is_causal=True) with the same projections, "
                          "interleaved, median ratio.", epilog=EXAMPLES, formatter_class=fmt)
-    b.add_argument("--batch", type=_positive_int, default=8)
-    b.add_argument("--heads", type=_positive_int, default=4)
-    b.add_argument("--length", type=_positive_int, default=1024)
-    b.add_argument("--d-head", type=_positive_int, default=64)
+    b.add_argument("--batch", type=_count, default=8)
+    b.add_argument("--heads", type=_count, default=4)
+    b.add_argument("--length", type=_count, default=1024)
+    b.add_argument("--d-head", type=_count, default=64)
     b.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="default: every variant")
-    b.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds (default: 5)")
+    b.add_argument("--repeats", type=_count, default=5, help="timed rounds (default: 5)")
     compute_options(b)
     b = bench.add_parser("seeds", help="time N batched seeds against 1, side by side",
                          description="Time the experiment's training with 1 seed and with N seeds, interleaved, "
                          "and report the median ratio. Defaults to the quick preset.", epilog=EXAMPLES, formatter_class=fmt)
     experiment_options(b)
-    b.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions of each (default: 3)")
+    b.add_argument("--repeats", type=_count, default=3, help="timed repetitions of each (default: 3)")
     return parser
 
 
