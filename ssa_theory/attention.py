@@ -18,6 +18,22 @@ The ``gated`` variant is the nearest competitor of value selectivity and easily 
 an output gate ``out_i <- out_i * 2 sigmoid(x_i W_g)`` (elementwise, neutral at ``W_g = 0``) scales
 what query i *receives*, whereas a value temperature scales what each token j *contributes*.
 
+Competing temperature strategies are named variants too: a variant's ``scale`` multiplies each
+query's logits by a factor of n, the number of keys that query sees (per query under a causal mask;
+the full row length is wrong there), and sometimes of the query itself (``SCALES``; L is the layer's
+``train_length``):
+
+    global       1 + tanh(g_h)                       one learned inverse temperature per head, in (0, 2)
+    global_free  exp(g_h)                            the same, unbounded
+    log_n        log n                               log-length scaling (Chiang & Cholak 2022)
+    ssmax        s_h log n                           Scalable-Softmax (Nakanishi 2025), s learned per head
+    yarn         (1 + 0.1 ln max(1, n / L))^2        YaRN's fixed factor; squared, as YaRN scales q and k
+    qwen         max(1, log n / log L)               Qwen-style log-n scaling past the training length
+    released     1 + exp(-exp(beta)) log n           the SSA authors' released code: one beta per layer
+    asentmax     1 + softplus(w.q) (log n)^(2 tanh(w'.q))   ASEntmax's scale, used with softmax
+    freq         (keys) 1 + c_h log(1 / f_j)          frequency-based: key j's logits scaled by its
+                                                     token's training frequency f_j (given as k_freq)
+
 The score geometry is a separate, orthogonal choice (``SCORES``). For ``dot`` the temperature can be
 folded into q, k and v, and the layer runs on ``torch.nn.functional.scaled_dot_product_attention``;
 the other geometries bound the score pattern, so that only the temperature can change a row's
@@ -48,7 +64,15 @@ from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal
 
 SIDES = ("q", "k", "v")
 TERMS = ("pos", "tok")
+SCALES = ("", "global", "global_free", "log_n", "ssmax", "yarn", "qwen", "released", "asentmax", "freq")
+NEEDS_TRAIN_LENGTH = ("yarn", "qwen")
 SCORES = ("dot", "cosine", "softcap", "rownorm")
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> ValueError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
 
 
 @dataclass(frozen=True)
@@ -61,8 +85,11 @@ class Variant:
     v: frozenset[str] = frozenset()
     share: bool = True  # token term reads the side's own projection (the paper's weight sharing)
     gate: bool = False  # output gate: each query's output times 2 sigmoid(x W_g) (not value selectivity)
+    scale: str = ""  # a temperature strategy of SCALES ("" for none)
 
     def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise _unknown("temperature strategy", self.scale, [s for s in SCALES if s])
         for side in SIDES:
             unknown = set(getattr(self, side)) - set(TERMS)
             if unknown:
@@ -72,9 +99,10 @@ class Variant:
         return getattr(self, side)
 
 
-def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gate: bool = False) -> Variant:
+def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gate: bool = False,
+       scale: str = "") -> Variant:
     split = lambda s: frozenset(t for t in s.split("+") if t)  # noqa: E731  "pos+tok" -> {pos, tok}
-    return Variant(name, split(q), split(k), split(v), share, gate)
+    return Variant(name, split(q), split(k), split(v), share, gate, scale)
 
 
 # The named variants. Add a strategy here, not as a copy of the layer.
@@ -93,14 +121,18 @@ VARIANTS: dict[str, Variant] = {
         _v("ssa_k", k="pos+tok"),  # ablation: key temperature
         _v("ssa_qkv", q="pos+tok", k="pos+tok", v="pos+tok"),
         _v("gated", gate=True),  # query-side output gating, the nearest competitor of value selectivity
+        # competing temperature strategies (SCALES)
+        _v("global", scale="global"),
+        _v("global_free", scale="global_free"),
+        _v("log_n", scale="log_n"),
+        _v("ssmax", scale="ssmax"),
+        _v("yarn", scale="yarn"),
+        _v("qwen", scale="qwen"),
+        _v("ssa_released", scale="released"),
+        _v("asentmax", scale="asentmax"),
+        _v("freq", scale="freq"),
     ]
 }
-
-
-def _unknown(kind: str, name: str, known: Sequence[str]) -> ValueError:
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
 
 
 def get_variant(name: str | Variant) -> Variant:
@@ -128,6 +160,7 @@ class Attention(nn.Module):
         qk_std: initial standard deviation of W_q, W_k and the temperatures' own projections
             (default ``1/sqrt(d_model)``). A small value starts every score and temperature near
             neutral, which matters when inputs are large (e.g. very noisy tokens).
+        train_length: L of the ``yarn`` and ``qwen`` strategies (the longest training context).
     """
 
     def __init__(
@@ -144,6 +177,7 @@ class Attention(nn.Module):
         out_proj: bool = True,
         alpha_init: float = -4.0,
         qk_std: float | None = None,
+        train_length: int | None = None,
     ) -> None:
         super().__init__()
         self.variant = get_variant(variant)
@@ -151,6 +185,9 @@ class Attention(nn.Module):
             raise _unknown("score geometry", score, list(SCORES))
         if score != "dot" and not (score_bound and score_bound > 0):
             raise ValueError(f"score {score!r} needs score_bound > 0 (got {score_bound})")
+        if self.variant.scale in NEEDS_TRAIN_LENGTH and not (train_length and train_length >= 2):
+            raise ValueError(f"strategy {self.variant.scale!r} needs train_length >= 2 (got {train_length})")
+        self.train_length = train_length
         if d_head is None:
             if d_model % n_heads:
                 raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pass d_head")
@@ -188,6 +225,17 @@ class Attention(nn.Module):
                     self.temp[f"{side}_w"] = nn.Parameter(stacked_normal(generators, (d_model, H * width), qk_std))
             if "pos" in terms:
                 self.temp[f"{side}_alpha"] = nn.Parameter(stacked_full(E, (H,), alpha_init))
+        # Temperature strategies (SCALES): zero-initialised where that is neutral.
+        scale = self.variant.scale
+        if scale in ("global", "global_free", "freq"):
+            self.temp["scale_g"] = nn.Parameter(stacked_full(E, (H,), 0.0))
+        elif scale == "ssmax":
+            self.temp["scale_s"] = nn.Parameter(stacked_full(E, (H,), 1.0))  # starts as log n
+        elif scale == "released":
+            self.temp["scale_beta"] = nn.Parameter(stacked_full(E, (), 2.0))  # the authors' init: nearly vanilla
+        elif scale == "asentmax":
+            self.temp["scale_w"] = nn.Parameter(stacked_full(E, (H, d_head), 0.0))
+            self.temp["scale_w2"] = nn.Parameter(stacked_full(E, (H, d_head), 0.0))
 
     # --- pieces -----------------------------------------------------------------------------------
 
@@ -234,6 +282,48 @@ class Attention(nn.Module):
         # A position term alone is (E, 1, H, L): the same for every batch row.
         return tau.expand(x.shape[0], x.shape[1], self.n_heads, L)
 
+    def strategy_scale(self, n: torch.Tensor, q: torch.Tensor | None = None,
+                       k_freq: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The strategy's factor (``SCALES``), or None: on query i's logits, broadcastable to (E,B,H,Lq),
+        from ``n`` (the keys each query sees, broadcastable to (E,B,H,Lq)) and, for ``asentmax``, the
+        queries ``q`` (E,B,H,Lq,d); for ``freq``, on key j's logits (E,B,H,Lk) from ``k_freq`` (B,Lk)."""
+        scale, E = self.variant.scale, self.n_members
+        if not scale:
+            return None
+        if scale == "freq":
+            if k_freq is None:
+                raise ValueError("the 'freq' strategy needs k_freq: each key token's training frequency, (B, Lk)")
+            c = self.temp["scale_g"].view(E, 1, -1, 1)
+            return 1.0 + c * torch.log(1.0 / k_freq.to(c.dtype))[None, :, None, :]
+        log_n = torch.log(n)
+        if scale in ("global", "global_free"):
+            g = self.temp["scale_g"].view(E, 1, -1, 1)
+            return (1.0 + torch.tanh(g) if scale == "global" else torch.exp(g)) * torch.ones_like(log_n)
+        if scale == "log_n":
+            return log_n
+        if scale == "ssmax":
+            return self.temp["scale_s"].view(E, 1, -1, 1) * log_n
+        if scale == "yarn":
+            return (1.0 + 0.1 * torch.log(torch.clamp(n / self.train_length, min=1.0))) ** 2
+        if scale == "qwen":
+            return torch.clamp(log_n / math.log(self.train_length), min=1.0)
+        if scale == "released":
+            beta = self.temp["scale_beta"].view(E, 1, 1, 1)
+            return 1.0 + torch.exp(-torch.exp(beta)) * log_n
+        # asentmax: 1 + softplus(w . q) (log n)^(2 tanh(w' . q)), per query
+        w, w2 = (self.temp[k][:, None, :, None, :] for k in ("scale_w", "scale_w2"))
+        return 1.0 + F.softplus((q * w).sum(-1)) * log_n.clamp_min(1e-6) ** (2.0 * torch.tanh((q * w2).sum(-1)))
+
+    @staticmethod
+    def n_keys(Lq: int, Lk: int, visible: torch.Tensor | None, plain_causal: bool, device) -> torch.Tensor:
+        """How many keys each query sees, broadcastable to (E,B,H,Lq): 1..L under a plain causal mask,
+        the visible count under any other mask, Lk without one."""
+        if plain_causal:
+            return torch.arange(1, Lq + 1, device=device, dtype=torch.float32)
+        if visible is None:
+            return torch.full((Lq,), float(Lk), device=device)
+        return visible.sum(-1).to(torch.float32)
+
     def _scores(self, q: torch.Tensor, k: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
         """Temperature-free scores (E,B,H,Lq,Lk) in the layer's geometry."""
         if self.score == "cosine":
@@ -266,7 +356,7 @@ class Attention(nn.Module):
 
     # --- the layer ---------------------------------------------------------------------------------
 
-    def _prepare(self, x, context, q_pos, k_pos, causal, mask):
+    def _prepare(self, x, context, q_pos, k_pos, causal, mask, k_freq=None):
         """Projections, temperatures (None where tau = 1), the visibility mask, and whether that mask
         is the plain causal one (default positions, same length, no extra mask), which the fused
         kernel applies itself with ``is_causal=True``, never materialising it."""
@@ -279,6 +369,13 @@ class Attention(nn.Module):
         )
         plain_causal = causal and mask is None and q_pos is None and k_pos is None and q.shape[-2] == k.shape[-2]
         visible = self._visible(q.shape[-2], k.shape[-2], causal, mask, q_pos, k_pos, x.device)
+        if self.variant.scale:  # a temperature strategy multiplies the query's (or, freq, the key's) tau
+            n = self.n_keys(q.shape[-2], k.shape[-2], visible, plain_causal, x.device).to(q.dtype)
+            factor = self.strategy_scale(n, q, k_freq)
+            side = 1 if self.variant.scale == "freq" else 0
+            base = taus[side]
+            combined = factor if base is None else base * factor
+            taus = tuple(combined if i == side else t for i, t in enumerate(taus))
         return q, k, v, taus, visible, plain_causal
 
     def logits(
@@ -290,9 +387,10 @@ class Attention(nn.Module):
         k_pos: torch.Tensor | None = None,
         causal: bool = False,
         mask: torch.Tensor | None = None,
+        k_freq: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Masked attention logits (E,B,H,Lq,Lk), temperatures applied; hidden entries are -inf."""
-        q, k, _, (tq, tk, _), visible, _ = self._prepare(x, context, q_pos, k_pos, causal, mask)
+        q, k, _, (tq, tk, _), visible, _ = self._prepare(x, context, q_pos, k_pos, causal, mask, k_freq)
         return self._logits(q, k, tq, tk, visible)
 
     def _logits(self, q, k, tq, tk, visible):
@@ -314,14 +412,16 @@ class Attention(nn.Module):
         k_pos: torch.Tensor | None = None,
         causal: bool = False,
         mask: torch.Tensor | None = None,
+        k_freq: torch.Tensor | None = None,
         return_probs: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Attend from x (E,B,Lq,D) over context (E,B,Lk,D; default x).
 
         Returns the output (E,B,Lq,D) (or (E,B,Lq,H*d_value) without ``out_proj``), and with
-        ``return_probs`` also the attention probabilities (E,B,H,Lq,Lk).
+        ``return_probs`` also the attention probabilities (E,B,H,Lq,Lk). ``k_freq`` (B,Lk): each key
+        token's training frequency, for the ``freq`` strategy only.
         """
-        q, k, v, (tq, tk, tv), visible, plain_causal = self._prepare(x, context, q_pos, k_pos, causal, mask)
+        q, k, v, (tq, tk, tv), visible, plain_causal = self._prepare(x, context, q_pos, k_pos, causal, mask, k_freq)
         if tv is not None:
             v = v * tv[..., None]
         if self.score == "dot" and not return_probs:

@@ -1,6 +1,8 @@
 """Benchmarks as ratios measured side by side in one process (never absolute times in a test).
 
-- ``attention``: every named variant of ``ssa_theory.attention.Attention`` against a reference
+- ``attention``: every named variant of ``ssa_theory.attention.Attention`` (the temperature
+  strategies included; ``yarn`` and ``qwen`` with a training length of a quarter of the benchmark's,
+  ``freq`` with random token frequencies) against a reference
   layer built from ``torch.nn.functional.scaled_dot_product_attention(..., is_causal=True)`` with
   the same projections, forward plus backward, causal self-attention. Rounds are interleaved
   (reference, variant, reference, ...) and the first round is a warm-up.
@@ -63,13 +65,16 @@ def attention(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int
     variants = list(variants or VARIANTS)
     x = torch.randn(batch, length, D, generator=torch_generator(1, "data")).to(device, dtype)
     ref, _ = reference_layer(D, heads, device)
-    layers = {n: Attention(n, D, generators=torch_generators([0], "init"), n_heads=heads).to(device, dtype) for n in variants}
+    # yarn and qwen act past a training length: a quarter of the benchmark's length
+    layers = {n: Attention(n, D, generators=torch_generators([0], "init"), n_heads=heads,
+                           train_length=max(2, length // 4)).to(device, dtype) for n in variants}
+    k_freq = torch.rand(batch, length, generator=torch_generator(2, "data")).to(device, dtype) * 0.9 + 0.05
 
     def step_ref() -> None:
         ref(x.to(dtype)).sum().backward()
 
     def step(layer: Attention) -> Callable[[], None]:
-        return lambda: layer(x[None], causal=True).sum().backward()
+        return lambda: layer(x[None], causal=True, k_freq=k_freq).sum().backward()
 
     rows = []
     for name, layer in layers.items():

@@ -12,10 +12,19 @@ from ssa_theory.seeding import torch_generators
 E, B, L, D, H = 2, 3, 7, 12, 3
 
 
+NO_NEUTRAL = {"log_n", "ssmax", "asentmax"}  # strategies with no setting that equals vanilla attention
+
+
 def make(variant, score="dot", bound=None, seeds=(0, 1), **kw):
     torch.manual_seed(0)  # nothing in the layer may depend on it; inputs below use their own generator
+    kw.setdefault("train_length", L)  # yarn and qwen: neutral up to the training length
     return Attention(variant, D, generators=torch_generators(list(seeds), "init"), n_heads=H, score=score,
                      score_bound=bound, **kw).double()
+
+
+def freq(length=L):
+    """Token frequencies for the 'freq' strategy: (B, length) in (0, 1]."""
+    return torch.rand(B, length, generator=torch.Generator().manual_seed(12), dtype=torch.float64) * 0.9 + 0.05
 
 
 def inputs(seed=0, length=L):
@@ -27,10 +36,12 @@ def neutralise(layer):
     """u = 0 and alpha = -inf: every temperature is exactly 1."""
     with torch.no_grad():
         for name, p in layer.temp.items():
-            if name.endswith("_u"):
+            if name.endswith("_u") or name == "scale_g":
                 p.zero_()
             elif name.endswith("_alpha"):
                 p.fill_(-math.inf)
+            elif name == "scale_beta":
+                p.fill_(math.inf)  # exp(-exp(beta)) = 0
         if layer.w_gate is not None:
             layer.w_gate.zero_()
     return layer
@@ -43,7 +54,7 @@ def copy_weights(src, dst):
                 getattr(dst, name).copy_(getattr(src, name))
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", sorted(set(VARIANTS) - NO_NEUTRAL))
 @pytest.mark.parametrize("score", SCORES)
 def test_neutral_ssa_equals_vanilla(name, score):
     x = inputs()
@@ -51,7 +62,7 @@ def test_neutral_ssa_equals_vanilla(name, score):
     ssa = neutralise(make(name, score, 2.0))
     copy_weights(vanilla, ssa)
     out_v, p_v = vanilla(x, causal=True, return_probs=True)
-    out_s, p_s = ssa(x, causal=True, return_probs=True)
+    out_s, p_s = ssa(x, causal=True, return_probs=True, k_freq=freq())
     torch.testing.assert_close(p_s, p_v, rtol=0, atol=1e-12)
     torch.testing.assert_close(out_s, out_v, rtol=0, atol=1e-12)
 
@@ -62,14 +73,15 @@ def test_same_seed_same_weights_regardless_of_variant():
     torch.testing.assert_close(a.w_o, b.w_o)
 
 
+@pytest.mark.parametrize("name", ["ssa", "global", "log_n", "ssmax", "yarn", "qwen", "ssa_released", "asentmax", "freq"])
 @pytest.mark.parametrize("score", SCORES)
 @pytest.mark.parametrize("causal", [False, True])
-def test_rows_are_distributions_and_causal_mask_holds(score, causal):
-    layer = make("ssa", score, 2.0)
+def test_rows_are_distributions_and_causal_mask_holds(name, score, causal):
+    layer = make(name, score, 2.0, train_length=3)
     with torch.no_grad():  # non-trivial temperatures
         for p in layer.temp.values():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(3))
-    _, probs = layer(inputs(), causal=causal, return_probs=True)
+    _, probs = layer(inputs(), causal=causal, return_probs=True, k_freq=freq())
     torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs.sum(-1)))
     assert (probs >= 0).all()
     future = torch.triu(torch.ones(L, L, dtype=torch.bool), diagonal=1)
@@ -89,16 +101,16 @@ def test_causal_output_ignores_the_future():
     assert not torch.allclose(out_x[:, :, -1], out_y[:, :, -1])
 
 
-@pytest.mark.parametrize("name", ["vanilla", "ssa", "ssa_k", "ssa_qkv"])
+@pytest.mark.parametrize("name", sorted(VARIANTS))
 @pytest.mark.parametrize("causal", [False, True])
 def test_fused_path_matches_explicit(name, causal):
-    layer = make(name)
+    layer = make(name, train_length=3)
     with torch.no_grad():
         for p in layer.temp.values():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(4))
     x = inputs()
-    fused = layer(x, causal=causal)
-    explicit, _ = layer(x, causal=causal, return_probs=True)
+    fused = layer(x, causal=causal, k_freq=freq())
+    explicit, _ = layer(x, causal=causal, return_probs=True, k_freq=freq())
     torch.testing.assert_close(fused, explicit)
 
 
@@ -176,14 +188,15 @@ def test_value_temperature_scales_values():
     torch.testing.assert_close(out, manual)
 
 
-@pytest.mark.parametrize("name", ["ssa", "ssa_noshare", "ssa_qkv"])
+@pytest.mark.parametrize("name", ["ssa", "ssa_noshare", "ssa_qkv", "global", "global_free", "ssmax", "ssa_released",
+                                  "asentmax", "freq"])
 def test_gradients_reach_temperature_parameters(name):
     layer = make(name)
     with torch.no_grad():  # at u = 0 an unshared projection gets no gradient yet: move off it
         for pname, p in layer.temp.items():
-            if pname.endswith("_u"):
+            if pname.endswith("_u") or pname.startswith("scale_w"):
                 p.normal_(0, 0.1, generator=torch.Generator().manual_seed(7))
-    out = layer(inputs(), causal=True)
+    out = layer(inputs(), causal=True, k_freq=freq())
     out.pow(2).sum().backward()
     assert layer.temp, "variant has no temperature parameters"
     for pname, p in layer.temp.items():
@@ -235,6 +248,96 @@ def test_output_gate_scales_each_querys_output():
     out = layer(x)
     out.sum().backward()
     assert layer.w_gate.grad.abs().sum() > 0
+
+
+# --- temperature strategies: each factor against its formula, n counted per query ------------------
+
+
+def _factor(name, n, **kw):
+    layer = make(name, **kw)
+    return layer, layer.strategy_scale(torch.as_tensor(n, dtype=torch.float64))
+
+
+def test_strategy_factors_follow_their_formulas():
+    n = torch.tensor([1.0, 2.0, 10.0, 100.0, 1000.0], dtype=torch.float64)
+    ln = torch.log(n)
+    torch.testing.assert_close(_factor("log_n", n)[1], ln)
+    layer, f = _factor("ssmax", n)
+    torch.testing.assert_close(f, torch.ones(E, 1, H, 1, dtype=torch.float64) * ln)  # s starts at 1
+    f = _factor("yarn", n, train_length=10)[1]
+    torch.testing.assert_close(f, torch.tensor([1.0, 1.0, 1.0, (1 + 0.1 * math.log(10)) ** 2, (1 + 0.1 * math.log(100)) ** 2],
+                                               dtype=torch.float64))
+    f = _factor("qwen", n, train_length=10)[1]
+    torch.testing.assert_close(f, torch.tensor([1.0, 1.0, 1.0, 2.0, 3.0], dtype=torch.float64))
+    layer, f = _factor("ssa_released", n)
+    torch.testing.assert_close(f, 1 + math.exp(-math.exp(2.0)) * ln.expand(E, 1, 1, -1))
+    layer, f = _factor("global", n)
+    torch.testing.assert_close(f, torch.ones(E, 1, H, len(n), dtype=torch.float64))
+
+
+def test_asentmax_factor_against_its_formula():
+    layer = make("asentmax")
+    with torch.no_grad():
+        layer.temp["scale_w"].normal_(0, 1, generator=torch.Generator().manual_seed(13))
+        layer.temp["scale_w2"].normal_(0, 1, generator=torch.Generator().manual_seed(14))
+    q = torch.randn(E, B, H, L, D // H, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+    n = torch.arange(1, L + 1, dtype=torch.float64) + 5
+    a = (q * layer.temp["scale_w"][:, None, :, None, :]).sum(-1)
+    b = (q * layer.temp["scale_w2"][:, None, :, None, :]).sum(-1)
+    expected = 1 + torch.log1p(torch.exp(a)) * torch.log(n) ** (2 * torch.tanh(b))
+    torch.testing.assert_close(layer.strategy_scale(n, q), expected)
+
+
+@pytest.mark.parametrize("name", ["log_n", "ssmax", "yarn", "qwen", "ssa_released", "asentmax"])
+def test_changing_n_changes_the_output(name):
+    """A length-aware strategy sees how many keys a query attends over: more distractors, another scale."""
+    layer = make(name, train_length=2)
+    with torch.no_grad():  # move the learned strategies off settings where n drops out
+        for pname, p in layer.temp.items():
+            p.fill_(-1.0 if pname == "scale_beta" else 0.3)
+    x = inputs()
+    q = x[:, :, :1]
+    short, long = x[:, :, :3], torch.cat([x[:, :, :3]] * 3, dim=2)  # same keys, repeated: n = 3 vs 9
+    _, p_short = layer(q, short, return_probs=True)
+    _, p_long = layer(q, long, return_probs=True)
+    # vanilla attention's mass on the first three keys together is unchanged by repeating them thrice
+    # (each copy gets a third); a strategy whose scale moves with n changes the row's sharpness
+    mass_short = p_short[..., :3]
+    mass_long = p_long[..., :3] + p_long[..., 3:6] + p_long[..., 6:9]
+    assert not torch.allclose(mass_short, mass_long)
+    vanilla = make("vanilla")
+    _, v_short = vanilla(q, short, return_probs=True)
+    _, v_long = vanilla(q, long, return_probs=True)
+    torch.testing.assert_close(v_short, v_long[..., :3] + v_long[..., 3:6] + v_long[..., 6:9])
+
+
+def test_n_is_counted_per_query_under_a_causal_mask():
+    """Under a causal mask query i sees i keys: log_n scales row i by log i, not by the row length."""
+    layer, base = make("log_n"), make("vanilla")
+    x = inputs()
+    got, ref = layer.logits(x, causal=True), base.logits(x, causal=True)
+    scale = torch.log(torch.arange(1, L + 1, dtype=torch.float64))[:, None]
+    torch.testing.assert_close(torch.nan_to_num(got, neginf=0.0), torch.nan_to_num(ref * scale, neginf=0.0))
+    # with an explicit mask of the same shape, the same counts
+    tril = torch.tril(torch.ones(L, L, dtype=torch.bool))
+    torch.testing.assert_close(torch.nan_to_num(layer.logits(x, mask=tril), neginf=0.0),
+                               torch.nan_to_num(got, neginf=0.0))
+
+
+def test_freq_scales_each_keys_logits_by_its_rarity():
+    layer, base = make("freq"), make("vanilla")
+    with torch.no_grad():
+        layer.temp["scale_g"].fill_(0.5)
+    x, f = inputs(), freq()
+    expected = base.logits(x) * (1 + 0.5 * torch.log(1 / f))[None, :, None, None, :]
+    torch.testing.assert_close(layer.logits(x, k_freq=f), expected)
+    with pytest.raises(ValueError, match="k_freq"):
+        layer.logits(x)
+
+
+def test_strategies_that_need_a_training_length_say_so():
+    with pytest.raises(ValueError, match="train_length"):
+        Attention("yarn", D, generators=torch_generators([0], "init"), n_heads=H)
 
 
 def test_unknown_names_are_refused_with_suggestions():
