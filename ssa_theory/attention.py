@@ -286,7 +286,8 @@ class Attention(nn.Module):
                        k_freq: torch.Tensor | None = None) -> torch.Tensor | None:
         """The strategy's factor (``SCALES``), or None: on query i's logits, broadcastable to (E,B,H,Lq),
         from ``n`` (the keys each query sees, broadcastable to (E,B,H,Lq)) and, for ``asentmax``, the
-        queries ``q`` (E,B,H,Lq,d); for ``freq``, on key j's logits (E,B,H,Lk) from ``k_freq`` (B,Lk)."""
+        queries ``q`` (E,B,H,Lq,d); for ``freq``, on key j's logits (E,B,H,Lk) from ``k_freq``, (B,Lk) or,
+        where members see different data, (E,B,Lk)."""
         scale, E = self.variant.scale, self.n_members
         if not scale:
             return None
@@ -294,7 +295,8 @@ class Attention(nn.Module):
             if k_freq is None:
                 raise ValueError("the 'freq' strategy needs k_freq: each key token's training frequency, (B, Lk)")
             c = self.temp["scale_g"].view(E, 1, -1, 1)
-            return 1.0 + c * torch.log(1.0 / k_freq.to(c.dtype))[None, :, None, :]
+            f = k_freq if k_freq.dim() == 3 else k_freq[None]  # (E or 1, B, Lk)
+            return 1.0 + c * torch.log(1.0 / f.to(c.dtype))[:, :, None, :]
         log_n = torch.log(n)
         if scale in ("global", "global_free"):
             g = self.temp["scale_g"].view(E, 1, -1, 1)
@@ -419,7 +421,7 @@ class Attention(nn.Module):
 
         Returns the output (E,B,Lq,D) (or (E,B,Lq,H*d_value) without ``out_proj``), and with
         ``return_probs`` also the attention probabilities (E,B,H,Lq,Lk). ``k_freq`` (B,Lk): each key
-        token's training frequency, for the ``freq`` strategy only.
+        token's training frequency, for the ``freq`` strategy only ((E,B,Lk) where members differ).
         """
         q, k, v, (tq, tk, tv), visible, plain_causal = self._prepare(x, context, q_pos, k_pos, causal, mask, k_freq)
         if tv is not None:

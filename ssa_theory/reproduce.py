@@ -66,6 +66,8 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
         with stage(f"[{i + 1}/{len(experiments)}] {e.name}"):
             path, reused = execute(e, config, seeds=member_seeds(seed, p.seeds), device=device, out=out,
                                    preset=preset, force=force, quiet=quiet)
+        if reused:  # figures are drawn from the saved results: redraw them with the current plotting code
+            e.plot(path)
         export_run(path, e.name, root)
         log(f"[{i + 1}/{len(experiments)}] {e.name}: {'reused' if reused else 'ran'} {path}")
     template = Path(to) / PAPER_REPRO

@@ -367,3 +367,75 @@ def query_norm_lower_bound(K: int, s: int, g: float, eps: float, sigma_max: floa
     if sigma_max <= 0 or tau_max <= 0:
         raise ValueError("sigma_max and tau_max must be > 0")
     return min_norm_for_accuracy(K, s, g, eps) / (sigma_max * tau_max)
+
+
+# --- dilution: one relevant token among n (paper "Proposition 2", imbalanced tokens) ------------------
+
+
+def position_scale(n, c: float):
+    """``tau_pos(n) = 1 + c log n``: the position temperature's inverse temperature at n keys."""
+    return 1.0 + c * np.log(np.asarray(n, dtype=float))
+
+
+def dilution_mass(n, gap: float, c: float = 0.0):
+    """Attention on one relevant key whose logit exceeds each of the other ``n - 1`` by ``gap``.
+
+    With the logits scaled by ``tau_pos(n) = 1 + c log n``:
+    ``a*(n) = 1 / (1 + (n - 1) exp(-tau_pos(n) gap)) = 1 / (1 + (n - 1) n^(-c gap) e^(-gap))``.
+    For ``c gap < 1`` it tends to 0 as n grows (dilution); at ``c gap = 1`` to ``1 / (1 + e^-gap)``;
+    above, to 1. Vectorised over n.
+    """
+    n = np.asarray(n, dtype=float)
+    if np.any(n < 1):
+        raise ValueError("n must be >= 1")
+    return 1.0 / (1.0 + (n - 1.0) * np.exp(-position_scale(n, c) * gap))
+
+
+def gap_needed(n, eps: float):
+    """The gap that leaves mass ``1 - eps`` on the relevant key among n: ``log((n - 1)(1 - eps) / eps)``.
+
+    It grows like ``log n``: no fixed gap keeps the mass as the context grows.
+    """
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"eps must lie in (0, 1) (got {eps})")
+    n = np.asarray(n, dtype=float)
+    if np.any(n < 2):
+        raise ValueError("n must be >= 2 (with one key the mass is 1 at any gap)")
+    return np.log((n - 1.0) * (1.0 - eps) / eps)
+
+
+def effective_gap(mass, n):
+    """The gap that a measured mass on one key among n implies: ``logit(mass) + log(n - 1)``.
+
+    The inverse of ``dilution_mass`` at ``c = 0`` (``mass / (1 - mass) = e^gap / (n - 1)``). Constant
+    in n for a layer that dilutes (a fixed gap); rising like ``c gap log n`` for one whose logits
+    scale with ``1 + c log n``.
+    """
+    mass, n = np.asarray(mass, dtype=float), np.asarray(n, dtype=float)
+    return np.log(mass / (1.0 - mass)) + np.log(n - 1.0)
+
+
+def dilution_mass_moments(n, relevant_logit, log_mean_exp, log_mean_exp2):
+    """Expected attention on the relevant key among n whose ``n - 1`` distractors' logits z are drawn
+    independently, from the moments ``log E[e^z]`` and ``log E[e^2z]`` (log domain: no overflow).
+
+    With ``S`` the sum of the distractors' ``e^z``, the mass is ``f(S) = 1 / (1 + S e^-z*)``. Returned:
+    ``f(E S)``, the equal-logit formula with the distractors' *mean of exp* as their level, and the
+    second-order term ``f''(E S) Var(S) / 2 = a^3 (n - 1) Var(e^z) e^(-2 z*)``, which vanishes like
+    1/n (the gap the model effectively has is ``z* - log E[e^z]``). Vectorised.
+    """
+    n = np.asarray(n, dtype=float)
+    z, m1, m2 = (np.asarray(v, dtype=float) for v in (relevant_logit, log_mean_exp, log_mean_exp2))
+    a = 1.0 / (1.0 + (n - 1.0) * np.exp(m1 - z))
+    var_rel = np.exp(m2 - 2 * z) - np.exp(2 * (m1 - z))  # Var(e^z) e^(-2 z*)
+    return a, a**3 * (n - 1.0) * var_rel
+
+
+def dilution_mass_mixed(n, relevant_logit: float, distractor_logits, weights=None, scale: float = 1.0):
+    """``dilution_mass_moments`` for distractor logits drawn from the levels ``distractor_logits`` with
+    probabilities ``weights`` (default uniform), every logit multiplied by ``scale`` (a strategy's
+    inverse temperature at n): ``(first_order, correction)``."""
+    z = np.asarray(distractor_logits, dtype=float) * scale
+    w = np.full(z.shape, 1.0 / z.size) if weights is None else np.asarray(weights, dtype=float)
+    lse = lambda v: v.max() + np.log((w * np.exp(v - v.max())).sum())  # noqa: E731
+    return dilution_mass_moments(n, scale * relevant_logit, lse(z), lse(2 * z))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ssa_theory import cli, registry, report
-from ssa_theory.experiments import denoising, graph_transition, norm_spikiness
+from ssa_theory.experiments import denoising, dilution, graph_transition, norm_spikiness
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +140,24 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C2": "reproduced under softcap; reversed under rownorm, cosine, dot",
         "C3": "reproduced",
         "C4": "reproduced at every weight decay",
+        "C5": "reproduced",
     }
+
+
+@pytest.mark.parametrize("pos_better,falls,verdict", [
+    (True, True, "reproduced"),
+    (False, True, "dilution reproduced; the position term does not counter it"),
+    (True, False, "no dilution measured"),
+])
+def test_c5_verdict(tmp_path, pos_better, falls, verdict):
+    van_max = [0.10, 0.12, 0.11]
+    van_train = [0.92, 0.91, 0.93] if falls else [0.05, 0.06, 0.05]
+    pos_max = [0.95, 0.94, 0.96] if pos_better else [0.05, 0.06, 0.04]
+    m = {"max_length": 4096, "train_length": 16, "strategies": {
+        "vanilla": {"per_seed": {"mass_at_train_len": van_train, "mass_at_max_len": van_max}},
+        "ssa_q_pos": {"per_seed": {"mass_at_train_len": [0.9] * 3, "mass_at_max_len": pos_max}}}}
+    (c5,) = dilution.claims(_write(tmp_path, m))
+    assert c5.verdict == verdict
 
 
 # --- reproduce ----------------------------------------------------------------------------------------

@@ -365,3 +365,56 @@ def test_denoising_risks_at_known_points():
     for (s1, s2), expected in {(1, 10): (5.63, 0.620, 0.448), (1, 30): (50.6, 0.916, 0.485), (0.5, 5): (1.41, 0.290, 0.215)}.items():
         r = theory.expected_denoising_mse(16, 0.9, s1, s2, 1.0)
         assert (round(r.naive, 2 if r.naive < 10 else 1), round(r.vanilla, 3), round(r.bayes, 3)) == expected
+
+
+# --- dilution (paper "Proposition 2") ----------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 5000), st.floats(-3, 8), st.floats(0, 1.5))
+def test_dilution_mass_is_the_softmax_of_one_raised_logit(n, gap, c):
+    logits = np.zeros(n)
+    logits[0] = gap
+    scaled = logits * (1 + c * math.log(n))
+    brute = np.exp(scaled[0] - scaled.max()) / np.exp(scaled - scaled.max()).sum()
+    assert theory.dilution_mass(n, gap, c) == pytest.approx(brute, rel=1e-9, abs=1e-300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 10**6), st.floats(1e-4, 0.999))
+def test_gap_needed_leaves_exactly_one_minus_eps(n, eps):
+    assert theory.dilution_mass(n, float(theory.gap_needed(n, eps))) == pytest.approx(1 - eps, rel=1e-9)
+    assert theory.effective_gap(1 - eps, n) == pytest.approx(theory.gap_needed(n, eps), rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.1, 5.0), st.floats(0.0, 3.0))
+def test_position_temperature_threshold_from_both_sides(gap, extra):
+    """At or above c gap = 1 the mass never falls below 1/(1 + e^-gap), at any n; below, it decays."""
+    floor = 1 / (1 + math.exp(-gap))
+    n = np.array([2, 10, 1e3, 1e6, 1e12, 1e30])
+    above = theory.dilution_mass(n, gap, (1 + extra) / gap)
+    assert np.all(above >= floor * (1 - 1e-12))
+    below = theory.dilution_mass(n, gap, 0.9 / gap)  # c gap = 0.9: (n-1) n^-0.9 grows like n^0.1
+    assert below[-1] < 0.2 * floor and np.all(np.diff(below[2:]) < 0)
+    assert theory.dilution_mass(1e30, gap, 0.0) < 1e-20  # no temperature: mass ~ e^gap / n
+
+
+def test_dilution_numbers_at_known_points():
+    """Delta = 2: without a position temperature 0.451, 0.069, 0.007 at n = 10, 100, 1000."""
+    np.testing.assert_array_equal(np.round(theory.dilution_mass([10, 100, 1000], 2.0), 3), [0.451, 0.069, 0.007])
+    # and with tau_pos = 1 + 0.5 log n (c gap = 1): bounded, about 0.88 at every n
+    assert np.all(np.abs(theory.dilution_mass([10, 100, 1000, 1e6], 2.0, 0.5) - 0.88) < 0.012)
+
+
+def test_mixed_distractors_reduce_to_equal_logits_and_match_monte_carlo():
+    first, corr = theory.dilution_mass_mixed(50, 3.0, [0.0, 0.0, 0.0])
+    assert first == pytest.approx(theory.dilution_mass(50, 3.0)) and corr == pytest.approx(0.0, abs=1e-15)
+    rng = np.random.default_rng(0)
+    levels, z_star, n, scale = np.array([-1.0, 0.0, 0.5, 1.5]), 2.5, 40, 1.3
+    draws = rng.choice(levels, size=(200_000, n - 1)) * scale
+    mass = 1 / (1 + np.exp(draws - scale * z_star).sum(1))
+    first, corr = theory.dilution_mass_mixed(n, z_star, levels, scale=scale)
+    se = mass.std() / math.sqrt(mass.size)
+    assert abs(mass.mean() - (first + corr)) < 4 * se + abs(corr) * 0.2  # third-order terms: a fraction of corr
+    assert abs(mass.mean() - first) > abs(mass.mean() - (first + corr))  # the correction helps

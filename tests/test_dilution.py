@@ -1,0 +1,95 @@
+"""dilution: the task's construction, seeds as a batch, and the trained models against the closed form."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ssa_theory import cli, theory
+from ssa_theory.config import ConfigError
+from ssa_theory.experiments import dilution as dl
+from ssa_theory.rundir import RunContext, load_frame, read_json
+from ssa_theory.seeding import torch_generator
+
+
+def test_items_hold_one_needle_with_its_class():
+    cfg = dl.DilutionConfig(n_classes=4)
+    needle, classes, noise = dl.draw_items(cfg, torch_generator(0, "data"), (3,), 7)
+    x = dl.items(cfg, needle, classes, noise)
+    assert x.shape == (3, 7, 6)
+    assert (x[..., 0].sum(-1) == 1).all() and (x[..., 0].argmax(-1) == needle).all()
+    assert (x[..., 1:5].argmax(-1) == classes).all() and (x[..., 5] == 0).all()
+
+
+def test_config_refuses_impossible_values():
+    with pytest.raises(ConfigError, match="n_min <= n_max"):
+        dl.DilutionConfig(n_min=10, n_max=5)
+    with pytest.raises(ConfigError, match="did you mean 'log_n'"):
+        dl.DilutionConfig(strategies=("vanilla", "logn"))
+    assert dl.DilutionConfig(n_min=5, n_max=5).needle_frequency == pytest.approx(0.2)
+
+
+def test_training_lengths_are_the_tasks_not_the_members():
+    cfg = dl.DilutionConfig(steps=50)
+    a, b = dl.train_lengths(cfg), dl.train_lengths(cfg)
+    assert a == b and min(a) >= cfg.n_min and max(a) <= cfg.n_max and len(set(a)) > 3
+
+
+@pytest.mark.parametrize("strategy", ["ssa", "freq"])
+def test_batched_member_matches_single_run(tmp_path, strategy):
+    cfg = dl.DilutionConfig(steps=30, batch_size=16, n_eval=32, log_every=10)
+    lengths = dl.train_lengths(cfg)
+    cpu = torch.device("cpu")
+    batched = dl.train_strategy(strategy, cfg, lengths, RunContext(tmp_path, [3, 4], cpu, quiet=True))
+    single = dl.train_strategy(strategy, cfg, lengths, RunContext(tmp_path, [4], cpu, quiet=True))
+    for (name, a), (_, b) in zip(batched.named_parameters(), single.named_parameters()):
+        torch.testing.assert_close(a[1], b[0], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_prediction_at_the_training_length_is_the_closed_form_of_its_own_logits():
+    z_needle = np.array([[4.0, 5.0, 6.0]])
+    z_dist = np.array([[0.0, 1.0, -1.0, 0.5]])
+    mean, _ = dl.predicted_mass(16, np.array([1.0]), z_needle, z_dist)
+    assert 0 < mean[0] < 1
+    direct = np.mean([sum(theory.dilution_mass_mixed(16, z, z_dist[0])) for z in z_needle[0]])
+    assert mean[0] == pytest.approx(direct)
+
+
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    _, path = quick_run("dilution")
+    return path
+
+
+def test_vanilla_mass_follows_the_closed_form_at_every_length(quick):
+    """Extrapolated from the training length (logits at n0, the strategy's temperature law, the
+    mean-of-exp closed form): within 4 combined standard errors (the measured mean's over contexts and
+    the prediction's over the needle logits it averages) at every test length, every seed."""
+    d = load_frame(quick, "per_seed")
+    for strategy in ("vanilla", "log_n", "ssa_q_pos"):
+        v = d[d.strategy == strategy]
+        tol = 4 * np.sqrt(v.mass_se ** 2 + v.mass_pred_se ** 2)
+        assert np.all(np.abs(v.mass - v.mass_pred) <= tol), v[["n", "seed", "mass", "mass_pred", "mass_se"]]
+
+
+def test_metrics_nest_every_strategy(quick):
+    m = read_json(quick / "metrics.json")
+    for s in dl.EXPERIMENT.presets["quick"].overrides["strategies"]:
+        for key in ("acc_at_max_len", "mass_at_max_len", "acc_at_train_len", "learned", "c_gap"):
+            assert key in m["strategies"][s], (s, key)
+    assert "c_pos" in m["strategies"]["ssa_q_pos"]["learned"]
+
+
+def test_vanilla_dilutes_in_the_quick_run(quick):
+    """Even barely trained, vanilla attention's needle mass falls from the training to the longest length."""
+    t = pd.read_csv(quick / "tables" / "by_length.csv")
+    v = t[t.strategy == "vanilla"].sort_values("n")
+    assert v.mass.iloc[-1] < v.mass.iloc[0]
+
+
+@pytest.mark.slow
+def test_default_run_orders_vanilla_below_the_position_term(tmp_path):
+    assert cli.main(["run", "dilution", "--quiet", "--out", str(tmp_path)]) == 0
+    (path,) = (tmp_path / "dilution").iterdir()
+    (claim,) = dl.claims(path)
+    assert claim.verdict == "reproduced"
