@@ -370,7 +370,9 @@ class Attention(nn.Module):
             self.temperature("v", context, v, k_pos),
         )
         plain_causal = causal and mask is None and q_pos is None and k_pos is None and q.shape[-2] == k.shape[-2]
-        visible = self._visible(q.shape[-2], k.shape[-2], causal, mask, q_pos, k_pos, x.device)
+        # A plain causal mask is never materialised on the fused path (an (L, L) tensor at long L);
+        # the explicit path builds it when it needs it.
+        visible = None if plain_causal else self._visible(q.shape[-2], k.shape[-2], causal, mask, q_pos, k_pos, x.device)
         if self.variant.scale:  # a temperature strategy multiplies the query's (or, freq, the key's) tau
             n = self.n_keys(q.shape[-2], k.shape[-2], visible, plain_causal, x.device).to(q.dtype)
             factor = self.strategy_scale(n, q, k_freq)
@@ -392,7 +394,9 @@ class Attention(nn.Module):
         k_freq: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Masked attention logits (E,B,H,Lq,Lk), temperatures applied; hidden entries are -inf."""
-        q, k, _, (tq, tk, _), visible, _ = self._prepare(x, context, q_pos, k_pos, causal, mask, k_freq)
+        q, k, _, (tq, tk, _), visible, plain_causal = self._prepare(x, context, q_pos, k_pos, causal, mask, k_freq)
+        if plain_causal:
+            visible = self._visible(q.shape[-2], k.shape[-2], True, None, None, None, x.device)
         return self._logits(q, k, tq, tk, visible)
 
     def _logits(self, q, k, tq, tk, visible):
@@ -443,6 +447,8 @@ class Attention(nn.Module):
                 out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), attn_mask=visible)
             out = out.reshape(E, B, H, Lq, -1)
         else:
+            if plain_causal:
+                visible = self._visible(q.shape[-2], k.shape[-2], True, None, None, None, x.device)
             probs = torch.softmax(self._logits(q, k, tq, tk, visible), dim=-1)
             out = probs @ v
         E, B, H, Lq, w = out.shape
