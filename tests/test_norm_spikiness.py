@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from ssa_theory import cli, measures, theory
+from ssa_theory import measures, theory
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import norm_spikiness as ns
 from ssa_theory.seeding import torch_generator
