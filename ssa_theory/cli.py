@@ -43,6 +43,8 @@ examples:
   {PROG} export graph_transition                  run (or reuse) and copy tables/figures into experiments/ and figures/
   {PROG} reproduce                                every experiment, committed tables, figures and paper_repro.md
   {PROG} reproduce --quick                        the same as a smoke test, into runs/reproduce-quick/
+  {PROG} sweep graph_transition --grid smoothing=0.02,0.05,0.1 --seeds 2 --quick --executor dask --workers 2
+  {PROG} collect runs/sweeps/graph_transition-HASH  tidy tables and a figure of a sweep
   {PROG} bench attention                          every attention variant against the fused SDPA kernel
   {PROG} bench seeds graph_transition --seeds 16  time 16 batched seeds against 1
 
@@ -143,6 +145,23 @@ def _parser() -> argparse.ArgumentParser:
     output_options(p)
     p.add_argument("--to", type=Path, default=Path("."), metavar="DIR",
                    help="project root holding experiments/, figures/ and paper_repro.md (default: .)")
+    p = sub.add_parser("sweep", help="a grid of configs, one task per cell, on a process pool or a Dask cluster",
+                       description="Run every cell of a grid (the product of the --grid values over the preset's "
+                       "config) as an ordinary run: finished cells are reused, an interrupted sweep resumes, a failed "
+                       "cell does not stop the others. Then collect the results. Exit code 0 only if every cell "
+                       "finished. Tuple-valued keys separate their values with ';'.", epilog=EXAMPLES, formatter_class=fmt)
+    experiment_options(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", required=True,
+                   help="a swept key and its values (repeatable)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: a process pool here; dask: dask.distributed (pip install 'ssa_theory[dask]')")
+    p.add_argument("--address", default=None, metavar="SCHEDULER", help="join a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--workers", type=_bounded_int(1, 1024), default=2, metavar="N",
+                   help="worker processes of the local pool or of the LocalCluster (default: 2)")
+    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="root of run directories (default: runs)")
+    p = sub.add_parser("collect", help="tidy tables and a figure from a sweep directory", epilog=EXAMPLES,
+                       formatter_class=fmt)
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="OUT/sweeps/NAME-HASH, as printed by sweep")
     p = sub.add_parser("config", help="show an experiment's resolved config", epilog=EXAMPLES, formatter_class=fmt)
     experiment_options(p, seeds=False)
     p = sub.add_parser("bench", help="benchmarks: attention variants against SDPA; batched seeds against one",
@@ -258,6 +277,53 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     print(summary_table(claims), end="")
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ssa_theory import sweep
+
+    experiment, preset_name, preset, config = _resolve(args)
+    if args.overrides:
+        raise UsageError("sweep takes no --set: put fixed values in a one-value --grid key=value")
+    grid = sweep.parse_grid(experiment, args.grid)
+    sweep.check_cells(experiment, preset_name, grid)
+    n = args.seeds or preset.seeds
+    if args.seed + n - 1 > MAX_SEED:
+        raise UsageError(f"--seed {args.seed} with {n} seeds runs past the largest seed {MAX_SEED}; lower --seed")
+    device = _device(args.device)
+    if args.executor == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor dask needs dask.distributed: pip install 'ssa_theory[dask]'") from None
+        pool = sweep.DaskPool(args.workers, args.address, gpu=device.type == "cuda")
+    else:
+        if args.address:
+            raise UsageError("--address is for --executor dask")
+        pool = sweep.LocalPool(args.workers)
+    prepare_out(args.out)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    sdir = sweep.run_sweep(experiment.name, preset_name, grid, seeds=member_seeds(args.seed, n), device=device.type,
+                           out=args.out, threads=args.threads, pool=pool, log=log)
+    print(f"sweep directory: {sdir}")
+    manifest = sweep.read_json(sdir / sweep.MANIFEST)
+    failed = [c for c in manifest["cells"] if c["status"] != "done"]
+    if len(failed) < len(manifest["cells"]):
+        table, figure = sweep.collect(sdir)
+        print(f"collected: {table}, {figure}")
+    if failed:
+        print(f"{PROG}: {len(failed)} of {len(manifest['cells'])} cells did not finish; rerun the same command "
+              "to retry them (finished cells are reused)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> None:
+    from ssa_theory import sweep
+
+    table, figure = sweep.collect(args.sweep_dir)
+    print((Path(table)).read_text(), end="")
+    print(f"\ntables in {args.sweep_dir}; figure {figure}")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from ssa_theory import bench
     from ssa_theory.rundir import markdown_table
@@ -288,13 +354,13 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"list": _cmd_list, "config": _cmd_config, "run": _run, "export": _cmd_export,
-            "reproduce": _cmd_reproduce, "bench": _cmd_bench}
+            "reproduce": _cmd_reproduce, "sweep": _cmd_sweep, "collect": _cmd_collect, "bench": _cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        rc = COMMANDS[args.command](args)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -307,4 +373,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stdout = open(os.devnull, "w")
         return 0
-    return 0
+    return rc if isinstance(rc, int) else 0

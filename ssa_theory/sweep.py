@@ -1,0 +1,320 @@
+"""Sweeps: a grid of configs of one experiment, each cell one task, on a process pool or a Dask cluster.
+
+Every cell is an ordinary run (``ssa_theory.rundir.execute``): its directory is named by the hash of
+its resolved config, seeds, device and threads, so a finished cell is reused and an interrupted
+sweep resumes where it stopped. A cell whose worker dies is run again (Dask reschedules it; the
+local pool is rebuilt), and a partial directory the dead worker left is removed by the next run
+under the same ``--out``. A failed cell does not stop the others; the sweep's exit code says
+whether every cell finished.
+
+The sweep itself is recorded in ``OUT/sweeps/NAME-<hash>/manifest.json`` (experiment, preset, grid,
+seeds, and per cell its overrides, run directory and status); ``collect`` turns it into tidy tables
+(one row per cell and seed; a summary with mean and 95% CI over seeds) and a figure of each headline
+metric against each swept key.
+
+Grid syntax: ``--grid key=v1,v2,v3``; for a tuple-valued key the values are separated by ``;`` and
+the items of one value by ``,`` (``--grid compare="rownorm;rownorm,dot"``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import typing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ssa_theory import registry
+from ssa_theory.config import ConfigError, UsageError, build_config, field_types, parse_value
+from ssa_theory.rundir import read_json, run_hash, write_json  # noqa: F401  (read_json: for the CLI)
+
+MANIFEST = "manifest.json"
+
+
+# --- the grid -------------------------------------------------------------------------------------------
+
+
+def parse_grid(experiment, pairs: Sequence[str]) -> dict[str, list[Any]]:
+    """``["key=v1,v2", ...]`` -> ``{key: [typed values]}``, checked like ``--set`` (unknown key, wrong type)."""
+    types = field_types(experiment.config)
+    grid: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise ConfigError(f"--grid takes key=v1,v2,... (got {pair!r}); e.g. --grid {next(iter(types))}=...")
+        if key not in types:
+            from difflib import get_close_matches
+
+            close = get_close_matches(key, list(types), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown config key {key!r} for {experiment.name}; {hint}valid keys: {', '.join(types)}")
+        if key in grid:
+            raise ConfigError(f"--grid names {key!r} twice; give all its values in one --grid {key}=...")
+        is_tuple = typing.get_origin(types[key]) is tuple
+        values = [v for v in text.split(";" if is_tuple else ",") if v.strip() or is_tuple]
+        grid[key] = list(dict.fromkeys(parse_value(key, v, types[key]) for v in values))
+    return grid
+
+
+def check_cells(experiment, preset: str, grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every cell's config built (and so validated) before any task starts; the cells."""
+    cells = cells_of(grid)
+    for c in cells:
+        build_config(experiment.config, experiment.presets[preset].overrides, c)
+    return cells
+
+
+def cells_of(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in the grid's order (the first key varies slowest)."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+# --- one cell: runs in a worker process ------------------------------------------------------------------
+
+
+def run_cell(name: str, preset: str, overrides: dict[str, Any], seeds: list[int], device: str, out: str,
+             threads: int) -> str:
+    """Run (or reuse) one cell in this process; return its run directory. Importable by any worker."""
+    import torch
+
+    from ssa_theory.rundir import execute
+
+    torch.set_num_threads(threads)
+    experiment = registry.get(name)
+    config = build_config(experiment.config, experiment.presets[preset].overrides, overrides)
+    path, _ = execute(experiment, config, seeds=seeds, device=torch.device(device), out=Path(out), preset=preset,
+                      quiet=True)
+    return str(path)
+
+
+# --- executors -------------------------------------------------------------------------------------------
+
+
+Submit = Callable[[dict], Any]
+
+
+class LocalPool:
+    """``--workers`` processes on this machine; a pool broken by a dead worker is rebuilt and the cells
+    it held are submitted again."""
+
+    def __init__(self, workers: int, max_attempts: int = 3) -> None:
+        self.workers, self.max_attempts = workers, max_attempts
+
+    def run(self, tasks: list[dict], on_event: Callable[[int, str, str | None], None]) -> None:
+        pending = dict(enumerate(tasks))
+        attempts = dict.fromkeys(pending, 0)
+        while pending:
+            for i in pending:
+                attempts[i] += 1
+            with ProcessPoolExecutor(self.workers) as pool:
+                futures = {pool.submit(run_cell, **t): i for i, t in pending.items()}
+                for i in futures.values():
+                    on_event(i, "running", None)
+                broken = False
+                remaining = set(futures)
+                while remaining:
+                    done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        i = futures[f]
+                        try:
+                            path = f.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            continue
+                        except Exception as e:  # noqa: BLE001  a failed cell must not stop the others
+                            on_event(i, "failed", _one_line(e))
+                        else:
+                            on_event(i, "done", path)
+                        pending.pop(i, None)
+                if broken:
+                    for i in list(pending):
+                        if attempts[i] >= self.max_attempts:
+                            on_event(i, "failed", f"a worker process died in each of {attempts[i]} attempts")
+                            pending.pop(i)
+                        else:
+                            on_event(i, "retrying", "a worker process died")
+
+
+class DaskPool:
+    """A ``dask.distributed`` client: joins ``address`` or starts a ``LocalCluster`` of ``workers``
+    processes (one thread each). Cells that need a GPU ask for it as a worker resource ``GPU``."""
+
+    def __init__(self, workers: int, address: str | None = None, gpu: bool = False, client=None) -> None:
+        self.workers, self.address, self.gpu, self.client = workers, address, gpu, client
+
+    def run(self, tasks: list[dict], on_event: Callable[[int, str, str | None], None]) -> None:
+        from distributed import Client, LocalCluster, as_completed
+
+        own = self.client is None
+        cluster = None
+        if own:
+            if self.address:
+                client = Client(self.address)
+            else:
+                cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, resources={"GPU": 1} if self.gpu else None)
+                client = Client(cluster)
+        else:
+            client = self.client
+        try:
+            resources = {"GPU": 1} if self.gpu else None
+            futures = {}
+            for i, t in enumerate(tasks):
+                # pure=False: a resubmitted sweep must run again (finished cells are skipped by execute)
+                futures[client.submit(run_cell, **t, key=f"cell-{i}-{time.time_ns()}", pure=False,
+                                      resources=resources, retries=2)] = i
+                on_event(i, "running", None)
+            for f in as_completed(futures):
+                i = futures[f]
+                try:
+                    on_event(i, "done", f.result())
+                except Exception as e:  # noqa: BLE001
+                    on_event(i, "failed", _one_line(e))
+        finally:
+            if own:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+
+
+def _describe(overrides: dict) -> str:
+    return ", ".join(f"{k}={_cell_value(v)}" for k, v in overrides.items())
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+# --- the sweep -------------------------------------------------------------------------------------------
+
+
+def sweep_dir(out: Path, name: str, preset: str, grid: dict, seeds: list[int], device: str, threads: int) -> Path:
+    key = {"experiment": name, "preset": preset, "grid": grid, "seeds": seeds, "device": device, "threads": threads}
+    return Path(out) / "sweeps" / f"{name}-{run_hash(key)}"
+
+
+def run_sweep(name: str, preset: str, grid: dict[str, list[Any]], *, seeds: list[int], device: str, out: Path,
+              threads: int, pool, log: Callable[[str], None] = print) -> Path:
+    """Run every cell of the grid on ``pool``; write and keep updating the manifest; return the sweep dir."""
+    experiment = registry.get(name)
+    cells = check_cells(experiment, preset, grid)
+    sdir = sweep_dir(out, name, preset, grid, seeds, device, threads)
+    sdir.mkdir(parents=True, exist_ok=True)
+    manifest = {"experiment": name, "version": experiment.version, "preset": preset, "grid": grid, "seeds": seeds,
+                "device": device, "threads": threads, "out": str(Path(out).resolve()),
+                "cells": [{"overrides": c, "status": "pending", "run_dir": None, "error": None} for c in cells]}
+    write_json(sdir / MANIFEST, manifest)
+    tasks = [{"name": name, "preset": preset, "overrides": c, "seeds": seeds, "device": device,
+              "out": str(Path(out).resolve()), "threads": threads} for c in cells]
+
+    def on_event(i: int, status: str, info: str | None) -> None:
+        cell = manifest["cells"][i]
+        cell["status"] = "running" if status == "retrying" else status
+        if status == "done":
+            cell["run_dir"], cell["error"] = info, None
+        elif status in ("failed", "retrying"):
+            cell["error"] = info
+        write_json(sdir / MANIFEST, manifest)
+        counts = {s: sum(c["status"] == s for c in manifest["cells"]) for s in ("done", "running", "failed")}
+        what = f"cell {i} ({_describe(cell['overrides'])}) {status}" + (f": {info}" if status != "done" and info else "")
+        if status != "running":
+            log(f"[{counts['done']} done, {counts['running']} in flight, {counts['failed']} failed, of {len(cells)}] {what}")
+
+    pool.run(tasks, on_event)
+    return sdir
+
+
+# --- collect ---------------------------------------------------------------------------------------------
+
+
+def _per_seed_series(metrics: dict, n_seeds: int, prefix: str = "") -> dict[str, list[float]]:
+    """Every per-seed series in a metrics.json: lists of ``n_seeds`` numbers under a ``per_seed`` key,
+    named by their path (``strategies.vanilla.mass_at_max_len`` for nested experiments)."""
+    out: dict[str, list[float]] = {}
+    for key, value in metrics.items():
+        if key == "per_seed" and isinstance(value, dict):
+            for name, series in value.items():
+                if isinstance(series, list) and len(series) == n_seeds and all(isinstance(v, (int, float)) for v in series):
+                    out[f"{prefix}{name}"] = series
+        elif isinstance(value, dict):
+            out.update(_per_seed_series(value, n_seeds, f"{prefix}{key}."))
+    return out
+
+
+def collect(sdir: Path) -> tuple[Path, Path]:
+    """Tidy tables and a figure from a sweep directory: ``cells.csv/.md`` (one row per cell and seed),
+    ``summary.csv/.md`` (mean and 95% CI over seeds), ``figures/summary.png/.pdf``."""
+    import pandas as pd
+
+    from ssa_theory.rundir import markdown_table, with_ci
+    from ssa_theory.stats import ci_columns
+
+    sdir = Path(sdir)
+    if not (sdir / MANIFEST).is_file():
+        raise UsageError(f"{sdir} is not a sweep directory (no {MANIFEST}); pass OUT/sweeps/NAME-HASH")
+    manifest = read_json(sdir / MANIFEST)
+    keys = list(manifest["grid"])
+    rows, summary = [], []
+    for i, cell in enumerate(manifest["cells"]):
+        if cell["status"] != "done":
+            continue
+        metrics = read_json(Path(cell["run_dir"]) / "metrics.json")
+        series = _per_seed_series(metrics, len(manifest["seeds"]))
+        for e, seed in enumerate(manifest["seeds"]):
+            rows.append({"cell": i, **{k: _cell_value(cell["overrides"][k]) for k in keys}, "seed": seed,
+                         **{m: v[e] for m, v in series.items()}})
+        for m, v in series.items():
+            summary.append({"cell": i, **{k: _cell_value(cell["overrides"][k]) for k in keys}, "metric": m,
+                            **ci_columns("value", v)})
+    if not rows:
+        raise UsageError(f"no finished cell in {sdir}; run the sweep first")
+    cells, summ = pd.DataFrame(rows), pd.DataFrame(summary)
+    cells.to_csv(sdir / "cells.csv", index=False)
+    (sdir / "cells.md").write_text(markdown_table(cells))
+    summ.to_csv(sdir / "summary.csv", index=False)
+    (sdir / "summary.md").write_text(markdown_table(with_ci(summ, ["value"])))
+    _figure(sdir, summ, keys)
+    return sdir / "summary.md", sdir / "figures" / "summary.png"
+
+
+def _cell_value(v: Any) -> Any:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+
+
+MAX_METRICS = 8
+
+
+def _figure(sdir: Path, summ, keys: list[str]) -> None:
+    """Each headline metric (at most ``MAX_METRICS``, in metrics.json order) against each swept key;
+    cells that differ in the other keys are separate lines; error bars are 95% CIs."""
+    import matplotlib.pyplot as plt
+
+    from ssa_theory.plotting import save
+
+    metrics = list(dict.fromkeys(summ.metric))[:MAX_METRICS]
+    panels = [(m, key) for m in metrics for key in keys]
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.7 * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (m, key) in zip(axes.flat, panels):
+        d = summ[summ.metric == m]
+        others = [k for k in keys if k != key]
+        groups = d.groupby(others, sort=False) if others else [((), d)]
+        for label, g in groups:
+            g = g.sort_values(key)
+            x = g[key].astype(str) if g[key].dtype == object else g[key]
+            values = label if isinstance(label, tuple) else (label,)
+            ax.errorbar(x, g.value, yerr=[g.value - g.value_lo, g.value_hi - g.value], marker="o", ms=3, capsize=2,
+                        label=", ".join(f"{k}={v}" for k, v in zip(others, values)) or None)
+        ax.set_xlabel(key)
+        ax.set_title(m, fontsize=8)
+        if others:
+            ax.legend(fontsize=6)
+    save(fig, sdir, "summary")
