@@ -40,8 +40,9 @@ def timed(args: list[str], env: dict | None = None) -> tuple[float, float]:
     return float(wall), float(kib) / 1024
 
 
-def table_after(text: str, marker: str = "| ") -> str:
-    return "\n".join(line for line in text.splitlines() if line.startswith(marker)) + "\n"
+def table_after(text: str) -> str:
+    """The Markdown table in a command's output (header, rule and rows)."""
+    return "\n".join(line for line in text.splitlines() if line.startswith("|")) + "\n"
 
 
 def machine() -> str:
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
-    parts = ["# Benchmarks\n", "Written by `python benchmarks/run_all.py`; every number below comes from that run.\n",
+    parts = ["# Benchmarks\n\n", "Written by `python benchmarks/run_all.py`; every number below comes from that run.\n\n",
              machine()]
 
     # 1. the attention layer against the fused kernel
@@ -90,12 +91,11 @@ def main() -> None:
     parts.append("\n## Seeds as a batch dimension: 16 batched seeds against 1\n\n"
                  "Quick preset, one thread, 2 timed rounds after a warm-up. A Python loop over seeds would take "
                  "about 16x.\n\n")
-    rows = []
-    for name in ("graph_transition", "denoising", "norm_spikiness"):
-        out = sh([*CLI, "bench", "seeds", name, "--seeds", "16", "--repeats", "2"])
-        rows.append(table_after(out).splitlines()[-1])
-        header = table_after(out).splitlines()[:2]
-    parts.append("\n".join([*header, *rows]) + "\n\n(`python -m ssa_theory bench seeds NAME --seeds 16 --repeats 2`)\n")
+    rows: list[str] = []
+    for name in ("graph_transition", "denoising", "norm_spikiness", "dilution"):
+        lines = table_after(sh([*CLI, "bench", "seeds", name, "--seeds", "16", "--repeats", "2"])).splitlines()
+        rows += lines[2:] if rows else lines
+    parts.append("\n".join(rows) + "\n\n(`python -m ssa_theory bench seeds NAME --seeds 16 --repeats 2`)\n")
 
     # 3. threads
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +126,20 @@ def main() -> None:
             wall, mib = timed([*CLI, "reproduce", "--quiet", "--out", f"{tmp}/runs", "--to", str(root)])
             parts.append(f"| `python -m ssa_theory reproduce` | < 15 min | {wall / 60:.1f} min | {mib:.0f} MiB | "
                          f"{'yes' if wall < 900 else 'no'} |\n")
+    # 5. the GPU, where there is one
+    import torch
+
+    parts.append("\n## GPU\n\n")
+    if torch.cuda.is_available():
+        cmd = [*CLI, "bench", "attention", "--device", "cuda", "--repeats", "20"]
+        parts.append(f"`python -m ssa_theory bench attention --device cuda --repeats 20` on {torch.cuda.get_device_name()}:\n\n"
+                     + table_after(sh(cmd)))
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, mib = timed([*CLI, "reproduce", "--quick", "--quiet", "--device", "cuda", "--out", f"{tmp}/runs",
+                               "--to", tmp])
+        parts.append(f"\n`python -m ssa_theory reproduce --quick --device cuda`: {wall:.0f} s, peak host memory {mib:.0f} MiB\n")
+    else:
+        parts.append("No CUDA device on this machine: the GPU rows were not measured in this run.\n")
     args.out.write_text("".join(parts))
     print(f"wrote {args.out}", file=sys.stderr)
 
