@@ -42,7 +42,9 @@ class Experiment:
     meaning of the results changes (it is part of the run-directory hash). ``headline`` names the
     table printed after a run. ``presets`` must hold ``default`` and ``quick`` (a scratch preset).
     ``claims(exported_dir)`` turns the exported results (``experiments/NAME/``) into the paper
-    claims this experiment checks (``ssa_theory.claims``).
+    claims this experiment checks (``ssa_theory.claims``). ``tasks`` names the shared task modules
+    (``ssa_theory.tasks``) it uses, with their versions, so that editing shared task code invalidates
+    every cached run that depends on it.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Experiment:
     headline: str
     presets: Mapping[str, Preset]
     claims: Callable[[Path], list["Claim"]] | None = None
+    tasks: Mapping[str, str] = field(default_factory=dict)  # shared task module -> its VERSION (enters the run hash)
 
     def __post_init__(self) -> None:
         missing = {"default", "quick"} - set(self.presets)

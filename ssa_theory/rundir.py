@@ -252,13 +252,14 @@ def remove_stale_partials(out: Path) -> list[Path]:
 def run_payload(experiment, config, seeds: Sequence[int], device: torch.device) -> dict[str, Any]:
     """What a run's hash is taken over: everything that can change its numbers.
 
-    The experiment's name and version, the resolved config, the member seeds, the device type, and
-    the number of CPU threads (on a CPU, matrix products split their sums differently with more
-    threads, so the last bits of results can differ).
+    The experiment's name and version, the versions of the shared tasks it uses, the resolved
+    config, the member seeds, the device type, and the number of CPU threads (on a CPU, matrix
+    products split their sums differently with more threads, so the last bits of results can differ).
     """
     return {
         "experiment": experiment.name,
         "version": experiment.version,
+        "tasks": dict(experiment.tasks),
         "config": dataclasses.asdict(config),
         "seeds": list(seeds),
         "device": device.type,

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ssa_theory import seeding
-from ssa_theory.experiments.graph_transition import GraphTransitionConfig, build_graph, train_model, transition_matrix
+from ssa_theory.experiments.graph_transition import GraphTransitionConfig, train_model
+from ssa_theory.tasks.graphs import build_graph, transition_matrix
 from ssa_theory.rundir import RunContext
 import networkx as nx
 

@@ -11,15 +11,8 @@ from hypothesis import strategies as st
 
 from ssa_theory import cli, theory
 from ssa_theory.config import ConfigError
-from ssa_theory.experiments.graph_transition import (
-    GraphModel,
-    GraphTransitionConfig,
-    build_graph,
-    degree_sequence,
-    expected_ce,
-    predictions,
-    transition_matrix,
-)
+from ssa_theory.experiments.graph_transition import GraphModel, GraphTransitionConfig, predictions
+from ssa_theory.tasks.graphs import build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.seeding import torch_generators
 
 

@@ -34,3 +34,37 @@ def test_hash_is_stable_and_order_free():
 def test_json_turns_nan_into_null_and_numpy_into_python(tmp_path):
     write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": math.nan, "c": np.arange(3), 4: np.int64(2)})
     assert read_json(tmp_path / "m.json") == {"a": 0.5, "b": None, "c": [0, 1, 2], "4": 2}
+
+
+def test_shared_task_versions_enter_the_run_hash():
+    """Editing shared task code (and bumping its VERSION) must invalidate cached runs of every user."""
+    import dataclasses
+
+    import torch
+
+    from ssa_theory import registry
+    from ssa_theory.rundir import run_dir
+
+    exp = registry.get("norm_spikiness")
+    assert exp.tasks == {"graphs": "1"} and registry.get("graph_transition").tasks == exp.tasks
+    cfg = exp.config(**exp.presets["quick"].overrides)
+    a = run_dir("runs", exp, cfg, [0], torch.device("cpu"))
+    b = run_dir("runs", dataclasses.replace(exp, tasks={"graphs": "2"}), cfg, [0], torch.device("cpu"))
+    assert a != b
+
+
+def test_experiments_never_import_each_other():
+    import ast
+    from pathlib import Path
+
+    import ssa_theory.experiments as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        own = path.stem.removesuffix("_plots")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ssa_theory.experiments"):
+                names = [node.module.rsplit(".", 1)[-1]] + [a.name for a in node.names]
+                others = [n for n in names if n not in ("experiments", own, f"{own}_plots")]
+                assert not others, f"{path.name} imports {node.module}: {others}"
