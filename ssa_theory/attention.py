@@ -316,6 +316,18 @@ class Attention(nn.Module):
         w, w2 = (self.temp[k][:, None, :, None, :] for k in ("scale_w", "scale_w2"))
         return 1.0 + F.softplus((q * w).sum(-1)) * log_n.clamp_min(1e-6) ** (2.0 * torch.tanh((q * w2).sum(-1)))
 
+    def query_inverse_temperature(self, x: torch.Tensor, n: torch.Tensor | float,
+                                  pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything that multiplies query i's logits (E,B,H,L): SSA's query terms times the strategy's
+        factor at ``n`` keys (``freq`` scales keys, not queries, and is left out); ones for vanilla."""
+        E, B, L, _ = x.shape
+        tau = self.temperature("q", x, pos=pos)
+        tau = torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype) if tau is None else tau
+        if self.variant.scale and self.variant.scale != "freq":
+            n = torch.as_tensor(n, dtype=x.dtype, device=x.device).expand(L)
+            tau = tau * self.strategy_scale(n, self._side_proj("q", x))
+        return tau
+
     @staticmethod
     def n_keys(Lq: int, Lk: int, visible: torch.Tensor | None, plain_causal: bool, device) -> torch.Tensor:
         """How many keys each query sees, broadcastable to (E,B,H,Lq): 1..L under a plain causal mask,

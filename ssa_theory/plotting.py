@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 COLORS = {
     "vanilla": "#4C72B0",
     "ssa": "#DD8452",
+    "global": "#55A868",
     "theory": "#333333",
 }
 

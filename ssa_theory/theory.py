@@ -439,3 +439,22 @@ def dilution_mass_mixed(n, relevant_logit: float, distractor_logits, weights=Non
     w = np.full(z.shape, 1.0 / z.size) if weights is None else np.asarray(weights, dtype=float)
     lse = lambda v: v.max() + np.log((w * np.exp(v - v.max())).sum())  # noqa: E731
     return dilution_mass_moments(n, scale * relevant_logit, lse(z), lse(2 * z))
+
+
+# --- one global temperature for every row (paper Table 1's competitor; the `global` strategy) ---------
+
+
+def best_global_inverse_temperature(K: int, degrees, g: float, score: str, bound: float, penalty: float,
+                                    tau_max: float) -> tuple[float, float]:
+    """The single inverse temperature shared by every row that minimises the mean over rows of
+    ``best_ce_under_bound(K, s, g, score, bound, tau) + penalty tau^2``, on ``(0, tau_max]``; returns
+    ``(tau, mean CE at tau)``. One scale for all rows: under an entrywise bound a row that needs less
+    gap than ``2 B tau`` shrinks its own pattern inside the box, so a single tau large enough for the
+    sparsest row serves them all (then the price alone decides). Bounded score geometries only."""
+    from scipy.optimize import minimize_scalar
+
+    degrees = [int(s) for s in degrees]
+    ce = lambda t: float(np.mean([best_ce_under_bound(K, s, g, score, bound, t) for s in degrees]))  # noqa: E731
+    res = minimize_scalar(lambda t: ce(t) + penalty * t * t, bounds=(1e-3, tau_max), method="bounded",
+                          options={"xatol": 1e-10})
+    return float(res.x), ce(float(res.x))

@@ -418,3 +418,18 @@ def test_mixed_distractors_reduce_to_equal_logits_and_match_monte_carlo():
     se = mass.std() / math.sqrt(mass.size)
     assert abs(mass.mean() - (first + corr)) < 4 * se + abs(corr) * 0.2  # third-order terms: a fraction of corr
     assert abs(mass.mean() - first) > abs(mass.mean() - (first + corr))  # the correction helps
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from(["softcap", "rownorm"]), st.floats(1.0, 4.0), st.floats(1e-3, 5e-2))
+def test_best_global_temperature_beats_every_other_single_temperature(score, B, penalty):
+    K, degrees, g = 12, [1, 1, 2, 3, 4, 5], 0.05
+    tau, ce = theory.best_global_inverse_temperature(K, degrees, g, score, B, penalty, 2.0)
+    obj = lambda t: np.mean([theory.best_ce_under_bound(K, s, g, score, B, t) for s in degrees]) + penalty * t * t  # noqa: E731
+    grid = np.linspace(1e-3, 2.0, 400)
+    assert obj(tau) <= min(obj(t) for t in grid) + 1e-7  # bounded Brent stops within ~1e-8 of a boundary optimum
+    assert ce == pytest.approx(np.mean([theory.best_ce_under_bound(K, s, g, score, B, tau) for s in degrees]))
+    # a per-row temperature (SSA's) is never worse than one shared by all rows, at the same price
+    per_row = np.mean([theory.best_ce_under_bound(K, s, g, score, B, t) + penalty * t * t for s, t in
+                       ((s, theory.predicted_inverse_temperature(K, s, g, score, B, penalty, 2.0)) for s in degrees)])
+    assert per_row <= obj(tau) + 1e-6

@@ -171,15 +171,8 @@ class NeedleModel(nn.Module):
     @torch.no_grad()
     def query_temperature(self, n: int) -> torch.Tensor:
         """The query-side inverse temperature at n items (E,): SSA's terms times the strategy's factor."""
-        E = self.attn.n_members
-        x = self.query.expand(E, 1, 1, -1)
-        tau = self.attn.temperature("q", x, pos=torch.full((1,), n, device=x.device))
-        tau = torch.ones(E, device=x.device) if tau is None else tau[:, 0, 0, 0]
-        if self.attn.variant.scale and self.attn.variant.scale != "freq":
-            q = self.attn._side_proj("q", x)
-            f = self.attn.strategy_scale(torch.full((1,), float(n), device=x.device), q)
-            tau = tau * f.expand(E, 1, 1, 1)[:, 0, 0, 0]
-        return tau
+        x = self.query.expand(self.attn.n_members, 1, 1, -1)
+        return self.attn.query_inverse_temperature(x, n, pos=torch.full((1,), n, device=x.device))[:, 0, 0, 0]
 
 
 # --- training and evaluation ------------------------------------------------------------------------

@@ -52,16 +52,19 @@ from torch import nn
 from ssa_theory import theory
 from ssa_theory.attention import SCORES, Attention
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import ConfigError, choice, require
+from ssa_theory.config import choice, require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
-from ssa_theory.sampling import MemberStream
-from ssa_theory.seeding import derive_seed, torch_generators
+from ssa_theory.seeding import torch_generators
 from ssa_theory.stats import ci_columns, mean_ci
+from ssa_theory.tasks import graphs
+from ssa_theory.tasks.graphs import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.train import fit
 
-MODELS = ("vanilla", "ssa")
-VARIANT = {"vanilla": "vanilla", "ssa": "ssa_q_tok"}
+MODELS = ("vanilla", "ssa", "global")
+# global: one learned inverse temperature 1 + tanh(g) for every token, the same range (0, 2) as SSA's
+# token term, and the same price: what a per-token temperature buys over a single scale
+VARIANT = {"vanilla": "vanilla", "ssa": "ssa_q_tok", "global": "global"}
 TAU_MAX = 2.0  # 1 + tanh(.) < 2
 
 
@@ -123,53 +126,6 @@ class GraphTransitionConfig:
         return f"{rel}, B = {self.bound(score):g}"
 
 
-# --- the task ------------------------------------------------------------------------------------
-
-
-def degree_sequence(n_nodes: int, max_degree: int) -> list[int]:
-    """Sorted degrees cycling through 1..D; one repeated degree is raised by one if the sum is odd.
-
-    ``degree_sequence(16, 5) == [1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5]`` (sum 46).
-    """
-    deg = sorted(1 + i % max_degree for i in range(n_nodes))
-    if sum(deg) % 2:
-        for i in reversed(range(n_nodes)):
-            if deg[i] < max_degree and deg.count(deg[i]) > 1:
-                deg[i] += 1
-                break
-        else:
-            raise ConfigError(
-                f"no simple graph on n_nodes={n_nodes} has every degree 1..{max_degree} this way; raise n_nodes"
-            )
-        deg.sort()
-    if not nx.is_graphical(deg):
-        raise ConfigError(f"degrees {deg} form no simple graph; raise n_nodes or lower max_degree")
-    return deg
-
-
-def build_graph(n_nodes: int, max_degree: int, graph_seed: int) -> nx.Graph:
-    """A random simple graph with ``degree_sequence(n_nodes, max_degree)``; node i has the i-th degree.
-
-    Havel-Hakimi gives one graph with these degrees; degree-preserving double-edge swaps (seeded)
-    then randomise who is connected to whom.
-    """
-    deg = degree_sequence(n_nodes, max_degree)
-    G = nx.havel_hakimi_graph(deg)
-    m = G.number_of_edges()
-    try:
-        nx.double_edge_swap(G, nswap=10 * m, max_tries=1000 * m, seed=derive_seed(graph_seed, "task"))
-    except (nx.NetworkXAlgorithmError, nx.NetworkXError):
-        pass  # too small to swap further; every completed swap kept the degrees
-    assert [d for _, d in sorted(G.degree())] == deg
-    return G
-
-
-def transition_matrix(adjacency: np.ndarray, smoothing: float) -> np.ndarray:
-    """``P* = (1 - g) D^-1 A + g / K``."""
-    K = adjacency.shape[0]
-    return (1.0 - smoothing) * adjacency / adjacency.sum(1, keepdims=True) + smoothing / K
-
-
 # --- the model -----------------------------------------------------------------------------------
 
 
@@ -198,40 +154,14 @@ class GraphModel(nn.Module):
         return torch.log_softmax(logits[:, 0, 0], dim=-1)
 
     def inverse_temperature(self) -> torch.Tensor:
-        """tau of each query token (E, K); ones for vanilla attention."""
-        tau = self.attn.temperature("q", self._x(), pos=self.q_pos)
-        if tau is None:
-            return torch.ones(self.attn.n_members, self.tokens.shape[0], device=self.tokens.device)
-        return tau[:, 0, 0]
+        """tau of each query token (E, K): SSA's token term, or the global strategy's one scale (the
+        query sees all K keys); ones for vanilla attention."""
+        K = self.tokens.shape[0]
+        return self.attn.query_inverse_temperature(self._x(), K, pos=self.q_pos)[:, 0, 0]
 
     def qk_matrix(self) -> torch.Tensor:
         """W = W_q W_k^T / sqrt(d_head) (E, K, K): token i's score for token j is x_i^T W x_j."""
         return self.attn.w_q @ self.attn.w_k.transpose(1, 2) / self.attn.d_head**0.5
-
-
-def expected_ce(logp: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-    """Exact expected CE against P (rows weighted uniformly): (E, K, K) -> (E,)."""
-    return -(torch.where(P > 0, P * logp, torch.zeros_like(logp))).sum(-1).mean(-1)
-
-
-class TransitionSampler:
-    """Next-token data for E members: ``sample()`` gives (E, batch) current and next tokens on the device.
-
-    The current token is uniform over the vocabulary, the next one drawn from ``P[current]`` by
-    inverse CDF. Member e draws only from ``generators[e]`` (CPU, in chunks: ``ssa_theory.sampling``),
-    so its data match a single run; the inverse CDF is looked up on the device.
-    """
-
-    def __init__(self, P: np.ndarray, generators, batch_size: int, device) -> None:
-        K = P.shape[0]
-        self.cdf = torch.as_tensor(np.cumsum(P, 1), dtype=torch.float32, device=device)
-        draw = lambda g, n: (torch.randint(K, (n, batch_size), generator=g), torch.rand(n, batch_size, generator=g))  # noqa: E731
-        self.stream = MemberStream(generators, draw, device)
-
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        cur, u = self.stream()  # (E, batch) each
-        nxt = torch.searchsorted(self.cdf[cur], u[..., None]).squeeze(-1)
-        return cur, nxt.clamp_max(self.cdf.shape[0] - 1)
 
 
 def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarray, ctx: RunContext) -> dict:
@@ -246,7 +176,7 @@ def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarra
         logp = net()
         cur, nxt = sample()
         loss = -logp[members, cur, nxt].mean(1)
-        if model == "ssa" and cfg.temp_penalty:
+        if model != "vanilla" and cfg.temp_penalty:
             loss = loss + cfg.temp_penalty * net.inverse_temperature().pow(2).mean(1)
         if score == "dot" and cfg.dot_l2:
             loss = loss + cfg.dot_l2 * (net.attn.w_q.pow(2).sum((1, 2)) + net.attn.w_k.pow(2).sum((1, 2)))
@@ -284,7 +214,7 @@ def predictions(cfg: GraphTransitionConfig, score: str, degrees: np.ndarray) -> 
     K, g = cfg.n_nodes, cfg.smoothing
     nan = np.full(len(degrees), np.nan)
     if score not in theory.BOUNDED_SCORES:
-        return {"T_pred": nan, "ce_ssa_pred": nan, "ce_vanilla_best": nan}
+        return {"T_pred": nan, "ce_ssa_pred": nan, "ce_vanilla_best": nan, "ce_global_pred": nan, "T_global_pred": nan}
     B = cfg.bound(score)
     tau = np.array([theory.predicted_inverse_temperature(K, int(s), g, score, B, cfg.temp_penalty, TAU_MAX) for s in degrees])
     # NaN tau: unpriced softcap, where every tau up to TAU_MAX is optimal; the CE is the same for all.
@@ -293,7 +223,16 @@ def predictions(cfg: GraphTransitionConfig, score: str, degrees: np.ndarray) -> 
         "T_pred": 1.0 / tau,
         "ce_ssa_pred": np.array([theory.best_ce_under_bound(K, int(s), g, score, B, t) for s, t in zip(degrees, tau_ce)]),
         "ce_vanilla_best": np.array([theory.best_ce_under_bound(K, int(s), g, score, B, 1.0) for s in degrees]),
+        # one scale for every row: a per-node array of the same value, for uniform handling
+        **dict(zip(("T_global_pred", "ce_global_pred"), (np.full(len(degrees), v) for v in _global_pred(cfg, score, degrees)))),
     }
+
+
+def _global_pred(cfg: GraphTransitionConfig, score: str, degrees: np.ndarray) -> tuple[float, float]:
+    """(T, mean CE) of the best single temperature under the same bound and price (``theory``)."""
+    tau, ce = theory.best_global_inverse_temperature(cfg.n_nodes, degrees, cfg.smoothing, score, cfg.bound(score),
+                                                     cfg.temp_penalty, TAU_MAX)
+    return 1.0 / tau, ce
 
 
 def temperature_slope(temps: np.ndarray, degrees: np.ndarray) -> np.ndarray:
@@ -361,6 +300,9 @@ def _geometry_tables(cfg, ctx, results, degrees, floor) -> tuple[pd.DataFrame, l
             "score": score, "budget": cfg.budget(score),
             "excess_ce_vanilla": van["ce"].mean() - floor, "excess_ce_vanilla_best": pred["ce_vanilla_best"].mean() - floor,
             "excess_ce_ssa": ssa["ce"].mean() - floor, "excess_ce_ssa_pred": pred["ce_ssa_pred"].mean() - floor,
+            "excess_ce_global": results[(score, "global")]["ce"].mean() - floor,
+            "excess_ce_global_pred": pred["ce_global_pred"][0] - floor,
+            "T_global": results[(score, "global")]["temperature"][:, 0].mean(), "T_global_pred": pred["T_global_pred"][0],
             **ci_columns("T_slope", slope),
             "trend": trend_label(slope, ssa["temperature"]),
         })
@@ -385,17 +327,19 @@ def _headline(cfg, ctx, results, degrees, floor, by_geo, summary) -> None:
         for key in ("ce", "l1", "qk_norm"):
             row.update(ci_columns(key, r[key]))
         row["ce_floor"] = floor
-        row["ce_theory"] = (pred["ce_vanilla_best"] if model == "vanilla" else pred["ce_ssa_pred"]).mean()
+        row["ce_theory"] = pred[{"vanilla": "ce_vanilla_best", "ssa": "ce_ssa_pred", "global": "ce_global_pred"}[model]].mean()
         rows.append(row)
     table = pd.DataFrame(rows)[["model", "ce", "ce_lo", "ce_hi", "ce_floor", "ce_theory", "l1", "l1_lo", "l1_hi", "qk_norm", "qk_norm_lo", "qk_norm_hi"]]
     ctx.write_table("ce_l1", table, with_ci(table, ["ce", "l1", "qk_norm"]))
 
-    van, ssa = results[(score, "vanilla")], results[(score, "ssa")]
+    van, ssa, glob = results[(score, "vanilla")], results[(score, "ssa")], results[(score, "global")]
     per_degree = {int(d): ssa["temperature"][:, degrees == d].mean(1) for d in range(1, cfg.max_degree + 1)}
     t_pred = {d: pred["T_pred"][degrees == d][0] for d in per_degree}
     series = {
         "ce_vanilla": van["ce"], "ce_ssa": ssa["ce"], "l1_vanilla": van["l1"], "l1_ssa": ssa["l1"],
         "qk_norm_vanilla": van["qk_norm"], "qk_norm_ssa": ssa["qk_norm"],
+        "ce_global": glob["ce"], "l1_global": glob["l1"], "qk_norm_global": glob["qk_norm"],
+        "temperature_global": glob["temperature"][:, 0],
         "temperature_slope": temperature_slope(ssa["temperature"], degrees),
     }
     metrics = {
@@ -463,13 +407,14 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="3",
+    version="4",
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,
     plot=plot,
     headline="ce_l1",
     claims=claims,
+    tasks={"graphs": graphs.VERSION},
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about a minute on 2 CPU cores)"),
         "quick": Preset({"steps": 300, "compare": ("rownorm",), "log_every": 50, "batch_size": 256}, seeds=2,

@@ -75,7 +75,7 @@ def ce_curves(run_dir: Path) -> None:
     table = read_table(run_dir, "ce_l1").set_index("model")
     floor = table.loc["vanilla", "ce_floor"]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for model in ("vanilla", "ssa"):
+    for model in dict.fromkeys(curves.model):  # vanilla, ssa, global
         c = curves[(curves.score == score) & (curves.model == model)].groupby("step").ce
         ax.plot(c.mean().index, c.mean(), color=COLORS[model], label=model)
         ax.fill_between(c.mean().index, c.min(), c.max(), color=COLORS[model], alpha=0.2, lw=0)

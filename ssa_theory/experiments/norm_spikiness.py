@@ -49,15 +49,17 @@ from ssa_theory import measures, theory
 from ssa_theory.attention import Attention, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import choice, require
-from ssa_theory.experiments.graph_transition import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.seeding import numpy_rng, torch_generator
 from ssa_theory.stats import ci_columns, mean_ci
+from ssa_theory.tasks import graphs
+from ssa_theory.tasks.graphs import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.train import fit
 
 MODELS = ("vanilla", "ssa")
 SSA_VARIANTS = ("ssa_q", "ssa_q_tok", "ssa_q_pos")  # both terms; token term only; position term only
+COMPARE_VARIANTS = (*SSA_VARIANTS, "global", "global_free")  # and the global strategy, range-matched and unbounded
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class NormSpikinessConfig:
     embed_dim: int = 128  # m: tokens are random unit vectors in R^m
     d_head: int = 128
     ssa_variant: str = "ssa_q"  # which query temperature "ssa" is; see SSA_VARIANTS
-    compare_variants: tuple[str, ...] = ("ssa_q_pos", "ssa_q_tok")  # also trained, at the headline weight decay
+    compare_variants: tuple[str, ...] = ("ssa_q_pos", "ssa_q_tok", "global", "global_free")  # also trained, at the headline weight decay
     weight_decay: float = 1e-5  # the headline budget
     sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
@@ -97,7 +99,7 @@ class NormSpikinessConfig:
         require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
         for v in self.compare_variants:
-            choice("compare_variants", v, SSA_VARIANTS)
+            choice("compare_variants", v, COMPARE_VARIANTS)
         degree_sequence(self.n_tokens, self.max_degree)  # refuses impossible graphs early
 
     @property
@@ -133,8 +135,8 @@ class EmbeddedGraphModel(nn.Module):
         return torch.log_softmax(self.attn.logits(x, x, q_pos=self.q_pos, k_pos=self.k_pos)[:, 0, 0], dim=-1)
 
     def inverse_temperature(self) -> torch.Tensor:
-        tau = self.attn.temperature("q", self._x(), pos=self.q_pos)
-        return torch.ones(self.attn.n_members, self.X.shape[0], device=self.X.device) if tau is None else tau[:, 0, 0]
+        """tau of each query token (E, K), temperature strategies included (the query sees all K keys)."""
+        return self.attn.query_inverse_temperature(self._x(), self.X.shape[0], pos=self.q_pos)[:, 0, 0]
 
     def token_norms(self) -> torch.Tensor:
         """||W^T x_t|| per member and token (E, K), without the temperature."""
@@ -280,8 +282,11 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     })
 
 
-VARIANT_LABEL = {"ssa_q": "both terms (SSA)", "ssa_q_pos": "position term only (one learned global scale here)",
-                 "ssa_q_tok": "token term only (tau < 2)"}
+VARIANT_LABEL = {"ssa_q": "both terms (SSA)",
+                 "ssa_q_pos": "position term only (a global scale here only because every query sits at position K + 1; tau < 1 + log(K + 1))",
+                 "ssa_q_tok": "token term only (tau < 2)",
+                 "global": "global strategy 1 + tanh(g) (tau < 2, the token term's range)",
+                 "global_free": "global strategy exp(g) (unbounded)"}
 
 
 def _compare_variants(cfg: NormSpikinessConfig, ctx: RunContext, X, P, results, members) -> None:
@@ -338,13 +343,14 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="4",
+    version="5",
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
     plot=plot,
     headline="summary",
     claims=claims,
+    tasks={"graphs": graphs.VERSION},
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)"),
         "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
