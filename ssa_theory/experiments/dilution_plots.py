@@ -11,9 +11,12 @@ from ssa_theory.plotting import COLORS, save
 from ssa_theory.rundir import load_frame, read_json, read_table
 
 
-def _colors(strategies) -> dict[str, str]:
+def _by_length(run_dir: Path):
+    """The per-length table, the strategies in run order, and one colour each (house colours first)."""
+    t = read_table(run_dir, "by_length")
+    strategies = list(dict.fromkeys(t.strategy))
     cmap = plt.get_cmap("tab20")
-    return {s: COLORS.get(s, cmap(i % 20)) for i, s in enumerate(strategies)}
+    return t, strategies, {s: COLORS.get(s, cmap(i % 20)) for i, s in enumerate(strategies)}
 
 
 def mass_and_accuracy(run_dir: Path) -> None:
@@ -21,10 +24,8 @@ def mass_and_accuracy(run_dir: Path) -> None:
     strategy's closed-form prediction from its logits at the training length and its temperature law;
     the training range shaded."""
     m = read_json(Path(run_dir) / "metrics.json")
-    t = read_table(run_dir, "by_length")
+    t, strategies, col = _by_length(run_dir)
     curves = load_frame(run_dir, "theory_curves")
-    strategies = list(dict.fromkeys(t.strategy))
-    col = _colors(strategies)
     fig, (ax_m, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for s in strategies:
         d = t[t.strategy == s]
@@ -50,12 +51,11 @@ def effective_gap(run_dir: Path) -> None:
     """Left: the measured logit gap (the needle's logit minus ``log E[e^z]`` of the distractors' logits,
     averaged over needles) against log n: flat for a strategy that dilutes, rising for one that does
     not. (``logit(mass) + log(n - 1)``, in the table, is the same gap seen through the mean mass; with
-    needle logits that differ by class it is not flat even for vanilla.) Right: each strategy's effective position coefficient times its gap at the training length,
-    against the threshold 1 at and above which the closed form keeps the mass bounded away from 0."""
-    t = read_table(run_dir, "by_length")
+    needle logits that differ by class it is not flat even for vanilla.) Right: each strategy's
+    effective position coefficient times its gap at the training length, against the threshold 1 at
+    and above which the closed form keeps the mass bounded away from 0."""
+    t, strategies, col = _by_length(run_dir)
     s_tab = read_table(run_dir, "strategies")
-    strategies = list(dict.fromkeys(t.strategy))
-    col = _colors(strategies)
     fig, (ax_g, ax_c) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for s in strategies:
         d = t[t.strategy == s]
