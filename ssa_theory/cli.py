@@ -279,6 +279,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from ssa_theory import sweep
+    from ssa_theory.rundir import read_json
 
     experiment, preset_name, preset, config = _resolve(args)
     if args.overrides:
@@ -304,7 +305,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sdir = sweep.run_sweep(experiment.name, preset_name, grid, seeds=member_seeds(args.seed, n), device=device.type,
                            out=args.out, threads=args.threads, pool=pool, log=log)
     print(f"sweep directory: {sdir}")
-    manifest = sweep.read_json(sdir / sweep.MANIFEST)
+    manifest = read_json(sdir / sweep.MANIFEST)
     failed = [c for c in manifest["cells"] if c["status"] != "done"]
     if len(failed) < len(manifest["cells"]):
         table, figure = sweep.collect(sdir)

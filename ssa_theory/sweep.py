@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ssa_theory import registry
 from ssa_theory.config import ConfigError, UsageError, build_config, field_types, parse_value
-from ssa_theory.rundir import read_json, run_hash, write_json  # noqa: F401  (read_json: for the CLI)
+from ssa_theory.rundir import read_json, run_hash, write_json
 
 MANIFEST = "manifest.json"
 
