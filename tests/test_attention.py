@@ -384,13 +384,13 @@ def test_changing_the_position_changes_the_position_term():
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 @pytest.mark.parametrize("causal", [False, True])
 def test_cuda_fused_matches_cpu_explicit(name, causal):
-    layer = make(name).float()
+    layer = make(name, train_length=3).float()
     with torch.no_grad():
         for p in layer.temp.values():
             p.normal_(0, 0.5, generator=torch.Generator().manual_seed(11))
-    x = inputs().float()
-    cpu, _ = layer(x, causal=causal, return_probs=True)
-    gpu = layer.to("cuda")(x.to("cuda"), causal=causal).cpu()
+    x, f = inputs().float(), freq().float()
+    cpu, _ = layer(x, causal=causal, return_probs=True, k_freq=f)
+    gpu = layer.to("cuda")(x.to("cuda"), causal=causal, k_freq=f.to("cuda")).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
 
 
