@@ -458,3 +458,51 @@ def best_global_inverse_temperature(K: int, degrees, g: float, score: str, bound
     res = minimize_scalar(lambda t: ce(t) + penalty * t * t, bounds=(1e-3, tau_max), method="bounded",
                           options={"xatol": 1e-10})
     return float(res.x), ce(float(res.x))
+
+
+# --- specificity: similar queries that need different sparsity (the paper's norm argument, Fig. p4) ----
+
+
+def specificity_min_norm_sq(z_norm_sq: float, beta_a: float, beta_b: float, rho: float,
+                            tau_a: float = 1.0, tau_b: float = 1.0) -> float:
+    """Least ``||M||_F^2`` of a score map M (query space x K one-hot keys) whose logit rows, times the
+    inverse temperatures ``tau_a``, ``tau_b``, reproduce ``softmax(beta_a z)`` for the unit query x_a and
+    ``softmax(beta_b z)`` for the unit query x_b, with ``x_a . x_b = rho`` and z centred.
+
+    Column by column, the least-norm m_k with ``x_a . m_k = l_a[k]``, ``x_b . m_k = l_b[k]`` costs
+    ``v_k^T G^-1 v_k`` (G the queries' Gram matrix); the free constants of the softmax are best left at
+    0 because z is centred. With ``u = beta_a / tau_a``, ``v = beta_b / tau_b``:
+    ``||z||^2 (u^2 + v^2 - 2 rho u v) / (1 - rho^2)``; for vanilla (tau = 1) it grows like
+    ``||z||^2 (beta_a - beta_b)^2 / (2 (1 - rho))`` as rho -> 1: similar queries that need different
+    sparsity cost unbounded norm.
+    """
+    if not -1.0 < rho < 1.0:
+        raise ValueError(f"rho must lie in (-1, 1) (got {rho})")
+    u, v = beta_a / tau_a, beta_b / tau_b
+    return z_norm_sq * (u * u + v * v - 2.0 * rho * u * v) / (1.0 - rho * rho)
+
+
+def specificity_min_norm(z_norm_sq: float, beta_a: float, beta_b: float, rho: float, strategy: str,
+                         tau_max: float = 2.0) -> float:
+    """Least ``||M||_F`` for the two targets of ``specificity_min_norm_sq`` when the temperatures are
+    chosen freely in ``(0, tau_max]``: ``vanilla`` (tau = 1), ``global`` (one tau for both queries) or
+    ``token`` (one tau per query, as SSA's token term; betas > 0).
+
+    global: both rows scale alike, so the best is ``tau = tau_max`` and the cost is vanilla's divided by
+    ``tau_max^2``: it still grows like ``1 / (1 - rho)``. token: with ``u >= u0 = beta_a / tau_max`` and
+    ``v >= v0 = beta_b / tau_max`` the convex quadratic is least on the boundary: if ``rho p >= q``
+    (``p >= q`` the two lower limits) at ``(p, rho p)`` with cost ``||z||^2 p^2``, bounded as rho -> 1;
+    otherwise at ``(p, q)``.
+    """
+    if strategy == "vanilla":
+        return math.sqrt(specificity_min_norm_sq(z_norm_sq, beta_a, beta_b, rho))
+    if strategy == "global":
+        return math.sqrt(specificity_min_norm_sq(z_norm_sq, beta_a, beta_b, rho)) / tau_max
+    if strategy == "token":
+        if beta_a <= 0 or beta_b <= 0:
+            raise ValueError("the token closed form needs beta_a, beta_b > 0")
+        p, q = max(beta_a, beta_b) / tau_max, min(beta_a, beta_b) / tau_max
+        if rho * p >= q:
+            return math.sqrt(z_norm_sq) * p
+        return math.sqrt(specificity_min_norm_sq(z_norm_sq, p, q, rho))
+    raise ValueError(f"unknown strategy {strategy!r}; choose vanilla, global or token")

@@ -433,3 +433,61 @@ def test_best_global_temperature_beats_every_other_single_temperature(score, B, 
     per_row = np.mean([theory.best_ce_under_bound(K, s, g, score, B, t) + penalty * t * t for s, t in
                        ((s, theory.predicted_inverse_temperature(K, s, g, score, B, penalty, 2.0)) for s in degrees)])
     assert per_row <= obj(tau) + 1e-6
+
+
+# --- specificity (the norm argument for the token term) -----------------------------------------------
+
+
+def _least_norm_by_optimisation(z, beta_a, beta_b, rho, taus=None, tau_max=2.0):
+    """Independent: min over the softmax constants (and temperatures) of the least-squares ||M||_F^2
+    that hits both logit rows exactly, M found by the pseudo-inverse, minimised by Nelder-Mead."""
+    from scipy.optimize import minimize
+
+    X = np.array([[1.0, 0.0, 0.0], [rho, math.sqrt(1 - rho * rho), 0.0]])  # unit queries at cosine rho (rows)
+
+    def cost(params):
+        ca, cb = params[:2]
+        ta, tb = (taus if taus is not None else np.clip(params[2:], 1e-6, tau_max))
+        V = np.stack([beta_a / ta * z + ca, beta_b / tb * z + cb])  # (2, K): rows X M must equal
+        M = np.linalg.pinv(X) @ V
+        assert np.allclose(X @ M, V)
+        return (M * M).sum()
+
+    x0 = [0.3, -0.2] + ([] if taus is not None else [1.0, 1.0])
+    best = min(minimize(cost, np.array(x0) + d, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12,
+                                                                                  "maxiter": 20000}).fun
+               for d in (0.0, 0.5, -0.5))
+    return math.sqrt(best)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-0.95, 0.99), st.floats(0.2, 6.0), st.floats(0.2, 6.0), st.integers(0, 10**6))
+def test_specificity_vanilla_least_norm_matches_optimisation(rho, beta_a, beta_b, seed):
+    z = np.random.default_rng(seed).normal(size=6)
+    z -= z.mean()
+    closed = theory.specificity_min_norm(z @ z, beta_a, beta_b, rho, "vanilla")
+    assert _least_norm_by_optimisation(z, beta_a, beta_b, rho, taus=(1.0, 1.0)) == pytest.approx(closed, rel=1e-5)
+    # global: one temperature for both rows
+    assert theory.specificity_min_norm(z @ z, beta_a, beta_b, rho, "global", 2.0) == pytest.approx(closed / 2.0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(-0.9, 0.99), st.floats(0.3, 6.0), st.floats(0.3, 6.0), st.integers(0, 10**6))
+def test_specificity_token_least_norm_matches_optimisation(rho, beta_a, beta_b, seed):
+    z = np.random.default_rng(seed).normal(size=5)
+    z -= z.mean()
+    closed = theory.specificity_min_norm(z @ z, beta_a, beta_b, rho, "token", 2.0)
+    numeric = _least_norm_by_optimisation(z, beta_a, beta_b, rho)
+    assert numeric == pytest.approx(closed, rel=1e-4)  # Nelder-Mead over 4 parameters: 1e-4 is its reach
+    assert closed <= theory.specificity_min_norm(z @ z, beta_a, beta_b, rho, "global", 2.0) * (1 + 1e-12)
+
+
+def test_specificity_limits_as_queries_become_identical():
+    """Vanilla and global: unbounded like |beta_a - beta_b| ||z|| / sqrt(2 (1 - rho)); token: bounded."""
+    zz, ba, bb = 4.0, 4.0, 0.5
+    for eps in (1e-4, 1e-6, 1e-8):
+        rho = 1 - eps
+        van = theory.specificity_min_norm(zz, ba, bb, rho, "vanilla")
+        assert van == pytest.approx(abs(ba - bb) * math.sqrt(zz) / math.sqrt(2 * eps), rel=2 * eps + 1e-6)
+        assert theory.specificity_min_norm(zz, ba, bb, rho, "token", 2.0) == pytest.approx(math.sqrt(zz) * ba / 2.0)
+    assert theory.specificity_min_norm(zz, ba, ba, 0.999, "vanilla") < 2 * math.sqrt(zz) * ba  # equal betas: no contrast, no blow-up
