@@ -198,6 +198,13 @@ def _resolve(args: argparse.Namespace, default_preset: str = "default"):
     return experiment, preset_name, preset, config
 
 
+def _member_seeds(seed: int, n: int) -> list[int]:
+    """The member seeds ``seed..seed+n-1``, refused with a usage error if they run past ``MAX_SEED``."""
+    if seed + n - 1 > MAX_SEED:
+        raise UsageError(f"--seed {seed} with {n} seeds runs past the largest seed {MAX_SEED}; lower --seed")
+    return member_seeds(seed, n)
+
+
 def _device(name: str):
     import torch
 
@@ -235,10 +242,7 @@ def _cmd_config(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> Path:
     experiment, preset_name, preset, config = _resolve(args)
     device = _compute(args)
-    n = args.seeds or preset.seeds
-    if args.seed + n - 1 > MAX_SEED:
-        raise UsageError(f"--seed {args.seed} with {n} seeds runs past the largest seed {MAX_SEED}; lower --seed")
-    seeds = member_seeds(args.seed, n)
+    seeds = _member_seeds(args.seed, args.seeds or preset.seeds)
     prepare_out(args.out)
     if not args.quiet:
         print(f"{experiment.name} v{experiment.version}, preset {preset_name}, seeds {seeds[0]}..{seeds[-1]}, "
@@ -268,6 +272,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 
     names = registry.names() if args.only is None else list(dict.fromkeys(registry.get(n).name for n in args.only))
     preset = "quick" if args.quick else (args.preset or "default")
+    _member_seeds(args.seed, max(p.seeds for p in (registry.get(n).presets.get(preset) for n in names) if p))
     device = _compute(args)
     prepare_out(args.out)
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -286,9 +291,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError("sweep takes no --set: put fixed values in a one-value --grid key=value")
     grid = sweep.parse_grid(experiment, args.grid)
     sweep.check_cells(experiment, preset_name, grid)
-    n = args.seeds or preset.seeds
-    if args.seed + n - 1 > MAX_SEED:
-        raise UsageError(f"--seed {args.seed} with {n} seeds runs past the largest seed {MAX_SEED}; lower --seed")
+    seeds = _member_seeds(args.seed, args.seeds or preset.seeds)
     device = _device(args.device)
     if args.executor == "dask":
         try:
@@ -302,7 +305,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         pool = sweep.LocalPool(args.workers)
     prepare_out(args.out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    sdir = sweep.run_sweep(experiment.name, preset_name, grid, seeds=member_seeds(args.seed, n), device=device.type,
+    sdir = sweep.run_sweep(experiment.name, preset_name, grid, seeds=seeds, device=device.type,
                            out=args.out, threads=args.threads, pool=pool, log=log)
     print(f"sweep directory: {sdir}")
     manifest = read_json(sdir / sweep.MANIFEST)
@@ -346,7 +349,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         return
     experiment, preset_name, preset, config = _resolve(args, default_preset="quick")
     device = _compute(args)
-    n = args.seeds or 8
+    n = len(_member_seeds(args.seed, args.seeds or 8))
     print(f"bench seeds {experiment.name}, preset {preset_name}, device {device}, {args.threads} thread(s): "
           f"1 seed vs {n} seeds, {args.repeats} interleaved repeats", flush=True)
     df = bench.seeds(experiment, config, n_seeds=n, repeats=args.repeats, device=device, seed=args.seed)

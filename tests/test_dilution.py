@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ssa_theory import cli, theory
+from ssa_theory import cli
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import dilution as dl
 from ssa_theory.rundir import RunContext, load_frame, read_json
@@ -46,13 +46,15 @@ def test_batched_member_matches_single_run(tmp_path, strategy):
         torch.testing.assert_close(a[1], b[0], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_prediction_at_the_training_length_is_the_closed_form_of_its_own_logits():
-    z_needle = np.array([[4.0, 5.0, 6.0]])
-    z_dist = np.array([[0.0, 1.0, -1.0, 0.5]])
-    mean, _ = dl.predicted_mass(16, np.array([1.0]), z_needle, z_dist)
-    assert 0 < mean[0] < 1
-    direct = np.mean([sum(theory.dilution_mass_mixed(16, z, z_dist[0])) for z in z_needle[0]])
-    assert mean[0] == pytest.approx(direct)
+def test_prediction_with_equal_distractors_is_the_softmax_by_hand():
+    """One distractor level: the prediction is the exact mean softmax mass, no expansion left; and
+    multiplying every logit by the temperature ratio r is the same as scaling them by hand."""
+    z_needle = np.array([[4.0, 5.0, 6.0], [1.0, 2.0, 3.0]])
+    z_dist = np.full((2, 20), 0.5)
+    for n, r in ((16, 1.0), (300, 1.0), (300, 1.7)):
+        mean, _ = dl.predicted_mass(n, np.array([r, r]), z_needle, z_dist)
+        by_hand = (1 / (1 + (n - 1) * np.exp(r * (0.5 - z_needle)))).mean(1)
+        np.testing.assert_allclose(mean, by_hand, rtol=1e-12)
 
 
 @pytest.fixture(scope="module")
