@@ -49,6 +49,18 @@ __all__ = [
     "gap_for_accuracy",
     "min_norm_for_accuracy",
     "query_norm_lower_bound",
+    "position_scale",
+    "dilution_mass",
+    "gap_needed",
+    "effective_gap",
+    "dilution_mass_moments",
+    "dilution_mass_mixed",
+    "best_global_inverse_temperature",
+    "specificity_min_norm_sq",
+    "specificity_min_norm",
+    "specificity_frontier",
+    "GELU_LIPSCHITZ",
+    "token_swing_min_gain",
 ]
 
 # Score geometries for which the largest reachable in/out gap has a closed form (see ``max_gap``).
@@ -506,3 +518,116 @@ def specificity_min_norm(z_norm_sq: float, beta_a: float, beta_b: float, rho: fl
             return math.sqrt(z_norm_sq) * p
         return math.sqrt(specificity_min_norm_sq(z_norm_sq, p, q, rho))
     raise ValueError(f"unknown strategy {strategy!r}; choose vanilla, global or token")
+
+
+def _softmax_rows(w: np.ndarray) -> np.ndarray:
+    e = np.exp(w - w.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _kl_rows(t: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """KL(t || softmax(w)) over the last axis (t > 0)."""
+    logp = w - w.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    return (t * (np.log(t) - logp)).sum(-1)
+
+
+def specificity_frontier(z: np.ndarray, beta_a, beta_b, rho, excess, *, newton_steps: int = 60,
+                         bisections: int = 60) -> np.ndarray:
+    """The least ``||M||_F`` of a score map (vanilla: tau = 1) whose two rows, for unit queries at cosine
+    ``rho``, miss the targets ``softmax(beta_a z)``, ``softmax(beta_b z)`` by at most ``excess`` in
+    total: ``KL(t_a || softmax(a)) + KL(t_b || softmax(b)) <= excess``. The frontier of
+    ``specificity_min_norm`` (its ``excess -> 0`` limit); divide by tau_max for one global temperature
+    in ``(0, tau_max]``, which scales both rows alike.
+
+    Batched over N problems: z (N, K), the others broadcastable to (N,). A convex program, solved
+    numerically: for a multiplier lam the penalised problem ``KL_a + KL_b + lam Q(a, b)``, with
+    ``Q = (|a|^2 + |b|^2 - 2 rho a.b) / (1 - rho^2)`` the least ``||M||^2`` that gives rows a and b
+    (``specificity_min_norm_sq``; Q is least at centred rows, where the optimum sits), is strictly convex
+    and solved by damped Newton; the total KL at its optimum rises with lam, and lam is bisected to meet
+    ``excess``. The value returned is ``sqrt(Q)`` at the side of the bisection whose KL exceeds
+    ``excess``: a lower bound on the least norm up to Newton's accuracy (0 where the flat rows already
+    meet the budget).
+    """
+    z = np.atleast_2d(np.asarray(z, dtype=float))
+    N, K = z.shape
+    bc = lambda v: np.broadcast_to(np.asarray(v, dtype=float), (N,)).copy()  # noqa: E731
+    beta_a, beta_b, rho, excess = bc(beta_a), bc(beta_b), bc(rho), bc(excess)
+    if np.any(np.abs(rho) >= 1):
+        raise ValueError("rho must lie in (-1, 1)")
+    if np.any(excess < 0):
+        raise ValueError("excess must be >= 0")
+    t = np.stack([_softmax_rows(beta_a[:, None] * z), _softmax_rows(beta_b[:, None] * z)], 1)  # (N, 2, K)
+    r = rho[:, None, None]
+    c = 1.0 / (1.0 - rho**2)  # (N,)
+    # Q's Hessian / 2 on (a, b): c [[I, -rho I], [-rho I, I]]
+    eye = np.eye(K)
+    Qh = np.zeros((N, 2 * K, 2 * K))
+    Qh[:, :K, :K] = Qh[:, K:, K:] = c[:, None, None] * eye
+    Qh[:, :K, K:] = Qh[:, K:, :K] = (-rho * c)[:, None, None] * eye
+
+    def qform(w):
+        a, b = w[:, 0], w[:, 1]
+        return c * ((a * a).sum(-1) + (b * b).sum(-1) - 2 * rho * (a * b).sum(-1))
+
+    def kl(w):
+        return _kl_rows(t, w).sum(-1)
+
+    def solve(lam, w):
+        """Damped Newton on ``KL + lam Q`` from w (N, 2, K)."""
+        F = kl(w) + lam * qform(w)
+        for _ in range(newton_steps):
+            p = _softmax_rows(w)
+            grad = (p - t).reshape(N, 2 * K) + 2 * lam[:, None] * np.einsum("nij,nj->ni", Qh, w.reshape(N, 2 * K))
+            H = 2 * lam[:, None, None] * Qh
+            for s in range(2):  # the softmax Hessian of each row: diag(p) - p p^T
+                blk = slice(s * K, (s + 1) * K)
+                H[:, blk, blk] += np.einsum("nk,kl->nkl", p[:, s], eye) - p[:, s, :, None] * p[:, s, None, :]
+            step = np.linalg.solve(H, grad[..., None])[..., 0].reshape(N, 2, K)
+            decrement = (grad * step.reshape(N, 2 * K)).sum(-1)
+            if np.all(decrement < 1e-20):
+                break
+            eta = np.ones(N)
+            for _ in range(30):  # backtracking: keep each problem's objective from rising
+                cand = w - eta[:, None, None] * step
+                Fc = kl(cand) + lam * qform(cand)
+                bad = Fc > F - 0.25 * eta * decrement
+                if not bad.any():
+                    break
+                eta = np.where(bad, eta / 2, eta)
+            cand = w - eta[:, None, None] * step
+            Fc = kl(cand) + lam * qform(cand)
+            ok = Fc <= F
+            w = np.where(ok[:, None, None], cand, w)
+            F = np.where(ok, Fc, F)
+        return w
+
+    # bisect log lam: small lam reproduces the targets closely (large norm); large lam flattens them
+    lo, hi = np.full(N, math.log(1e-16)), np.full(N, math.log(1e4))
+    w_lo = solve(np.exp(lo), np.stack([beta_a[:, None] * z, beta_b[:, None] * z], 1))
+    w_hi = solve(np.exp(hi), np.zeros((N, 2, K)))
+    for _ in range(bisections):
+        mid = (lo + hi) / 2
+        w_mid = solve(np.exp(mid), (w_lo + w_hi) / 2)
+        over = kl(w_mid) > excess  # too flat: lower lam
+        hi, w_hi = np.where(over, mid, hi), np.where(over[:, None, None], w_mid, w_hi)
+        lo, w_lo = np.where(over, lo, mid), np.where(over[:, None, None], w_lo, w_mid)
+    out = np.sqrt(np.maximum(qform(w_hi), 0.0))
+    flat_ok = kl(np.zeros((N, 2, K))) <= excess
+    return np.where(flat_ok, 0.0, out)
+
+
+# max of GELU'(x) = Phi(x) + x phi(x), reached at x = sqrt(2) (where GELU'' = phi(x) (2 - x^2) = 0)
+GELU_LIPSCHITZ = 0.5 * (1.0 + math.erf(1.0)) + math.sqrt(2.0) * math.exp(-1.0) / math.sqrt(2.0 * math.pi)
+
+
+def token_swing_min_gain(swing: float, rho: float) -> float:
+    """The least ``|u| ||W_q||_2`` with which SSA's token term ``u . GELU(W_q^T x)`` can differ by ``swing``
+    between two unit queries at cosine rho: ``swing / (L sqrt(2 (1 - rho)))``, L the Lipschitz constant
+    of GELU. What a token temperature pays instead of vanilla's ``||z|| |beta_a - beta_b| /
+    sqrt(2 (1 - rho))``: the same growth in rho, but set by the swing of tanh's argument (O(1)) rather
+    than by the pattern's norm times the contrast. A lower bound (GELU is not linear), not an optimum.
+    """
+    if not -1.0 <= rho < 1.0:
+        raise ValueError(f"rho must lie in [-1, 1) (got {rho})")
+    return abs(swing) / (GELU_LIPSCHITZ * math.sqrt(2.0 * (1.0 - rho)))

@@ -3,8 +3,9 @@
 import math
 
 import numpy as np
+import torch
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 from scipy.special import expit, log_softmax
@@ -491,3 +492,79 @@ def test_specificity_limits_as_queries_become_identical():
         assert van == pytest.approx(abs(ba - bb) * math.sqrt(zz) / math.sqrt(2 * eps), rel=2 * eps + 1e-6)
         assert theory.specificity_min_norm(zz, ba, bb, rho, "token", 2.0) == pytest.approx(math.sqrt(zz) * ba / 2.0)
     assert theory.specificity_min_norm(zz, ba, ba, 0.999, "vanilla") < 2 * math.sqrt(zz) * ba  # equal betas: no contrast, no blow-up
+
+
+def _frontier_by_slsqp(z, beta_a, beta_b, rho, excess):
+    """Independent: SLSQP on min ||M||^2 over the two logit rows, subject to the total KL budget."""
+    from scipy.optimize import minimize
+
+    K = len(z)
+    t = [np.exp(b * z) / np.exp(b * z).sum() for b in (beta_a, beta_b)]
+
+    def kl(w):
+        rows = (w[:K], w[K:])
+        return sum((ti * (np.log(ti) - (r - np.log(np.exp(r).sum())))).sum() for ti, r in zip(t, rows))
+
+    def least_sq_norm(w):  # the least ||M||^2 for rows w, by the pseudo-inverse over the softmax constants
+        X = np.array([[1.0, 0.0], [rho, math.sqrt(1 - rho * rho)]])
+        V = np.stack([w[:K] - w[:K].mean(), w[K:] - w[K:].mean()])
+        M = np.linalg.solve(X, V)
+        return (M * M).sum()
+
+    start = np.concatenate([beta_a * z, beta_b * z])
+    runs = [minimize(least_sq_norm, start * s, method="SLSQP", constraints=[{"type": "ineq", "fun": lambda w: excess - kl(w)}],
+                     options={"ftol": 1e-14, "maxiter": 2000}) for s in (1.0, 0.5, 0.2)]
+    return math.sqrt(min(r.fun for r in runs if kl(r.x) <= excess * (1 + 1e-6)))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.floats(-0.9, 0.99), st.floats(0.3, 5.0), st.floats(0.3, 5.0), st.floats(0.002, 0.3), st.integers(0, 10**6))
+def test_specificity_frontier_matches_constrained_optimisation(rho, beta_a, beta_b, excess, seed):
+    z = np.random.default_rng(seed).normal(size=6)
+    z -= z.mean()
+    flat = sum(float((t * np.log(t * 6)).sum()) for t in (np.exp(b * z) / np.exp(b * z).sum() for b in (beta_a, beta_b)))
+    assume(excess < 0.9 * flat)  # otherwise the flat rows (norm 0) already meet the budget
+    ours = theory.specificity_frontier(z[None], beta_a, beta_b, rho, excess)[0]
+    # ours is a lower bound at the bisection's accuracy; SLSQP's feasible point is an upper bound
+    assert ours == pytest.approx(_frontier_by_slsqp(z, beta_a, beta_b, rho, excess), rel=1e-4)
+
+
+def test_specificity_frontier_limits_and_order():
+    """excess -> 0 gives the exact-reproduction closed form; the frontier falls as the budget grows; a
+    budget the flat rows meet costs nothing; batched problems equal single ones."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(3, 16))
+    z -= z.mean(1, keepdims=True)
+    rhos = np.array([0.0, 0.9, 0.99])
+    exact = [theory.specificity_min_norm(zz @ zz, 4.0, 0.5, r, "vanilla") for zz, r in zip(z, rhos)]
+    # the tails converge slowly (a tiny target mass costs little KL however wrong its logit): 1e-14
+    assert theory.specificity_frontier(z, 4.0, 0.5, rhos, 1e-14) == pytest.approx(exact, rel=1e-3)
+    budgets = [1e-4, 1e-2, 0.1, 0.5]
+    curve = np.array([theory.specificity_frontier(z, 4.0, 0.5, rhos, e) for e in budgets])
+    assert np.all(np.diff(curve, axis=0) < 0)
+    assert np.all(curve < np.array(exact))
+    assert np.all(theory.specificity_frontier(z, 4.0, 0.5, rhos, 1e3) == 0.0)
+    single = theory.specificity_frontier(z[1:2], 4.0, 0.5, 0.9, 0.1)
+    assert single[0] == pytest.approx(curve[2, 1], rel=1e-9)
+
+
+def test_gelu_lipschitz_constant_is_the_largest_slope():
+    x = torch.linspace(-6, 6, 200001, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(torch.nn.functional.gelu(x).sum(), x)
+    assert float(slope.max()) == pytest.approx(theory.GELU_LIPSCHITZ, abs=1e-4)
+    assert float(slope.max()) <= theory.GELU_LIPSCHITZ + 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-0.9, 0.999), st.integers(0, 10**6), st.floats(0.01, 10.0))
+def test_token_swing_bound_holds_for_any_weights(rho, seed, scale):
+    """For random u and W_q the token term's difference between two unit queries at cosine rho never
+    exceeds what ``token_swing_min_gain`` allows: |u| ||W_q||_2 >= the bound at the realised swing."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(4, 8, generator=g, dtype=torch.float64) * scale
+    u = torch.randn(8, generator=g, dtype=torch.float64)
+    xa = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    xb = torch.tensor([rho, math.sqrt(1 - rho * rho), 0.0, 0.0], dtype=torch.float64)
+    s = lambda x: float(u @ torch.nn.functional.gelu(x @ W))  # noqa: E731
+    gain = float(u.norm() * torch.linalg.matrix_norm(W, ord=2))
+    assert gain >= theory.token_swing_min_gain(s(xa) - s(xb), rho) * (1 - 1e-12)
