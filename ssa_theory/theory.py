@@ -585,7 +585,7 @@ def specificity_frontier(z: np.ndarray, beta_a, beta_b, rho, excess, *, newton_s
                 H[:, blk, blk] += np.einsum("nk,kl->nkl", p[:, s], eye) - p[:, s, :, None] * p[:, s, None, :]
             step = np.linalg.solve(H, grad[..., None])[..., 0].reshape(N, 2, K)
             decrement = (grad * step.reshape(N, 2 * K)).sum(-1)
-            if np.all(decrement < 1e-20):
+            if np.all(decrement <= 1e-13 * (1.0 + np.abs(F))):  # F within ~1e-13 of its least value
                 break
             eta = np.ones(N)
             for _ in range(30):  # backtracking: keep each problem's objective from rising

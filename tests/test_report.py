@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ssa_theory import cli, registry, report
-from ssa_theory.experiments import denoising, dilution, graph_transition, norm_spikiness
+from ssa_theory.experiments import denoising, dilution, graph_transition, norm_spikiness, specificity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,6 +141,7 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C3": "reproduced",
         "C4": "reproduced at every weight decay",
         "C5": "reproduced",
+        "C6": "reproduced: token / global excess 0.40 there, 0.98 at rho = 0, 0.97 without contrast",
     }
 
 
@@ -158,6 +159,22 @@ def test_c5_verdict(tmp_path, pos_better, falls, verdict):
         "ssa_q_pos": {"per_seed": {"mass_at_train_len": [0.9] * 3, "mass_at_max_len": pos_max}}}}
     (c5,) = dilution.claims(_write(tmp_path, m))
     assert c5.verdict == verdict
+
+
+@pytest.mark.parametrize("token_better,verdict", [
+    (True, "reproduced: token / global excess 0.50 there, 1.00 at rho = 0, 1.00 without contrast"),
+    (False, "not reproduced: token / global excess 1.00 there, 1.00 at rho = 0, 1.00 without contrast"),
+])
+def test_c6_verdict(tmp_path, token_better, verdict):
+    glob = [0.30, 0.31, 0.29]
+    tok = [0.15, 0.155, 0.145] if token_better else [0.30, 0.31, 0.29]
+    cell = lambda xs: {"per_seed": xs, "excess": sum(xs) / 3}  # noqa: E731
+    m = {"cells": {"hard": {"rho": 0.99, "contrast": 8}, "dissimilar": {"rho": 0.0, "contrast": 8},
+                   "no_contrast": {"rho": 0.99, "contrast": 1}},
+         "strategies": {s: {"hard": cell(xs), "dissimilar": cell(glob), "no_contrast": cell(glob)}
+                        for s, xs in (("global", glob), ("ssa_q_tok", tok))}}
+    (c6,) = specificity.claims(_write(tmp_path, m))
+    assert c6.verdict == verdict
 
 
 # --- reproduce ----------------------------------------------------------------------------------------
