@@ -328,6 +328,16 @@ class Attention(nn.Module):
             tau = tau * self.strategy_scale(n, self._side_proj("q", x))
         return tau
 
+    def key_inverse_temperature(self, context: torch.Tensor, k_pos: torch.Tensor | None = None,
+                                k_freq: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Everything that multiplies key j's logits (E,B,H,Lk): SSA's key terms times the ``freq``
+        strategy's factor; None where that is 1 (most variants)."""
+        tau = self.temperature("k", context, pos=k_pos)
+        if self.variant.scale == "freq":
+            factor = self.strategy_scale(torch.ones(()), k_freq=k_freq)
+            tau = factor.expand(context.shape[0], context.shape[1], self.n_heads, -1) if tau is None else tau * factor
+        return tau
+
     @staticmethod
     def n_keys(Lq: int, Lk: int, visible: torch.Tensor | None, plain_causal: bool, device) -> torch.Tensor:
         """How many keys each query sees, broadcastable to (E,B,H,Lq): 1..L under a plain causal mask,

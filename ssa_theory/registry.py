@@ -34,6 +34,24 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Ablation:
+    """How the ``ablation`` experiment trains any attention variant on this experiment's task.
+
+    ``run(config, variant, ctx)`` trains ``variant`` (a name in ``attention.VARIANTS``) for every
+    member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
+    per seed, (S,), relative to its floor (``measure`` says what it is, ``floor`` what the best
+    possible value is and why). ``overrides`` give the moderate version the ablation trains;
+    ``quick`` the smoke-test version.
+    """
+
+    measure: str
+    floor: str
+    run: Callable[[Any, str, "RunContext"], Any]
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    quick: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A registered experiment.
 
@@ -44,7 +62,8 @@ class Experiment:
     ``claims(exported_dir)`` turns the exported results (``experiments/NAME/``) into the paper
     claims this experiment checks (``ssa_theory.claims``). ``tasks`` names the shared task modules
     (``ssa_theory.tasks``) it uses, with their versions, so that editing shared task code invalidates
-    every cached run that depends on it.
+    every cached run that depends on it. ``ablation`` (optional) lets the ``ablation`` experiment
+    train every attention variant on this experiment's task.
     """
 
     name: str
@@ -57,6 +76,7 @@ class Experiment:
     presets: Mapping[str, Preset]
     claims: Callable[[Path], list["Claim"]] | None = None
     tasks: Mapping[str, str] = field(default_factory=dict)  # shared task module -> its VERSION (enters the run hash)
+    ablation: Ablation | None = None  # how the ``ablation`` experiment trains any variant on this task
 
     def __post_init__(self) -> None:
         missing = {"default", "quick"} - set(self.presets)

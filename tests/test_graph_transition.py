@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ssa_theory import cli, theory
 from ssa_theory.config import ConfigError
-from ssa_theory.experiments.graph_transition import GraphModel, GraphTransitionConfig, predictions
+from ssa_theory.experiments.graph_transition import VARIANT, GraphModel, GraphTransitionConfig, predictions
 from ssa_theory.tasks.graphs import build_graph, degree_sequence, expected_ce, transition_matrix
 from ssa_theory.seeding import torch_generators
 
@@ -64,7 +64,7 @@ def test_impossible_configs_are_refused():
 def test_model_rows_are_distributions_and_ssa_starts_as_vanilla(score):
     cfg = GraphTransitionConfig()
     van = GraphModel("vanilla", cfg, score, torch_generators([0, 1], "init"))
-    ssa = GraphModel("ssa", cfg, score, torch_generators([0, 1], "init"))
+    ssa = GraphModel(VARIANT["ssa"], cfg, score, torch_generators([0, 1], "init"))
     with torch.no_grad():
         lv, ls = van(), ssa()
     torch.testing.assert_close(lv.exp().sum(-1), torch.ones(2, 16))

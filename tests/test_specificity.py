@@ -99,3 +99,16 @@ def test_committed_results_obey_the_closed_forms():
     assert hard["tau_sharp"] > hard["tau_flat"]
     g = m["strategies"]["global"]["hard"]
     assert g["tau_sharp"] == g["tau_flat"]
+
+
+@pytest.mark.slow
+def test_default_run_from_scratch_obeys_the_closed_forms_and_states_the_verdict(tmp_path):
+    from ssa_theory import cli
+
+    assert cli.main(["run", "specificity", "--quiet", "--out", str(tmp_path)]) == 0
+    (path,) = (tmp_path / "specificity").iterdir()
+    d = load_frame(path, "per_seed")
+    assert (d[d.strategy == "vanilla"].norm_over_vanilla_min_worst >= 1 - 1e-4).all()
+    assert (d[d.strategy == "global"].norm_over_vanilla_min_worst >= 0.5 * (1 - 1e-4)).all()
+    (claim,) = sp.claims(path)
+    assert claim.verdict.startswith("reproduced")

@@ -1,10 +1,11 @@
-"""The registered experiments: one explicit ``register`` per module, in the order ``list`` shows."""
+"""The registered experiments: one explicit ``register`` per module, in the order ``list`` shows.
 
-from ssa_theory.experiments import denoising, dilution, graph_transition, norm_spikiness, specificity
+``ablation`` trains every attention variant on the tasks of the others; it is built from them here,
+so that it never imports an experiment module itself.
+"""
+
+from ssa_theory.experiments import ablation, denoising, dilution, graph_transition, norm_spikiness, specificity
 from ssa_theory.registry import register
 
-register(graph_transition.EXPERIMENT)
-register(denoising.EXPERIMENT)
-register(norm_spikiness.EXPERIMENT)
-register(dilution.EXPERIMENT)
-register(specificity.EXPERIMENT)
+_TASKS = [register(m.EXPERIMENT) for m in (graph_transition, denoising, norm_spikiness, dilution, specificity)]
+register(ablation.build(_TASKS))

@@ -48,10 +48,10 @@ import torch
 from torch import nn
 
 from ssa_theory import theory
-from ssa_theory.attention import Attention
+from ssa_theory.attention import Attention, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import require
-from ssa_theory.registry import Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.sampling import MemberStream, in_chunks
 from ssa_theory.seeding import torch_generator
@@ -178,17 +178,25 @@ class DenoisingSampler:
 class DenoisingModel(nn.Module):
     """One attention layer; its single query's output is the estimate of mu (E members)."""
 
-    def __init__(self, model: str, cfg: DenoisingConfig, generators) -> None:
+    def __init__(self, model: str, cfg: DenoisingConfig, generators, variant: str | None = None,
+                 p_noisy: torch.Tensor | None = None) -> None:
+        """``variant`` (the ablation) replaces ``VARIANT[model]``; ``p_noisy`` (E,), each member's fraction
+        of noisy tokens, gives the ``freq`` strategy each token's frequency by class."""
         super().__init__()
         self.sink = model == "vanilla_sink"
-        self.attn = Attention(VARIANT[model], cfg.dim + 3, generators=generators, d_head=cfg.dim,
-                              value_proj=True, out_proj=False, qk_std=cfg.qk_init_std)
+        self.attn = Attention(variant or VARIANT[model], cfg.dim + 3, generators=generators, d_head=cfg.dim,
+                              value_proj=True, out_proj=False, qk_std=cfg.qk_init_std, train_length=cfg.n_tokens)
+        self.register_buffer("p_noisy", p_noisy)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         q, ctx = batch.query(), batch.tokens()
         if self.sink:
             ctx = torch.cat([ctx, q], dim=2)
-        return self.attn(q, ctx)[:, :, 0]  # (E, B, d)
+        k_freq = None
+        if self.p_noisy is not None:  # a token's class frequency: p_noisy if noisy, 1 - p_noisy if clean
+            p = self.p_noisy[:, None, None]
+            k_freq = torch.where(batch.noisy, p, 1.0 - p).clamp_min(1e-6)
+        return self.attn(q, ctx, k_freq=k_freq)[:, :, 0]  # (E, B, d)
 
     def value_gain(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Mean effective value gain per class (E,): tau_v times W_v's mean diagonal on x."""
@@ -234,9 +242,12 @@ def members_of(cfg: DenoisingConfig, seeds: list[int]) -> tuple[list[tuple[int, 
 
 
 def train_learned(model: str, cfg: DenoisingConfig, members, regimes: torch.Tensor, eval_batch: Batch,
-                  ctx: RunContext) -> dict:
-    """Train one learned estimator for every member at once; its held-out errors, value gains, curve."""
-    net = DenoisingModel(model, cfg, [torch_generator(s, "init") for _, s in members]).to(ctx.device)
+                  ctx: RunContext, variant: str | None = None) -> dict:
+    """Train one learned estimator for every member at once; its held-out errors, value gains, curve.
+    ``variant`` (the ablation) trains that attention variant under the label ``model``."""
+    freq = variant is not None and get_variant(variant).scale == "freq"
+    net = DenoisingModel(model, cfg, [torch_generator(s, "init") for _, s in members], variant,
+                         regimes[:, 0].clone() if freq else None).to(ctx.device)
     sample_batch = DenoisingSampler([torch_generator(s, "data") for _, s in members], regimes, cfg, ctx.device)
     monitor = Batch(*(t[:, :1024] for t in eval_batch.fields()))
 
@@ -373,6 +384,17 @@ def claims(exported: Path) -> list[Claim]:
                   "reproduced" if ok else "not reproduced")]
 
 
+def ablate(cfg: DenoisingConfig, variant: str, ctx: RunContext) -> np.ndarray:
+    """The ablation's cell: ``variant`` trained in the default regime (Table 2's), its held-out MSE over
+    the Bayes risk per seed (the floor, 1, is the posterior mean's risk)."""
+    members = [(0, s) for s in ctx.seeds]
+    regimes = torch.tensor([cfg.regimes[0]] * len(members), dtype=torch.float32)
+    eval_batch = sample([torch_generator(s, "eval") for s in ctx.seeds], regimes, cfg, cfg.n_eval, ctx.device)
+    errors = train_learned(variant, cfg, members, regimes, eval_batch, ctx, variant=variant)["errors"]
+    bayes = theory.expected_denoising_mse(cfg.n_tokens, cfg.p_noisy, cfg.sigma_clean, cfg.sigma_noisy, cfg.prior_var).bayes
+    return errors.mean(1) / bayes
+
+
 def plot(run_dir: Path) -> None:
     from ssa_theory.experiments import denoising_plots as plots
 
@@ -390,6 +412,8 @@ EXPERIMENT = Experiment(
     plot=plot,
     headline="table2",
     claims=claims,
+    ablation=Ablation("MSE / Bayes risk (p_noisy 0.9, sigma_noisy 10)", "1: the Bayes posterior mean", ablate,
+                      overrides={"n_eval": 4096}, quick={"steps": 100, "n_eval": 512, "log_every": 50}),
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)"),
         "quick": Preset({"steps": 200, "sweep_p": (0.5,), "sweep_sigma": (2.0,), "n_eval": 1024, "log_every": 50},

@@ -48,7 +48,7 @@ from ssa_theory import theory
 from ssa_theory.attention import Attention
 from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import choice, require
-from ssa_theory.registry import Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.sampling import MemberStream
 from ssa_theory.seeding import derive_seed, torch_generator
@@ -375,6 +375,14 @@ def claims(exported: Path) -> list[Claim]:
                   d_keep, lo_keep, hi_keep, verdict)]
 
 
+def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
+    """The ablation's cell: ``variant`` trained on lengths n_min..n_max; per seed, the attention mass it
+    leaves off the needle at the longest evaluation length (``1 - mass``; 0 is the noise-free task's best)."""
+    net = train_strategy(variant, cfg, train_lengths(cfg), ctx)
+    summary, _ = evaluate_length(net, cfg, max(cfg.lengths), ctx.seeds, ctx.device)
+    return 1.0 - summary["mass"]
+
+
 def plot(run_dir: Path) -> None:
     from ssa_theory.experiments import dilution_plots as plots
 
@@ -397,4 +405,7 @@ EXPERIMENT = Experiment(
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
     claims=claims,
+    ablation=Ablation("attention mass off the needle at n = 4096, trained on n <= 16", "0: all mass on the needle",
+                      ablate, overrides={"eval_lengths": (4096,), "n_eval": 128},
+                      quick={"steps": 100, "eval_lengths": (256,), "n_eval": 32, "log_every": 50}),
 )

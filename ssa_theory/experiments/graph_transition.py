@@ -50,10 +50,10 @@ import torch
 from torch import nn
 
 from ssa_theory import theory
-from ssa_theory.attention import SCORES, Attention
+from ssa_theory.attention import SCORES, Attention, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import choice, require
-from ssa_theory.registry import Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.seeding import torch_generators
 from ssa_theory.stats import ci_columns, mean_ci
@@ -132,13 +132,16 @@ class GraphTransitionConfig:
 class GraphModel(nn.Module):
     """One attention layer whose attention row for query token k is the predicted P*[k] (E members)."""
 
-    def __init__(self, model: str, cfg: GraphTransitionConfig, score: str, generators) -> None:
+    def __init__(self, variant: str, cfg: GraphTransitionConfig, score: str, generators,
+                 k_freq: np.ndarray | None = None) -> None:
         super().__init__()
         K = cfg.n_nodes
         self.attn = Attention(
-            VARIANT[model], K, generators=generators, d_head=cfg.d_head or K,
-            score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False,
+            variant, K, generators=generators, d_head=cfg.d_head or K,
+            score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K,
         )
+        # each key token's training frequency, for the ``freq`` strategy (the ablation): (1, K)
+        self.register_buffer("k_freq", None if k_freq is None else torch.as_tensor(k_freq, dtype=torch.float32)[None])
         self.register_buffer("tokens", torch.eye(K))  # one-hot tokens (K, K)
         self.register_buffer("q_pos", torch.full((K,), K + 1))  # the query follows the K context tokens
         self.register_buffer("k_pos", torch.arange(1, K + 1))
@@ -150,7 +153,7 @@ class GraphModel(nn.Module):
     def forward(self) -> torch.Tensor:
         """Log predicted transition matrix (E, K, K): row k is log softmax of query k's logits."""
         x = self._x()
-        logits = self.attn.logits(x, x, q_pos=self.q_pos, k_pos=self.k_pos)  # (E, 1, 1, K, K)
+        logits = self.attn.logits(x, x, q_pos=self.q_pos, k_pos=self.k_pos, k_freq=self.k_freq)  # (E, 1, 1, K, K)
         return torch.log_softmax(logits[:, 0, 0], dim=-1)
 
     def inverse_temperature(self) -> torch.Tensor:
@@ -159,15 +162,26 @@ class GraphModel(nn.Module):
         K = self.tokens.shape[0]
         return self.attn.query_inverse_temperature(self._x(), K, pos=self.q_pos)[:, 0, 0]
 
+    def price(self) -> torch.Tensor:
+        """The temperature's price per member (E,): the mean over query-key pairs of the squared logit
+        multiplier ``(tau_q tau_k)^2``; for a query temperature alone, the mean of ``tau_q^2``."""
+        p = self.inverse_temperature().pow(2).mean(1)
+        tau_k = self.attn.key_inverse_temperature(self._x(), self.k_pos, self.k_freq)
+        return p if tau_k is None else p * tau_k[:, 0, 0].pow(2).mean(1)
+
     def qk_matrix(self) -> torch.Tensor:
         """W = W_q W_k^T / sqrt(d_head) (E, K, K): token i's score for token j is x_i^T W x_j."""
         return self.attn.w_q @ self.attn.w_k.transpose(1, 2) / self.attn.d_head**0.5
 
 
-def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarray, ctx: RunContext) -> dict:
-    """Train one (model, geometry) pair for every member seed at once; return its results."""
+def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarray, ctx: RunContext,
+                variant: str | None = None) -> dict:
+    """Train one (model, geometry) pair for every member seed at once; return its results. ``variant``
+    (the ablation) trains any attention variant under the label ``model`` instead of ``VARIANT[model]``."""
     E, device = len(ctx.seeds), ctx.device
-    net = GraphModel(model, cfg, score, torch_generators(ctx.seeds, "init")).to(device)
+    variant = variant or VARIANT[model]
+    k_freq = P.mean(0) if get_variant(variant).scale == "freq" else None  # how often each token is the next one
+    net = GraphModel(variant, cfg, score, torch_generators(ctx.seeds, "init"), k_freq).to(device)
     P_t = torch.as_tensor(P, dtype=torch.float32, device=device)
     sample = TransitionSampler(P, torch_generators(ctx.seeds, "data"), cfg.batch_size, device)  # same data for every model
     members = torch.arange(E, device=device)[:, None]
@@ -176,8 +190,8 @@ def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarra
         logp = net()
         cur, nxt = sample()
         loss = -logp[members, cur, nxt].mean(1)
-        if model != "vanilla" and cfg.temp_penalty:
-            loss = loss + cfg.temp_penalty * net.inverse_temperature().pow(2).mean(1)
+        if variant != "vanilla" and cfg.temp_penalty:
+            loss = loss + cfg.temp_penalty * net.price()
         if score == "dot" and cfg.dot_l2:
             loss = loss + cfg.dot_l2 * (net.attn.w_q.pow(2).sum((1, 2)) + net.attn.w_k.pow(2).sum((1, 2)))
         return loss
@@ -396,6 +410,14 @@ def claims(exported: Path) -> list[Claim]:
 # --- figures (drawn from the run directory only) ------------------------------------------------
 
 
+def ablate(cfg: GraphTransitionConfig, variant: str, ctx: RunContext) -> np.ndarray:
+    """The ablation's cell: ``variant`` trained in the headline geometry, its excess CE over H(P*) per
+    seed. Every temperature pays the same price on its logit multiplier (``GraphModel.price``)."""
+    A = nx.to_numpy_array(build_graph(cfg.n_nodes, cfg.max_degree, cfg.graph_seed), nodelist=range(cfg.n_nodes))
+    floor = float(np.mean([theory.row_entropy(cfg.n_nodes, int(s), cfg.smoothing) for s in A.sum(1)]))
+    return train_model(cfg, variant, cfg.score, transition_matrix(A, cfg.smoothing), ctx, variant=variant)["ce"] - floor
+
+
 def plot(run_dir: Path) -> None:
     from ssa_theory.experiments import graph_transition_plots as plots
 
@@ -415,6 +437,8 @@ EXPERIMENT = Experiment(
     headline="ce_l1",
     claims=claims,
     tasks={"graphs": graphs.VERSION},
+    ablation=Ablation("excess CE over H(P*), nats (softcap scores)", "0: the target rows' entropy",
+                      ablate, quick={"steps": 100, "log_every": 50}),
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about a minute on 2 CPU cores)"),
         "quick": Preset({"steps": 300, "compare": ("rownorm",), "log_every": 50, "batch_size": 256}, seeds=2,

@@ -1,0 +1,75 @@
+"""ablation: it covers every task that trains attention and every variant, and its cells are the tasks' own numbers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ssa_theory import registry
+from ssa_theory.attention import VARIANTS
+from ssa_theory.config import ConfigError
+from ssa_theory.experiments import ablation, specificity
+from ssa_theory.rundir import RunContext, load_frame, read_json
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_every_other_registered_experiment_is_a_task_of_the_ablation():
+    others = [n for n in registry.names() if n != "ablation"]
+    assert sorted(others) == sorted(ablation.TASKS)
+    for n in others:
+        assert registry.get(n).ablation is not None, n
+    deps = registry.get("ablation").tasks
+    for n in others:  # a task's new version must invalidate the ablation's cached run
+        assert deps[f"experiment:{n}"] == registry.get(n).version
+
+
+def test_config_refuses_unknown_names():
+    with pytest.raises(ConfigError, match="did you mean 'ssa_q'"):
+        ablation.AblationConfig(variants=("ssa_qq",))
+    with pytest.raises(ConfigError, match="tasks"):
+        ablation.AblationConfig(tasks=("graph",))
+    assert ablation.describe("vanilla") == "none"
+    assert ablation.describe("ssa_v_tok_noshare") == "v: tok, own projection"
+    assert ablation.describe("ssa") == "q: pos+tok, v: pos+tok"
+
+
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    _, path = quick_run("ablation")
+    return path
+
+
+def test_quick_run_fills_every_cell_and_neutral_variants_equal_vanilla(quick):
+    cells = pd.read_csv(quick / "tables" / "cells.csv")
+    cfg = ablation.AblationConfig(**registry.get("ablation").presets["quick"].overrides)
+    assert len(cells) == len(cfg.variants) * len(ablation.TASKS)
+    assert np.isfinite(cells["mean"]).all()
+    # YaRN's factor is exactly 1 up to the training length: every task but dilution trains it as vanilla
+    per_seed = load_frame(quick, "per_seed")
+    for task in ablation.TASKS:
+        y = per_seed[(per_seed.task == task) & (per_seed.variant == "yarn")].value.to_numpy()
+        v = per_seed[(per_seed.task == task) & (per_seed.variant == "vanilla")].value.to_numpy()
+        if task != "dilution":
+            np.testing.assert_array_equal(y, v)
+    assert (quick / "figures" / "ablation.png").exists()
+
+
+def test_a_cell_is_the_experiments_own_number(tmp_path, quick_run):
+    """specificity's ablation hook, at the experiment's quick config, gives the quick run's hard-cell
+    excess for the same variant and seeds (members are independent, so the other cells do not matter)."""
+    _, path = quick_run("specificity")
+    cfg = specificity.SpecificityConfig(**registry.get("specificity").presets["quick"].overrides)
+    got = specificity.ablate(cfg, "ssa_q_tok", RunContext(tmp_path, [0, 1], torch.device("cpu"), quiet=True))
+    d = load_frame(path, "per_seed")
+    d = d[(d.strategy == "ssa_q_tok") & (d.rho == max(cfg.rhos)) & (d.contrast == max(cfg.contrasts))].sort_values("seed")
+    np.testing.assert_allclose(got, d.excess.to_numpy(), rtol=1e-4)
+
+
+def test_committed_table_covers_every_variant_on_every_task():
+    m = read_json(ROOT / "experiments" / "ablation" / "metrics.json")
+    assert sorted(m["tasks"]) == sorted(ablation.TASKS)
+    for t in ablation.TASKS:
+        assert sorted(m["tasks"][t]["variants"]) == sorted(VARIANTS), t
+    table = pd.read_csv(ROOT / "experiments" / "ablation" / "ablation.csv")
+    assert list(table.variant) == list(VARIANTS)
