@@ -335,6 +335,23 @@ def test_freq_scales_each_keys_logits_by_its_rarity():
         layer.logits(x)
 
 
+@pytest.mark.parametrize("name", ["freq", "ssa_k", "ssa_qkv", "vanilla"])
+def test_query_and_key_inverse_temperatures_are_every_factor_on_the_logits(name):
+    """logits = scores x tau_q (rows) x tau_k (columns), with the two public accessors (what the
+    ablation prices); vanilla and query-only variants have no key factor."""
+    layer, base = make(name), make("vanilla")
+    with torch.no_grad():
+        for p in layer.temp.values():
+            p.uniform_(-0.8, 0.8, generator=torch.Generator().manual_seed(5))
+    x, f = inputs(), freq()
+    L = x.shape[2]
+    tq = layer.query_inverse_temperature(x, L)
+    tk = layer.key_inverse_temperature(x, k_freq=f)
+    assert (tk is None) == (name == "vanilla")
+    expected = base.logits(x) * tq[..., :, None] * (1.0 if tk is None else tk[..., None, :])
+    torch.testing.assert_close(layer.logits(x, k_freq=f), expected)
+
+
 def test_strategies_that_need_a_training_length_say_so():
     with pytest.raises(ValueError, match="train_length"):
         Attention("yarn", D, generators=torch_generators([0], "init"), n_heads=H)
