@@ -25,7 +25,8 @@ prediction; an output gate there) trains as vanilla attention with inert paramet
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -105,7 +106,8 @@ def _write_results(experiments: dict[str, Experiment], cfg: AblationConfig, ctx:
         wide.append(row)
     for t in cfg.tasks:
         van = at(t, "vanilla") if "vanilla" in cfg.variants else None
-        metrics[t] = {"measure": experiments[t].ablation.measure, "floor": experiments[t].ablation.floor, "variants": {}}
+        metrics[t] = {"measure": experiments[t].ablation.measure, "floor": experiments[t].ablation.floor,
+                      "config": asdict(_task_config(experiments[t], cfg.scale)), "variants": {}}
         for v in cfg.variants:
             x = at(t, v)
             m, lo, hi = mean_ci(x)
@@ -139,9 +141,12 @@ def build(experiments: Sequence[Experiment]) -> Experiment:
     missing = [e.name for e in experiments if e.ablation is None]
     if missing or set(by_name) != set(TASKS):
         raise ValueError(f"the ablation covers {TASKS}; got {sorted(by_name)} (without a hook: {missing})")
+    # each task's version, shared tasks and the sizes the ablation trains it at enter the run hash
     depends = {f"experiment:{e.name}": e.version for e in experiments}
     for e in experiments:
         depends.update(e.tasks)
+        depends[f"ablation:{e.name}"] = json.dumps({"overrides": dict(e.ablation.overrides), "quick": dict(e.ablation.quick)},
+                                                   sort_keys=True, default=list)
     return Experiment(
         name="ablation",
         version="1",

@@ -438,7 +438,7 @@ EXPERIMENT = Experiment(
     claims=claims,
     tasks={"graphs": graphs.VERSION},
     ablation=Ablation("excess CE over H(P*), nats (softcap scores)", "0: the target rows' entropy",
-                      ablate, quick={"steps": 100, "log_every": 50}),
+                      ablate, overrides={"steps": 2000}, quick={"steps": 100, "log_every": 50}),
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about a minute on 2 CPU cores)"),
         "quick": Preset({"steps": 300, "compare": ("rownorm",), "log_every": 50, "batch_size": 256}, seeds=2,

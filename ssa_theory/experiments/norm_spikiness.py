@@ -384,7 +384,7 @@ EXPERIMENT = Experiment(
     tasks={"graphs": graphs.VERSION},
     ablation=Ablation("mean token norm / mean of vanilla's least norms at the accuracy reached (weight decay 1e-5)",
                       "1 for vanilla (the closed form); below 1 only where a temperature carries the logit scale",
-                      ablate, overrides={"steps": 1500},
+                      ablate, overrides={"steps": 1000},
                       quick={"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 100, "log_every": 50}),
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)"),
