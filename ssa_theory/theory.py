@@ -595,8 +595,9 @@ def specificity_frontier(z: np.ndarray, beta_a, beta_b, rho, excess, *, newton_s
                 if not bad.any():
                     break
                 eta = np.where(bad, eta / 2, eta)
-            cand = w - eta[:, None, None] * step
-            Fc = kl(cand) + lam * qform(cand)
+            else:  # every halving used: evaluate the last step lengths
+                cand = w - eta[:, None, None] * step
+                Fc = kl(cand) + lam * qform(cand)
             ok = Fc <= F
             w = np.where(ok[:, None, None], cand, w)
             F = np.where(ok, Fc, F)

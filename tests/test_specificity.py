@@ -70,6 +70,18 @@ def test_batched_member_matches_single_run(tmp_path):
         torch.testing.assert_close(a[[1, 3]], b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("strategy", ["ssa_q_tok", "ssa_noshare"])
+def test_token_gain_bound_holds_with_shared_or_own_projection(tmp_path, strategy):
+    """``measure`` reads the projection the token term actually uses (W_q, or its own), and the learned
+    gain respects ``theory.token_swing_min_gain`` for every pair."""
+    cfg = sp.SpecificityConfig(steps=60, n_pairs=2, n_keys=8, rhos=(0.9,), contrasts=(8.0,), log_every=20)
+    layout = sp.Layout(cfg.cells, [0, 1])
+    net, T = sp.train_strategy(strategy, cfg, layout, RunContext(tmp_path, [0, 1], torch.device("cpu"), quiet=True))
+    m = sp.measure(net, cfg, layout, T)
+    assert np.all(m["tok_gain_min"] > 0)
+    assert np.all(m["tok_gain"] >= m["tok_gain_min"] * (1 - 1e-6))
+
+
 @pytest.fixture(scope="module")
 def quick(quick_run):
     _, path = quick_run("specificity")

@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ssa_theory import theory
+from ssa_theory import ensemble, theory
 from ssa_theory.attention import VARIANTS, Attention
 from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import choice, require
@@ -213,15 +213,15 @@ class PairModel(nn.Module):
     @torch.no_grad()
     def token_swing(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """For a query token term: the argument of its tanh per query (E, 2P) and the gain
-        ``|u| ||W_q||_2`` that bounds how much it can differ between similar queries (E,); else None."""
+        ``|u| ||W||_2`` that bounds how much it can differ between similar queries (E,), W the
+        projection it reads (W_q, or its own without weight sharing); else None."""
         if "tok" not in self.attn.variant.terms("q"):
             return None
-        if not self.attn.variant.share:
-            raise ValueError("token_swing reads the shared projection W_q")
-        h = self.attn._side_proj("q", self.x)  # (E, 1, H, 2P, d)
+        w = self.attn.w_q if self.attn.variant.share else self.attn.temp["q_w"]  # (E, D, H d)
+        h = self.attn._heads(ensemble.linear(self.x, w))  # (E, 1, H, 2P, d)
         u = self.attn.temp["q_u"]  # (E, H, d)
         s = (nn.functional.gelu(h) * u[:, None, :, None, :]).sum(-1)[:, 0, 0]
-        gain = u[:, 0].norm(dim=-1) * torch.linalg.matrix_norm(self.attn.w_q, ord=2)
+        gain = u[:, 0].norm(dim=-1) * torch.linalg.matrix_norm(w, ord=2)
         return s, gain
 
 
@@ -346,8 +346,8 @@ def _write_results(cfg: SpecificityConfig, ctx: RunContext, per_seed: pd.DataFra
                           "norm_ratio_worst": d.norm_over_vanilla_min_worst.min(), **forms})
     cells = pd.DataFrame(cells)
     if "global" in cfg.strategies:  # each strategy's excess over the global scale's in the same cell
-        ref = cells[cells.strategy == "global"].set_index(["contrast", "rho"]).excess
-        cells.insert(6, "excess_vs_global", cells.excess.to_numpy() / ref.loc[list(zip(cells.contrast, cells.rho))].to_numpy())
+        glob = cells[cells.strategy == "global"].set_index(["contrast", "rho"]).excess
+        cells.insert(6, "excess_vs_global", cells.excess.to_numpy() / glob.loc[list(zip(cells.contrast, cells.rho))].to_numpy())
     ctx.write_table("cells", cells, with_ci(cells, ["excess", "norm"]))
 
     rho_hi, rho_lo = max(cfg.rhos), min(cfg.rhos)
