@@ -5,10 +5,14 @@ sum, which keeps members independent (``ssa_theory.ensemble``). The learning rat
 decay to zero over ``steps``; ``evaluate()`` is called (without gradients) before training, every
 ``log_every`` steps and at the end, and its (E,) tensors form the returned history.
 
-Divergence. A member *diverges* when its loss becomes non-finite or exceeds ``LOSS_BOUND``, or when
-any of its parameters becomes non-finite or exceeds ``PARAM_BOUND`` in magnitude. No task here
-needs values anywhere near those bounds (the largest trained weights are O(10)), so crossing one
-means the optimisation blew up (typically a learning rate far too large). A diverged model must
+Divergence. A member *diverges* when its loss becomes non-finite or exceeds its own bound, or when
+any of its parameters becomes non-finite or exceeds ``PARAM_BOUND`` in magnitude. The loss bound is
+relative to the run: ``LOSS_GROWTH`` times the member's loss at step 0 (at least ``LOSS_GROWTH``
+times ``LOSS_FLOOR``), so a task whose losses are large by construction (denoising at
+``sigma_noisy=3000`` starts near 9e6) trains, while a loss that grows a millionfold from where it
+started means the optimisation blew up (typically a learning rate far too large). A member whose
+step-0 loss is at most ``LOSS_FLOOR`` gets the bound 1e6, the absolute bound this loop used before. No task here needs parameters
+anywhere near ``PARAM_BOUND`` (the largest trained weights are O(10)). A diverged model must
 never pass for a result: the loop raises ``Diverged`` naming the model, the member and the step,
 and the run directory is discarded (``ssa_theory.rundir.execute``); the CLI exits with code 1.
 
@@ -27,7 +31,8 @@ import torch
 
 from ssa_theory.progress import Progress
 
-LOSS_BOUND = 1e6
+LOSS_GROWTH = 1e6  # a member diverges when its loss exceeds this many times its step-0 loss ...
+LOSS_FLOOR = 1.0  # ... taken as at least this (a loss that starts near 0 may still grow to O(1))
 PARAM_BOUND = 1e4
 CHECK_EVERY = 50
 
@@ -77,6 +82,7 @@ def fit(
     log_every = log_every or steps
     history: dict[str, list] = {"step": []}
     first_bad: torch.Tensor | None = None  # (E,) first step whose loss was bad, -1 if none; on the device
+    bound: torch.Tensor | None = None  # (E,) each member's loss bound, set from its step-0 loss
 
     def check(step: int) -> None:
         """Raise ``Diverged`` for the first member whose loss or parameters went bad (one sync)."""
@@ -84,7 +90,8 @@ def fit(
         label = (lambda e: members[e]) if members is not None else (lambda e: f"#{e}")
         if first_bad is not None and bool((first_bad >= 0).any()):
             e = int(torch.argmax((first_bad >= 0).to(torch.int8)))
-            raise Diverged(model, label(e), int(first_bad[e]), f"loss non-finite or above {LOSS_BOUND:g}")
+            raise Diverged(model, label(e), int(first_bad[e]),
+                           f"loss non-finite or above {LOSS_GROWTH:g}x its first value {float(bound[e]) / LOSS_GROWTH:.3g}")
         for p in tensors:
             size = p.detach().abs().reshape(E, -1).amax(1)
             ok = size <= PARAM_BOUND  # False for NaN too
@@ -108,7 +115,9 @@ def fit(
         if loss.dim() != 1:
             raise ValueError(f"member_loss must return one loss per member, shape (E,), got {tuple(loss.shape)}")
         with torch.no_grad():
-            bad = ~(loss.detach() <= LOSS_BOUND)  # NaN compares False: caught too
+            if bound is None:  # NaN at step 0 gives a NaN bound, and every comparison with it fails
+                bound = LOSS_GROWTH * loss.detach().abs().clamp_min(LOSS_FLOOR)
+            bad = ~(loss.detach() <= bound)  # NaN compares False: caught too
             if first_bad is None:
                 first_bad = torch.full_like(loss, -1, dtype=torch.long)
             first_bad = torch.where(bad & (first_bad < 0), step + 1, first_bad)
