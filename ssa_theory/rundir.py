@@ -1,25 +1,35 @@
 """Run directories: where every result lives, and the only place figures are drawn from.
 
 ``run NAME`` writes ``OUT/NAME/<hash>/`` where the hash is taken over the experiment's name and
-version, the resolved config, the member seeds and the device type:
+version, the versions of the shared tasks and of the core (``ssa_theory.core``), the resolved
+config, the member seeds, the device type and the CPU threads:
 
     config.json    resolved config, experiment name and version, seeds, preset
-    env.json       python / library versions, device, git commit when available
+    env.json       python / library versions, device, CPU capability, float32 matmul precision,
+                   deterministic algorithms, the project's git commit when it runs from a checkout
     metrics.json   headline numbers: means over seeds, per-seed values, 95% CIs
     tables/*.csv, tables/*.md
     arrays/*.npz   raw results the figures are drawn from
     figures/*.png, figures/*.pdf
     done           written last
 
-A run is computed in a hidden sibling directory ``.HASH.partial-HOST-PID`` and renamed into place
-only when complete, so an interrupted or failed run leaves nothing behind; a complete directory is
-reused unless forced. A process killed outright (SIGKILL, power loss) cannot clean up after itself:
-the next run under the same ``OUT`` removes every partial directory whose process, on this host, is
-no longer alive (a live one is never touched, so concurrent runs of one config stay safe).
+Concurrency and faults. Each run hash has a lock, ``OUT/.locks/NAME-HASH.lock`` (``filelock``: an OS
+lock that dies with its process). Whoever holds it computes the run in a hidden sibling directory
+``.HASH.partial-HOST-PID`` and moves it into place only when complete; a second process asking for
+the same hash waits for the lock and then reuses the finished run, so a hash is computed once. A
+finished run is swapped in by one rename: ``rename(2)`` when there is none yet, and under ``--force``
+an atomic exchange of the two directories (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere the old
+run is renamed aside first, a moment without a run that only readers outside this module can see,
+since ``execute`` itself waits on the lock). So ``OUT/NAME/HASH`` is always either absent or a
+complete run. A partial directory whose lock nobody holds belongs to a dead process and is removed
+by the next run under the same ``OUT``; a live one is never touched. JSON files are written to a
+temporary file and moved into place with ``os.replace``, so a kill mid-write leaves the old file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -31,13 +41,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ssa_theory import __version__
+from ssa_theory import __version__, core
 from ssa_theory.config import UsageError
 from ssa_theory.progress import Progress
 from ssa_theory.train import Diverged
@@ -57,7 +67,7 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     if isinstance(x, (np.floating, float)):
-        return None if math.isnan(float(x)) else float(x)
+        return float(x) if math.isfinite(float(x)) else None  # JSON has no NaN or infinity
     if isinstance(x, np.integer):
         return int(x)
     if isinstance(x, np.ndarray):
@@ -65,24 +75,47 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and ``os.replace``: a reader (or a kill)
+    sees the old file or the new one, never a truncated one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    """Strict JSON (NaN and infinities become null), written atomically."""
+    write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def git_commit() -> str | None:
-    """The commit of the source tree this package runs from, with ``+dirty`` if modified."""
-    root = Path(__file__).resolve().parent.parent
+SOURCE_PATHS = ("ssa_theory", "pyproject.toml")  # what "+dirty" looks at: the code, not the results
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """The commit of this project's checkout, with ``+dirty`` if its code (``SOURCE_PATHS``) differs.
+
+    None when the package does not run from the top of a git checkout of its own (an installed
+    wheel, or a copy inside some other repository, whose commit would say nothing about this code).
+    Committed results and docs are not code: regenerating them does not make the tree dirty.
+    """
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=5,  # noqa: E731
+                                    check=True).stdout.strip()
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
+        top = git("rev-parse", "--show-toplevel")
+        if Path(top).resolve() != root.resolve() or not (root / "pyproject.toml").is_file():
+            return None
+        sha = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PATHS)
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")
@@ -105,7 +138,12 @@ def env_info(device: torch.device) -> dict[str, Any]:
         "networkx": networkx.__version__,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        # which vectorised CPU kernels torch picked (e.g. AVX512 or AVX2): it decides the last bits of CPU results
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "torch_threads": torch.get_num_threads(),
+        "core_version": core.VERSION,
         "git_commit": git_commit(),
     }
     return info
@@ -227,39 +265,64 @@ def _host() -> str:
     return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+LOCK_SUFFIX = ".lock"
+PARTIAL = ".partial-"
+
+
+LOCKS = ".locks"
+
+
+def _lock(base: Path, run_hash_: str):
+    """The lock of run ``base/run_hash_``: ``OUT/.locks/NAME-HASH.lock`` (kept out of ``OUT/NAME/``,
+    which holds only runs)."""
+    import filelock
+
+    locks = base.parent / LOCKS
+    locks.mkdir(exist_ok=True)
+    return filelock.FileLock(str(locks / f"{base.name}-{run_hash_}{LOCK_SUFFIX}"))
+
+
+def _hash_of_partial(p: Path) -> str:
+    return p.name[1:].partition(PARTIAL)[0]
 
 
 def remove_stale_partials(out: Path) -> list[Path]:
-    """Delete ``OUT/*/.HASH.partial-HOST-PID`` left by dead processes of this host; return them."""
+    """Delete every ``OUT/*/.HASH.partial-*`` whose run lock nobody holds (its process died); return them.
+
+    A partial directory exists only while its process holds the lock of its hash, and an OS lock
+    dies with its process, so a free lock means a dead owner, on this host or any other sharing the
+    file system. A held lock is never waited for.
+    """
+    import filelock
+
     removed = []
-    host = _host()
-    for p in Path(out).glob("*/.*.partial-*"):
-        h, _, pid = p.name.rpartition(".partial-")[2].rpartition("-")
-        if h == host and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
+    for p in sorted(Path(out).glob(f"*/.*{PARTIAL}*")):
+        lock = _lock(p.parent, _hash_of_partial(p))
+        try:
+            with lock.acquire(timeout=0):
+                if p.exists():
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
+        except filelock.Timeout:
+            continue
+        except OSError:  # a read-only or vanished parent: not ours to clean
+            continue
     return removed
 
 
 def run_payload(experiment, config, seeds: Sequence[int], device: torch.device) -> dict[str, Any]:
     """What a run's hash is taken over: everything that can change its numbers.
 
-    The experiment's name and version, the versions of the shared tasks it uses, the resolved
-    config, the member seeds, the device type, and the number of CPU threads (on a CPU, matrix
-    products split their sums differently with more threads, so the last bits of results can differ).
+    The experiment's name and version, the versions of the shared tasks it uses and of the core
+    (the layer, the training loop, the sampler: ``ssa_theory.core``), the resolved config, the
+    member seeds, the device type, and the number of CPU threads (on a CPU, matrix products split
+    their sums differently with more threads, so the last bits of results can differ).
     """
     return {
         "experiment": experiment.name,
         "version": experiment.version,
         "tasks": dict(experiment.tasks),
+        "core": core.VERSION,
         "config": dataclasses.asdict(config),
         "seeds": list(seeds),
         "device": device.type,
@@ -272,9 +335,73 @@ def run_dir(out: Path, experiment, config, seeds: Sequence[int], device: torch.d
     return Path(out) / experiment.name / run_hash(run_payload(experiment, config, seeds, device))
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux ``renameat2``); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: this kernel or file system cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def swap_in(tmp: Path, final: Path) -> None:
+    """Make the complete run ``tmp`` the run at ``final`` by rename; ``final`` is never a partial run.
+
+    With no run at ``final``, one ``rename``. Over an existing run, an atomic exchange where the
+    system offers one (then the old run, now at ``tmp``, is deleted); elsewhere the old run is
+    renamed aside first. Called with the run's lock held.
+    """
+    if not final.exists():
+        tmp.rename(final)
+        return
+    if _exchange(tmp, final):
+        shutil.rmtree(tmp, ignore_errors=True)  # the old run
+        return
+    old = tmp.with_name(tmp.name + "-old")
+    final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_lock(final: Path, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the lock of the run at ``final``; say once that we wait when another process holds it."""
+    import filelock
+
+    lock = _lock(final.parent, final.name)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if log is not None:
+            log(f"waiting for another process computing {final}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def execute(experiment, config, *, seeds: list[int], device: torch.device, out: Path, preset: str,
             force: bool = False, quiet: bool = False) -> tuple[Path, bool]:
-    """Run (or reuse) one experiment; return (run directory, reused?)."""
+    """Run (or reuse) one experiment; return (run directory, reused?).
+
+    One process computes a given hash at a time (``run_lock``); a second caller waits and reuses
+    what the first made. ``force`` recomputes, and the old run stays in place until the new one is
+    swapped in.
+    """
     payload = run_payload(experiment, config, seeds, device)
     final = run_dir(out, experiment, config, seeds, device)
     if is_complete(final) and not force:
@@ -282,25 +409,27 @@ def execute(experiment, config, *, seeds: list[int], device: torch.device, out: 
     base = final.parent
     prepare_out(base)
     remove_stale_partials(out)
-    tmp = base / f".{final.name}.partial-{_host()}-{os.getpid()}"
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        write_json(tmp / "config.json", {**payload, "preset": preset, "run_hash": final.name})
-        write_json(tmp / "env.json", env_info(device))
-        ctx = RunContext(tmp, list(seeds), device, quiet)
-        experiment.run(config, ctx)
-        experiment.plot(tmp)
-        (tmp / DONE).write_text("")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except Diverged as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        e.experiment = experiment.name
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    say = None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    with run_lock(final, say):
+        if is_complete(final) and not force:  # another process finished it while we waited
+            return final, True
+        tmp = base / f".{final.name}{PARTIAL}{_host()}-{os.getpid()}"
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            write_json(tmp / "config.json", {**payload, "preset": preset, "run_hash": final.name})
+            write_json(tmp / "env.json", env_info(device))
+            ctx = RunContext(tmp, list(seeds), device, quiet)
+            experiment.run(config, ctx)
+            experiment.plot(tmp)
+            (tmp / DONE).write_text("")
+            swap_in(tmp, final)
+        except Diverged as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            e.experiment = experiment.name
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return final, False
