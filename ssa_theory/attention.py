@@ -144,6 +144,22 @@ def get_variant(name: str | Variant) -> Variant:
     return VARIANTS[name]
 
 
+SDPA_ROW_LIMIT = 65_535  # CUDA's grid limit: the most (batch x head) rows one fused-attention call may take
+
+
+def _sdpa_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               causal: bool) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` on (N, H, L, d) inputs, in calls of at most ``SDPA_ROW_LIMIT``
+    rows N x H (rows are independent, so the split changes no number; below the limit it is one call)."""
+    N, H = q.shape[:2]
+    step = max(1, SDPA_ROW_LIMIT // H)
+    if N <= step:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + step], k[i:i + step], v[i:i + step], is_causal=causal,
+                                                     attn_mask=None if mask is None else mask[i:i + step])
+                      for i in range(0, N, step)])
+
+
 class Attention(nn.Module):
     """Multi-head attention with optional SSA temperatures, for E ensemble members at once.
 
@@ -461,12 +477,9 @@ class Attention(nn.Module):
             E, B, H, Lq, _ = q.shape
             Lk = k.shape[-2]
             flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
-            if plain_causal:
-                out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), is_causal=True)
-            else:
-                if visible is not None:
-                    visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
-                out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), attn_mask=visible)
+            if visible is not None and not plain_causal:
+                visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
+            out = _sdpa_rows(flat(q), flat(k), flat(v), None if plain_causal else visible, plain_causal)
             out = out.reshape(E, B, H, Lq, -1)
         else:
             if plain_causal:

@@ -47,6 +47,15 @@ class MemberStream:
         return tuple(b[t] for b in self._buffer)
 
 
+def eval_chunk(rows_per_item: int, cap: int) -> int:
+    """How many items (contexts) one evaluation call takes: at most ``cap`` (for memory), and few enough
+    that ``items x rows_per_item`` stays within the fused kernel's row limit (``rows_per_item`` is
+    E x H for a batch of E members and H heads), at any seed count."""
+    from ssa_theory.attention import SDPA_ROW_LIMIT
+
+    return max(1, min(cap, SDPA_ROW_LIMIT // max(1, rows_per_item)))
+
+
 def in_chunks(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, size: int, dim: int = 1) -> torch.Tensor:
     """``fn(*tensors)`` computed on slices of at most ``size`` along ``dim`` and concatenated.
 

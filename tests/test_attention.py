@@ -418,3 +418,56 @@ def test_cuda_matches_cpu():
     cpu = layer(x, causal=True)
     gpu = layer.to("cuda")(x.to("cuda"), causal=True).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-5)
+
+
+# --- the fused kernel's row limit -------------------------------------------------------------------
+
+
+def test_fused_calls_stay_within_the_row_limit_and_give_the_same_numbers(monkeypatch):
+    """With the limit lowered to 5 (batch x head) rows, a 2-member, 4-context, 2-head batch (16 rows) goes
+    to SDPA in calls of at most 4 rows, and the output equals the one-call output exactly."""
+    import ssa_theory.attention as attention_module
+
+    layer = Attention("ssa", 8, generators=[torch.Generator().manual_seed(i) for i in range(2)], n_heads=2)
+    x = torch.randn(2, 4, 6, 8, generator=torch.Generator().manual_seed(1))
+    pad = torch.ones(4, 1, 6, 6, dtype=torch.bool).tril()  # (B, H, Lq, Lk), broadcast over members and heads
+    pad[1, :, 5, 0] = False
+    whole = [layer(x, causal=True), layer(x, mask=pad)]
+    rows = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(q, k, v, **kw):
+        rows.append(q.shape[0] * q.shape[1])
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    monkeypatch.setattr(attention_module, "SDPA_ROW_LIMIT", 5)
+    split = [layer(x, causal=True), layer(x, mask=pad)]
+    assert rows and max(rows) <= 5 and sum(rows) == 2 * 16
+    for a, b in zip(whole, split):
+        assert torch.equal(a, b)
+
+
+def test_denoising_evaluation_stays_within_the_row_limit_at_8_seeds(monkeypatch):
+    """The case that exceeded the limit: the default regimes (9) x 8 seeds x 1024 contexts gave one SDPA
+    call 73,728 rows. Every call now has at most 65,535 (counted on the CPU)."""
+    from ssa_theory.attention import SDPA_ROW_LIMIT
+    from ssa_theory.experiments import denoising as dn
+
+    cfg = dn.DenoisingConfig()
+    members, pv = dn.members_of(cfg, list(range(8)))
+    assert len(members) == 72
+    rows = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(q, k, v, **kw):
+        rows.append(q.shape[0] * q.shape[1])
+        return real(q, k, v, **kw)
+
+    net = dn.DenoisingModel("vanilla", cfg, [torch.Generator().manual_seed(i) for i in range(72)])
+    batch = dn.sample([torch.Generator().manual_seed(i) for i in range(72)], pv, cfg, 1024, torch.device("cpu"))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
+    with torch.no_grad():
+        errors = dn.model_errors(net, batch)
+    assert errors.shape == (72, 1024)
+    assert rows and max(rows) <= SDPA_ROW_LIMIT and sum(rows) == 72 * 1024 * net.attn.n_heads

@@ -53,14 +53,14 @@ from ssa_theory.claims import Claim, above_zero, paired
 from ssa_theory.config import require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
-from ssa_theory.sampling import MemberStream, in_chunks
+from ssa_theory.sampling import MemberStream, eval_chunk, in_chunks
 from ssa_theory.seeding import torch_generator
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
 
 LEARNED = ("vanilla", "value_selective", "output_gate", "vanilla_sink")
 ESTIMATORS = ("naive", "bayes", *LEARNED)
-EVAL_CHUNK = 1024  # contexts per evaluation call
+EVAL_CHUNK = 1024  # contexts per evaluation call, at most (``sampling.eval_chunk``)
 VARIANT = {"vanilla": "vanilla", "value_selective": "ssa_v_tok_noshare", "output_gate": "gated", "vanilla_sink": "vanilla"}
 # The theoretical limit of each estimator (a field of theory.DenoisingRisks).
 LIMIT = {"naive": "naive", "bayes": "bayes", "vanilla": "vanilla", "value_selective": "bayes",
@@ -206,7 +206,7 @@ class DenoisingModel(nn.Module):
             tau = torch.ones_like(batch.sigma)
         else:  # (E, B, n), computed EVAL_CHUNK contexts at a time
             tau = in_chunks(lambda *f: self.attn.temperature("v", Batch(*f).tokens())[:, :, 0], *batch.fields(),
-                            size=EVAL_CHUNK)
+                            size=eval_chunk(self.attn.n_members * self.attn.n_heads, EVAL_CHUNK))
         return {
             c: g * (tau * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1)
             for c, m in (("clean", (~batch.noisy).to(tau.dtype)), ("noisy", batch.noisy.to(tau.dtype)))
@@ -227,9 +227,10 @@ def squared_error(estimate: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 def model_errors(net: DenoisingModel, batch: Batch) -> torch.Tensor:
-    """``squared_error(net(batch), batch)`` (E, B), EVAL_CHUNK contexts at a time: an evaluation set of
-    E x 8192 contexts in one call would exceed a fused kernel's row limit on a GPU."""
-    return in_chunks(lambda *f: squared_error(net(Batch(*f)), Batch(*f)), *batch.fields(), size=EVAL_CHUNK)
+    """``squared_error(net(batch), batch)`` (E, B), in chunks of contexts sized from E x H (``eval_chunk``):
+    an evaluation set of E x 8192 contexts in one call would exceed a fused kernel's row limit on a GPU."""
+    size = eval_chunk(net.attn.n_members * net.attn.n_heads, EVAL_CHUNK)
+    return in_chunks(lambda *f: squared_error(net(Batch(*f)), Batch(*f)), *batch.fields(), size=size)
 
 
 # --- run -----------------------------------------------------------------------------------------
