@@ -3,11 +3,18 @@
 Experiments are added by explicit ``register`` calls in ``ssa_theory/experiments/__init__.py``;
 a second experiment with the same name is refused, and an unknown name is answered with the
 closest registered ones.
+
+Wherever an experiment name is accepted, a reference ``package.module:ATTR`` to an ``Experiment``
+defined outside the package works too (``run``, ``sweep``, ``reproduce --only``): it is imported, not
+registered. Worker processes of sweeps and of ``reproduce --jobs`` are fresh processes, so they find
+an experiment by such a reference or by a built-in name, never by a registration made at run time
+(``ref`` gives the string that reaches an experiment from a fresh process).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -24,13 +31,15 @@ class Preset:
     """Config overrides and the default number of seeds of a named preset.
 
     A ``scratch`` preset (``quick``) is a smoke test: ``reproduce`` never lets it write the
-    committed results.
+    committed results. ``minutes`` is its wall time as measured on a 2-core machine at one thread
+    (``benchmarks/RESULTS.md``); ``reproduce --jobs`` only uses it to start the longest runs first.
     """
 
     overrides: Mapping[str, Any] = field(default_factory=dict)
     seeds: int = 5
     about: str = ""
     scratch: bool = False
+    minutes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,14 +96,28 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
+_REFS: dict[str, str] = {}  # name -> "module:attr" for experiments registered from outside the package
 
 
-def register(experiment: Experiment) -> Experiment:
-    """Add an experiment; a duplicate name is a programming error."""
+def register(experiment: Experiment, *, ref: str | None = None) -> Experiment:
+    """Add an experiment; a duplicate name is a programming error.
+
+    ``ref`` (``"module:attr"``) is how a fresh worker process finds an experiment registered from
+    outside ``ssa_theory.experiments`` (a test, a notebook); without one, such an experiment runs in
+    this process only (``reproduce --jobs 1``).
+    """
     if experiment.name in _REGISTRY:
         raise ValueError(f"experiment {experiment.name!r} is already registered")
     _REGISTRY[experiment.name] = experiment
+    if ref is not None:
+        _REFS[experiment.name] = ref
     return experiment
+
+
+def unregister(name: str) -> None:
+    """Remove an experiment registered at run time (tests do, to leave the registry as they found it)."""
+    _REGISTRY.pop(name, None)
+    _REFS.pop(name, None)
 
 
 def _loaded() -> dict[str, Experiment]:
@@ -108,11 +131,37 @@ def names() -> list[str]:
     return list(_loaded())
 
 
+def _import_ref(ref: str) -> Experiment:
+    module, _, attr = ref.partition(":")
+    if not module or not attr or not all(part.isidentifier() for part in module.split(".") + attr.split(".")):
+        raise UsageError(f"{ref!r} is not an experiment reference; write package.module:ATTR")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise UsageError(f"cannot import {module!r} for experiment {ref!r} ({e}); check the module path") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"module {module!r} has no attribute {attr!r}; check the name after ':'")
+        obj = getattr(obj, part)
+    if not isinstance(obj, Experiment):
+        raise UsageError(f"{ref!r} is a {type(obj).__name__}, not an ssa_theory.registry.Experiment")
+    return obj
+
+
 def get(name: str) -> Experiment:
-    """The experiment called ``name``; a ``UsageError`` naming the closest ones otherwise."""
+    """The experiment called ``name`` (or at the reference ``module:attr``); a ``UsageError`` naming
+    the closest ones otherwise."""
+    if ":" in name:
+        return _import_ref(name)
     registry = _loaded()
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise UsageError(f"unknown experiment {name!r}; {hint}registered: {', '.join(sorted(registry))} (see 'ssa-theory list')")
     return registry[name]
+
+
+def ref(name: str) -> str:
+    """The string that reaches the experiment ``name`` from a fresh process: its reference if it was
+    registered with one, else its name (built-ins register on import)."""
+    return _REFS.get(name, name)

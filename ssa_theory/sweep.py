@@ -2,10 +2,16 @@
 
 Every cell is an ordinary run (``ssa_theory.rundir.execute``): its directory is named by the hash of
 its resolved config, seeds, device and threads, so a finished cell is reused and an interrupted
-sweep resumes where it stopped. A cell whose worker dies is run again (Dask reschedules it; the
-local pool is rebuilt), and a partial directory the dead worker left is removed by the next run
-under the same ``--out``. A failed cell does not stop the others; the sweep's exit code says
-whether every cell finished.
+sweep resumes where it stopped. Two sweeps sharing ``--out`` compute each shared cell once (the run
+lock; the second waits and reuses it). A failed cell does not stop the others; the sweep's exit code
+says whether every cell finished.
+
+The local pool (``LocalPool``) runs ``--workers`` *spawned* processes (a forked child cannot use
+CUDA once the parent has touched it), each fed one cell at a time, so the pool knows which cell
+each worker holds. A worker that dies costs an attempt to the cell it held and no other; it is
+replaced, and the cell is run again up to ``max_attempts`` times. Queued cells are not "in flight".
+On Ctrl-C the queued cells are cancelled, the running ones stopped (their partial directories
+removed) and the manifest says so. Dask reschedules a dead worker's task itself.
 
 The sweep itself is recorded in ``OUT/sweeps/NAME-<hash>/manifest.json`` (experiment, preset, grid,
 seeds, and per cell its overrides, run directory and status); ``collect`` turns it into tidy tables
@@ -21,14 +27,12 @@ from __future__ import annotations
 import itertools
 import time
 import typing
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ssa_theory import registry
 from ssa_theory.config import ConfigError, UsageError, build_config, field_types, parse_value
-from ssa_theory.rundir import read_json, run_hash, write_json
+from ssa_theory.rundir import read_json, remove_stale_partials, run_hash, write_json
 
 MANIFEST = "manifest.json"
 
@@ -77,8 +81,11 @@ def cells_of(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def run_cell(name: str, preset: str, overrides: dict[str, Any], seeds: list[int], device: str, out: str,
-             threads: int) -> str:
-    """Run (or reuse) one cell in this process; return its run directory. Importable by any worker."""
+             threads: int, force: bool = False) -> str:
+    """Run (or reuse) one cell in this process; return its run directory. Importable by any worker.
+
+    ``name`` is a built-in experiment's name or a ``module:attr`` reference (``registry.ref``).
+    """
     import torch
 
     from ssa_theory.rundir import execute
@@ -87,56 +94,138 @@ def run_cell(name: str, preset: str, overrides: dict[str, Any], seeds: list[int]
     experiment = registry.get(name)
     config = build_config(experiment.config, experiment.presets[preset].overrides, overrides)
     path, _ = execute(experiment, config, seeds=seeds, device=torch.device(device), out=Path(out), preset=preset,
-                      quiet=True)
+                      force=force, quiet=True)
     return str(path)
 
 
 # --- executors -------------------------------------------------------------------------------------------
 
 
-Submit = Callable[[dict], Any]
+Event = Callable[[int, str, "str | None"], None]  # (cell index, status, detail)
+
+
+def _worker_main(conn) -> None:
+    """A local worker: run the cells it is sent, one at a time, until it gets None."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+    def stop(signum, frame):  # the parent stops a running cell: unwind, so execute removes its partial
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        try:
+            reply = ("done", run_cell(**task))
+        except Exception as e:  # noqa: BLE001  a failed cell must not stop the worker
+            reply = ("failed", _one_line(e))
+        conn.send(reply)
+
+
+class _Worker:
+    """One spawned worker process and the pipe to it; ``cell`` is the cell it holds, if any."""
+
+    def __init__(self, ctx) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.cell: int | None = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.is_alive():
+            if self.cell is None:
+                try:
+                    self.conn.send(None)
+                except OSError:
+                    pass
+            else:
+                self.proc.terminate()
+            self.proc.join(timeout)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join()
+        self.conn.close()
 
 
 class LocalPool:
-    """``--workers`` processes on this machine; a pool broken by a dead worker is rebuilt and the cells
-    it held are submitted again."""
+    """``workers`` spawned processes on this machine, one cell each at a time.
+
+    A worker that dies (a crash, the OOM killer, ``kill -9``) is replaced; the cell it held is charged
+    one attempt and queued again, failing after ``max_attempts``. Cells on other workers go on.
+    """
 
     def __init__(self, workers: int, max_attempts: int = 3) -> None:
+        if workers < 1:
+            raise ValueError("a pool needs at least one worker")
         self.workers, self.max_attempts = workers, max_attempts
 
-    def run(self, tasks: list[dict], on_event: Callable[[int, str, str | None], None]) -> None:
-        pending = dict(enumerate(tasks))
-        attempts = dict.fromkeys(pending, 0)
-        while pending:
-            for i in pending:
-                attempts[i] += 1
-            with ProcessPoolExecutor(self.workers) as pool:
-                futures = {pool.submit(run_cell, **t): i for i, t in pending.items()}
-                for i in futures.values():
-                    on_event(i, "running", None)
-                broken = False
-                remaining = set(futures)
-                while remaining:
-                    done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        i = futures[f]
-                        try:
-                            path = f.result()
-                        except BrokenProcessPool:
-                            broken = True
-                            continue
-                        except Exception as e:  # noqa: BLE001  a failed cell must not stop the others
-                            on_event(i, "failed", _one_line(e))
-                        else:
-                            on_event(i, "done", path)
-                        pending.pop(i, None)
-                if broken:
-                    for i in list(pending):
+    def run(self, tasks: list[dict], on_event: Event, heartbeat: Callable[[], None] | None = None,
+            every: float = 60.0) -> None:
+        """Run every task (``run_cell``'s keyword arguments); report through ``on_event``; call
+        ``heartbeat`` after each ``every`` seconds without an event."""
+        import multiprocessing as mp
+        from collections import deque
+        from multiprocessing.connection import wait as wait_ready
+
+        ctx = mp.get_context("spawn")
+        queue = deque(range(len(tasks)))
+        attempts = dict.fromkeys(queue, 0)
+        pool: list[_Worker] = []
+        try:
+            while queue or any(w.cell is not None for w in pool):
+                pool = [w for w in pool if w.proc.is_alive() or w.cell is not None]
+                while len(pool) < min(self.workers, len(queue) + sum(w.cell is not None for w in pool)):
+                    pool.append(_Worker(ctx))
+                for w in pool:
+                    if w.cell is None and queue:
+                        i = queue.popleft()
+                        attempts[i] += 1
+                        w.cell = i
+                        w.conn.send(tasks[i])
+                        on_event(i, "running", None)
+                busy = [w for w in pool if w.cell is not None]
+                if not wait_ready([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=every):
+                    if heartbeat is not None:
+                        heartbeat()
+                    continue
+                for w in busy:
+                    i = w.cell
+                    reply = None
+                    try:
+                        if w.conn.poll():
+                            reply = w.conn.recv()
+                    except (EOFError, OSError):
+                        reply = None
+                    if reply is not None:
+                        w.cell = None
+                        on_event(i, *reply)
+                    elif not w.proc.is_alive():  # died holding cell i
+                        w.cell = None
+                        w.stop()
+                        code = w.proc.exitcode
                         if attempts[i] >= self.max_attempts:
-                            on_event(i, "failed", f"a worker process died in each of {attempts[i]} attempts")
-                            pending.pop(i)
+                            on_event(i, "failed", f"its worker process died (exit code {code}) in each of "
+                                                  f"{attempts[i]} attempts")
                         else:
-                            on_event(i, "retrying", "a worker process died")
+                            queue.appendleft(i)
+                            on_event(i, "retrying", f"its worker process died (exit code {code})")
+        except KeyboardInterrupt:
+            for i in queue:
+                on_event(i, "cancelled", "interrupted before it started")
+            queue.clear()
+            for w in pool:
+                if w.cell is not None:
+                    i, _ = w.cell, w.stop()
+                    on_event(i, "cancelled", "interrupted while running")
+                    w.cell = None
+            raise
+        finally:
+            for w in pool:
+                w.stop()
 
 
 class DaskPool:
@@ -146,7 +235,8 @@ class DaskPool:
     def __init__(self, workers: int, address: str | None = None, gpu: bool = False, client=None) -> None:
         self.workers, self.address, self.gpu, self.client = workers, address, gpu, client
 
-    def run(self, tasks: list[dict], on_event: Callable[[int, str, str | None], None]) -> None:
+    def run(self, tasks: list[dict], on_event: Event, heartbeat: Callable[[], None] | None = None) -> None:
+        """Submit every task; report each as it completes (the scheduler owns retries and placement)."""
         from distributed import Client, LocalCluster, as_completed
 
         own = self.client is None
@@ -167,18 +257,34 @@ class DaskPool:
                 # pure=False: a resubmitted sweep must run again (finished cells are skipped by execute)
                 futures[client.submit(run_cell, **t, key=f"cell-{i}-{time.time_ns()}", pure=False,
                                       resources=resources, retries=2)] = i
-                on_event(i, "running", None)
-            for f in as_completed(futures):
-                i = futures[f]
-                try:
-                    on_event(i, "done", f.result())
-                except Exception as e:  # noqa: BLE001
-                    on_event(i, "failed", _one_line(e))
+                on_event(i, "submitted", None)  # the scheduler decides when it runs
+            try:
+                for f in as_completed(futures):
+                    i = futures[f]
+                    try:
+                        on_event(i, "done", f.result())
+                    except Exception as e:  # noqa: BLE001
+                        on_event(i, "failed", _one_line(e))
+            except KeyboardInterrupt:
+                for f, i in futures.items():
+                    if not f.done():
+                        f.cancel()
+                        on_event(i, "cancelled", "interrupted")
+                raise
         finally:
             if own:
                 client.close()
                 if cluster is not None:
                     cluster.close()
+
+
+STATUSES = ("done", "running", "submitted", "pending", "failed", "cancelled")
+
+
+def progress_counts(cells: list[dict]) -> str:
+    """``2 done, 2 running, 3 pending, of 7``: every status that some cell has, in a fixed order."""
+    counts = {s: sum(c["status"] == s for c in cells) for s in STATUSES}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f", of {len(cells)}"
 
 
 def _describe(overrides: dict) -> str:
@@ -193,6 +299,30 @@ def _one_line(e: BaseException) -> str:
 # --- the sweep -------------------------------------------------------------------------------------------
 
 
+def _write_manifest(sdir: Path, manifest: dict) -> None:
+    """Write the manifest, merged with what is on disk, under the sweep's lock.
+
+    Two sweeps of the same grid under one ``--out`` share a sweep directory. A cell that either of
+    them finished stays ``done`` (its run directory exists, so the other reuses it), so neither
+    sweep's view undoes the other's progress; every write is atomic.
+    """
+    import filelock
+
+    with filelock.FileLock(str(sdir / ".manifest.lock")):
+        path = sdir / MANIFEST
+        if path.is_file():
+            try:
+                disk = read_json(path)
+            except ValueError:  # unreadable: a manifest written by an older version mid-kill
+                disk = None
+            if disk is not None and [c["overrides"] for c in disk.get("cells", [])] == \
+                    [c["overrides"] for c in manifest["cells"]]:
+                for mine, theirs in zip(manifest["cells"], disk["cells"]):
+                    if theirs["status"] == "done" and mine["status"] != "done":
+                        mine.update(status="done", run_dir=theirs["run_dir"], error=None)
+        write_json(path, manifest)
+
+
 def sweep_dir(out: Path, name: str, preset: str, grid: dict, seeds: list[int], device: str, threads: int) -> Path:
     key = {"experiment": name, "preset": preset, "grid": grid, "seeds": seeds, "device": device, "threads": threads}
     return Path(out) / "sweeps" / f"{name}-{run_hash(key)}"
@@ -202,30 +332,34 @@ def run_sweep(name: str, preset: str, grid: dict[str, list[Any]], *, seeds: list
               threads: int, pool, log: Callable[[str], None] = print) -> Path:
     """Run every cell of the grid on ``pool``; write and keep updating the manifest; return the sweep dir."""
     experiment = registry.get(name)
+    ref = name if ":" in name else registry.ref(experiment.name)  # what a fresh worker process can find
+    name = experiment.name
     cells = check_cells(experiment, preset, grid)
     sdir = sweep_dir(out, name, preset, grid, seeds, device, threads)
     sdir.mkdir(parents=True, exist_ok=True)
     manifest = {"experiment": name, "version": experiment.version, "preset": preset, "grid": grid, "seeds": seeds,
                 "device": device, "threads": threads, "out": str(Path(out).resolve()),
                 "cells": [{"overrides": c, "status": "pending", "run_dir": None, "error": None} for c in cells]}
-    write_json(sdir / MANIFEST, manifest)
-    tasks = [{"name": name, "preset": preset, "overrides": c, "seeds": seeds, "device": device,
+    _write_manifest(sdir, manifest)
+    tasks = [{"name": ref, "preset": preset, "overrides": c, "seeds": seeds, "device": device,
               "out": str(Path(out).resolve()), "threads": threads} for c in cells]
 
     def on_event(i: int, status: str, info: str | None) -> None:
         cell = manifest["cells"][i]
-        cell["status"] = "running" if status == "retrying" else status
+        cell["status"] = "pending" if status == "retrying" else status
         if status == "done":
             cell["run_dir"], cell["error"] = info, None
-        elif status in ("failed", "retrying"):
+        elif status in ("failed", "retrying", "cancelled"):
             cell["error"] = info
-        write_json(sdir / MANIFEST, manifest)
-        counts = {s: sum(c["status"] == s for c in manifest["cells"]) for s in ("done", "running", "failed")}
-        what = f"cell {i} ({_describe(cell['overrides'])}) {status}" + (f": {info}" if status != "done" and info else "")
-        if status != "running":
-            log(f"[{counts['done']} done, {counts['running']} in flight, {counts['failed']} failed, of {len(cells)}] {what}")
+        _write_manifest(sdir, manifest)
+        if status not in ("running", "submitted"):
+            what = f"cell {i} ({_describe(cell['overrides'])}) {status}" + (f": {info}" if status != "done" and info else "")
+            log(f"[{progress_counts(manifest['cells'])}] {what}")
 
-    pool.run(tasks, on_event)
+    try:
+        pool.run(tasks, on_event)
+    finally:
+        remove_stale_partials(out)  # what workers that died left behind
     return sdir
 
 
@@ -257,13 +391,21 @@ def collect(sdir: Path) -> tuple[Path, Path]:
     sdir = Path(sdir)
     if not (sdir / MANIFEST).is_file():
         raise UsageError(f"{sdir} is not a sweep directory (no {MANIFEST}); pass OUT/sweeps/NAME-HASH")
-    manifest = read_json(sdir / MANIFEST)
-    keys = list(manifest["grid"])
+    try:
+        manifest = read_json(sdir / MANIFEST)
+        keys = list(manifest["grid"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{sdir / MANIFEST} is unreadable ({type(e).__name__}: {e}); rerun the sweep to rewrite "
+                         "it (finished cells are reused)") from None
     rows, summary = [], []
     for i, cell in enumerate(manifest["cells"]):
         if cell["status"] != "done":
             continue
-        metrics = read_json(Path(cell["run_dir"]) / "metrics.json")
+        try:
+            metrics = read_json(Path(cell["run_dir"]) / "metrics.json")
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cell {i}'s run {cell['run_dir']} is missing or unreadable ({type(e).__name__}); "
+                             "rerun the sweep to recompute it") from None
         series = _per_seed_series(metrics, len(manifest["seeds"]))
         for e, seed in enumerate(manifest["seeds"]):
             rows.append({"cell": i, **{k: _cell_value(cell["overrides"][k]) for k in keys}, "seed": seed,

@@ -41,3 +41,17 @@ def quick_run(tmp_path_factory):
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def toy():
+    """The toy experiment (``ssa_theory.testing.toy``) registered as ``toy`` for one test; fresh worker
+    processes find it by its reference. Yields the experiment."""
+    from ssa_theory import registry
+    from ssa_theory.testing import toy as toy_module
+
+    registry.register(toy_module.EXPERIMENT, ref=toy_module.REF)
+    try:
+        yield toy_module.EXPERIMENT
+    finally:
+        registry.unregister(toy_module.EXPERIMENT.name)
