@@ -76,6 +76,21 @@ def _bounded_int(low: int, high: int):
 _n_seeds, _threads, _count = _bounded_int(1, MAX_SEEDS), _bounded_int(1, 256), _bounded_int(1, 10**6)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _jobs(text: str) -> int:
+    """``--jobs``: a count in 1..256, or ``auto`` (one job per usable core)."""
+    if text.strip().lower() == "auto":
+        return usable_cores()
+    return _bounded_int(1, 256)(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -145,6 +160,15 @@ def _parser() -> argparse.ArgumentParser:
     output_options(p)
     p.add_argument("--to", type=Path, default=Path("."), metavar="DIR",
                    help="project root holding experiments/, figures/ and paper_repro.md (default: .)")
+    p.add_argument("--jobs", type=_jobs, default="auto", metavar="N",
+                   help="experiments run at once, each in its own process at --threads threads; 'auto' (default) "
+                   "is one per usable core (here %d)" % usable_cores())
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: --jobs processes here; dask: dask.distributed (--address, or a LocalCluster of --jobs)")
+    p.add_argument("--address", default=None, metavar="SCHEDULER", help="with --executor dask: a running scheduler")
+    p.add_argument("--check", action="store_true",
+                   help="reproduce into OUT/reproduce-check-PRESET/ and compare every table with the committed one "
+                   "(exit 1 if one lies outside the tolerance); the committed results are not touched")
     p = sub.add_parser("sweep", help="a grid of configs, one task per cell, on a process pool or a Dask cluster",
                        description="Run every cell of a grid (the product of the --grid values over the preset's "
                        "config) as an ordinary run: finished cells are reused, an interrupted sweep resumes, a failed "
@@ -239,10 +263,16 @@ def _cmd_config(args: argparse.Namespace) -> None:
         print(f"{key} = {value}    ({typ})")
 
 
-def _run(args: argparse.Namespace) -> Path:
+def _checked_run(args: argparse.Namespace):
+    """Everything ``run`` and ``export`` validate before anything is written."""
     experiment, preset_name, preset, config = _resolve(args)
     device = _compute(args)
     seeds = _member_seeds(args.seed, args.seeds or preset.seeds)
+    return experiment, preset_name, config, device, seeds
+
+
+def _run(args: argparse.Namespace, checked=None) -> Path:
+    experiment, preset_name, config, device, seeds = checked or _checked_run(args)
     prepare_out(args.out)
     if not args.quiet:
         print(f"{experiment.name} v{experiment.version}, preset {preset_name}, seeds {seeds[0]}..{seeds[-1]}, "
@@ -258,28 +288,72 @@ def _run(args: argparse.Namespace) -> Path:
 def _cmd_export(args: argparse.Namespace) -> None:
     from ssa_theory.reproduce import export_run
 
+    checked = _checked_run(args)
     root = Path(args.to)
     prepare_out(root / "experiments")
     prepare_out(root / "figures")
-    path = _run(args)
-    tables, figures = export_run(path, args.name, root)
+    path = _run(args, checked)
+    tables, figures = export_run(path, checked[0].name, root)
     print(f"\nexported to {tables} and {figures}")
 
 
-def _cmd_reproduce(args: argparse.Namespace) -> None:
+def _cmd_reproduce(args: argparse.Namespace) -> int:
     from ssa_theory.report import summary_table
-    from ssa_theory.reproduce import reproduce
+    from ssa_theory.reproduce import ATOL, RTOL, ReproduceFailed, compare_tables, reproduce
 
-    names = registry.names() if args.only is None else list(dict.fromkeys(registry.get(n).name for n in args.only))
+    # references (module:attr) stay as given, so that worker processes can import them
+    names = registry.names() if args.only is None else \
+        list(dict.fromkeys(n if ":" in n else registry.get(n).name for n in args.only))
     preset = "quick" if args.quick else (args.preset or "default")
-    _member_seeds(args.seed, max(p.seeds for p in (registry.get(n).presets.get(preset) for n in names) if p))
+    experiments = [registry.get(n) for n in names]
+    lacking = [e.name for e in experiments if preset not in e.presets]
+    if lacking:
+        common = sorted(set.intersection(*(set(e.presets) for e in experiments)))
+        raise UsageError(f"no preset {preset!r} in {', '.join(lacking)}; presets they all have: {', '.join(common)}")
+    _member_seeds(args.seed, max(e.presets[preset].seeds for e in experiments))
+    if args.address and args.executor != "dask":
+        raise UsageError("--address is for --executor dask")
     device = _compute(args)
-    prepare_out(args.out)
+    pool = _pool(args.executor, args.jobs, args.address, device) if args.executor == "dask" else None
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    root, claims = reproduce(names, preset, device=device, out=args.out, to=args.to, force=args.force,
-                             quiet=args.quiet, seed=args.seed, log=log)
+    if not args.quiet:
+        print(f"reproduce: {len(names)} experiment(s), preset {preset}, device {device}, "
+              f"{'dask' if pool else f'{min(args.jobs, len(names))} job(s)'} at {args.threads} thread(s) each",
+              file=sys.stderr)
+    try:
+        root, claims = reproduce(names, preset, device=device, out=args.out, to=args.to, force=args.force,
+                                 quiet=args.quiet, seed=args.seed, log=log, jobs=args.jobs, pool=pool, check=args.check)
+    except ReproduceFailed as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    if args.check:
+        from ssa_theory.rundir import markdown_table
+
+        table = compare_tables(root, args.to, [registry.get(n).name for n in names])
+        print(f"reproduce --check: fresh results in {root} against the committed ones in {Path(args.to) / 'experiments'}; "
+              f"a number agrees when |fresh - committed| <= {ATOL:g} + {RTOL:g} max(|fresh|, |committed|)\n")
+        print(markdown_table(table), end="")
+        bad = int((~table.within).sum()) if len(table) else 0
+        print(f"\n{len(table) - bad} of {len(table)} tables within the tolerance")
+        return 1 if bad else 0
     print(f"results in {root / 'experiments'}, {root / 'figures'} and {root / 'paper_repro.md'}\n")
     print(summary_table(claims), end="")
+    return 0
+
+
+def _pool(executor: str, workers: int, address: str | None, device):
+    """The pool a sweep or a parallel reproduce runs on; a usage error if Dask is asked for but missing."""
+    from ssa_theory import sweep
+
+    if executor == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--executor dask needs dask.distributed: pip install 'ssa_theory[dask]'") from None
+        return sweep.DaskPool(workers, address, gpu=device.type == "cuda")
+    if address:
+        raise UsageError("--address is for --executor dask")
+    return sweep.LocalPool(workers)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -293,20 +367,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sweep.check_cells(experiment, preset_name, grid)
     seeds = _member_seeds(args.seed, args.seeds or preset.seeds)
     device = _device(args.device)
-    if args.executor == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            raise UsageError("--executor dask needs dask.distributed: pip install 'ssa_theory[dask]'") from None
-        pool = sweep.DaskPool(args.workers, args.address, gpu=device.type == "cuda")
-    else:
-        if args.address:
-            raise UsageError("--address is for --executor dask")
-        pool = sweep.LocalPool(args.workers)
+    pool = _pool(args.executor, args.workers, args.address, device)
     prepare_out(args.out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    sdir = sweep.run_sweep(experiment.name, preset_name, grid, seeds=seeds, device=device.type,
-                           out=args.out, threads=args.threads, pool=pool, log=log)
+    try:
+        sdir = sweep.run_sweep(args.name, preset_name, grid, seeds=seeds, device=device.type,
+                               out=args.out, threads=args.threads, pool=pool, log=log)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted: queued cells cancelled, running ones stopped; rerun the same command to "
+              "resume (finished cells are reused)", file=sys.stderr)
+        return 130
     print(f"sweep directory: {sdir}")
     manifest = read_json(sdir / sweep.MANIFEST)
     failed = [c for c in manifest["cells"] if c["status"] != "done"]

@@ -6,23 +6,54 @@ experiment (reusing finished runs), then renders the generated blocks of ``ROOT/
 (``ssa_theory.report``) and returns every claim with its verdict.
 
 A scratch preset (``--quick``) never touches the committed results: it exports into
-``OUT/reproduce-quick/`` and renders a copy of ``paper_repro.md`` there.
+``OUT/reproduce-quick/`` and renders a copy of ``paper_repro.md`` there. ``check`` never touches
+them either: it exports into ``OUT/reproduce-check-PRESET/`` and compares every table there with the
+committed one (``compare_tables``).
+
+Parallel runs (``jobs > 1``, or a Dask pool). The experiments are independent computations (the
+ablation trains its own models; it reads no other experiment's run), so each is one task of the
+sweep machinery (``ssa_theory.sweep``), run in a fresh process at the same thread count, longest
+first (``Preset.minutes``). Each run's numbers depend only on its hash, not on which process made it
+or what ran before, so the results are byte-identical to ``jobs=1``. Exports and the report are
+written afterwards, in registration order, by this process.
+
+What "reproduce" promises. On the machine that made the committed results (same torch, threads and
+CPU capability, recorded in each ``env.json``), byte for byte. Elsewhere, the same numbers within
+float32 noise: matrix kernels of another CPU capability (AVX2 instead of AVX-512, say) round
+differently, and training carries those differences into the last digits. ``check`` measures that
+against the stated tolerance ``RTOL`` / ``ATOL``.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 
 from ssa_theory import registry, report
 from ssa_theory.claims import Claim
 from ssa_theory.config import UsageError
 from ssa_theory.progress import stage
-from ssa_theory.rundir import execute, prepare_out
+from ssa_theory.rundir import execute, is_complete, prepare_out, run_dir
 from ssa_theory.seeding import member_seeds
+from ssa_theory.train import Diverged
+
+# A fresh table matches the committed one when every number agrees to |a - b| <= ATOL + RTOL max(|a|, |b|):
+# float32 carries about 7 significant digits, and a few thousand optimiser steps amplify a change in the
+# last bit by up to a few orders of magnitude; a real change of result (another seed, a bug) moves digits
+# far above that. Text cells must agree exactly.
+RTOL = 1e-3
+ATOL = 1e-6
+
+
+class ReproduceFailed(RuntimeError):
+    """An experiment failed (or diverged) in a parallel reproduce; the message is one line."""
 
 PAPER_REPRO = "paper_repro.md"
 
@@ -50,39 +81,182 @@ def export_root(preset: str, out: Path, to: Path) -> Path:
     return Path(out) / f"reproduce-{preset}" if scratch else Path(to)
 
 
+def _plan(experiments, preset: str, seed: int) -> list[tuple]:
+    """(experiment, config, seeds) per experiment, in the order given."""
+    out = []
+    for e in experiments:
+        p = e.presets[preset]
+        out.append((e, e.config(**p.overrides), member_seeds(seed, p.seeds)))
+    return out
+
+
+def _worker_ref(name: str) -> str:
+    """How a fresh worker process finds the experiment given as ``name`` (a name or module:attr)."""
+    if ":" in name:
+        return name
+    ref = registry.ref(registry.get(name).name)
+    if ref == name and not registry.get(name).run.__module__.startswith("ssa_theory.experiments."):
+        raise UsageError(f"{name} was registered in this process without a reference, so worker processes cannot "
+                         "find it; register it with ref='module:ATTR', pass --only module:ATTR, or use --jobs 1")
+    return ref
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+def _run_sequential(plan, preset, *, device, out, force, quiet, log) -> list[tuple[Path, bool]]:
+    results = []
+    for i, (e, config, seeds) in enumerate(plan):
+        start = time.perf_counter()
+        with stage(f"[{i + 1}/{len(plan)}] {e.name}"):
+            path, reused = execute(e, config, seeds=seeds, device=device, out=out, preset=preset, force=force,
+                                   quiet=quiet)
+        log(f"[{i + 1}/{len(plan)}] {e.name}: {'reused' if reused else 'ran'} {path} "
+            f"({_clock(time.perf_counter() - start)})")
+        results.append((path, reused))
+    return results
+
+
+def _run_parallel(plan, refs, preset, *, device, out, force, pool, log) -> list[tuple[Path, bool]]:
+    """Every experiment as one task on ``pool`` (``sweep.LocalPool`` or ``sweep.DaskPool``), longest first."""
+    names = [e.name for e, _, _ in plan]
+    reused = [is_complete(run_dir(out, e, c, s, device)) and not force for e, c, s in plan]
+    order = sorted(range(len(plan)), key=lambda i: -plan[i][0].presets[preset].minutes)
+    tasks = [{"name": refs[i], "preset": preset, "overrides": {}, "seeds": plan[i][2],
+              "device": device.type, "out": str(Path(out).resolve()), "threads": torch.get_num_threads(),
+              "force": force} for i in order]
+    started: dict[int, float] = {}
+    results: dict[int, tuple[str, str | None]] = {}
+
+    def in_flight() -> str:
+        now = time.perf_counter()
+        running = [f"{names[order[j]]} {_clock(now - t)}" for j, t in started.items() if j not in results]
+        return ", ".join(running) or "nothing"
+
+    def on_event(j: int, status: str, info: str | None) -> None:
+        name = names[order[j]]
+        if status == "running":
+            started[j] = time.perf_counter()
+            log(f"started {name}; in flight: {in_flight()}")
+        elif status in ("done", "failed", "cancelled"):
+            results[j] = (status, info)
+            took = f" in {_clock(time.perf_counter() - started[j])}" if j in started else ""
+            what = "reused" if status == "done" and reused[order[j]] else status
+            log(f"[{sum(r[0] == 'done' for r in results.values())}/{len(plan)} done] {name} {what}{took}"
+                + (f": {info}" if status != "done" and info else "") + f"; in flight: {in_flight()}")
+        elif status == "retrying":
+            started.pop(j, None)
+            log(f"{name}: {info}; running it again")
+
+    pool.run(tasks, on_event, heartbeat=lambda: log(f"in flight: {in_flight()}"))
+    failed = [f"{names[order[j]]} ({info})" for j, (status, info) in sorted(results.items()) if status != "done"]
+    if failed or len(results) < len(plan):
+        raise ReproduceFailed(f"{len(failed)} of {len(plan)} experiments did not finish: {'; '.join(failed)}; "
+                              "nothing was exported (rerun to retry: finished experiments are reused)")
+    return [(Path(results[order.index(i)][1]), reused[i]) for i in range(len(plan))]
+
+
 def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: Path, to: Path,
-              force: bool = False, quiet: bool = False, seed: int = 0, log=print) -> tuple[Path, list[Claim]]:
-    """Run and export ``names`` with ``preset``; render ``paper_repro.md``; return (root written, claims)."""
+              force: bool = False, quiet: bool = False, seed: int = 0, log=print, jobs: int = 1, pool=None,
+              check: bool = False) -> tuple[Path, list[Claim]]:
+    """Run and export ``names`` with ``preset``; render ``paper_repro.md``; return (root written, claims).
+
+    ``jobs`` > 1 (or a ``pool``) runs the experiments in parallel worker processes; ``check`` exports
+    into a scratch root (``OUT/reproduce-check-PRESET``) for ``compare_tables``.
+    """
     experiments = [registry.get(n) for n in names]
     for e in experiments:
         if preset not in e.presets:
             raise UsageError(f"{e.name} has no preset {preset!r}; presets: {', '.join(e.presets)}")
-    root = export_root(preset, out, to)
+    plan = _plan(experiments, preset, seed)
+    parallel = pool is not None or min(jobs, len(plan)) > 1
+    refs = [_worker_ref(n) for n in names] if parallel else None  # checked before anything is written
+    root = Path(out) / f"reproduce-check-{preset}" if check else export_root(preset, out, to)
+    prepare_out(out)
     prepare_out(root / "experiments")
     prepare_out(root / "figures")
-    for i, e in enumerate(experiments):
-        p = e.presets[preset]
-        config = e.config(**p.overrides)
-        with stage(f"[{i + 1}/{len(experiments)}] {e.name}"):
-            path, reused = execute(e, config, seeds=member_seeds(seed, p.seeds), device=device, out=out,
-                                   preset=preset, force=force, quiet=quiet)
+    if parallel:
+        if pool is None:
+            from ssa_theory.sweep import LocalPool
+
+            pool = LocalPool(min(jobs, len(plan)), max_attempts=2)
+        runs = _run_parallel(plan, refs, preset, device=device, out=out, force=force, pool=pool, log=log)
+    else:
+        runs = _run_sequential(plan, preset, device=device, out=out, force=force, quiet=quiet, log=log)
+    for (e, _, _), (path, reused) in zip(plan, runs):
         if reused:  # figures are drawn from the saved results: redraw them with the current plotting code
             e.plot(path)
         export_run(path, e.name, root)
-        log(f"[{i + 1}/{len(experiments)}] {e.name}: {'reused' if reused else 'ran'} {path}")
-    template = Path(to) / PAPER_REPRO
-    if template.is_file():
-        text = template.read_text()
-        kept: list[str] = []
-        rendered = report.render(text, root, kept)
-        if kept:
-            log(f"{PAPER_REPRO}: kept {len(kept)} generated block(s) whose results are not under {root}: {', '.join(kept)}")
-        target = root / PAPER_REPRO
-        if not target.is_file() or target.read_text() != rendered:
-            target.write_text(rendered)
-        stale = [] if root != Path(to) else report.stale_numbers(rendered, root)
-        if stale:
-            log(f"warning: {target} quotes numbers that no committed result contains: {', '.join(stale)}")
-    else:
-        log(f"no {PAPER_REPRO} under {to}: tables and figures written, the report skipped")
+    _render_report(root, Path(to), scratch=check or root != Path(to), log=log)
     return root, report.all_claims(root)
+
+
+def _render_report(root: Path, to: Path, *, scratch: bool, log) -> None:
+    template = to / PAPER_REPRO
+    if not template.is_file():
+        log(f"no {PAPER_REPRO} under {to}: tables and figures written, the report skipped")
+        return
+    kept: list[str] = []
+    rendered = report.render(template.read_text(), root, kept)
+    if kept:
+        log(f"{PAPER_REPRO}: kept {len(kept)} generated block(s) whose results are not under {root}: {', '.join(kept)}")
+    target = root / PAPER_REPRO
+    if not target.is_file() or target.read_text() != rendered:
+        target.write_text(rendered)
+    stale = [] if scratch else report.stale_numbers(rendered, root)
+    if stale:
+        log(f"warning: {target} quotes numbers that no committed result contains: {', '.join(stale)}")
+
+
+# --- check: a fresh reproduce against the committed results ----------------------------------------------
+
+
+def _deviation(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
+    """(largest |a - b|, largest |a - b| / max(|a|, |b|), cells outside the tolerance) of two numeric columns."""
+    x, y = a.to_numpy(float), b.to_numpy(float)
+    both_nan = np.isnan(x) & np.isnan(y)
+    diff = np.where(both_nan, 0.0, np.abs(x - y))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
+    scale = np.maximum(np.abs(x), np.abs(y))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / scale)
+    bad = int((diff > ATOL + RTOL * np.where(np.isfinite(scale), scale, 0.0)).sum())
+    return float(diff.max(initial=0.0)), float(np.nanmax(rel, initial=0.0)), bad
+
+
+def compare_tables(fresh: Path, committed: Path, names: Sequence[str]) -> pd.DataFrame:
+    """Every ``experiments/NAME/*.csv`` of ``fresh`` against ``committed``: one row per table with its
+    largest absolute and relative deviation, the column where it is, and whether every cell lies
+    within ``ATOL + RTOL max(|a|, |b|)`` (text cells and shapes must match exactly)."""
+    rows = []
+    for name in names:
+        for path in sorted((Path(fresh) / "experiments" / name).glob("*.csv")):
+            table = f"{name}/{path.name}"
+            other = Path(committed) / "experiments" / name / path.name
+            row = {"table": table, "cells": 0, "max_abs_dev": math.nan, "max_rel_dev": math.nan, "column": "",
+                   "within": False, "note": ""}
+            if not other.is_file():
+                rows.append({**row, "note": "not committed"})
+                continue
+            a, b = pd.read_csv(path), pd.read_csv(other)
+            row["cells"] = int(a.size)
+            if list(a.columns) != list(b.columns) or a.shape != b.shape:
+                rows.append({**row, "note": f"shape {a.shape} vs committed {b.shape}, or other columns"})
+                continue
+            worst, worst_rel, bad, column, text_diff = 0.0, 0.0, 0, "", []
+            for c in a.columns:
+                if pd.api.types.is_numeric_dtype(a[c]) and pd.api.types.is_numeric_dtype(b[c]):
+                    d, r, n_bad = _deviation(a[c], b[c])
+                    bad += n_bad
+                    if d > worst or (not column and d == worst):
+                        worst, column = d, c
+                    worst_rel = max(worst_rel, r)
+                elif not a[c].astype(str).equals(b[c].astype(str)):
+                    text_diff.append(c)
+            rows.append({**row, "max_abs_dev": worst, "max_rel_dev": worst_rel, "column": column,
+                         "within": bad == 0 and not text_diff,
+                         "note": f"{bad} cells outside" if bad else (f"text differs in {', '.join(text_diff)}"
+                                                                     if text_diff else "")})
+    return pd.DataFrame(rows)
