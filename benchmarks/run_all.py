@@ -1,7 +1,9 @@
 """Measure every speed and memory target of ssa_theory on this machine; write benchmarks/RESULTS.md.
 
-    python benchmarks/run_all.py                  # everything (about 15 minutes on 2 CPU cores)
+    python benchmarks/run_all.py                  # everything (about 35 minutes on 2 CPU cores)
     python benchmarks/run_all.py --skip-default   # without the default `reproduce` from scratch
+    python benchmarks/run_all.py --runs DIR       # keep the from-scratch --jobs 2 runs in DIR (a fresh folder),
+                                                  # so that `reproduce --out DIR` then exports them
 
 Each measurement is a ratio taken side by side in one process, or a wall time / peak memory of a
 command run in a fresh process, and is printed beside its target with the command that gives it.
@@ -30,14 +32,26 @@ def sh(args: list[str], **kw) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True, cwd=ROOT, **kw).stdout
 
 
-def timed(args: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak resident MiB) of one command in a fresh process."""
+def timed(args: list[str], env: dict | None = None, log: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, peak resident MiB of the largest process) of one command in a fresh process; its
+    stderr goes to ``log`` when given."""
     probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "err = open(sys.argv[1], 'w') if sys.argv[1] else None; "
+             "subprocess.run(sys.argv[2:], check=True, stdout=subprocess.DEVNULL, stderr=err); "
              "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = sh([sys.executable, "-c", probe, *args], env={**os.environ, **(env or {})})
+    out = sh([sys.executable, "-c", probe, str(log or ""), *args], env={**os.environ, **(env or {})})
     wall, kib = out.split()
     return float(wall), float(kib) / 1024
+
+
+def per_experiment(log: Path) -> dict[str, str]:
+    """Each experiment's wall time from a one-job reproduce's log lines ``[i/N] NAME: ran PATH (m:ss)``."""
+    times = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("[") and ": ran " in line and line.endswith(")"):
+            name = line.split("] ", 1)[1].split(":", 1)[0]
+            times[name] = line.rsplit("(", 1)[1].rstrip(")")
+    return times
 
 
 def table_after(text: str) -> str:
@@ -74,6 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="a fresh folder for the --jobs 2 runs from scratch (kept; default: a temporary one)")
     args = parser.parse_args()
     parts = ["# Benchmarks\n\n", "Written by `python benchmarks/run_all.py`; every number below comes from that run.\n\n",
              machine()]
@@ -110,22 +126,39 @@ def main() -> None:
                  "| threads per process | one process, s | two processes at once, s |\n|---|---|---|\n"
                  + "".join(f"| {t} | {alone[t]:.1f} | {together[t]:.1f} |\n" for t in (1, 2)))
 
-    # 4. reproduce: wall time and peak memory from scratch
+    # 4. reproduce: wall time and peak memory from scratch, one job and two
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts.append("\n## `reproduce`: wall time and peak memory, from scratch\n\n"
-                 "| command | target | wall time | peak memory | met |\n|---|---|---|---|---|\n")
+                 f"Every experiment at one PyTorch thread per process on this {cores}-core machine. `--jobs N` runs N "
+                 "experiments at once, each in its own process, longest first; its peak memory is that of the largest "
+                 "single process. Target: `--jobs 2` at most 0.6x the wall time of `--jobs 1`.\n\n"
+                 "| command | wall time | peak memory | ratio to --jobs 1 | target | met |\n|---|---|---|---|---|---|\n")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
         root.mkdir()
         shutil.copy(ROOT / "paper_repro.md", root / "paper_repro.md")
         wall, mib = timed([*CLI, "reproduce", "--quick", "--quiet", "--out", f"{tmp}/runs", "--to", str(root)])
-        parts.append(f"| `python -m ssa_theory reproduce --quick` | < 90 s | {wall:.0f} s | {mib:.0f} MiB | "
+        parts.append(f"| `python -m ssa_theory reproduce --quick` | {wall:.0f} s | {mib:.0f} MiB | | < 90 s | "
                      f"{'yes' if wall < 90 else 'no'} |\n")
+        times: dict[str, str] = {}
         if args.skip_default:
-            parts.append("| `python -m ssa_theory reproduce` | < 15 min | not measured in this run | | |\n")
+            parts.append("| `python -m ssa_theory reproduce --jobs 1` | not measured in this run | | | | |\n")
         else:
-            wall, mib = timed([*CLI, "reproduce", "--quiet", "--out", f"{tmp}/runs", "--to", str(root)])
-            parts.append(f"| `python -m ssa_theory reproduce` | < 15 min | {wall / 60:.1f} min | {mib:.0f} MiB | "
-                         f"{'yes' if wall < 900 else 'no'} |\n")
+            log = Path(tmp) / "jobs1.log"
+            one, mib1 = timed([*CLI, "reproduce", "--jobs", "1", "--out", f"{tmp}/runs1", "--to", str(root)], log=log)
+            times = per_experiment(log)
+            runs2 = str(args.runs) if args.runs else f"{tmp}/runs2"
+            two, mib2 = timed([*CLI, "reproduce", "--jobs", "2", "--quiet", "--out", runs2, "--to", str(root)])
+            parts.append(f"| `python -m ssa_theory reproduce --jobs 1` | {one / 60:.1f} min | {mib1:.0f} MiB | 1 | | |\n")
+            parts.append(f"| `python -m ssa_theory reproduce --jobs 2` | {two / 60:.1f} min | {mib2:.0f} MiB | "
+                         f"{two / one:.2f} | <= 0.6 | {'yes' if two / one <= 0.6 else 'no'} |\n")
+            same = all((Path(f"{tmp}/runs1") / p.relative_to(runs2)).read_bytes() == p.read_bytes()
+                       for p in sorted(Path(runs2).glob("*/*/tables/*.csv")))
+            parts.append(f"\nThe `--jobs 2` tables equal the `--jobs 1` tables byte for byte: {'yes' if same else 'NO'}.\n")
+        if times:
+            parts.append("\nEach experiment's wall time within the `--jobs 1` run (what `Preset.minutes` records, "
+                         "for scheduling only):\n\n| experiment | wall time (m:ss) |\n|---|---|\n"
+                         + "".join(f"| {n} | {t} |\n" for n, t in times.items()))
     # 5. the GPU, where there is one
     import torch
 
