@@ -245,11 +245,13 @@ def compare_tables(fresh: Path, committed: Path, names: Sequence[str]) -> pd.Dat
             if list(a.columns) != list(b.columns) or a.shape != b.shape:
                 rows.append({**row, "note": f"shape {a.shape} vs committed {b.shape}, or other columns"})
                 continue
-            worst, worst_rel, bad, column, text_diff = 0.0, 0.0, 0, "", []
+            worst, worst_rel, bad, column, text_diff, bad_columns = 0.0, 0.0, 0, "", [], []
             for c in a.columns:
                 if pd.api.types.is_numeric_dtype(a[c]) and pd.api.types.is_numeric_dtype(b[c]):
                     d, r, n_bad = _deviation(a[c], b[c])
                     bad += n_bad
+                    if n_bad:
+                        bad_columns.append(c)
                     if d > worst or (not column and d == worst):
                         worst, column = d, c
                     worst_rel = max(worst_rel, r)
@@ -257,6 +259,6 @@ def compare_tables(fresh: Path, committed: Path, names: Sequence[str]) -> pd.Dat
                     text_diff.append(c)
             rows.append({**row, "max_abs_dev": worst, "max_rel_dev": worst_rel, "column": column,
                          "within": bad == 0 and not text_diff,
-                         "note": f"{bad} cells outside" if bad else (f"text differs in {', '.join(text_diff)}"
+                         "note": f"{bad} cells outside (in {', '.join(bad_columns)})" if bad else (f"text differs in {', '.join(text_diff)}"
                                                                      if text_diff else "")})
     return pd.DataFrame(rows)

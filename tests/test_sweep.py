@@ -220,9 +220,13 @@ def test_dask_local_cluster_gives_the_local_executors_metrics(local_sweep, dask_
     assert _metrics(sdir) == _metrics(local_dir)
 
 
-def test_dask_executor_from_the_command_line(tmp_path):
-    assert cli.main(["sweep", TOY, "--seeds", "1", "--grid", "shift=0", "--executor", "dask", "--workers", "1",
+def test_dask_executor_from_the_command_line(dask_client, tmp_path):
+    """--executor dask --address joins a running scheduler (the module's cluster)."""
+    address = dask_client.scheduler.address
+    assert cli.main(["sweep", TOY, "--seeds", "1", "--grid", "shift=0", "--executor", "dask", "--address", address,
                      "--out", str(tmp_path)]) == 0
+    (sdir,) = (tmp_path / "sweeps").iterdir()
+    assert json.loads((sdir / sweep.MANIFEST).read_text())["cells"][0]["status"] == "done"
 
 
 def test_a_worker_killed_mid_task_loses_nothing(local_sweep, dask_client, tmp_path):
@@ -257,3 +261,21 @@ def test_a_worker_killed_mid_task_loses_nothing(local_sweep, dask_client, tmp_pa
     assert not t.is_alive() and "sdir" in result
     assert _metrics(result["sdir"]) == _metrics(local_dir)
     client.wait_for_workers(2, timeout=60)
+
+
+def test_reproduce_on_a_dask_cluster_equals_one_job(dask_client, tmp_path):
+    """reproduce's experiments as tasks on the module's Dask cluster: the same exports as one job here."""
+    import torch
+
+    from ssa_theory import reproduce
+
+    refs = [toy_module.REF, toy_module.OTHER_REF]
+    roots = {}
+    for tag, pool in (("one", None), ("dask", sweep.DaskPool(2, client=dask_client))):
+        to = tmp_path / f"to-{tag}"
+        to.mkdir()
+        roots[tag], _ = reproduce.reproduce(refs, "default", device=torch.device("cpu"), out=tmp_path / f"runs-{tag}",
+                                            to=to, quiet=True, log=lambda m: None, jobs=1, pool=pool)
+    files = {tag: {str(f.relative_to(r)): f.read_bytes() for f in sorted(r.rglob("*")) if f.is_file()
+                   and f.name != "env.json"} for tag, r in roots.items()}
+    assert files["one"] == files["dask"] and "experiments/toy_other/summary.csv" in files["one"]

@@ -416,7 +416,7 @@ EXPERIMENT = Experiment(
     ablation=Ablation("MSE / Bayes risk (p_noisy 0.9, sigma_noisy 10)", "1: the Bayes posterior mean", ablate,
                       overrides={"steps": 1500, "n_eval": 2048}, quick={"steps": 100, "n_eval": 512, "log_every": 50}),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=2.0),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=2.5),
         "quick": Preset({"steps": 200, "sweep_p": (0.5,), "sweep_sigma": (2.0,), "n_eval": 1024, "log_every": 50},
                         seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

@@ -399,7 +399,7 @@ EXPERIMENT = Experiment(
     plot=plot,
     headline="strategies",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=2.5),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=1.0),
         "quick": Preset({"steps": 150, "eval_lengths": (16, 256), "n_eval": 64, "log_every": 50,
                          "strategies": ("vanilla", "log_n", "ssa_q_pos", "ssa", "freq")}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),

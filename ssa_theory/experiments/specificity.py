@@ -431,7 +431,7 @@ EXPERIMENT = Experiment(
     plot=plot,
     headline="strategies",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=0.5),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=1.0),
         "quick": Preset({"steps": 200, "rhos": (0.0, 0.99), "contrasts": (1.0, 8.0), "n_pairs": 4,
                          "strategies": ("vanilla", "global", "ssa_q_tok"), "log_every": 50}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
