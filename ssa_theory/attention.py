@@ -18,10 +18,13 @@ The ``gated`` variant is the nearest competitor of value selectivity and easily 
 an output gate ``out_i <- out_i * 2 sigmoid(x_i W_g)`` (elementwise, neutral at ``W_g = 0``) scales
 what query i *receives*, whereas a value temperature scales what each token j *contributes*.
 
-Competing temperature strategies are named variants too: a variant's ``scale`` multiplies each
-query's logits by a factor of n, the number of keys that query sees (per query under a causal mask;
-the full row length is wrong there), and sometimes of the query itself (``SCALES``; L is the layer's
-``train_length``):
+Every temperature, SSA's terms included, is a strategy declared once in ``ssa_theory.strategies``
+(its side, parameters, formula, needs, range, neutral setting and source); a variant places
+strategies on sides, and this layer applies them through the table, never through a copy of a
+formula. Competing temperature strategies are named variants too: a variant's ``scale`` is one more
+strategy from the table, most of them a factor on each query's logits as a function of n, the number
+of keys that query sees (per query under a causal mask; the full row length is wrong there), and
+sometimes of the query itself (L is the layer's ``train_length``):
 
     global       1 + tanh(g_h)                       one learned inverse temperature per head, in (0, 2)
     global_free  exp(g_h)                            the same, unbounded
@@ -33,6 +36,9 @@ the full row length is wrong there), and sometimes of the query itself (``SCALES
     asentmax     1 + softplus(w.q) (log n)^(2 tanh(w'.q))   ASEntmax's scale, used with softmax
     freq         (keys) 1 + c_h log(1 / f_j)          frequency-based: key j's logits scaled by its
                                                      token's training frequency f_j (given as k_freq)
+    llama4       1 + 0.1 log(1 + floor(p / L))        Llama 4's attention temperature tuning (p 1-based)
+    sink         one extra logit s_h, zero value      a learned per-head attention sink (gpt-oss)
+    qwen_gate    (outputs) sigmoid(x W_g + b_h)       Gated Attention's head-wise output gate (Qwen)
 
 The score geometry is a separate, orthogonal choice (``SCORES``). For ``dot`` the temperature can be
 folded into q, k and v, and the layer runs on ``torch.nn.functional.scaled_dot_product_attention``;
@@ -60,12 +66,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssa_theory import strategies as st
 from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal
 
 SIDES = ("q", "k", "v")
 TERMS = ("pos", "tok")
-SCALES = ("", "global", "global_free", "log_n", "ssmax", "yarn", "qwen", "released", "asentmax", "freq")
-NEEDS_TRAIN_LENGTH = ("yarn", "qwen")
 SCORES = ("dot", "cosine", "softcap", "rownorm")
 
 
@@ -77,7 +82,13 @@ def _unknown(kind: str, name: str, known: Sequence[str]) -> ValueError:
 
 @dataclass(frozen=True)
 class Variant:
-    """Which inverse-temperature terms each side gets. Empty everywhere is vanilla attention."""
+    """Which strategies a layer applies: SSA's terms per side, an output gate, one more strategy.
+
+    Empty everywhere is vanilla attention. ``q``/``k``/``v`` hold SSA's terms for that side (``pos``:
+    ``strategies`` entry ``ssa_pos``; ``tok``: ``ssa_tok`` with weight sharing, ``ssa_tok_own``
+    without); ``gate`` is the ``gate`` strategy; ``scale`` names any other strategy of the table (or
+    a dotted path to one), placed on its own side.
+    """
 
     name: str
     q: frozenset[str] = frozenset()
@@ -85,18 +96,63 @@ class Variant:
     v: frozenset[str] = frozenset()
     share: bool = True  # token term reads the side's own projection (the paper's weight sharing)
     gate: bool = False  # output gate: each query's output times 2 sigmoid(x W_g) (not value selectivity)
-    scale: str = ""  # a temperature strategy of SCALES ("" for none)
+    scale: str = ""  # a strategy of ssa_theory.strategies ("" for none)
 
     def __post_init__(self) -> None:
-        if self.scale not in SCALES:
-            raise _unknown("temperature strategy", self.scale, [s for s in SCALES if s])
         for side in SIDES:
             unknown = set(getattr(self, side)) - set(TERMS)
             if unknown:
                 raise ValueError(f"variant {self.name!r}: unknown {side} terms {sorted(unknown)}; known: {TERMS}")
+        self.placements()  # an unknown or unplaceable strategy fails here, once
 
     def terms(self, side: str) -> frozenset[str]:
         return getattr(self, side)
+
+    def placements(self) -> list[tuple[str, st.Strategy, str]]:
+        """(side, strategy, parameter prefix) of every strategy this variant applies, in the order the
+        layer creates their parameters (SSA's terms per side, the scale, the gate)."""
+        out = []
+        for side in SIDES:
+            terms = self.terms(side)
+            if "tok" in terms:
+                out.append((side, st.resolve("ssa_tok" if self.share else "ssa_tok_own"), f"{side}_"))
+            if "pos" in terms:
+                out.append((side, st.resolve("ssa_pos"), f"{side}_"))
+        if self.scale:
+            strategy = st.resolve(self.scale)
+            if strategy.side is None:
+                raise ValueError(f"strategy {strategy.name!r} has no side of its own; place it with a Variant")
+            out.append((strategy.side, strategy, "scale_"))
+        if self.gate:
+            out.append(("out", st.resolve("gate"), "gate_"))
+        return out
+
+
+    def query_range(self) -> tuple[float, float]:
+        """The range of the query-side inverse temperature from the strategies' declared ranges:
+        1 + the sum of SSA's term ranges, times each factor's range (nonnegative intervals); (1, 1) for
+        a variant with no query-side strategy. Experiments read it instead of copies of a bound."""
+        lo = hi = 1.0
+        for side, strategy, _ in self.placements():
+            if side == "q" and strategy.combine == "add":
+                lo, hi = lo + strategy.range[0], hi + strategy.range[1]
+        for side, strategy, _ in self.placements():
+            if side == "q" and strategy.combine == "mul":
+                a, b = strategy.range
+                products = [u * w for u in (lo, hi) for w in (a, b) if not (math.isinf(w) and u == 0)]
+                lo, hi = min(products), max(products)
+        return lo, hi
+
+
+def check_variant_name(field_name: str, name: str) -> None:
+    """For configs: ``name`` must be a variant (a named one, a strategy's name, or module:attr); a
+    ``ConfigError`` naming the field and the closest names otherwise."""
+    from ssa_theory.config import ConfigError
+
+    try:
+        get_variant(name)
+    except ValueError as e:
+        raise ConfigError(f"{field_name}: {e}") from None
 
 
 def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gate: bool = False,
@@ -105,7 +161,7 @@ def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gat
     return Variant(name, split(q), split(k), split(v), share, gate, scale)
 
 
-# The named variants. Add a strategy here, not as a copy of the layer.
+# The named variants. A new strategy goes into ssa_theory.strategies; a variant here places it.
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
@@ -121,7 +177,7 @@ VARIANTS: dict[str, Variant] = {
         _v("ssa_k", k="pos+tok"),  # ablation: key temperature
         _v("ssa_qkv", q="pos+tok", k="pos+tok", v="pos+tok"),
         _v("gated", gate=True),  # query-side output gating, the nearest competitor of value selectivity
-        # competing temperature strategies (SCALES)
+        # competing temperature strategies (ssa_theory.strategies)
         _v("global", scale="global"),
         _v("global_free", scale="global_free"),
         _v("log_n", scale="log_n"),
@@ -133,15 +189,40 @@ VARIANTS: dict[str, Variant] = {
         _v("freq", scale="freq"),
     ]
 }
+# Strategies added through the table after the committed results were made: variants of their own,
+# kept out of VARIANTS so that the ablation's committed rows keep their meaning (``all_variants``).
+NEW_VARIANTS: dict[str, Variant] = {v.name: v for v in [_v("llama4", scale="llama4"), _v("sink", scale="sink"),
+                                                        _v("qwen_gate", scale="qwen_gate")]}
 
 
 def get_variant(name: str | Variant) -> Variant:
-    """Resolve a variant by name (a ``Variant`` passes through)."""
+    """Resolve a variant by name (a ``Variant`` passes through). A strategy's name or dotted path
+    (``package.module:attr``) is a variant too: that strategy alone."""
     if isinstance(name, Variant):
         return name
-    if name not in VARIANTS:
-        raise _unknown("attention variant", name, list(VARIANTS))
-    return VARIANTS[name]
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if name in NEW_VARIANTS:
+        return NEW_VARIANTS[name]
+    try:
+        strategy = st.resolve(name)
+    except ValueError as e:
+        if ":" in name:
+            raise
+        known = [*VARIANTS, *NEW_VARIANTS]
+        close = difflib.get_close_matches(name, known + [s.name for s in st.table()], n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown attention variant {name!r}{hint} (known: {', '.join(known)}; or any strategy of "
+                         "'ssa-theory list --strategies', or package.module:attr)") from e
+    if strategy.side is None:
+        raise ValueError(f"strategy {strategy.name!r} is one of SSA's terms; name a variant that places it "
+                         "(e.g. ssa_q_pos)")
+    return Variant(name, scale=name)
+
+
+def all_variants() -> list[str]:
+    """Every named variant: the committed ones, then those of strategies added since."""
+    return [*VARIANTS, *NEW_VARIANTS]
 
 
 SDPA_ROW_LIMIT = 65_535  # CUDA's grid limit: the most (batch x head) rows one fused-attention call may take
@@ -176,7 +257,7 @@ class Attention(nn.Module):
         qk_std: initial standard deviation of W_q, W_k and the temperatures' own projections
             (default ``1/sqrt(d_model)``). A small value starts every score and temperature near
             neutral, which matters when inputs are large (e.g. very noisy tokens).
-        train_length: L of the ``yarn`` and ``qwen`` strategies (the longest training context).
+        train_length: L of the ``yarn``, ``qwen`` and ``llama4`` strategies (the longest training context).
     """
 
     def __init__(
@@ -201,8 +282,10 @@ class Attention(nn.Module):
             raise _unknown("score geometry", score, list(SCORES))
         if score != "dot" and not (score_bound and score_bound > 0):
             raise ValueError(f"score {score!r} needs score_bound > 0 (got {score_bound})")
-        if self.variant.scale in NEEDS_TRAIN_LENGTH and not (train_length and train_length >= 2):
-            raise ValueError(f"strategy {self.variant.scale!r} needs train_length >= 2 (got {train_length})")
+        self.placements = self.variant.placements()
+        for _, strategy, _ in self.placements:
+            if "train_length" in strategy.needs:
+                strategy.check_inputs(train_length=train_length)
         self.train_length = train_length
         if d_head is None:
             if d_model % n_heads:
@@ -226,32 +309,37 @@ class Attention(nn.Module):
             if out_proj
             else None
         )
-        # Output gate (variant "gated"): zero init, so 2 sigmoid(0) = 1 starts it neutral.
-        self.w_gate = (
-            nn.Parameter(stacked_full(E, (d_model, H * self.d_value), 0.0)) if self.variant.gate else None
-        )
-        # Temperature parameters, per side: u (E, H, width), alpha (E, H), optional own projection.
+        # Every strategy's parameters, from its declaration in ssa_theory.strategies, in the variant's
+        # placement order (the order their random draws, if any, are made in), named PREFIX + name:
+        # SSA's u (E, H, w), alpha (E, H), own projection (E, D, H w); a scale's scale_*; the gate's gate_w.
         self.temp = nn.ParameterDict()
-        for side in SIDES:
-            terms = self.variant.terms(side)
-            width = self.d_value if side == "v" else d_head
-            if "tok" in terms:
-                self.temp[f"{side}_u"] = nn.Parameter(stacked_full(E, (H, width), 0.0))
-                if not self.variant.share:
-                    self.temp[f"{side}_w"] = nn.Parameter(stacked_normal(generators, (d_model, H * width), qk_std))
-            if "pos" in terms:
-                self.temp[f"{side}_alpha"] = nn.Parameter(stacked_full(E, (H,), alpha_init))
-        # Temperature strategies (SCALES): zero-initialised where that is neutral.
-        scale = self.variant.scale
-        if scale in ("global", "global_free", "freq"):
-            self.temp["scale_g"] = nn.Parameter(stacked_full(E, (H,), 0.0))
-        elif scale == "ssmax":
-            self.temp["scale_s"] = nn.Parameter(stacked_full(E, (H,), 1.0))  # starts as log n
-        elif scale == "released":
-            self.temp["scale_beta"] = nn.Parameter(stacked_full(E, (), 2.0))  # the authors' init: nearly vanilla
-        elif scale == "asentmax":
-            self.temp["scale_w"] = nn.Parameter(stacked_full(E, (H, d_head), 0.0))
-            self.temp["scale_w2"] = nn.Parameter(stacked_full(E, (H, d_head), 0.0))
+        inits = {"normal": None, "alpha_init": alpha_init}
+        for side, strategy, prefix in self.placements:
+            width = self.d_value if side in ("v", "out") else d_head
+            for pname, spec in strategy.params.items():
+                shape = st.param_shape(spec, H=H, w=width, d=d_head, D=d_model)
+                if spec.init == "normal":
+                    value = stacked_normal(generators, shape, qk_std)
+                else:
+                    value = stacked_full(E, shape, inits.get(spec.init, spec.init) if isinstance(spec.init, str)
+                                         else spec.init)
+                self.temp[prefix + pname] = nn.Parameter(value)
+
+    @property
+    def w_gate(self) -> torch.Tensor | None:
+        """The output gate's W_g (E, D, H d_value), or None without a gate."""
+        return self.temp["gate_w"] if "gate_w" in self.temp else None
+
+    def strategy_params(self, prefix: str, strategy: st.Strategy) -> dict[str, torch.Tensor]:
+        """The parameters of one placed strategy, by the names its declaration uses."""
+        return {pname: self.temp[prefix + pname] for pname in strategy.params}
+
+    def _inputs(self, x, proj=None, pos=None, n=None, q=None, k_freq=None) -> st.Inputs:
+        return st.Inputs(x=x, proj=proj, pos=pos, n=n, q=q, k_freq=k_freq, train_length=self.train_length,
+                         heads=self._heads, linear=linear)
+
+    def _placed(self, side: str, combine: str | None = None):
+        return [(s, prefix) for sd, s, prefix in self.placements if sd == side and (combine is None or s.combine == combine)]
 
     # --- pieces -----------------------------------------------------------------------------------
 
@@ -269,89 +357,64 @@ class Attention(nn.Module):
     def temperature(
         self, side: str, x: torch.Tensor, proj: torch.Tensor | None = None, pos: torch.Tensor | None = None
     ) -> torch.Tensor | None:
-        """Inverse temperature tau of ``side`` for inputs x (E,B,L,D): (E,B,H,L), or None if tau = 1.
+        """SSA's inverse temperature tau = 1 + its terms on ``side``, for inputs x (E,B,L,D): (E,B,H,L), or
+        None if the side has none.
 
         ``proj`` is that side's projection (E,B,H,L,w), recomputed when not given; ``pos`` holds the
-        1-based positions (L,), default ``1..L``.
+        1-based positions (L,), default ``1..L``. The terms are the side's ``add`` strategies, summed
+        in declaration order after 1 (position term, then token term).
         """
-        terms = self.variant.terms(side)
+        terms = self._placed(side, "add")
         if not terms:
             return None
-        L = x.shape[-2]
-        tau = 1.0
-        if "pos" in terms:
-            if pos is None:
-                pos = torch.arange(1, L + 1, device=x.device)
-            log_n = torch.log(pos.to(x.dtype))  # (L,)
-            alpha = self.temp[f"{side}_alpha"]  # (E, H)
-            tau = tau + torch.sigmoid(alpha)[:, None, :, None] * log_n  # (E, 1, H, L)
-        if "tok" in terms:
-            if not self.variant.share:
-                h = self._heads(linear(x, self.temp[f"{side}_w"]))
-            else:
-                h = proj if proj is not None else self._side_proj(side, x)
-            u = self.temp[f"{side}_u"]  # (E, H, w)
-            # u . GELU(h), computed in the projection's own (E,B,L,H,w) layout, where h is contiguous
-            # (measured faster than a matmul on the head-major view): -> (E,B,L,H) -> (E,B,H,L)
-            s = (F.gelu(h.transpose(2, 3)) * u[:, None, None]).sum(-1).transpose(2, 3)
-            tau = torch.tanh(s) + tau
+        if proj is None and any(s.name == "ssa_tok" for s, _ in terms):
+            proj = self._side_proj(side, x)
+        tau = st.ssa_temperature([(s, self.strategy_params(prefix, s)) for s, prefix in terms],
+                                 self._inputs(x, proj=proj, pos=pos))
         # A position term alone is (E, 1, H, L): the same for every batch row.
-        return tau.expand(x.shape[0], x.shape[1], self.n_heads, L)
+        return tau.expand(x.shape[0], x.shape[1], self.n_heads, x.shape[-2])
+
+    def side_factor(self, side: str, *, x: torch.Tensor, n: torch.Tensor | None = None, q: torch.Tensor | None = None,
+                    k_freq: torch.Tensor | None = None, pos: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The product of the ``mul`` strategies on ``side`` (q: on query i's logits, broadcastable to
+        (E,B,H,Lq); k: on key j's logits, (E,B,H,Lk)), or None where there are none. ``n`` is the keys each
+        query sees (broadcastable to (E,B,H,Lq)), ``q`` the queries (E,B,H,Lq,d), ``x`` the side's inputs."""
+        return st.product([(s, self.strategy_params(prefix, s)) for s, prefix in self._placed(side, "mul")],
+                          self._inputs(x, pos=pos, n=n, q=q, k_freq=k_freq))
 
     def strategy_scale(self, n: torch.Tensor, q: torch.Tensor | None = None,
                        k_freq: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The strategy's factor (``SCALES``), or None: on query i's logits, broadcastable to (E,B,H,Lq),
-        from ``n`` (the keys each query sees, broadcastable to (E,B,H,Lq)) and, for ``asentmax``, the
-        queries ``q`` (E,B,H,Lq,d); for ``freq``, on key j's logits (E,B,H,Lk) from ``k_freq``, (B,Lk) or,
-        where members see different data, (E,B,Lk)."""
-        scale, E = self.variant.scale, self.n_members
-        if not scale:
+        """The logit factor of the variant's query- or key-side strategies at ``n`` keys (broadcastable to
+        (E,B,H,Lq); ``freq``: on key j's logits (E,B,H,Lk) from ``k_freq``), or None. ``q`` (E,B,H,Lq,d): the
+        queries, for query-dependent scales (``asentmax``)."""
+        side = "k" if self._placed("k", "mul") else "q"
+        if not self._placed(side, "mul"):
             return None
-        if scale == "freq":
-            if k_freq is None:
-                raise ValueError("the 'freq' strategy needs k_freq: each key token's training frequency, (B, Lk)")
-            c = self.temp["scale_g"].view(E, 1, -1, 1)
-            f = k_freq if k_freq.dim() == 3 else k_freq[None]  # (E or 1, B, Lk)
-            return 1.0 + c * torch.log(1.0 / f.to(c.dtype))[:, :, None, :]
-        log_n = torch.log(n)
-        if scale in ("global", "global_free"):
-            g = self.temp["scale_g"].view(E, 1, -1, 1)
-            return (1.0 + torch.tanh(g) if scale == "global" else torch.exp(g)) * torch.ones_like(log_n)
-        if scale == "log_n":
-            return log_n
-        if scale == "ssmax":
-            return self.temp["scale_s"].view(E, 1, -1, 1) * log_n
-        if scale == "yarn":
-            return (1.0 + 0.1 * torch.log(torch.clamp(n / self.train_length, min=1.0))) ** 2
-        if scale == "qwen":
-            return torch.clamp(log_n / math.log(self.train_length), min=1.0)
-        if scale == "released":
-            beta = self.temp["scale_beta"].view(E, 1, 1, 1)
-            return 1.0 + torch.exp(-torch.exp(beta)) * log_n
-        # asentmax: 1 + softplus(w . q) (log n)^(2 tanh(w' . q)), per query
-        w, w2 = (self.temp[k][:, None, :, None, :] for k in ("scale_w", "scale_w2"))
-        return 1.0 + F.softplus((q * w).sum(-1)) * log_n.clamp_min(1e-6) ** (2.0 * torch.tanh((q * w2).sum(-1)))
+        n = torch.as_tensor(n)
+        x = torch.zeros(self.n_members, 1, n.shape[-1] if n.dim() else 1, 1, dtype=n.dtype, device=n.device)
+        return self.side_factor(side, x=x, n=n, q=q, k_freq=k_freq)
 
     def query_inverse_temperature(self, x: torch.Tensor, n: torch.Tensor | float,
                                   pos: torch.Tensor | None = None) -> torch.Tensor:
-        """Everything that multiplies query i's logits (E,B,H,L): SSA's query terms times the strategy's
-        factor at ``n`` keys (``freq`` scales keys, not queries, and is left out); ones for vanilla."""
+        """Everything that multiplies query i's logits (E,B,H,L): SSA's query terms times the query-side
+        strategies' factor at ``n`` keys; ones for vanilla."""
         E, B, L, _ = x.shape
         tau = self.temperature("q", x, pos=pos)
         tau = torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype) if tau is None else tau
-        if self.variant.scale and self.variant.scale != "freq":
+        if self._placed("q", "mul"):
             n = torch.as_tensor(n, dtype=x.dtype, device=x.device).expand(L)
-            tau = tau * self.strategy_scale(n, self._side_proj("q", x))
+            tau = tau * self.side_factor("q", x=x, n=n, q=self._side_proj("q", x), pos=pos)
         return tau
 
     def key_inverse_temperature(self, context: torch.Tensor, k_pos: torch.Tensor | None = None,
                                 k_freq: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Everything that multiplies key j's logits (E,B,H,Lk): SSA's key terms times the ``freq``
-        strategy's factor; None where that is 1 (most variants)."""
+        """Everything that multiplies key j's logits (E,B,H,Lk): SSA's key terms times the key-side
+        strategies' factor (``freq``); None where that is 1 (most variants)."""
         tau = self.temperature("k", context, pos=k_pos)
-        if self.variant.scale == "freq":
-            factor = self.strategy_scale(torch.ones(()), k_freq=k_freq)
-            tau = factor.expand(context.shape[0], context.shape[1], self.n_heads, -1) if tau is None else tau * factor
+        factor = self.side_factor("k", x=context, k_freq=k_freq, pos=k_pos)
+        if factor is not None:
+            factor = factor.expand(context.shape[0], context.shape[1], self.n_heads, -1)
+            tau = factor if tau is None else tau * factor
         return tau
 
     @staticmethod
@@ -401,6 +464,12 @@ class Attention(nn.Module):
         is the plain causal one (default positions, same length, no extra mask), which the fused
         kernel applies itself with ``is_causal=True``, never materialising it."""
         context = x if context is None else context
+        if mask is not None:  # (Lq, Lk), (B, Lq, Lk) [a batch axis, never heads], (B, H or 1, Lq, Lk), (E, B, H, Lq, Lk)
+            if mask.dtype != torch.bool or not 2 <= mask.dim() <= 5:
+                raise ValueError(f"mask must be boolean (True = may attend) of 2 to 5 dimensions, got {mask.dtype} "
+                                 f"{tuple(mask.shape)}")
+            if mask.dim() == 3:
+                mask = mask[:, None]
         q, k, v = (self._side_proj("q", x), self._side_proj("k", context), self._side_proj("v", context))
         taus = (
             self.temperature("q", x, q, q_pos),
@@ -411,13 +480,12 @@ class Attention(nn.Module):
         # A plain causal mask is never materialised on the fused path (an (L, L) tensor at long L);
         # the explicit path builds it when it needs it.
         visible = None if plain_causal else self._visible(q.shape[-2], k.shape[-2], causal, mask, q_pos, k_pos, x.device)
-        if self.variant.scale:  # a temperature strategy multiplies the query's (or, freq, the key's) tau
+        if self._placed("q", "mul") or self._placed("k", "mul"):  # strategies multiply the query's or key's tau
             n = self.n_keys(q.shape[-2], k.shape[-2], visible, plain_causal, x.device).to(q.dtype)
-            factor = self.strategy_scale(n, q, k_freq)
-            side = 1 if self.variant.scale == "freq" else 0
-            base = taus[side]
-            combined = factor if base is None else base * factor
-            taus = tuple(combined if i == side else t for i, t in enumerate(taus))
+            factors = (self.side_factor("q", x=x, n=n, q=q, k_freq=k_freq, pos=q_pos),
+                       self.side_factor("k", x=context, n=n, q=q, k_freq=k_freq, pos=k_pos))
+            taus = tuple(base if f is None else (f if base is None else base * f)
+                         for base, f in zip(taus, (*factors, None)))
         return q, k, v, taus, visible, plain_causal
 
     def logits(
@@ -447,6 +515,18 @@ class Attention(nn.Module):
             logits = logits.masked_fill(~visible, float("-inf"))
         return logits
 
+    def _sink_logit(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The ``sink`` strategy's extra logit per head (E, 1, H, 1, 1), or None."""
+        placed = self._placed("sink")
+        if not placed:
+            return None
+        (strategy, prefix), = placed
+        return st.apply(strategy, self._inputs(x), self.strategy_params(prefix, strategy))
+
+    def _out_factor(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The ``out`` strategies' factor on each query's output, (E,B,H,Lq,w) or (E,B,H,Lq,1), or None."""
+        return st.product([(s, self.strategy_params(prefix, s)) for s, prefix in self._placed("out")], self._inputs(x))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -461,6 +541,11 @@ class Attention(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Attend from x (E,B,Lq,D) over context (E,B,Lk,D; default x).
 
+        ``mask`` (boolean, True = may attend) is ``(Lq, Lk)``, ``(B, Lq, Lk)`` (a batch axis: it is never
+        broadcast onto heads), ``(B, H, Lq, Lk)`` / ``(B, 1, Lq, Lk)`` or ``(E, B, H, Lq, Lk)``; with
+        ``causal`` both apply. ``q_pos``/``k_pos`` are 1-based positions (default ``1..L``). A query
+        that sees no key gets a zero output (and zero probabilities).
+
         Returns the output (E,B,Lq,D) (or (E,B,Lq,H*d_value) without ``out_proj``), and with
         ``return_probs`` also the attention probabilities (E,B,H,Lq,Lk). ``k_freq`` (B,Lk): each key
         token's training frequency, for the ``freq`` strategy only ((E,B,Lk) where members differ).
@@ -468,6 +553,14 @@ class Attention(nn.Module):
         q, k, v, (tq, tk, tv), visible, plain_causal = self._prepare(x, context, q_pos, k_pos, causal, mask, k_freq)
         if tv is not None:
             v = v * tv[..., None]
+        # queries with no visible key at all (broadcastable to (E,B,H,Lq)); None when every query sees one
+        empty = None if visible is None else ~visible.any(-1)
+        if empty is not None and bool(empty.any()):
+            visible = visible | empty[..., None]  # let them see every key (finite, with finite gradients), then zero them
+        else:
+            empty = None
+        probs = None
+        sink = self._sink_logit(x)
         if self.score == "dot" and not return_probs:
             # Fold tau into q and k and call the unmodified fused kernel (it wants 4-D inputs). A plain
             # causal mask goes in as is_causal=True: a boolean mask tensor is slower on the CPU and rules
@@ -476,6 +569,16 @@ class Attention(nn.Module):
             k = k if tk is None else k * tk[..., None]
             E, B, H, Lq, _ = q.shape
             Lk = k.shape[-2]
+            if sink is not None:  # a zero key and a zero value, whose logit is the sink's, through a float mask
+                if plain_causal:
+                    visible = self._visible(Lq, Lk, True, None, None, None, x.device)
+                bias = torch.zeros(E, B, H, Lq, Lk, dtype=q.dtype, device=x.device)
+                if visible is not None:
+                    bias = bias.masked_fill(~visible, float("-inf"))
+                visible = torch.cat([bias, sink.to(q.dtype).expand(E, B, H, Lq, 1)], -1)
+                k = torch.cat([k, k.new_zeros(E, B, H, 1, k.shape[-1])], -2)
+                v = torch.cat([v, v.new_zeros(E, B, H, 1, v.shape[-1])], -2)
+                Lk, plain_causal = Lk + 1, False
             flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
             if visible is not None and not plain_causal:
                 visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
@@ -484,12 +587,22 @@ class Attention(nn.Module):
         else:
             if plain_causal:
                 visible = self._visible(q.shape[-2], k.shape[-2], True, None, None, None, x.device)
-            probs = torch.softmax(self._logits(q, k, tq, tk, visible), dim=-1)
+            logits = self._logits(q, k, tq, tk, visible)
+            if sink is not None:  # the sink's column takes its share of each row; its value is zero
+                logits = torch.cat([logits, sink.to(logits.dtype).expand(*logits.shape[:-1], 1)], -1)
+                probs = torch.softmax(logits, dim=-1)[..., :-1]
+            else:
+                probs = torch.softmax(logits, dim=-1)
             out = probs @ v
+        if empty is not None:  # a query with no visible key gets zero, on every path
+            out = out.masked_fill(empty[..., None], 0.0)
+            if probs is not None:
+                probs = probs.masked_fill(empty[..., None], 0.0)
+        gate = self._out_factor(x)
+        if gate is not None:
+            out = out * gate
         E, B, H, Lq, w = out.shape
         out = out.transpose(2, 3).reshape(E, B, Lq, H * w)
-        if self.w_gate is not None:
-            out = out * 2.0 * torch.sigmoid(linear(x, self.w_gate))
         if self.w_o is not None:
             out = linear(out, self.w_o)
         return (out, probs) if return_probs else out

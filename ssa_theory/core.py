@@ -1,8 +1,8 @@
 """The core's version: one constant for the code every experiment's numbers run through.
 
 ``VERSION`` enters every run hash (``ssa_theory.rundir.run_payload``), beside each experiment's own
-version and its shared tasks' versions. The core is the modules in ``SOURCES``: the attention layer,
-the ensemble axis, the training loop, the data sampler and seeding, and the measures, statistics and
+version and its shared tasks' versions. The core is the modules in ``SOURCES``: the attention layer
+and its strategy table, the ensemble axis, the training loop, the data sampler and seeding, and the measures, statistics and
 closed forms that turn trained models into table cells. Changing any of them can change results,
 so a cached run made by other core code must not be reused.
 
@@ -18,14 +18,15 @@ import ast
 import hashlib
 from pathlib import Path
 
-SOURCES = ("attention.py", "ensemble.py", "measures.py", "sampling.py", "seeding.py", "stats.py", "theory.py",
-           "train.py")
+SOURCES = ("attention.py", "ensemble.py", "measures.py", "sampling.py", "seeding.py", "stats.py", "strategies.py",
+           "theory.py", "train.py")
 
 # version -> fingerprint of SOURCES at that version (append only)
 HISTORY = {
     "1": "17472ccf2e3e9771",
+    "2": "eb8094d3e345475f",  # the strategy table (ssa_theory.strategies) joins the core; the layer applies it
 }
-VERSION = "1"
+VERSION = "2"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

@@ -14,7 +14,6 @@ an experiment by such a reference or by a built-in name, never by a registration
 from __future__ import annotations
 
 import difflib
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -132,20 +131,12 @@ def names() -> list[str]:
 
 
 def _import_ref(ref: str) -> Experiment:
-    module, _, attr = ref.partition(":")
-    if not module or not attr or not all(part.isidentifier() for part in module.split(".") + attr.split(".")):
-        raise UsageError(f"{ref!r} is not an experiment reference; write package.module:ATTR")
+    from ssa_theory.refs import load
+
     try:
-        obj = importlib.import_module(module)
-    except ImportError as e:
-        raise UsageError(f"cannot import {module!r} for experiment {ref!r} ({e}); check the module path") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise UsageError(f"module {module!r} has no attribute {attr!r}; check the name after ':'")
-        obj = getattr(obj, part)
-    if not isinstance(obj, Experiment):
-        raise UsageError(f"{ref!r} is a {type(obj).__name__}, not an ssa_theory.registry.Experiment")
-    return obj
+        return load(ref, Experiment, "experiment")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def get(name: str) -> Experiment:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssa_theory.attention import SCORES, VARIANTS, Attention, Variant, get_variant
+from ssa_theory.attention import SCORES, VARIANTS, Attention, Variant, all_variants, get_variant
 from ssa_theory.seeding import torch_generators
 
 E, B, L, D, H = 2, 3, 7, 12, 3
@@ -101,7 +101,7 @@ def test_causal_output_ignores_the_future():
     assert not torch.allclose(out_x[:, :, -1], out_y[:, :, -1])
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", sorted(all_variants()))
 @pytest.mark.parametrize("causal", [False, True])
 def test_fused_path_matches_explicit(name, causal):
     layer = make(name, train_length=3)
@@ -471,3 +471,56 @@ def test_denoising_evaluation_stays_within_the_row_limit_at_8_seeds(monkeypatch)
         errors = dn.model_errors(net, batch)
     assert errors.shape == (72, 1024)
     assert rows and max(rows) <= SDPA_ROW_LIMIT and sum(rows) == 72 * 1024 * net.attn.n_heads
+
+
+# --- strategies added through the table: llama4, sink, qwen_gate -------------------------------------------
+
+
+def test_llama4_factor_against_its_formula():
+    """1 + 0.1 log(1 + floor((p + 1) / L0)) with p the 0-based position: 1 until p + 1 reaches L0."""
+    layer = make("llama4", train_length=3)
+    x = inputs(length=10)
+    tau = layer.query_inverse_temperature(x, 10)[0, 0, 0]  # (L,)
+    p = torch.arange(10, dtype=torch.float64)
+    torch.testing.assert_close(tau, 1 + 0.1 * torch.log(1 + torch.floor((p + 1) / 3)))
+    assert tau[1] == 1 and tau[2] > 1
+
+
+def test_the_sink_takes_its_share_of_every_row():
+    """A sink logit s gives each row's keys exp(z) / (sum exp(z) + exp(s)): the probabilities sum to
+    1 - p_sink, and at s = -inf the layer is vanilla attention."""
+    layer = make("sink")
+    with torch.no_grad():
+        layer.temp["scale_s"].fill_(0.5)
+    x = inputs()
+    _, probs = layer(x, causal=True, return_probs=True)
+    logits = layer.logits(x, causal=True)
+    expected = 1 - math.exp(0.5) / (torch.exp(logits).sum(-1) + math.exp(0.5))
+    torch.testing.assert_close(probs.sum(-1), expected)
+
+
+def test_a_query_with_no_visible_key_gets_zero_on_both_paths():
+    layer = make("ssa")
+    x = inputs()
+    mask = torch.ones(B, L, L, dtype=torch.bool)  # (B, Lq, Lk): a batch axis
+    mask[1, 2] = False  # batch row 1, query 2 sees nothing
+    fused = layer(x, mask=mask)
+    explicit, probs = layer(x, mask=mask, return_probs=True)
+    for out in (fused, explicit):
+        assert torch.isfinite(out).all() and (out[:, 1, 2] == 0).all() and (out[:, 0, 2] != 0).any()
+    assert (probs[:, 1, :, 2] == 0).all() and torch.isfinite(probs).all()
+    torch.testing.assert_close(fused, explicit)
+    explicit.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)
+
+
+def test_a_batch_mask_is_never_broadcast_onto_heads():
+    """(B, Lq, Lk) with B == H: masking batch row 0's last key changes row 0 on every head, not head 0 of
+    every row (the bug of the landed layer)."""
+    layer = Attention("vanilla", D, generators=torch_generators([0], "init"), n_heads=B).double()
+    x = inputs()[:1]
+    keep = torch.ones(B, L, L, dtype=torch.bool)
+    keep[0, :, -1] = False
+    _, probs = layer(x, mask=keep, return_probs=True)
+    assert (probs[0, 0, :, :, -1] == 0).all()  # every head of row 0
+    assert (probs[0, 1:, :, :, -1] > 0).all()  # no head of the other rows

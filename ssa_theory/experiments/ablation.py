@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ssa_theory.attention import VARIANTS
+from ssa_theory.attention import VARIANTS, check_variant_name, get_variant
 from ssa_theory.claims import paired
 from ssa_theory.config import choice, require
 from ssa_theory.registry import Experiment, Preset
@@ -58,13 +58,13 @@ class AblationConfig:
             choice("tasks", t, TASKS)
         require(len(self.variants) >= 1, "variants must name at least one variant")
         for v in self.variants:
-            choice("variants", v, list(VARIANTS))
+            check_variant_name("variants", v)
         choice("scale", self.scale, SCALES)
 
 
 def describe(name: str) -> str:
     """What a variant changes, in the paper's vocabulary: sides and terms, projection, gate, strategy."""
-    v = VARIANTS[name]
+    v = get_variant(name)
     parts = [f"{side}: {'+'.join(sorted(v.terms(side)))}" for side in ("q", "k", "v") if v.terms(side)]
     if parts and not v.share:
         parts.append("own projection")

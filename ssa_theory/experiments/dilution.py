@@ -45,9 +45,9 @@ import torch
 from torch import nn
 
 from ssa_theory import theory
-from ssa_theory.attention import Attention
+from ssa_theory.attention import Attention, check_variant_name
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import choice, require
+from ssa_theory.config import require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.sampling import MemberStream
@@ -87,7 +87,7 @@ class DilutionConfig:
         require(self.flag_noise >= 0, f"flag_noise must be >= 0 (got {self.flag_noise})")
         require(len(self.strategies) >= 1, "strategies must name at least one strategy")
         for s in self.strategies:
-            choice("strategies", s, STRATEGIES)
+            check_variant_name("strategies", s)  # a built-in, a plug-in strategy, or module:attr
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
         for name in ("steps", "batch_size", "n_eval", "log_every"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")

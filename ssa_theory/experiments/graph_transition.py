@@ -65,7 +65,7 @@ MODELS = ("vanilla", "ssa", "global")
 # global: one learned inverse temperature 1 + tanh(g) for every token, the same range (0, 2) as SSA's
 # token term, and the same price: what a per-token temperature buys over a single scale
 VARIANT = {"vanilla": "vanilla", "ssa": "ssa_q_tok", "global": "global"}
-TAU_MAX = 2.0  # 1 + tanh(.) < 2
+TAU_MAX = get_variant(VARIANT["ssa"]).query_range()[1]  # 1 + tanh(.) < 2, from the strategy table
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,7 @@ class EmbeddedGraphModel(nn.Module):
         temperatures (SSA's u, an own projection, ASEntmax's w, a gate's W_g); the scalars per head
         (SSA's alpha, a global g, SSMax's s) are free, as alpha always was here."""
         total = self.attn.w_q.pow(2).sum((1, 2)) + self.attn.w_k.pow(2).sum((1, 2))
-        extra = [*self.attn.temp.values(), *([self.attn.w_gate] if self.attn.w_gate is not None else [])]
-        for p in extra:
+        for p in self.attn.temp.values():  # every strategy's parameters, the gate's W_g last
             if p.dim() >= 3:  # (E, H, w) or (E, D, H w)
                 total = total + p.pow(2).sum(tuple(range(1, p.dim())))
         return total

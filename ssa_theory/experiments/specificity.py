@@ -50,9 +50,9 @@ import torch
 from torch import nn
 
 from ssa_theory import ensemble, theory
-from ssa_theory.attention import VARIANTS, Attention
+from ssa_theory.attention import VARIANTS, Attention, check_variant_name, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import choice, require
+from ssa_theory.config import require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, with_ci
 from ssa_theory.seeding import numpy_rng, torch_generator
@@ -60,7 +60,8 @@ from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
 
 STRATEGIES = ("vanilla", "global", "ssa_q_tok", "ssa_q_pos", "ssa", "global_free")
-TAU_MAX = 2.0  # the matched range: 1 + tanh(.) < 2 for global and the token term
+# the matched range: global's and the token term's query temperature, from the strategy table: (0, 2)
+TAU_MAX = VARIANTS["global"].query_range()[1]  # equal to ssa_q_tok's (tested)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class SpecificityConfig:
                 f"rhos must lie in [0, 1) (got {self.rhos}); at rho = 1 the two queries are the same token")
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
         for s in self.strategies:
-            choice("strategies", s, list(VARIANTS))
+            check_variant_name("strategies", s)
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
         for name in ("steps", "log_every"):
@@ -108,7 +109,7 @@ class SpecificityConfig:
 
 def tau_range(strategy: str, n_keys: int) -> str:
     """How the strategy's query inverse temperature is bounded in this task (the query sees n_keys keys)."""
-    v = VARIANTS[strategy]
+    v = get_variant(strategy)
     log_k = math.log(n_keys)
     q = v.terms("q")
     if v.scale == "global":

@@ -1,0 +1,406 @@
+"""Temperature strategies: one declared table, the only place each strategy's formula lives.
+
+A *strategy* is one way of changing attention's temperature, declared once as a ``Strategy``:
+
+    side      what it scales: ``q`` (query i's logits), ``k`` (key j's logits), ``v`` (value j),
+              ``out`` (query i's output, before the output projection), ``sink`` (an extra logit
+              per head whose value is zero)
+    combine   ``add``: a term of SSA's temperature ``tau = 1 + sum of terms`` on that side;
+              ``mul``: a factor that multiplies the side's temperature
+    params    its parameters, their shapes, initial and neutral values (``Param``)
+    formula   its value from ``Inputs`` (n, the keys each query sees; positions; the side's inputs
+              and projections; the train length; the key frequencies) and its parameters
+    needs     what it needs from the caller (``train_length``, ``k_freq``), checked once
+    range     the range of its factor (or of ``1 + term``), which experiments read instead of their
+              own copies of a bound
+    neutral   ``params``: every parameter at its neutral value makes it the identity;
+              ``train_length``: parameter-free and exactly 1 within the training length; ``None``:
+              no setting equals vanilla attention (``log_n``, ``ssmax``, ``asentmax``)
+    source    where it comes from
+
+The attention layers (``ssa_theory.attention.Attention``, the experiments' ensemble layer, and
+``ssa_theory.nn.SelectiveAttention``, its public face) apply every strategy through ``apply``: one
+formula each, never a second copy. A *variant* (``attention.VARIANTS``) is a list of strategies
+placed on sides; SSA's own terms (``ssa_pos``, ``ssa_tok``, ``ssa_tok_own``) are strategies too.
+
+Strategies from outside the package come in three ways (``register_strategy``, a dotted path
+``package.module:attr`` wherever a strategy or variant name is accepted, and the entry-point group
+``ssa_theory.strategies``); ``resolve`` finds any of them, and ``ssa_theory.testing.check_strategy``
+checks that one behaves.
+
+Shapes: E ensemble members, B batch, H heads, L positions of the side's tokens, w the side's head
+width, D the model width. A formula returns a tensor broadcastable to (E, B, H, L) (``out``:
+(E, B, H, Lq, 1) per head or (E, B, H, Lq, w) per channel).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+SIDES = ("q", "k", "v", "out", "sink")
+NEEDS = ("train_length", "k_freq")
+ENTRY_POINT_GROUP = "ssa_theory.strategies"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a strategy: ``shape`` in symbols (``H`` heads, ``w`` the side's head width,
+    ``d`` the query head width, ``D`` the model width, ``Hw`` = H * w), an initial value (``init``; the
+    string ``"normal"`` draws N(0, qk_std^2) from each member's generator) and the value at which the
+    strategy is the identity (``neutral``)."""
+
+    shape: tuple[str, ...]
+    init: float | str
+    neutral: float
+    decayed: bool = False  # a vector or matrix (priced by weight decay where a task prices them), not a per-head scalar
+
+
+@dataclass
+class Inputs:
+    """What a formula may read. Tensors are on the layer's device and dtype; None where not given."""
+
+    x: torch.Tensor  # the side's inputs (E, B, L, D)
+    proj: torch.Tensor | None  # the side's projection split into heads (E, B, H, L, w)
+    pos: torch.Tensor | None  # 1-based positions of the side's tokens, broadcastable to (L,)
+    n: torch.Tensor | None  # keys each query sees, broadcastable to (E, B, H, Lq) (q side)
+    q: torch.Tensor | None  # the queries (E, B, H, Lq, d), for query-dependent scales
+    k_freq: torch.Tensor | None  # each key token's training frequency, (B, Lk) or (E, B, Lk)
+    train_length: int | None
+    heads: Callable[[torch.Tensor], torch.Tensor]  # (E, B, L, H*w) -> (E, B, H, L, w)
+    linear: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-member x @ W
+
+    def log_pos(self) -> torch.Tensor:
+        """log of the 1-based positions (L,), default 1..L."""
+        pos = self.pos if self.pos is not None else torch.arange(1, self.x.shape[-2] + 1, device=self.x.device)
+        return torch.log(pos.to(self.x.dtype))
+
+
+Formula = Callable[[Inputs, Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One temperature strategy (see the module docstring for every field)."""
+
+    name: str
+    side: str | None  # None: SSA's terms, placed on q, k or v by the variant
+    combine: str
+    formula: Formula
+    params: Mapping[str, Param] = field(default_factory=dict)
+    needs: frozenset[str] = frozenset()
+    range: tuple[float, float] = (-math.inf, math.inf)
+    neutral: str | None = "params"
+    source: str = ""
+    about: str = ""
+    origin: str = "built-in"  # built-in, register_strategy, a dotted path, or an entry point
+
+    def __post_init__(self) -> None:
+        if self.side is not None and self.side not in SIDES:
+            raise ValueError(f"strategy {self.name!r}: side must be one of {SIDES} or None (got {self.side!r})")
+        if self.combine not in ("add", "mul"):
+            raise ValueError(f"strategy {self.name!r}: combine must be 'add' or 'mul' (got {self.combine!r})")
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"strategy {self.name!r}: unknown needs {sorted(unknown)}; known: {NEEDS}")
+        if self.neutral not in ("params", "train_length", None):
+            raise ValueError(f"strategy {self.name!r}: neutral must be 'params', 'train_length' or None")
+        if self.neutral == "params" and not self.params:
+            raise ValueError(f"strategy {self.name!r} has no parameters to set neutral; use neutral='train_length' or None")
+        if not (self.range[0] <= self.range[1]):
+            raise ValueError(f"strategy {self.name!r}: range {self.range} is empty")
+
+    def check_inputs(self, *, train_length: int | None = None, k_freq=None, where: str = "") -> None:
+        """Raise a ``ValueError`` naming what the caller must give this strategy, once."""
+        if "train_length" in self.needs and not (train_length and train_length >= 2):
+            raise ValueError(f"strategy {self.name!r} needs train_length >= 2 (got {train_length}){where}")
+        if "k_freq" in self.needs and k_freq is None:
+            raise ValueError(f"the {self.name!r} strategy needs k_freq: each key token's training frequency, (B, Lk)")
+
+
+# --- the built-in formulas ---------------------------------------------------------------------------------
+
+
+def _ssa_pos(i: Inputs, p):
+    # SSA's position term sigmoid(alpha_h) log n: (E, 1, H, L), the same for every batch row
+    return torch.sigmoid(p["alpha"])[:, None, :, None] * i.log_pos()
+
+
+def _token_term(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """tanh(u . GELU(h)) (E, B, H, L) from h (E, B, H, L, w) and u (E, H, w), computed in the projection's
+    own (E, B, L, H, w) layout, where h is contiguous (measured faster than a matmul on the head-major view)."""
+    s = (F.gelu(h.transpose(2, 3)) * u[:, None, None]).sum(-1).transpose(2, 3)
+    return torch.tanh(s)
+
+
+def _ssa_tok(i: Inputs, p):
+    return _token_term(i.proj, p["u"])
+
+
+def _ssa_tok_own(i: Inputs, p):
+    return _token_term(i.heads(i.linear(i.x, p["w"])), p["u"])
+
+
+def _per_head(t: torch.Tensor) -> torch.Tensor:
+    return t.view(t.shape[0], 1, -1, 1)  # (E, H) -> (E, 1, H, 1)
+
+
+def _global(i: Inputs, p):
+    return (1.0 + torch.tanh(_per_head(p["g"]))) * torch.ones_like(torch.log(i.n))
+
+
+def _global_free(i: Inputs, p):
+    return torch.exp(_per_head(p["g"])) * torch.ones_like(torch.log(i.n))
+
+
+def _log_n(i: Inputs, p):
+    return torch.log(i.n)
+
+
+def _ssmax(i: Inputs, p):
+    return _per_head(p["s"]) * torch.log(i.n)
+
+
+def _yarn(i: Inputs, p):
+    return (1.0 + 0.1 * torch.log(torch.clamp(i.n / i.train_length, min=1.0))) ** 2
+
+
+def _qwen(i: Inputs, p):
+    return torch.clamp(torch.log(i.n) / math.log(i.train_length), min=1.0)
+
+
+def _released(i: Inputs, p):
+    beta = p["beta"].view(-1, 1, 1, 1)
+    return 1.0 + torch.exp(-torch.exp(beta)) * torch.log(i.n)
+
+
+def _asentmax(i: Inputs, p):
+    w, w2 = (p[k][:, None, :, None, :] for k in ("w", "w2"))
+    log_n = torch.log(i.n)
+    return 1.0 + F.softplus((i.q * w).sum(-1)) * log_n.clamp_min(1e-6) ** (2.0 * torch.tanh((i.q * w2).sum(-1)))
+
+
+def _freq(i: Inputs, p):
+    c = _per_head(p["g"])
+    f = i.k_freq if i.k_freq.dim() == 3 else i.k_freq[None]  # (E or 1, B, Lk)
+    return 1.0 + c * torch.log(1.0 / f.to(c.dtype))[:, :, None, :]
+
+
+LLAMA4_BETA = 0.1  # Llama 4's attn_scale
+
+
+def _llama4(i: Inputs, p):
+    # 1 + beta log(1 + floor((p + 1) / L0)) with p the 0-based query position, so p + 1 is ours (1-based);
+    # L0 is the training length (Llama 4's floor_scale, 8192 there)
+    pos = i.pos if i.pos is not None else torch.arange(1, i.x.shape[-2] + 1, device=i.x.device)
+    return 1.0 + LLAMA4_BETA * torch.log1p(torch.floor(pos.to(i.x.dtype) / i.train_length))
+
+
+def _gate(i: Inputs, p):
+    # our output gate 2 sigmoid(x W_g), elementwise (E, B, H, Lq, w): neutral at W_g = 0
+    return 2.0 * torch.sigmoid(i.heads(i.linear(i.x, p["w"])))
+
+
+def _qwen_gate(i: Inputs, p):
+    # Gated Attention's head-wise gate sigmoid(x W_g + b), one scalar per head and query: (E, B, H, Lq, 1)
+    z = i.linear(i.x, p["w"]) + p["b"][:, None, None, :]  # (E, B, Lq, H)
+    return torch.sigmoid(z).transpose(2, 3)[..., None]
+
+
+def _sink(i: Inputs, p):
+    return p["s"].view(p["s"].shape[0], 1, -1, 1, 1)  # the sink's logit per head (E, 1, H, 1, 1)
+
+
+_H = ("H",)
+
+BUILTINS: tuple[Strategy, ...] = (
+    # SSA's own terms (Zhang et al., NeurIPS 2024, section 3): tau = 1 + sigmoid(alpha) log n + tanh(u . GELU(h))
+    Strategy("ssa_pos", None, "add", _ssa_pos, {"alpha": Param(_H, "alpha_init", -math.inf)},
+             range=(0.0, math.inf), source="Zhang et al., Selective Attention, NeurIPS 2024 (position term)",
+             about="sigmoid(alpha_h) log n: a per-head position temperature"),
+    Strategy("ssa_tok", None, "add", _ssa_tok, {"u": Param(("H", "w"), 0.0, 0.0, decayed=True)},
+             range=(-1.0, 1.0), source="Zhang et al., Selective Attention, NeurIPS 2024 (token term, weight sharing)",
+             about="tanh(u . GELU(h)), h the side's own projection: one vector u per head"),
+    Strategy("ssa_tok_own", None, "add", _ssa_tok_own,
+             {"u": Param(("H", "w"), 0.0, 0.0, decayed=True), "w": Param(("D", "Hw"), "normal", 0.0, decayed=True)},
+             range=(-1.0, 1.0), source="Zhang et al., Selective Attention, NeurIPS 2024 (token term, no sharing)",
+             about="tanh(u . GELU(x W_t)) with its own projection W_t"),
+    # competing strategies: a factor on every query's logits
+    Strategy("global", "q", "mul", _global, {"g": Param(_H, 0.0, 0.0)}, range=(0.0, 2.0),
+             source="ours: one learned inverse temperature per head, bounded",
+             about="1 + tanh(g_h), in (0, 2)"),
+    Strategy("global_free", "q", "mul", _global_free, {"g": Param(_H, 0.0, 0.0)}, range=(0.0, math.inf),
+             source="ours: one learned inverse temperature per head, unbounded", about="exp(g_h)"),
+    Strategy("log_n", "q", "mul", _log_n, range=(0.0, math.inf), neutral=None,
+             source="Chiang & Cholak, Overcoming a theoretical limitation of self-attention, ACL 2022",
+             about="log n, n the keys the query sees"),
+    Strategy("ssmax", "q", "mul", _ssmax, {"s": Param(_H, 1.0, math.nan)}, range=(-math.inf, math.inf), neutral=None,
+             source="Nakanishi, Scalable-Softmax is superior for attention, 2025", about="s_h log n, s learned per head"),
+    Strategy("yarn", "q", "mul", _yarn, needs=frozenset({"train_length"}), range=(1.0, math.inf),
+             neutral="train_length", source="Peng et al., YaRN, ICLR 2024 (its attention factor, squared for q and k)",
+             about="(1 + 0.1 ln max(1, n / L))^2"),
+    Strategy("qwen", "q", "mul", _qwen, needs=frozenset({"train_length"}), range=(1.0, math.inf),
+             neutral="train_length", source="Qwen (logn attention scaling past the training length)",
+             about="max(1, log n / log L)"),
+    Strategy("released", "q", "mul", _released, {"beta": Param((), 2.0, math.inf)}, range=(1.0, math.inf),
+             source="the SSA authors' released code: one beta per layer", about="1 + exp(-exp(beta)) log n"),
+    Strategy("asentmax", "q", "mul", _asentmax,
+             {"w": Param(("H", "d"), 0.0, math.nan, decayed=True), "w2": Param(("H", "d"), 0.0, math.nan, decayed=True)},
+             range=(1.0, math.inf), neutral=None,
+             source="Vasylenko et al., adaptive-scaled entmax (ASEntmax), 2025; its scale, used with softmax",
+             about="1 + softplus(w . q) (log n)^(2 tanh(w' . q))"),
+    Strategy("llama4", "q", "mul", _llama4, needs=frozenset({"train_length"}), range=(1.0, math.inf),
+             neutral="train_length",
+             source="Meta, Llama 4 attention temperature tuning (attn_scale 0.1, floor_scale the training length)",
+             about="1 + 0.1 log(1 + floor((p + 1) / L0)), p the 0-based query position, L0 the training length"),
+    # on keys
+    Strategy("freq", "k", "mul", _freq, {"g": Param(_H, 0.0, 0.0)}, needs=frozenset({"k_freq"}),
+             range=(-math.inf, math.inf), source="frequency-based temperature (the paper's appendix comparison, p16)",
+             about="key j's logits times 1 + c_h log(1 / f_j), f_j its token's training frequency"),
+    # on outputs
+    Strategy("gate", "out", "mul", _gate, {"w": Param(("D", "Hw"), 0.0, 0.0, decayed=True)}, range=(0.0, 2.0),
+             source="ours: the output gate nearest to value selectivity",
+             about="each query's output times 2 sigmoid(x W_g), elementwise"),
+    Strategy("qwen_gate", "out", "mul", _qwen_gate,
+             {"w": Param(("D", "H"), 0.0, 0.0, decayed=True), "b": Param(_H, 0.0, math.inf)}, range=(0.0, 1.0),
+             source="Qiu et al. (Qwen), Gated Attention for Large Language Models, NeurIPS 2025 (head-wise gate)",
+             about="each head's output times sigmoid(x W_g + b_h); published without b (here b starts at 0)"),
+    # an extra logit
+    Strategy("sink", "sink", "mul", _sink, {"s": Param(_H, 0.0, -math.inf)}, range=(-math.inf, math.inf),
+             source="OpenAI gpt-oss: a learned per-head attention sink (a zero key and value with a bias)",
+             about="one extra logit s_h per head whose value is zero"),
+)
+
+
+# --- the registry ------------------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Strategy] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add a strategy to the table; a second one with the same name is refused."""
+    if strategy.name in _REGISTRY:
+        raise ValueError(f"a strategy named {strategy.name!r} is already registered ({_REGISTRY[strategy.name].origin})")
+    if ":" in strategy.name or not strategy.name:
+        raise ValueError(f"strategy names are plain words (got {strategy.name!r})")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+for _s in BUILTINS:
+    register(_s)
+
+
+def register_strategy(name: str, *, side: str, combine: str = "mul", params: Mapping[str, Param] | None = None,
+                      needs=(), range: tuple[float, float] = (-math.inf, math.inf), neutral: str | None = "params",
+                      source: str = "", about: str = "") -> Callable[[Formula], Formula]:
+    """Decorator: ``@register_strategy("my_scale", side="q", params={...})`` over its formula
+    ``f(inputs, params) -> tensor`` adds a strategy to the table, in this process."""
+    def deco(formula: Formula) -> Formula:
+        register(Strategy(name, side, combine, formula, dict(params or {}), frozenset(needs), range,
+                          neutral if params else (neutral if neutral != "params" else None), source, about,
+                          origin=f"register_strategy in {formula.__module__}"))
+        return formula
+    return deco
+
+
+def unregister(name: str) -> None:
+    """Remove a strategy registered at run time (tests do)."""
+    if name in {s.name for s in BUILTINS}:
+        raise ValueError(f"{name!r} is built in")
+    _REGISTRY.pop(name, None)
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        obj = ep.load()
+        strategy = obj if isinstance(obj, Strategy) else None
+        if strategy is None:
+            raise ValueError(f"entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP} is not a Strategy")
+        register(_with_origin(strategy, f"entry point {ep.value}"))
+
+
+def _with_origin(s: Strategy, origin: str) -> Strategy:
+    from dataclasses import replace
+
+    return replace(s, origin=origin)
+
+
+def _import_path(path: str) -> Strategy:
+    from ssa_theory.refs import load
+
+    return load(path, Strategy, "strategy")
+
+
+def resolve(name: str | Strategy) -> Strategy:
+    """A strategy by name (the table, then plug-ins' entry points) or by dotted path ``module:attr``."""
+    if isinstance(name, Strategy):
+        return name
+    if ":" in name:
+        s = _import_path(name)
+        return s if s.name in _REGISTRY and _REGISTRY[s.name] is s else _with_origin(s, f"dotted path {name}")
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown temperature strategy {name!r}{hint} (known: {', '.join(_REGISTRY)})")
+    return _REGISTRY[name]
+
+
+def table() -> list[Strategy]:
+    """Every registered strategy (built-ins, then plug-ins), entry points loaded."""
+    _load_entry_points()
+    return list(_REGISTRY.values())
+
+
+# --- applying a strategy -----------------------------------------------------------------------------------
+
+
+def param_shape(p: Param, *, H: int, w: int, d: int, D: int) -> tuple[int, ...]:
+    sizes = {"H": H, "w": w, "d": d, "D": D, "Hw": H * w}
+    return tuple(sizes[s] for s in p.shape)
+
+
+def apply(strategy: Strategy, inputs: Inputs, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The strategy's value at these inputs: its formula, the one place it is computed."""
+    return strategy.formula(inputs, params)
+
+
+Placed = list  # [(Strategy, {name: parameter tensor with a leading member axis})]
+
+
+def ssa_temperature(terms: Placed, inputs: Inputs) -> torch.Tensor | None:
+    """SSA's tau = 1 + its ``add`` terms (the position term first, then the token term), or None if
+    there are none: how both layers compose a side's terms."""
+    if not terms:
+        return None
+    tau = 1.0
+    for strategy, params in sorted(terms, key=lambda t: t[0].name != "ssa_pos"):
+        tau = apply(strategy, inputs, params) + tau
+    return tau
+
+
+def product(factors: Placed, inputs: Inputs) -> torch.Tensor | None:
+    """The product of the ``mul`` strategies' values, or None if there are none (each one's needs
+    checked first)."""
+    out = None
+    for strategy, params in factors:
+        strategy.check_inputs(train_length=inputs.train_length, k_freq=inputs.k_freq)
+        f = apply(strategy, inputs, params)
+        out = f if out is None else out * f
+    return out
