@@ -84,49 +84,64 @@ def concurrent(args: list[str], n: int) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    parser.add_argument("--runs", type=Path, default=None,
-                        help="a fresh folder for the --jobs 2 runs from scratch (kept; default: a temporary one)")
-    args = parser.parse_args()
-    parts = ["# Benchmarks\n\n", "Written by `python benchmarks/run_all.py`; every number below comes from that run.\n\n",
-             machine()]
+SECTIONS = ("attention", "module", "seeds", "threads", "reproduce", "gpu")
 
-    # 1. the attention layer against the fused kernel
-    parts.append("\n## Attention variants against `F.scaled_dot_product_attention(..., is_causal=True)`\n\n"
-                 "Forward plus backward of causal self-attention at batch 8, 4 heads, length 1024, head width 64, "
-                 "float32, same projections; median of the per-round ratios, rounds interleaved. Targets: "
-                 "`vanilla` <= 1.02x, `ssa` (query and value temperature, both terms) <= 1.10x.\n")
+
+def section_attention(args) -> str:
+    out = ("\n## Attention variants against `F.scaled_dot_product_attention(..., is_causal=True)`\n\n"
+           "Forward plus backward of causal self-attention at batch 8, 4 heads, length 1024, head width 64, "
+           "float32, same projections; median of the per-round ratios, rounds interleaved. Targets: "
+           "`vanilla` <= 1.02x, `ssa` (query and value temperature, both terms) <= 1.10x.\n")
     for threads in (1, 2):
         cmd = [*CLI, "bench", "attention", "--threads", str(threads), "--repeats", "7"]
-        parts.append(f"\n`python -m ssa_theory bench attention --threads {threads} --repeats 7`:\n\n" + table_after(sh(cmd)))
+        out += f"\n`python -m ssa_theory bench attention --threads {threads} --repeats 7`:\n\n" + table_after(sh(cmd))
+    return out
 
-    # 2. batched seeds
-    parts.append("\n## Seeds as a batch dimension: 16 batched seeds against 1\n\n"
-                 "Quick preset, one thread, 2 timed rounds after a warm-up. A Python loop over seeds would take "
-                 "about 16x.\n\n")
+
+def section_module(args) -> str:
+    out = ("\n## The public module against nanoGPT's attention, and new parameters\n\n"
+           "`ssa_theory.nn.SelectiveAttention` against nanoGPT's causal self-attention of the same shape (qkv "
+           "`nn.Linear`, SDPA `is_causal=True`, output `nn.Linear`): forward plus backward at batch 8, 4 heads, "
+           "length 1024, head width 64, float32, rounds interleaved, median ratio. Target: `ssa` <= 1.05x.\n")
+    for threads in (1, 2):
+        cmd = [*CLI, "bench", "module", "--threads", str(threads), "--repeats", "7"]
+        text = sh(cmd)
+        tables = [t for t in text.split("\n\n") if t.lstrip().startswith("|")]
+        out += f"\n`python -m ssa_theory bench module --threads {threads} --repeats 7`:\n\n" + table_after(tables[0])
+        if threads == 2:
+            out += ("\nNew parameters per variant in a GPT-2-small-shaped layer (D 768, 12 heads; the paper says under "
+                    "0.5%), from the same command:\n\n" + table_after(tables[1]))
+            flash = [line for line in text.splitlines() if line.startswith("flash kernel")]
+            out += "\n" + (flash[0] if flash else "") + "\n"
+    return out
+
+
+def section_seeds(args) -> str:
+    out = ("\n## Seeds as a batch dimension: 16 batched seeds against 1\n\n"
+           "Quick preset, one thread, 2 timed rounds after a warm-up. A Python loop over seeds would take "
+           "about 16x.\n\n")
     rows: list[str] = []
     for name in ("graph_transition", "denoising", "norm_spikiness", "dilution"):
         lines = table_after(sh([*CLI, "bench", "seeds", name, "--seeds", "16", "--repeats", "2"])).splitlines()
         rows += lines[2:] if rows else lines
-    parts.append("\n".join(rows) + "\n\n(`python -m ssa_theory bench seeds NAME --seeds 16 --repeats 2`)\n")
+    return out + "\n".join(rows) + "\n\n(`python -m ssa_theory bench seeds NAME --seeds 16 --repeats 2`)\n"
 
-    # 3. threads
+
+def section_threads(args) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         run = lambda t, i: [*CLI, "run", "graph_transition", "--quick", "--quiet", "--force", "--threads", str(t),  # noqa: E731
                             "--out", f"{tmp}/t{t}-{i}"]
         alone = {t: timed(run(t, 0))[0] for t in (1, 2)}
         together = {t: concurrent([run(t, i) for i in range(2)], 2) for t in (1, 2)}
-    parts.append("\n## CPU threads\n\n"
-                 f"`python -m ssa_theory run graph_transition --quick --force --threads T` on {os.cpu_count()} cores, "
-                 "one process alone and two processes at once (wall time of the pair). PyTorch's own default is one "
-                 "thread per core; ours is `--threads 1`, and the test suite and `.ci/run` use one thread per process.\n\n"
-                 "| threads per process | one process, s | two processes at once, s |\n|---|---|---|\n"
-                 + "".join(f"| {t} | {alone[t]:.1f} | {together[t]:.1f} |\n" for t in (1, 2)))
+    return ("\n## CPU threads\n\n"
+            f"`python -m ssa_theory run graph_transition --quick --force --threads T` on {os.cpu_count()} cores, "
+            "one process alone and two processes at once (wall time of the pair). PyTorch's own default is one "
+            "thread per core; ours is `--threads 1`, and the test suite and `.ci/run` use one thread per process.\n\n"
+            "| threads per process | one process, s | two processes at once, s |\n|---|---|---|\n"
+            + "".join(f"| {t} | {alone[t]:.1f} | {together[t]:.1f} |\n" for t in (1, 2)))
 
-    # 4. reproduce: wall time and peak memory from scratch, one job and two
+def section_reproduce(args) -> str:
+    parts: list[str] = []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts.append("\n## `reproduce`: wall time and peak memory, from scratch\n\n"
                  f"Every experiment at one PyTorch thread per process on this {cores}-core machine. `--jobs N` runs N "
@@ -159,7 +174,11 @@ def main() -> None:
             parts.append("\nEach experiment's wall time within the `--jobs 1` run (what `Preset.minutes` records, "
                          "for scheduling only):\n\n| experiment | wall time (m:ss) |\n|---|---|\n"
                          + "".join(f"| {n} | {t} |\n" for n, t in times.items()))
-    # 5. the GPU, where there is one
+    return "".join(parts)
+
+
+def section_gpu(args) -> str:
+    parts: list[str] = []
     import torch
 
     parts.append("\n## GPU\n\n")
@@ -167,12 +186,49 @@ def main() -> None:
         cmd = [*CLI, "bench", "attention", "--device", "cuda", "--repeats", "20"]
         parts.append(f"`python -m ssa_theory bench attention --device cuda --repeats 20` on {torch.cuda.get_device_name()}:\n\n"
                      + table_after(sh(cmd)))
+        text = sh([*CLI, "bench", "module", "--device", "cuda", "--repeats", "20"])
+        tables = [t for t in text.split("\n\n") if t.lstrip().startswith("|")]
+        flash = [line for line in text.splitlines() if line.startswith("flash kernel")]
+        parts.append("\n`python -m ssa_theory bench module --device cuda --repeats 20`:\n\n" + table_after(tables[0])
+                     + "\n" + (flash[0] if flash else "") + "\n")
         with tempfile.TemporaryDirectory() as tmp:
             wall, mib = timed([*CLI, "reproduce", "--quick", "--quiet", "--device", "cuda", "--out", f"{tmp}/runs",
                                "--to", tmp])
         parts.append(f"\n`python -m ssa_theory reproduce --quick --device cuda`: {wall:.0f} s, peak host memory {mib:.0f} MiB\n")
     else:
         parts.append("No CUDA device on this machine: the GPU rows were not measured in this run.\n")
+    return "".join(parts)
+
+
+def _split(text: str) -> dict[str, str]:
+    """The sections of an existing RESULTS.md, by the markers this script writes around each."""
+    out = {}
+    for name in SECTIONS:
+        start, end = f"<!-- section: {name} -->\n", f"<!-- end section: {name} -->\n"
+        if start in text and end in text:
+            out[name] = text.split(start, 1)[1].split(end, 1)[0]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="a fresh folder for the --jobs 2 runs from scratch (kept; default: a temporary one)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
+                        help="measure only these sections and keep the others of --out as they are (each section "
+                        "says when it was measured)")
+    args = parser.parse_args()
+    old = _split(args.out.read_text()) if args.only and args.out.is_file() else {}
+    parts = ["# Benchmarks\n\n", "Written by `python benchmarks/run_all.py`; every number below comes from that script, "
+             "each section from one run of it on the machine named in the section.\n"]
+    for name in SECTIONS:
+        if args.only and name not in args.only and name in old:
+            text = old[name]
+        else:
+            text = f"\n{machine()}" + globals()[f"section_{name}"](args)
+        parts.append(f"<!-- section: {name} -->\n{text}<!-- end section: {name} -->\n")
     args.out.write_text("".join(parts))
     print(f"wrote {args.out}", file=sys.stderr)
 

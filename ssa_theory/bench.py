@@ -6,6 +6,10 @@
   layer built from ``torch.nn.functional.scaled_dot_product_attention(..., is_causal=True)`` with
   the same projections, forward plus backward, causal self-attention. Rounds are interleaved
   (reference, variant, reference, ...) and the first round is a warm-up.
+- ``module``: ``ssa_theory.nn.SelectiveAttention`` (the public ``(B, L, D)`` module) of each variant
+  against a plain causal attention module of the same shape, as in nanoGPT: a qkv ``nn.Linear``,
+  ``F.scaled_dot_product_attention(..., is_causal=True)``, an output ``nn.Linear``; forward plus
+  backward, interleaved, median ratio. Target for ``ssa``: at most 1.05x.
 - ``seeds``: an experiment's training with N batched seeds against 1 seed.
 """
 
@@ -27,6 +31,7 @@ from ssa_theory.seeding import member_seeds, torch_generator, torch_generators
 
 # Targets from the issue that asked for the fast path: SSA's overhead should be negligible.
 TARGETS = {"vanilla": 1.02, "ssa": 1.10}
+MODULE_TARGETS = {"vanilla": 1.02, "ssa": 1.05}  # the public module against a nanoGPT-style one
 
 
 def _sync(device: torch.device) -> None:
@@ -109,3 +114,66 @@ def seeds(experiment, config, *, n_seeds: int, repeats: int, device: torch.devic
     med = {c: statistics.median(times[c]) for c in counts}
     return pd.DataFrame([{"experiment": experiment.name, "seeds": c, "median_s": med[c],
                           "runs_s": ", ".join(f"{t:.2f}" for t in times[c]), "ratio_to_1": med[c] / med[1]} for c in counts])
+
+
+class NanoGPTAttention(torch.nn.Module):
+    """The reference module: nanoGPT's CausalSelfAttention without dropout (qkv ``nn.Linear``, SDPA
+    ``is_causal=True``, output ``nn.Linear``)."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.c_attn = torch.nn.Linear(d_model, 3 * d_model, bias=False)
+        self.c_proj = torch.nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, D)
+        B, L, D = x.shape
+        q, k, v = (t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2) for t in self.c_attn(x).split(D, 2))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+def module(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 64, repeats: int = 5,
+           variants: Sequence[str] = ("vanilla", "ssa"), device: torch.device = torch.device("cpu")) -> pd.DataFrame:
+    """Median forward+backward time of ``SelectiveAttention`` per variant against ``NanoGPTAttention``."""
+    from ssa_theory.nn import SelectiveAttention
+
+    D = heads * d_head
+    torch.manual_seed(0)
+    x = torch.randn(batch, length, D, generator=torch_generator(1, "data")).to(device)
+    ref = NanoGPTAttention(D, heads).to(device)
+    rows = []
+    for name in variants:
+        layer = SelectiveAttention(D, heads, variant=name, train_length=max(2, length // 4)).to(device)
+        t_ref, t_var = [], []
+        for r in range(repeats + 1):  # round 0 warms up
+            a = _timed(lambda: ref(x).sum().backward(), device)
+            b = _timed(lambda: layer(x).sum().backward(), device)
+            if r:
+                t_ref.append(a)
+                t_var.append(b)
+        ratio = statistics.median(b / a for a, b in zip(t_ref, t_var))
+        target = MODULE_TARGETS.get(name, float("nan"))
+        rows.append({"variant": name, "ms_module": 1e3 * statistics.median(t_var), "ms_nanogpt": 1e3 * statistics.median(t_ref),
+                     "ratio": ratio, "target": target,
+                     "met": "" if name not in MODULE_TARGETS else ("yes" if ratio <= target else "no")})
+    return pd.DataFrame(rows)
+
+
+def flash_without_mask(device: torch.device) -> str:
+    """On CUDA: whether SelectiveAttention's plain causal path runs on the flash kernel (SDPA with only
+    the flash backend enabled must accept it, which it does only without a materialised mask)."""
+    from ssa_theory.nn import SelectiveAttention
+
+    if device.type != "cuda":
+        return "not measured (no CUDA device)"
+    layer = SelectiveAttention(256, 4, variant="ssa").to(device, torch.bfloat16)
+    x = torch.randn(2, 512, 256, device=device, dtype=torch.bfloat16)
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            layer(x).sum().backward()
+        return "yes: it runs with only the flash backend enabled"
+    except RuntimeError as e:
+        return f"no: {str(e).splitlines()[0]}"

@@ -34,6 +34,7 @@ PROG = "ssa-theory"
 EXAMPLES = f"""\
 examples:
   {PROG} list                                     what can be run, and which paper claim each checks
+  {PROG} list --strategies                        every temperature strategy (built-in or plug-in) and its source
   {PROG} run graph_transition --quick             a smoke run in seconds
   {PROG} run graph_transition                     the default preset (what paper_repro.md reports)
   {PROG} run graph_transition --seeds 8 --set n_nodes=24 --set max_degree=7
@@ -46,6 +47,7 @@ examples:
   {PROG} sweep graph_transition --grid smoothing=0.02,0.05,0.1 --seeds 2 --quick --executor dask --workers 2
   {PROG} collect runs/sweeps/graph_transition-HASH  tidy tables and a figure of a sweep
   {PROG} bench attention                          every attention variant against the fused SDPA kernel
+  {PROG} bench module                             the public SelectiveAttention against nanoGPT's attention
   {PROG} bench seeds graph_transition --seeds 16  time 16 batched seeds against 1
 
 Runs go to runs/NAME/<hash of the resolved config>/ (config.json, env.json, metrics.json,
@@ -103,8 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    sub.add_parser("list", help="registered experiments, their versions and claims", epilog=EXAMPLES,
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("list", help="registered experiments (or temperature strategies), versions and claims",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategies", action="store_true",
+                   help="list every temperature strategy instead: side, range, neutral setting, source, origin")
 
     def compute_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -126,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=_bounded_int(0, MAX_SEED), default=0, metavar="S",
                            help=f"first member seed, 0..{MAX_SEED} (members: S..S+N-1)")
             compute_options(p)
+
+    def shape_options(p: argparse.ArgumentParser, variants: list[str] | None) -> None:
+        """The attention benchmarks' shape, variants, rounds, device and threads."""
+        for flag, default in (("--batch", 8), ("--heads", 4), ("--length", 1024), ("--d-head", 64)):
+            p.add_argument(flag, type=_count, default=default)
+        p.add_argument("--variants", nargs="+", default=variants, metavar="NAME",
+                       help=f"default: {' '.join(variants) if variants else 'every variant'}")
+        p.add_argument("--repeats", type=_count, default=5, help="timed rounds (default: 5)")
+        compute_options(p)
 
     def output_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="root of run directories (default: runs)")
@@ -196,13 +209,13 @@ def _parser() -> argparse.ArgumentParser:
                          description="Forward plus backward of causal self-attention: every named variant against a "
                          "reference layer on F.scaled_dot_product_attention(is_causal=True) with the same projections, "
                          "interleaved, median ratio.", epilog=EXAMPLES, formatter_class=fmt)
-    b.add_argument("--batch", type=_count, default=8)
-    b.add_argument("--heads", type=_count, default=4)
-    b.add_argument("--length", type=_count, default=1024)
-    b.add_argument("--d-head", type=_count, default=64)
-    b.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="default: every variant")
-    b.add_argument("--repeats", type=_count, default=5, help="timed rounds (default: 5)")
-    compute_options(b)
+    shape_options(b, variants=None)
+    b = bench.add_parser("module", help="ssa_theory.nn.SelectiveAttention against a nanoGPT-style attention module",
+                         description="Forward plus backward of the public (B, L, D) module of each variant against "
+                         "nanoGPT's causal self-attention of the same shape (qkv nn.Linear, SDPA is_causal=True, output "
+                         "nn.Linear), interleaved, median ratio; and the new parameters of each variant in a "
+                         "GPT-2-small-shaped layer (D 768, 12 heads).", epilog=EXAMPLES, formatter_class=fmt)
+    shape_options(b, variants=["vanilla", "ssa"])
     b = bench.add_parser("seeds", help="time N batched seeds against 1, side by side",
                          description="Time the experiment's training with 1 seed and with N seeds, interleaved, "
                          "and report the median ratio. Defaults to the quick preset.", epilog=EXAMPLES, formatter_class=fmt)
@@ -249,6 +262,17 @@ def _compute(args: argparse.Namespace):
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
+    if args.strategies:
+        from ssa_theory.nn import strategies
+        from ssa_theory.rundir import markdown_table
+        import pandas as pd
+
+        rows = [{"strategy": s["name"], "side": s["side"], "combine": s["combine"],
+                 "range": f"({s['range'][0]:g}, {s['range'][1]:g})", "neutral": s["neutral"] or "none",
+                 "needs": ", ".join(s["needs"]) or "-", "formula": s["about"], "source": s["source"],
+                 "origin": s["origin"]} for s in strategies()]
+        print(markdown_table(pd.DataFrame(rows)), end="")
+        return
     rows = [(e.name, e.version, e.claim) for e in (registry.get(n) for n in registry.names())]
     width = max(len(r[0]) for r in rows)
     print(f"{'name':<{width}}  version  claim checked")
@@ -399,10 +423,12 @@ def _cmd_collect(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from ssa_theory import bench
     from ssa_theory.rundir import markdown_table
 
-    if args.bench == "attention":
+    if args.bench in ("attention", "module"):
         for name in args.variants or []:
             from ssa_theory.attention import get_variant
 
@@ -411,6 +437,21 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             except ValueError as e:
                 raise UsageError(str(e)) from None
         device = _compute(args)
+        if args.bench == "module":
+            from ssa_theory.nn import parameter_counts
+
+            print(f"bench module: SelectiveAttention vs nanoGPT's attention, batch {args.batch}, heads {args.heads}, "
+                  f"length {args.length}, d_head {args.d_head}, causal, forward+backward, device {device}, "
+                  f"{args.threads} thread(s), {args.repeats} rounds", flush=True)
+            df = bench.module(batch=args.batch, heads=args.heads, length=args.length, d_head=args.d_head,
+                              repeats=args.repeats, variants=args.variants, device=device)
+            print(markdown_table(df), end="")
+            print("\nnew parameters per variant in a GPT-2-small-shaped layer (D 768, 12 heads; the paper: under 0.5%):\n")
+            from ssa_theory.attention import all_variants
+
+            print(markdown_table(pd.DataFrame(parameter_counts(all_variants()))), end="")
+            print(f"\nflash kernel on the plain causal path: {bench.flash_without_mask(device)}")
+            return
         print(f"bench attention: batch {args.batch}, heads {args.heads}, length {args.length}, d_head {args.d_head}, "
               f"causal, forward+backward, device {device}, {args.threads} thread(s), {args.repeats} rounds", flush=True)
         df = bench.attention(batch=args.batch, heads=args.heads, length=args.length, d_head=args.d_head,

@@ -1,0 +1,248 @@
+"""A conformance kit for temperature strategies: ``check_strategy(strategy)``.
+
+Every built-in strategy passes it (the default test suite runs it over all of them), and so must a
+plug-in. It checks, on small float32 layers with fixed generators:
+
+    neutral        at its declared neutral setting it equals vanilla attention (to 1e-6)
+    causal         changing a future token changes no earlier output
+    n per query    under a causal mask, query i's output equals the last output of the prefix
+                   0..i (so the strategy reads the keys each query sees, not the row length)
+    padding        a batch row padded with junk keys (masked out) gives the unpadded row's outputs
+    cache          cached decoding, one token at a time, equals the full forward pass at every step
+    fused          the fused path (SDPA) equals the explicit one (softmax of the logits)
+    independent    batch rows do not mix, and neither do ensemble members
+    gradients      finite at initialisation and after a few steps of training
+
+A failed property is one line naming it. ``check_strategy`` returns a ``Report``; ``assert_conforms``
+raises ``StrategyError`` with those lines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ssa_theory import strategies as st
+from ssa_theory.attention import Attention, Variant
+
+D, H, L, B = 8, 2, 6, 3
+TOL = 1e-6  # float32: outputs are O(1), so 1e-6 is a few ulps of accumulated rounding, far below any real change
+TOL_PATH = 2e-5  # two computation orders (cache vs full, fused vs explicit, prefix vs full) in float32
+
+
+class StrategyError(AssertionError):
+    """A strategy failed the conformance kit; the message has one line per failed property."""
+
+
+@dataclass
+class Report:
+    strategy: str
+    failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        lines = [f"{self.strategy}: {'conforms' if self.ok else 'FAILS'} ({len(self.passed)} passed, "
+                 f"{len(self.failures)} failed, {len(self.skipped)} skipped)"]
+        lines += [f"  failed: {f}" for f in self.failures] + [f"  skipped: {s}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _variants(strategy: st.Strategy, ref: str) -> list[Variant]:
+    """How to place the strategy (``ref``: its name or dotted path): on its own side, or for SSA's terms
+    on each of q, k and v."""
+    if strategy.side is not None:
+        return [Variant(strategy.name, scale=ref)]
+    term = {"ssa_pos": "pos", "ssa_tok": "tok", "ssa_tok_own": "tok"}.get(strategy.name)
+    if term is None:
+        raise ValueError(f"strategy {strategy.name!r} has no side; place it with a Variant to check it")
+    share = strategy.name != "ssa_tok_own"
+    return [Variant(f"{strategy.name}@{side}", **{side: frozenset({term})}, share=share) for side in ("q", "k", "v")]
+
+
+def _perturb(module: torch.nn.Module, seed: int) -> None:
+    """Move every strategy parameter off its initial value (non-trivial temperatures)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.temp.values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (0.5 if p.dim() <= 2 else 0.0))
+
+
+def _neutralise(module: torch.nn.Module, placements) -> None:
+    with torch.no_grad():
+        for _, strategy, prefix in placements:
+            for pname, spec in strategy.params.items():
+                module.temp[prefix + pname].fill_(spec.neutral)
+
+
+def _freq(batch: int, length: int) -> torch.Tensor:
+    return torch.rand(batch, length, generator=torch.Generator().manual_seed(7)) * 0.9 + 0.05
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> tuple[bool, float]:
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return False, math.inf
+    a, b = a.detach(), b.detach()
+    diff = float((a - b).abs().max()) if a.numel() else 0.0
+    return diff <= tol * max(1.0, float(b.abs().max()) if b.numel() else 1.0), diff
+
+
+def check_strategy(strategy: str | st.Strategy) -> Report:
+    """Run every property on ``strategy`` (a name, a dotted path ``module:attr``, or a ``Strategy``)."""
+    from ssa_theory.nn import SelectiveAttention
+
+    if isinstance(strategy, st.Strategy):
+        if st._REGISTRY.get(strategy.name) is not strategy:
+            raise ValueError(f"register {strategy.name!r} (register_strategy or strategies.register) or pass its "
+                             "dotted path module:attr, so that a layer can find it by name")
+        ref = strategy.name
+    else:
+        ref, strategy = strategy, st.resolve(strategy)
+    report = Report(ref)
+    for variant in _variants(strategy, ref):
+        where = f" [{variant.name}]" if strategy.side is None else ""
+        needs_freq = any("k_freq" in s.needs for _, s, _ in variant.placements())
+        train_length = L + 1 if strategy.neutral == "train_length" else 3
+
+        def make(v=variant, seed=0, tl=train_length):
+            torch.manual_seed(seed)
+            return SelectiveAttention(D, H, variant=v, train_length=tl)
+
+        def run(prop, fn):
+            name = f"{prop}{where}"
+            try:
+                failure = fn()
+            except Exception as e:  # noqa: BLE001  a crash is a failed property, reported as one line
+                failure = f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if failure is None:
+                report.passed.append(name)
+            elif failure.startswith("skip: "):
+                report.skipped.append(f"{name}: {failure[6:]}")
+            else:
+                report.failures.append(f"{name}: {failure}")
+
+        x = torch.randn(B, L, D, generator=torch.Generator().manual_seed(1))
+        kf = _freq(B, L) if needs_freq else None
+
+        def neutral():
+            if strategy.neutral is None:
+                return "skip: declares no neutral setting"
+            vanilla, m = make("vanilla"), make()
+            m.load_state_dict({**m.state_dict(), **{k: v for k, v in vanilla.state_dict().items()}}, strict=False)
+            if strategy.neutral == "params":
+                _neutralise(m, m.placements)
+            ok, diff = _close(m(x, k_freq=kf), vanilla(x), TOL)
+            return None if ok else f"differs from vanilla attention by {diff:.2e} at its neutral setting (tolerance {TOL:g})"
+
+        def causal():
+            m = make()
+            _perturb(m, 3)
+            y = x.clone()
+            y[:, -1] += 3.0
+            kf2 = None if kf is None else kf.clone()
+            if kf2 is not None:
+                kf2[:, -1] = 0.5
+            a, b = m(x, k_freq=kf), m(y, k_freq=kf2)
+            ok, diff = _close(a[:, :-1], b[:, :-1], TOL)
+            return None if ok else f"changing the last token changed earlier outputs by {diff:.2e}"
+
+        def per_query():
+            m = make()
+            _perturb(m, 4)
+            full = m(x, k_freq=kf)
+            worst = 0.0
+            for i in range(L):
+                part = m(x[:, :i + 1], k_freq=None if kf is None else kf[:, :i + 1])[:, -1]
+                ok, diff = _close(full[:, i], part, TOL_PATH)
+                worst = max(worst, diff)
+                if not ok:
+                    return (f"query {i}'s output under the causal mask differs from the prefix's by {diff:.2e}: it does "
+                            "not read n, the keys each query sees (a full row length, say)")
+            return None
+
+        def padding():
+            m = make()
+            _perturb(m, 5)
+            pad = 3
+            junk = torch.randn(B, pad, D, generator=torch.Generator().manual_seed(9)) * 5
+            xp = torch.cat([x, junk], 1)
+            keep = torch.ones(B, L + pad, dtype=torch.bool)
+            keep[:, L:] = False
+            kfp = None if kf is None else torch.cat([kf, torch.full((B, pad), 0.5)], 1)
+            a = m(xp, attn_mask=keep, k_freq=kfp)[:, :L]
+            ok, diff = _close(a, m(x, k_freq=kf), TOL_PATH)
+            return None if ok else f"a row padded with masked keys differs from the unpadded row by {diff:.2e}"
+
+        def cache():
+            m = make()
+            _perturb(m, 6)
+            full = m(x, k_freq=kf)
+            c = m.new_cache(B, L)
+            steps = [m(x[:, t:t + 1], cache=c, k_freq=None if kf is None else kf[:, t:t + 1]) for t in range(L)]
+            ok, diff = _close(torch.cat(steps, 1), full, TOL_PATH)
+            return None if ok else f"cached decoding differs from the full forward pass by {diff:.2e}"
+
+        def fused():
+            gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+            layer = Attention(variant, D, generators=gens, n_heads=H, train_length=train_length)
+            _perturb(layer, 7)
+            xe = x[None].expand(2, B, L, D)
+            kfe = kf
+            a = layer(xe, causal=True, k_freq=kfe)
+            b, _ = layer(xe, causal=True, return_probs=True, k_freq=kfe)
+            ok, diff = _close(a, b, TOL_PATH)
+            return None if ok else f"the fused path differs from the explicit one by {diff:.2e}"
+
+        def independent():
+            m = make()
+            _perturb(m, 8)
+            y = x.clone()
+            y[1:] += torch.randn(B - 1, L, D, generator=torch.Generator().manual_seed(10))
+            ok, diff = _close(m(x, k_freq=kf)[0], m(y, k_freq=kf)[0], TOL)
+            if not ok:
+                return f"changing other batch rows changed row 0 by {diff:.2e}"
+            gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+            layer = Attention(variant, D, generators=gens, n_heads=H, train_length=train_length)
+            _perturb(layer, 11)
+            xe = x[None].expand(2, B, L, D).contiguous()
+            before = layer(xe, causal=True, k_freq=kf)[0]
+            with torch.no_grad():
+                for p in layer.temp.values():
+                    p[1].add_(0.7)
+                layer.w_q[1].mul_(2.0)
+            ok, diff = _close(layer(xe, causal=True, k_freq=kf)[0], before, TOL)
+            return None if ok else f"changing ensemble member 1 changed member 0 by {diff:.2e}"
+
+        def gradients():
+            m = make()
+            opt = torch.optim.Adam(m.parameters(), lr=0.05)
+            target = torch.randn(B, L, D, generator=torch.Generator().manual_seed(12))
+            for step in range(6):
+                loss = (m(x, k_freq=kf) - target).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                bad = [n for n, p in m.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+                if bad or not torch.isfinite(loss):
+                    return f"non-finite {'loss' if not bad else 'gradients of ' + ', '.join(bad)} at step {step}"
+                opt.step()
+            return None
+
+        for prop, fn in (("neutral", neutral), ("causal", causal), ("n per query", per_query), ("padding", padding),
+                         ("cache", cache), ("fused", fused), ("independent", independent), ("gradients", gradients)):
+            run(prop, fn)
+    return report
+
+
+def assert_conforms(strategy: str | st.Strategy) -> Report:
+    """``check_strategy``, raising ``StrategyError`` (one line per failed property) if any fails."""
+    report = check_strategy(strategy)
+    if not report.ok:
+        raise StrategyError("\n".join([f"strategy {report.strategy!r} fails the conformance kit:",
+                                       *(f"  {f}" for f in report.failures)]))
+    return report
