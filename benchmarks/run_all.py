@@ -54,6 +54,18 @@ def per_experiment(log: Path) -> dict[str, str]:
     return times
 
 
+def tables_in(text: str) -> list[str]:
+    """Every Markdown table in a command's output, in order (runs of lines that start with '|')."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append("\n".join(current) + "\n")
+            current = []
+    return tables
+
+
 def table_after(text: str) -> str:
     """The Markdown table in a command's output (header, rule and rows)."""
     return "\n".join(line for line in text.splitlines() if line.startswith("|")) + "\n"
@@ -106,11 +118,11 @@ def section_module(args) -> str:
     for threads in (1, 2):
         cmd = [*CLI, "bench", "module", "--threads", str(threads), "--repeats", "7"]
         text = sh(cmd)
-        tables = [t for t in text.split("\n\n") if t.lstrip().startswith("|")]
-        out += f"\n`python -m ssa_theory bench module --threads {threads} --repeats 7`:\n\n" + table_after(tables[0])
+        tables = tables_in(text)
+        out += f"\n`python -m ssa_theory bench module --threads {threads} --repeats 7`:\n\n" + tables[0]
         if threads == 2:
             out += ("\nNew parameters per variant in a GPT-2-small-shaped layer (D 768, 12 heads; the paper says under "
-                    "0.5%), from the same command:\n\n" + table_after(tables[1]))
+                    "0.5%), from the same command:\n\n" + tables[1])
             flash = [line for line in text.splitlines() if line.startswith("flash kernel")]
             out += "\n" + (flash[0] if flash else "") + "\n"
     return out
@@ -187,9 +199,9 @@ def section_gpu(args) -> str:
         parts.append(f"`python -m ssa_theory bench attention --device cuda --repeats 20` on {torch.cuda.get_device_name()}:\n\n"
                      + table_after(sh(cmd)))
         text = sh([*CLI, "bench", "module", "--device", "cuda", "--repeats", "20"])
-        tables = [t for t in text.split("\n\n") if t.lstrip().startswith("|")]
+        tables = tables_in(text)
         flash = [line for line in text.splitlines() if line.startswith("flash kernel")]
-        parts.append("\n`python -m ssa_theory bench module --device cuda --repeats 20`:\n\n" + table_after(tables[0])
+        parts.append("\n`python -m ssa_theory bench module --device cuda --repeats 20`:\n\n" + tables[0]
                      + "\n" + (flash[0] if flash else "") + "\n")
         with tempfile.TemporaryDirectory() as tmp:
             wall, mib = timed([*CLI, "reproduce", "--quick", "--quiet", "--device", "cuda", "--out", f"{tmp}/runs",

@@ -351,6 +351,15 @@ def test_bench_attention_ratio_compares_like_with_like():
     torch.testing.assert_close(layer(x[None], causal=True)[0], ref(x))
 
 
+def test_bench_module_reports_ratios_and_parameter_counts(capsys):
+    assert cli.main(["bench", "module", "--batch", "1", "--heads", "2", "--length", "16", "--d-head", "4",
+                     "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| vanilla |" in out and "| ssa |" in out and "| ratio |" in out
+    assert "| variant | new_parameters | layer_parameters | share_percent |" in out
+    assert "flash kernel on the plain causal path: not measured (no CUDA device)" in out or "flash kernel" in out
+
+
 def test_bench_seeds_reports_the_ratio(capsys):
     assert cli.main(["bench", "seeds", "graph_transition", "--quick", "--set", "steps=5", "--set", "compare=",
                      "--seeds", "2", "--repeats", "1"]) == 0
@@ -386,11 +395,12 @@ VERB_OPTIONS = {
               "--device", "--set"],
     "export": ["--preset", "--set", "--seeds", "--seed", "--threads", "--device"],
     "bench attention": ["--batch", "--heads", "--length", "--d-head", "--variants", "--repeats", "--threads"],
+    "bench module": ["--batch", "--heads", "--length", "--d-head", "--variants", "--repeats", "--threads"],
     "bench seeds": ["--preset", "--set", "--seeds", "--seed", "--repeats", "--threads"],
     "collect": [],
 }
 VERB_FLAGS = {"reproduce": ["--quick", "--check", "--force"], "sweep": ["--quick"], "export": ["--quick", "--force"],
-              "bench attention": [], "bench seeds": ["--quick"], "collect": []}
+              "bench attention": [], "bench module": [], "bench seeds": ["--quick"], "collect": []}
 NEEDS_NAME = {"sweep", "export", "bench seeds"}
 
 
@@ -398,7 +408,7 @@ def _stubbed(mp):
     from ssa_theory import bench, reproduce, sweep
 
     for module, attr in ((cli, "execute"), (reproduce, "reproduce"), (sweep, "run_sweep"), (sweep, "collect"),
-                         (bench, "attention"), (bench, "seeds")):
+                         (bench, "attention"), (bench, "module"), (bench, "seeds")):
         mp.setattr(module, attr, _stub)
 
 
@@ -436,7 +446,8 @@ def test_verb_fuzz_reaches_every_verbs_work(monkeypatch, tmp_path):
     _stubbed(monkeypatch)
     for args in (["reproduce", "--quick", "--jobs", "2"], ["sweep", "graph_transition", "--grid", "steps=3"],
                  ["export", "graph_transition", "--quick", "--to", str(tmp_path)],
-                 ["bench", "attention", "--length", "8"], ["bench", "seeds", "graph_transition"],
+                 ["bench", "attention", "--length", "8"], ["bench", "module", "--length", "8"],
+                 ["bench", "seeds", "graph_transition"],
                  ["collect", str(tmp_path)]):
         with pytest.raises(_Reached):
             cli.main([*args, "--out", str(tmp_path / "o")] if args[0] in ("reproduce", "sweep", "export") else args)
