@@ -305,6 +305,7 @@ class SelectiveAttention(nn.Module):
             raise ValueError(f"x must be (B, L, {self.d_model}), got {tuple(x.shape)}")
         B, L, _ = x.shape
         offset = cache.length if cache is not None else 0
+        default_positions = positions is None
         if positions is None:
             positions = torch.arange(offset, offset + L, device=x.device)
         positions = positions.to(x.device)
@@ -326,8 +327,8 @@ class SelectiveAttention(nn.Module):
 
         # visibility over all keys (cached and new): causal by positions, padding, the user's mask
         Lk = offset + L
-        plain = attn_mask is None and cache is None and self.causal and positions.dim() == 1 and \
-            bool((positions == torch.arange(L, device=x.device)).all())
+        # the plain causal case goes to the fused kernel as is_causal=True, without a mask tensor
+        plain = attn_mask is None and cache is None and self.causal and default_positions
         visible = None
         if not plain:
             if cache is not None:
