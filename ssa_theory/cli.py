@@ -335,6 +335,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         common = sorted(set.intersection(*(set(e.presets) for e in experiments)))
         raise UsageError(f"no preset {preset!r} in {', '.join(lacking)}; presets they all have: {', '.join(common)}")
     _member_seeds(args.seed, max(e.presets[preset].seeds for e in experiments))
+    if args.check and any(e.presets[preset].scratch for e in experiments):
+        raise UsageError(f"--check compares with the committed results, which no scratch preset ({preset}) makes; "
+                         "drop --quick, or name the preset the results were made with")
     if args.address and args.executor != "dask":
         raise UsageError("--address is for --executor dask")
     device = _compute(args)

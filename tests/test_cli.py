@@ -460,6 +460,7 @@ def test_verb_fuzz_reaches_every_verbs_work(monkeypatch, tmp_path):
     (["reproduce", "--only", "ssa_theory.nope:X"], "cannot import 'ssa_theory.nope'"),
     (["reproduce", "--only", "os:path"], "not an ssa_theory.registry.Experiment"),
     (["reproduce", "--address", "tcp://x:1"], "--address is for --executor dask"),
+    (["reproduce", "--quick", "--check"], "--check compares with the committed results"),
     (["sweep", "graph_transition", "--grid", "steps=3", "--address", "tcp://x:1"], "--address is for --executor dask"),
     (["collect", "/nonexistent/sweep"], "is not a sweep directory"),
 ])
