@@ -127,17 +127,17 @@ class Variant:
             out.append(("out", st.resolve("gate"), "gate_"))
         return out
 
-
     def query_range(self) -> tuple[float, float]:
         """The range of the query-side inverse temperature from the strategies' declared ranges:
         1 + the sum of SSA's term ranges, times each factor's range (nonnegative intervals); (1, 1) for
         a variant with no query-side strategy. Experiments read it instead of copies of a bound."""
         lo = hi = 1.0
-        for side, strategy, _ in self.placements():
-            if side == "q" and strategy.combine == "add":
+        on_q = [strategy for side, strategy, _ in self.placements() if side == "q"]
+        for strategy in on_q:
+            if strategy.combine == "add":
                 lo, hi = lo + strategy.range[0], hi + strategy.range[1]
-        for side, strategy, _ in self.placements():
-            if side == "q" and strategy.combine == "mul":
+        for strategy in on_q:
+            if strategy.combine == "mul":
                 a, b = strategy.range
                 products = [u * w for u in (lo, hi) for w in (a, b) if not (math.isinf(w) and u == 0)]
                 lo, hi = min(products), max(products)
@@ -228,6 +228,30 @@ def all_variants() -> list[str]:
 SDPA_ROW_LIMIT = 65_535  # CUDA's grid limit: the most (batch x head) rows one fused-attention call may take
 
 
+def open_empty_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(mask, empty): queries that see no key at all (``empty``, the mask's shape without its key axis;
+    None if there are none) are let see every key, so that their values and gradients stay finite;
+    the caller zeroes their outputs. ``mask`` is boolean (True = may attend) or a float bias."""
+    boolean = mask.dtype == torch.bool
+    empty = ~(mask.any(-1) if boolean else torch.isfinite(mask).any(-1))
+    if not bool(empty.any()):
+        return mask, None
+    return (mask | empty[..., None] if boolean else mask.masked_fill(empty[..., None], 0.0)), empty
+
+
+def append_sink(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, sink: torch.Tensor):
+    """A learned sink on the fused kernel: one zero key and one zero value appended to k ``(..., Lk, d)``
+    and v ``(..., Lk, d_v)``, and the boolean ``mask`` ``(..., Lq, Lk)`` turned into a float bias
+    ``(..., Lq, Lk + 1)``: 0 where visible, -inf where not, the sink's logit (``sink``, ``(..., 1, 1)``) in
+    the new column. Returns (k, v, bias)."""
+    lead = torch.broadcast_shapes(mask.shape[:-2], sink.shape[:-2])
+    bias = torch.zeros(*lead, *mask.shape[-2:], dtype=k.dtype, device=k.device).masked_fill(~mask, float("-inf"))
+    bias = torch.cat([bias, sink.to(k.dtype).expand(*lead, mask.shape[-2], 1)], -1)
+    k = torch.cat([k, k.new_zeros(*k.shape[:-2], 1, k.shape[-1])], -2)
+    v = torch.cat([v, v.new_zeros(*v.shape[:-2], 1, v.shape[-1])], -2)
+    return k, v, bias
+
+
 def _sdpa_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                causal: bool) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` on (N, H, L, d) inputs, in calls of at most ``SDPA_ROW_LIMIT``
@@ -283,9 +307,7 @@ class Attention(nn.Module):
         if score != "dot" and not (score_bound and score_bound > 0):
             raise ValueError(f"score {score!r} needs score_bound > 0 (got {score_bound})")
         self.placements = self.variant.placements()
-        for _, strategy, _ in self.placements:
-            if "train_length" in strategy.needs:
-                strategy.check_inputs(train_length=train_length)
+        st.check_placements(self.placements, train_length)
         self.train_length = train_length
         if d_head is None:
             if d_model % n_heads:
@@ -313,16 +335,12 @@ class Attention(nn.Module):
         # placement order (the order their random draws, if any, are made in), named PREFIX + name:
         # SSA's u (E, H, w), alpha (E, H), own projection (E, D, H w); a scale's scale_*; the gate's gate_w.
         self.temp = nn.ParameterDict()
-        inits = {"normal": None, "alpha_init": alpha_init}
         for side, strategy, prefix in self.placements:
             width = self.d_value if side in ("v", "out") else d_head
             for pname, spec in strategy.params.items():
                 shape = st.param_shape(spec, H=H, w=width, d=d_head, D=d_model)
-                if spec.init == "normal":
-                    value = stacked_normal(generators, shape, qk_std)
-                else:
-                    value = stacked_full(E, shape, inits.get(spec.init, spec.init) if isinstance(spec.init, str)
-                                         else spec.init)
+                init = st.initial_value(spec, alpha_init=alpha_init)
+                value = stacked_normal(generators, shape, qk_std) if init is None else stacked_full(E, shape, init)
                 self.temp[prefix + pname] = nn.Parameter(value)
 
     @property
@@ -517,11 +535,7 @@ class Attention(nn.Module):
 
     def _sink_logit(self, x: torch.Tensor) -> torch.Tensor | None:
         """The ``sink`` strategy's extra logit per head (E, 1, H, 1, 1), or None."""
-        placed = self._placed("sink")
-        if not placed:
-            return None
-        (strategy, prefix), = placed
-        return st.apply(strategy, self._inputs(x), self.strategy_params(prefix, strategy))
+        return st.product([(s, self.strategy_params(prefix, s)) for s, prefix in self._placed("sink")], self._inputs(x))
 
     def _out_factor(self, x: torch.Tensor) -> torch.Tensor | None:
         """The ``out`` strategies' factor on each query's output, (E,B,H,Lq,w) or (E,B,H,Lq,1), or None."""
@@ -554,11 +568,9 @@ class Attention(nn.Module):
         if tv is not None:
             v = v * tv[..., None]
         # queries with no visible key at all (broadcastable to (E,B,H,Lq)); None when every query sees one
-        empty = None if visible is None else ~visible.any(-1)
-        if empty is not None and bool(empty.any()):
-            visible = visible | empty[..., None]  # let them see every key (finite, with finite gradients), then zero them
-        else:
-            empty = None
+        empty = None
+        if visible is not None:
+            visible, empty = open_empty_rows(visible)
         probs = None
         sink = self._sink_logit(x)
         if self.score == "dot" and not return_probs:
@@ -570,14 +582,11 @@ class Attention(nn.Module):
             E, B, H, Lq, _ = q.shape
             Lk = k.shape[-2]
             if sink is not None:  # a zero key and a zero value, whose logit is the sink's, through a float mask
-                if plain_causal:
-                    visible = self._visible(Lq, Lk, True, None, None, None, x.device)
-                bias = torch.zeros(E, B, H, Lq, Lk, dtype=q.dtype, device=x.device)
-                if visible is not None:
-                    bias = bias.masked_fill(~visible, float("-inf"))
-                visible = torch.cat([bias, sink.to(q.dtype).expand(E, B, H, Lq, 1)], -1)
-                k = torch.cat([k, k.new_zeros(E, B, H, 1, k.shape[-1])], -2)
-                v = torch.cat([v, v.new_zeros(E, B, H, 1, v.shape[-1])], -2)
+                if plain_causal or visible is None:
+                    visible = self._visible(Lq, Lk, plain_causal, None, None, None, x.device)
+                if visible is None:  # no mask at all: every key visible
+                    visible = torch.ones(Lq, Lk, dtype=torch.bool, device=x.device)
+                k, v, visible = append_sink(k, v, visible, sink)
                 Lk, plain_causal = Lk + 1, False
             flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
             if visible is not None and not plain_causal:

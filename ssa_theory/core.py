@@ -25,8 +25,9 @@ SOURCES = ("attention.py", "ensemble.py", "measures.py", "sampling.py", "seeding
 HISTORY = {
     "1": "17472ccf2e3e9771",
     "2": "eb8094d3e345475f",  # the strategy table (ssa_theory.strategies) joins the core; the layer applies it
+    "3": "d4331b1f4cfe5800",  # one helper each for empty rows, the sink's key and bias, and parameter initialisation
 }
-VERSION = "2"
+VERSION = "3"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssa_theory import strategies as st
-from ssa_theory.attention import SDPA_ROW_LIMIT, Variant, _sdpa_rows, get_variant
+from ssa_theory.attention import SDPA_ROW_LIMIT, Variant, _sdpa_rows, append_sink, get_variant, open_empty_rows
 from ssa_theory.ensemble import linear
 from ssa_theory.strategies import Param, Strategy, register_strategy  # noqa: F401  (the public API)
 
@@ -104,11 +104,7 @@ def selective_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_scale
         mask = attn_mask.expand(q.shape[0], H, q.shape[2], k.shape[2])
     empty = None
     if mask is not None:
-        empty = ~(mask.any(-1) if mask.dtype == torch.bool else torch.isfinite(mask).any(-1))  # (B, H, Lq)
-        if bool(empty.any()):  # let those rows see every key (finite values and gradients), then zero them
-            mask = mask | empty[..., None] if mask.dtype == torch.bool else mask.masked_fill(empty[..., None], 0.0)
-        else:
-            empty = None
+        mask, empty = open_empty_rows(mask)  # (B, H, Lq): queries that see no key get zero
     out = _sdpa_rows(q, k, v, mask, is_causal and attn_mask is None)
     return out if empty is None else out.masked_fill(empty[..., None], 0.0)
 
@@ -226,9 +222,7 @@ class SelectiveAttention(nn.Module):
         self.causal, self.rope_base, self.train_length = causal, rope_base, train_length
         self.variant = get_variant(variant)
         self.placements = self.variant.placements()
-        for _, strategy, _ in self.placements:
-            if "train_length" in strategy.needs:
-                strategy.check_inputs(train_length=train_length, where=" (pass train_length=...)")
+        st.check_placements(self.placements, train_length, where=" (pass train_length=...)")
         self.q_proj = nn.Linear(d_model, n_heads * d_head, bias=bias)
         self.k_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=bias)
         self.v_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=bias)
@@ -240,10 +234,8 @@ class SelectiveAttention(nn.Module):
         for side, strategy, prefix in self.placements:
             for pname, spec in strategy.params.items():
                 shape = st.param_shape(spec, H=heads[side], w=d_head, d=d_head, D=d_model)
-                if spec.init == "normal":
-                    value = torch.randn(shape) / math.sqrt(d_model)
-                else:
-                    value = torch.full(shape, float(alpha_init if spec.init == "alpha_init" else spec.init))
+                init = st.initial_value(spec, alpha_init=alpha_init)
+                value = torch.randn(shape) / math.sqrt(d_model) if init is None else torch.full(shape, init)
                 self.temp[prefix + pname] = nn.Parameter(value)
 
     def extra_repr(self) -> str:
@@ -361,11 +353,7 @@ class SelectiveAttention(nn.Module):
         if sink is not None:  # a zero key and value whose logit is the sink's: a float mask
             if mask is None:
                 mask = torch.ones(L, Lk, dtype=torch.bool, device=x.device).tril()[None, None]
-            bias = torch.zeros(mask.shape, dtype=q.dtype, device=x.device).masked_fill(~mask, float("-inf"))
-            bias = bias.expand(B, H, L, Lk)
-            mask = torch.cat([bias, sink.to(q.dtype).expand(B, H, L, 1)], -1)
-            k = torch.cat([k, k.new_zeros(B, Hk, 1, d)], 2)
-            v = torch.cat([v, v.new_zeros(B, Hk, 1, d)], 2)
+            k, v, mask = append_sink(k, v, mask, sink)
         out = selective_sdpa(q, k, v, q_scale=tq, attn_mask=mask, is_causal=plain and sink is None)
         gate = self._extra("out", x)
         if gate is not None:

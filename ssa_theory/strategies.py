@@ -376,6 +376,20 @@ def param_shape(p: Param, *, H: int, w: int, d: int, D: int) -> tuple[int, ...]:
     return tuple(sizes[s] for s in p.shape)
 
 
+def initial_value(p: Param, *, alpha_init: float) -> float | None:
+    """A parameter's constant initial value, or None where it is drawn N(0, std^2) (``init="normal"``)."""
+    if p.init == "normal":
+        return None
+    return float(alpha_init if p.init == "alpha_init" else p.init)
+
+
+def check_placements(placements, train_length: int | None, where: str = "") -> None:
+    """At construction: every placed strategy that needs a training length gets one (``ValueError`` otherwise)."""
+    for _, strategy, _ in placements:
+        if "train_length" in strategy.needs:
+            strategy.check_inputs(train_length=train_length, where=where)
+
+
 def apply(strategy: Strategy, inputs: Inputs, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The strategy's value at these inputs: its formula, the one place it is computed."""
     return strategy.formula(inputs, params)
