@@ -25,7 +25,8 @@ def stage(text: str) -> Iterator[None]:
         _stage = before
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``m:ss``."""
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}:{s:02d}"
 
@@ -62,10 +63,10 @@ class Progress:
         bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
         elapsed = time.perf_counter() - self.start
         left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta = _clock(left) if self.done else "?"
+        eta = clock(left) if self.done else "?"
         prefix = f"{_stage}  " if _stage else ""
         return (f"{prefix}{self.label:<20} [{bar}] step {self.done}/{self.total}  "
-                f"{_clock(elapsed)} elapsed, {eta} left")
+                f"{clock(elapsed)} elapsed, {eta} left")
 
     def _draw(self, prefix: str, suffix: str) -> None:
         self.stream.write(f"{prefix}{self.line()}\x1b[K{suffix}" if self.tty else f"{prefix}{self.line()}{suffix}")

@@ -39,10 +39,9 @@ import torch
 from ssa_theory import registry, report
 from ssa_theory.claims import Claim
 from ssa_theory.config import UsageError
-from ssa_theory.progress import stage
+from ssa_theory.progress import clock, stage
 from ssa_theory.rundir import execute, is_complete, prepare_out, run_dir
 from ssa_theory.seeding import member_seeds
-from ssa_theory.train import Diverged
 
 # A fresh table matches the committed one when every number agrees to |a - b| <= ATOL + RTOL max(|a|, |b|):
 # float32 carries about 7 significant digits, and a few thousand optimiser steps amplify a change in the
@@ -101,11 +100,6 @@ def _worker_ref(name: str) -> str:
     return ref
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}:{s:02d}"
-
-
 def _run_sequential(plan, preset, *, device, out, force, quiet, log) -> list[tuple[Path, bool]]:
     results = []
     for i, (e, config, seeds) in enumerate(plan):
@@ -114,7 +108,7 @@ def _run_sequential(plan, preset, *, device, out, force, quiet, log) -> list[tup
             path, reused = execute(e, config, seeds=seeds, device=device, out=out, preset=preset, force=force,
                                    quiet=quiet)
         log(f"[{i + 1}/{len(plan)}] {e.name}: {'reused' if reused else 'ran'} {path} "
-            f"({_clock(time.perf_counter() - start)})")
+            f"({clock(time.perf_counter() - start)})")
         results.append((path, reused))
     return results
 
@@ -132,7 +126,7 @@ def _run_parallel(plan, refs, preset, *, device, out, force, pool, log) -> list[
 
     def in_flight() -> str:
         now = time.perf_counter()
-        running = [f"{names[order[j]]} {_clock(now - t)}" for j, t in started.items() if j not in results]
+        running = [f"{names[order[j]]} {clock(now - t)}" for j, t in started.items() if j not in results]
         return ", ".join(running) or "nothing"
 
     def on_event(j: int, status: str, info: str | None) -> None:
@@ -142,7 +136,7 @@ def _run_parallel(plan, refs, preset, *, device, out, force, pool, log) -> list[
             log(f"started {name}; in flight: {in_flight()}")
         elif status in ("done", "failed", "cancelled"):
             results[j] = (status, info)
-            took = f" in {_clock(time.perf_counter() - started[j])}" if j in started else ""
+            took = f" in {clock(time.perf_counter() - started[j])}" if j in started else ""
             what = "reused" if status == "done" and reused[order[j]] else status
             log(f"[{sum(r[0] == 'done' for r in results.values())}/{len(plan)} done] {name} {what}{took}"
                 + (f": {info}" if status != "done" and info else "") + f"; in flight: {in_flight()}")

@@ -357,7 +357,7 @@ def test_bench_module_reports_ratios_and_parameter_counts(capsys):
     out = capsys.readouterr().out
     assert "| vanilla |" in out and "| ssa |" in out and "| ratio |" in out
     assert "| variant | new_parameters | layer_parameters | share_percent |" in out
-    assert "flash kernel on the plain causal path: not measured (no CUDA device)" in out or "flash kernel" in out
+    assert "flash kernel on the plain causal path: " in out
 
 
 def test_bench_seeds_reports_the_ratio(capsys):
