@@ -348,6 +348,30 @@ class Attention(nn.Module):
         """The output gate's W_g (E, D, H d_value), or None without a gate."""
         return self.temp["gate_w"] if "gate_w" in self.temp else None
 
+    def parameters_of(self, strategy: str, side: str | None = None) -> dict[str, nn.Parameter]:
+        """The parameters of a placed strategy by their declared names, each (E, *declared shape):
+        ``layer.parameters_of("ssa_tok", "q")["u"]`` is SSA's query u (E, H, d),
+        ``layer.parameters_of("ssmax")["s"]`` SSMax's s (E, H). ``KeyError`` naming what is placed otherwise."""
+        return st.parameters_of(self.placements, self.temp, strategy, side)
+
+    def token_argument(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        """The argument ``u . GELU(h)`` of the token term's tanh on ``side`` for inputs x (E,B,L,D):
+        (E,B,H,L), h the side's projection (or the term's own). ``KeyError`` without a token term."""
+        tok = [(s, prefix) for sd, s, prefix in self.placements if sd == side and s.name in ("ssa_tok", "ssa_tok_own")]
+        if not tok:
+            raise KeyError(f"variant {self.variant.name!r} has no token term on side {side!r}")
+        strategy, prefix = tok[0]
+        p = self.strategy_params(prefix, strategy)
+        h = self._side_proj(side, x) if strategy.name == "ssa_tok" else self._heads(linear(x, p["w"]))
+        return st.token_argument(h, p["u"])
+
+    def token_projection(self, side: str) -> torch.Tensor:
+        """The projection (E, D, H w) the token term on ``side`` reads: the side's own weights with
+        sharing (``W_q`` for the query), the term's ``W_t`` without."""
+        if any(sd == side and s.name == "ssa_tok_own" for sd, s, _ in self.placements):
+            return self.parameters_of("ssa_tok_own", side)["w"]
+        return {"q": self.w_q, "k": self.w_k, "v": self.w_v}[side]
+
     def strategy_params(self, prefix: str, strategy: st.Strategy) -> dict[str, torch.Tensor]:
         """The parameters of one placed strategy, by the names its declaration uses."""
         return {pname: self.temp[prefix + pname] for pname in strategy.params}

@@ -42,6 +42,24 @@ def choice(name: str, value: str, options: Sequence[str]) -> None:
         raise ConfigError(f"{name}={value!r} is not allowed; {hint}choose from {', '.join(options)}")
 
 
+class TrainingConfig:
+    """Base of every experiment config that trains: the checks of the training fields it has.
+
+    ``steps``, ``batch_size`` and ``log_every`` must be >= 1, ``lr`` > 0, and ``n_eval`` (held-out
+    contexts) >= 2 for a standard error; a config without one of these fields (full-batch training
+    has no ``batch_size``) is not asked for it. A subclass's ``__post_init__`` calls this one first.
+    """
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "n_eval"):
+            if hasattr(self, name):
+                require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
+        if hasattr(self, "n_eval"):
+            require(self.n_eval >= 2, f"n_eval must be >= 2 for a standard error (got {self.n_eval})")
+        if hasattr(self, "lr"):
+            require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Field name -> annotated type of a config dataclass."""
     hints = typing.get_type_hints(cls)

@@ -251,6 +251,12 @@ class SelectiveAttention(nn.Module):
 
     # the strategy table, applied with E = 1 (the formulas are written for the ensemble layer)
 
+    def parameters_of(self, strategy: str, side: str | None = None) -> dict[str, nn.Parameter]:
+        """The parameters of a placed strategy by their declared names, without a member axis:
+        ``m.parameters_of("ssa_tok", "q")["u"]`` is SSA's query u (H, d), ``m.parameters_of("ssa_pos", "q")["alpha"]``
+        its alpha (H,). ``KeyError`` naming what is placed otherwise."""
+        return st.parameters_of(self.placements, self.temp, strategy, side)
+
     def _params(self, prefix: str, strategy: Strategy) -> dict[str, torch.Tensor]:
         return {pname: self.temp[prefix + pname][None] for pname in strategy.params}
 

@@ -71,7 +71,9 @@ class Experiment:
     claims this experiment checks (``ssa_theory.claims``). ``tasks`` names the shared task modules
     (``ssa_theory.tasks``) it uses, with their versions, so that editing shared task code invalidates
     every cached run that depends on it. ``ablation`` (optional) lets the ``ablation`` experiment
-    train every attention variant on this experiment's task.
+    train every attention variant on this experiment's task. ``depends(config)`` (optional) adds
+    entries to ``tasks`` that depend on the config (the ablation: the versions of the experiments it
+    trains), so that they enter the run hash too.
     """
 
     name: str
@@ -85,6 +87,8 @@ class Experiment:
     claims: Callable[[Path], list["Claim"]] | None = None
     tasks: Mapping[str, str] = field(default_factory=dict)  # shared task module -> its VERSION (enters the run hash)
     ablation: Ablation | None = None  # how the ``ablation`` experiment trains any variant on this task
+    # what else the results depend on, given the config (the ablation: the experiments it trains); enters the run hash
+    depends: Callable[[Any], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         missing = {"default", "quick"} - set(self.presets)
@@ -150,6 +154,12 @@ def get(name: str) -> Experiment:
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise UsageError(f"unknown experiment {name!r}; {hint}registered: {', '.join(sorted(registry))} (see 'ssa-theory list')")
     return registry[name]
+
+
+def with_ablation() -> list[str]:
+    """Names of the registered experiments that declare an ablation hook, in registration order: the
+    tasks the ``ablation`` experiment trains by default."""
+    return [n for n in names() if _REGISTRY[n].ablation is not None]
 
 
 def ref(name: str) -> str:

@@ -50,6 +50,7 @@ import torch
 from ssa_theory import __version__, core
 from ssa_theory.config import UsageError
 from ssa_theory.progress import Progress
+from ssa_theory.stats import mean_ci
 from ssa_theory.train import Diverged
 
 DONE = "done"
@@ -180,6 +181,21 @@ def with_ci(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
             for m, a, b in zip(out[c], lo, hi)
         ]
     return out
+
+
+def summarise(series: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics block of per-seed series: ``{name: mean, ..., "per_seed": series, "ci95": {name: [lo, hi]}}``.
+
+    ``series`` maps a name to its per-seed values (S,), or to a mapping of such (e.g. one series per
+    degree), which is summarised entry by entry.
+    """
+    def mean(v):
+        return {k: mean(x) for k, x in v.items()} if isinstance(v, Mapping) else float(np.mean(v))
+
+    def ci(v):
+        return {k: ci(x) for k, x in v.items()} if isinstance(v, Mapping) else list(mean_ci(v)[1:])
+
+    return {**{k: mean(v) for k, v in series.items()}, "per_seed": dict(series), "ci95": {k: ci(v) for k, v in series.items()}}
 
 
 # --- a run in progress ---------------------------------------------------------------------------
@@ -321,7 +337,7 @@ def run_payload(experiment, config, seeds: Sequence[int], device: torch.device) 
     return {
         "experiment": experiment.name,
         "version": experiment.version,
-        "tasks": dict(experiment.tasks),
+        "tasks": {**experiment.tasks, **(experiment.depends(config) if experiment.depends else {})},
         "core": core.VERSION,
         "config": dataclasses.asdict(config),
         "seeds": list(seeds),

@@ -10,7 +10,9 @@ stream. All generators live on the CPU, so the same seed gives the same numbers 
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -45,3 +47,50 @@ def numpy_rng(seed: int, stream: str) -> np.random.Generator:
 def member_seeds(seed: int, n_seeds: int) -> list[int]:
     """The member seeds of a run: ``seed, seed + 1, ..., seed + n_seeds - 1``."""
     return [seed + i for i in range(n_seeds)]
+
+
+@dataclass(frozen=True)
+class Members:
+    """The ensemble members of one batched training: every member's seed, its grid cell and a label.
+
+    An experiment that trains a grid of settings at once (denoising's regimes, norm_spikiness's
+    weight decays, specificity's (rho, contrast) cells) makes every (cell, seed) pair a member,
+    cell outer: member e is cell ``e // S``, seed ``e % S``. Without a grid every member is in cell
+    0. ``labels`` only name members in messages (``train.Diverged``).
+    """
+
+    seeds: tuple[int, ...]
+    cells: tuple[int, ...]
+    labels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, seeds: Sequence[int]) -> "Members":
+        """One member per seed, no grid."""
+        return cls(tuple(seeds), (0,) * len(seeds), tuple(f"seed {s}" for s in seeds))
+
+    @classmethod
+    def grid(cls, points: Sequence, seeds: Sequence[int], describe: Callable[[Any], str]) -> "Members":
+        """Every (point, seed), point outer; ``describe(point)`` names the point in labels."""
+        pairs = list(itertools.product(range(len(points)), seeds))
+        return cls(tuple(s for _, s in pairs), tuple(c for c, _ in pairs),
+                   tuple(f"{describe(points[c])}, seed {s}" for c, s in pairs))
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def generators(self, stream: str) -> list[torch.Generator]:
+        """One CPU generator per member for ``stream``, in member order."""
+        return torch_generators(self.seeds, stream)
+
+    def in_cell(self, cell: int) -> np.ndarray:
+        """Boolean mask (E,) of the members in grid cell ``cell``."""
+        return np.asarray(self.cells) == cell
+
+    def select_cell(self, cell: int) -> "Members":
+        """The members of grid cell ``cell``, in order."""
+        return self.select(self.in_cell(cell))
+
+    def select(self, mask: np.ndarray) -> "Members":
+        """The members where ``mask`` (E,) is True, in order."""
+        keep = np.flatnonzero(mask)
+        return Members(*(tuple(getattr(self, f)[i] for i in keep) for f in ("seeds", "cells", "labels")))

@@ -131,11 +131,16 @@ def _ssa_pos(i: Inputs, p):
     return torch.sigmoid(p["alpha"])[:, None, :, None] * i.log_pos()
 
 
+def token_argument(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``u . GELU(h)`` (E, B, H, L), the argument of the token term's tanh, from h (E, B, H, L, w) and
+    u (E, H, w); computed in the projection's own (E, B, L, H, w) layout, where h is contiguous
+    (measured faster than a matmul on the head-major view)."""
+    return (F.gelu(h.transpose(2, 3)) * u[:, None, None]).sum(-1).transpose(2, 3)
+
+
 def _token_term(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """tanh(u . GELU(h)) (E, B, H, L) from h (E, B, H, L, w) and u (E, H, w), computed in the projection's
-    own (E, B, L, H, w) layout, where h is contiguous (measured faster than a matmul on the head-major view)."""
-    s = (F.gelu(h.transpose(2, 3)) * u[:, None, None]).sum(-1).transpose(2, 3)
-    return torch.tanh(s)
+    """tanh(u . GELU(h)) (E, B, H, L): SSA's token term."""
+    return torch.tanh(token_argument(h, u))
 
 
 def _ssa_tok(i: Inputs, p):
@@ -388,6 +393,24 @@ def check_placements(placements, train_length: int | None, where: str = "") -> N
     for _, strategy, _ in placements:
         if "train_length" in strategy.needs:
             strategy.check_inputs(train_length=train_length, where=where)
+
+
+def parameters_of(placements, temp: Mapping[str, torch.Tensor], strategy: str,
+                  side: str | None = None) -> dict[str, torch.Tensor]:
+    """A layer's parameters of one placed strategy, by the names its declaration uses: the public way
+    to read or set them (both layers' ``parameters_of``). ``strategy`` is its name in the table;
+    ``side`` picks one placement where the strategy sits on several sides (SSA's terms)."""
+    found = [(sd, s, prefix) for sd, s, prefix in placements if s.name == strategy and side in (None, sd)]
+    if not found and ":" in strategy:  # a dotted path names the strategy it resolves to
+        return parameters_of(placements, temp, resolve(strategy).name, side)
+    if not found:
+        placed = ", ".join(f"{s.name} on {sd}" for sd, s, _ in placements) or "none (vanilla)"
+        where = f" on side {side!r}" if side else ""
+        raise KeyError(f"strategy {strategy!r} is not placed{where} in this layer; placed: {placed}")
+    if len(found) > 1:
+        raise KeyError(f"strategy {strategy!r} is placed on sides {[sd for sd, _, _ in found]}; pass side=")
+    _, s, prefix = found[0]
+    return {pname: temp[prefix + pname] for pname in s.params}
 
 
 def apply(strategy: Strategy, inputs: Inputs, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -16,10 +16,11 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 def test_every_other_registered_experiment_is_a_task_of_the_ablation():
     others = [n for n in registry.names() if n != "ablation"]
-    assert sorted(others) == sorted(ablation.TASKS)
+    assert registry.with_ablation() == others
+    assert ablation.AblationConfig().tasks == tuple(others)
     for n in others:
         assert registry.get(n).ablation is not None, n
-    deps = registry.get("ablation").tasks
+    deps = ablation.depends(ablation.AblationConfig())
     for n in others:  # a task's new version must invalidate the ablation's cached run
         assert deps[f"experiment:{n}"] == registry.get(n).version
 
@@ -43,11 +44,11 @@ def quick(quick_run):
 def test_quick_run_fills_every_cell_and_neutral_variants_equal_vanilla(quick):
     cells = pd.read_csv(quick / "tables" / "cells.csv")
     cfg = ablation.AblationConfig(**registry.get("ablation").presets["quick"].overrides)
-    assert len(cells) == len(cfg.variants) * len(ablation.TASKS)
+    assert len(cells) == len(cfg.variants) * len(registry.with_ablation())
     assert np.isfinite(cells["mean"]).all()
     # YaRN's factor is exactly 1 up to the training length: every task but dilution trains it as vanilla
     per_seed = load_frame(quick, "per_seed")
-    for task in ablation.TASKS:
+    for task in registry.with_ablation():
         y = per_seed[(per_seed.task == task) & (per_seed.variant == "yarn")].value.to_numpy()
         v = per_seed[(per_seed.task == task) & (per_seed.variant == "vanilla")].value.to_numpy()
         if task != "dilution":
@@ -68,8 +69,8 @@ def test_a_cell_is_the_experiments_own_number(tmp_path, quick_run):
 
 def test_committed_table_covers_every_variant_on_every_task():
     m = read_json(ROOT / "experiments" / "ablation" / "metrics.json")
-    assert sorted(m["tasks"]) == sorted(ablation.TASKS)
-    for t in ablation.TASKS:
+    assert sorted(m["tasks"]) == sorted(registry.with_ablation())
+    for t in registry.with_ablation():
         assert sorted(m["tasks"][t]["variants"]) == sorted(VARIANTS), t
     table = pd.read_csv(ROOT / "experiments" / "ablation" / "ablation.csv")
     assert list(table.variant) == list(VARIANTS)

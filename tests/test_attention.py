@@ -137,7 +137,7 @@ def test_query_temperature_scales_logit_rows():
     x = inputs()
     base = make("vanilla").logits(x)
     with torch.no_grad():
-        layer.temp["q_u"].normal_(0, 1, generator=torch.Generator().manual_seed(5))
+        layer.parameters_of("ssa_tok", "q")["u"].normal_(0, 1, generator=torch.Generator().manual_seed(5))
     tau = layer.temperature("q", x)
     logits = layer.logits(x)
     torch.testing.assert_close(logits, base * tau[..., None])
@@ -157,11 +157,11 @@ def test_token_term_is_one_plus_tanh_of_u_dot_gelu_of_the_query():
     """Against an independent formula: GELU(h) = h Phi(h) written with erf, tanh applied by hand."""
     layer = make("ssa_q_tok")
     with torch.no_grad():
-        layer.temp["q_u"].normal_(0, 1, generator=torch.Generator().manual_seed(9))
+        layer.parameters_of("ssa_tok", "q")["u"].normal_(0, 1, generator=torch.Generator().manual_seed(9))
     x = inputs()
     q = (x @ layer.w_q[:, None]).reshape(E, B, L, H, -1)  # (E,B,L,H,d), by hand
     gelu = 0.5 * q * (1 + torch.erf(q / math.sqrt(2)))
-    u = layer.temp["q_u"]  # (E, H, d)
+    u = layer.parameters_of("ssa_tok", "q")["u"]  # (E, H, d)
     s = (gelu * u[:, None, None]).sum(-1)  # (E, B, L, H)
     expected = 1 + (torch.exp(2 * s) - 1) / (torch.exp(2 * s) + 1)
     torch.testing.assert_close(layer.temperature("q", x), expected.transpose(2, 3))
@@ -170,7 +170,7 @@ def test_token_term_is_one_plus_tanh_of_u_dot_gelu_of_the_query():
 def test_position_term_is_one_plus_sigmoid_alpha_log_n():
     layer = make("ssa_q_pos")
     with torch.no_grad():
-        layer.temp["q_alpha"].fill_(0.3)
+        layer.parameters_of("ssa_pos", "q")["alpha"].fill_(0.3)
     tau = layer.temperature("q", inputs())
     expected = 1 + torch.sigmoid(torch.tensor(0.3, dtype=torch.float64)) * torch.log(torch.arange(1, L + 1, dtype=torch.float64))
     torch.testing.assert_close(tau, expected.expand_as(tau))
@@ -179,7 +179,7 @@ def test_position_term_is_one_plus_sigmoid_alpha_log_n():
 def test_value_temperature_scales_values():
     layer = make("ssa_v_tok", value_proj=True, out_proj=False)
     with torch.no_grad():
-        layer.temp["v_u"].normal_(0, 1, generator=torch.Generator().manual_seed(6))
+        layer.parameters_of("ssa_tok", "v")["u"].normal_(0, 1, generator=torch.Generator().manual_seed(6))
     x = inputs()
     out, probs = layer(x, return_probs=True)
     v = (x @ layer.w_v[:, None]).reshape(E, B, L, H, -1).transpose(2, 3)
@@ -210,7 +210,7 @@ def test_members_are_independent():
     before = layer(x)
     with torch.no_grad():
         layer.w_q[0].mul_(3.0)
-        layer.temp["q_u"][0].add_(1.0)
+        layer.parameters_of("ssa_tok", "q")["u"][0].add_(1.0)
     after = layer(x)
     torch.testing.assert_close(after[1], before[1])
     assert not torch.allclose(after[0], before[0])
@@ -278,12 +278,12 @@ def test_strategy_factors_follow_their_formulas():
 def test_asentmax_factor_against_its_formula():
     layer = make("asentmax")
     with torch.no_grad():
-        layer.temp["scale_w"].normal_(0, 1, generator=torch.Generator().manual_seed(13))
-        layer.temp["scale_w2"].normal_(0, 1, generator=torch.Generator().manual_seed(14))
+        layer.parameters_of("asentmax")["w"].normal_(0, 1, generator=torch.Generator().manual_seed(13))
+        layer.parameters_of("asentmax")["w2"].normal_(0, 1, generator=torch.Generator().manual_seed(14))
     q = torch.randn(E, B, H, L, D // H, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
     n = torch.arange(1, L + 1, dtype=torch.float64) + 5
-    a = (q * layer.temp["scale_w"][:, None, :, None, :]).sum(-1)
-    b = (q * layer.temp["scale_w2"][:, None, :, None, :]).sum(-1)
+    a = (q * layer.parameters_of("asentmax")["w"][:, None, :, None, :]).sum(-1)
+    b = (q * layer.parameters_of("asentmax")["w2"][:, None, :, None, :]).sum(-1)
     expected = 1 + torch.log1p(torch.exp(a)) * torch.log(n) ** (2 * torch.tanh(b))
     torch.testing.assert_close(layer.strategy_scale(n, q), expected)
 
@@ -327,7 +327,7 @@ def test_n_is_counted_per_query_under_a_causal_mask():
 def test_freq_scales_each_keys_logits_by_its_rarity():
     layer, base = make("freq"), make("vanilla")
     with torch.no_grad():
-        layer.temp["scale_g"].fill_(0.5)
+        layer.parameters_of("freq")["g"].fill_(0.5)
     x, f = inputs(), freq()
     expected = base.logits(x) * (1 + 0.5 * torch.log(1 / f))[None, :, None, None, :]
     torch.testing.assert_close(layer.logits(x, k_freq=f), expected)
@@ -390,7 +390,7 @@ def test_plain_causal_fast_path_equals_an_explicit_mask(name):
 def test_changing_the_position_changes_the_position_term():
     layer = make("ssa_q_pos")
     with torch.no_grad():
-        layer.temp["q_alpha"].fill_(0.0)
+        layer.parameters_of("ssa_pos", "q")["alpha"].fill_(0.0)
     x = inputs()
     a = layer(x, x, q_pos=torch.arange(1, L + 1), k_pos=torch.arange(1, L + 1))
     b = layer(x, x, q_pos=torch.arange(1, L + 1) + 100, k_pos=torch.arange(1, L + 1))
@@ -453,9 +453,11 @@ def test_denoising_evaluation_stays_within_the_row_limit_at_8_seeds(monkeypatch)
     call 73,728 rows. Every call now has at most 65,535 (counted on the CPU)."""
     from ssa_theory.attention import SDPA_ROW_LIMIT
     from ssa_theory.experiments import denoising as dn
+    from ssa_theory.skeleton import ModelSpec
 
     cfg = dn.DenoisingConfig()
-    members, pv = dn.members_of(cfg, list(range(8)))
+    members = dn.members_of(cfg, list(range(8)))
+    pv = dn.regimes_of(cfg, members)
     assert len(members) == 72
     rows = []
     real = torch.nn.functional.scaled_dot_product_attention
@@ -464,7 +466,7 @@ def test_denoising_evaluation_stays_within_the_row_limit_at_8_seeds(monkeypatch)
         rows.append(q.shape[0] * q.shape[1])
         return real(q, k, v, **kw)
 
-    net = dn.DenoisingModel("vanilla", cfg, [torch.Generator().manual_seed(i) for i in range(72)])
+    net = dn.DenoisingModel(ModelSpec.of("vanilla"), cfg, [torch.Generator().manual_seed(i) for i in range(72)])
     batch = dn.sample([torch.Generator().manual_seed(i) for i in range(72)], pv, cfg, 1024, torch.device("cpu"))
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
     with torch.no_grad():
@@ -491,7 +493,7 @@ def test_the_sink_takes_its_share_of_every_row():
     1 - p_sink, and at s = -inf the layer is vanilla attention."""
     layer = make("sink")
     with torch.no_grad():
-        layer.temp["scale_s"].fill_(0.5)
+        layer.parameters_of("sink")["s"].fill_(0.5)
     x = inputs()
     _, probs = layer(x, causal=True, return_probs=True)
     logits = layer.logits(x, causal=True)

@@ -59,14 +59,14 @@ def test_members_are_regime_seed_pairs_and_match_single_runs(tmp_path):
     """Member (regime i, seed s) of a batched run equals a run of that regime and seed alone."""
     cfg = dn.DenoisingConfig(sweep_p=(0.5,), sweep_sigma=(), steps=40, n_eval=256, log_every=20)
     ctx = RunContext(tmp_path, [0, 1], torch.device("cpu"), quiet=True)
-    members, regimes = dn.members_of(cfg, [0, 1])
-    assert members == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    ev = dn.sample([torch_generator(s, "eval") for _, s in members], regimes, cfg, cfg.n_eval, "cpu")
-    batched = dn.train_learned("value_selective", cfg, members, regimes, ev, ctx)
-    one = [members[2]]
-    ev1 = dn.sample([torch_generator(0, "eval")], regimes[2:3], cfg, cfg.n_eval, "cpu")  # member (1, 0): seed 0
-    single = dn.train_learned("value_selective", cfg, one, regimes[2:3], ev1, ctx)
-    np.testing.assert_allclose(batched["errors"][2], single["errors"][0], rtol=1e-5, atol=1e-6)
+    members = dn.members_of(cfg, [0, 1])
+    assert list(zip(members.cells, members.seeds)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    spec = dn.model_specs()["value_selective"]
+    batched = dn.train(spec, cfg, members, ctx, eval_batch=dn.held_out(cfg, members, "cpu"))
+    one = members.select(np.arange(4) == 2)  # member (regime 1, seed 0) alone
+    single = dn.train(spec, cfg, one, ctx, eval_batch=dn.held_out(cfg, one, "cpu"))
+    for key in ("errors", "gain_clean", "gain_noisy"):
+        np.testing.assert_allclose(batched[key][2], single[key][0], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @pytest.fixture(scope="module")

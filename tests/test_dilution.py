@@ -9,7 +9,8 @@ from ssa_theory import cli
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import dilution as dl
 from ssa_theory.rundir import RunContext, load_frame, read_json
-from ssa_theory.seeding import torch_generator
+from ssa_theory.seeding import Members, torch_generator
+from ssa_theory.skeleton import ModelSpec
 
 
 def test_items_hold_one_needle_with_its_class():
@@ -38,12 +39,12 @@ def test_training_lengths_are_the_tasks_not_the_members():
 @pytest.mark.parametrize("strategy", ["ssa", "freq"])
 def test_batched_member_matches_single_run(tmp_path, strategy):
     cfg = dl.DilutionConfig(steps=30, batch_size=16, n_eval=32, log_every=10)
-    lengths = dl.train_lengths(cfg)
-    cpu = torch.device("cpu")
-    batched = dl.train_strategy(strategy, cfg, lengths, RunContext(tmp_path, [3, 4], cpu, quiet=True))
-    single = dl.train_strategy(strategy, cfg, lengths, RunContext(tmp_path, [4], cpu, quiet=True))
-    for (name, a), (_, b) in zip(batched.named_parameters(), single.named_parameters()):
-        torch.testing.assert_close(a[1], b[0], rtol=1e-5, atol=1e-6, msg=name)
+    cpu, spec = torch.device("cpu"), ModelSpec.of(strategy)
+    batched = dl.train(spec, cfg, Members.of([3, 4]), RunContext(tmp_path, [3, 4], cpu, quiet=True))
+    single = dl.train(spec, cfg, Members.of([4]), RunContext(tmp_path, [4], cpu, quiet=True))
+    assert set(batched.arrays) == set(single.arrays) >= {*dl.MEASURES, "mass_pred", "grid_mass_pred"}
+    for key, a in batched.arrays.items():  # every measure at every length, and the learned scalars
+        np.testing.assert_allclose(a[1], single[key][0], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_prediction_with_equal_distractors_is_the_softmax_by_hand():

@@ -5,22 +5,22 @@ import pytest
 import torch
 
 from ssa_theory import seeding
-from ssa_theory.experiments.graph_transition import GraphTransitionConfig, train_model
-from ssa_theory.tasks.graphs import build_graph, transition_matrix
+from ssa_theory.experiments import graph_transition as gt
 from ssa_theory.rundir import RunContext
-import networkx as nx
+from ssa_theory.skeleton import ModelSpec
+from ssa_theory.tasks.graphs import GraphTask
 
-CFG = GraphTransitionConfig(steps=60, batch_size=64, log_every=20)
+CFG = gt.GraphTransitionConfig(steps=60, batch_size=64, log_every=20)
 
 
 @pytest.fixture(scope="module")
 def P():
-    G = build_graph(CFG.n_nodes, CFG.max_degree, CFG.graph_seed)
-    return transition_matrix(nx.to_numpy_array(G, nodelist=range(CFG.n_nodes)), CFG.smoothing)
+    return GraphTask.build(CFG.n_nodes, CFG.max_degree, CFG.graph_seed, CFG.smoothing)
 
 
-def train(P, seeds, model, score, tmp_path):
-    return train_model(CFG, model, score, P, RunContext(tmp_path, list(seeds), torch.device("cpu"), quiet=True))
+def train(task, seeds, model, score, tmp_path):
+    ctx = RunContext(tmp_path, list(seeds), torch.device("cpu"), quiet=True)
+    return gt.train(ModelSpec.of(model, gt.MODELS[model]), CFG, seeding.Members.of(seeds), ctx, task=task, score=score)
 
 
 @pytest.mark.parametrize("model,score", [("ssa", "softcap"), ("ssa", "dot"), ("vanilla", "rownorm")])
@@ -29,7 +29,7 @@ def test_batched_member_matches_single_run(P, model, score, tmp_path):
     single = train(P, [4], model, score, tmp_path)
     for key in ("ce", "l1", "temperature", "qk_norm", "probs"):
         np.testing.assert_allclose(batched[key][1], single[key][0], rtol=1e-5, atol=1e-6, err_msg=key)
-    np.testing.assert_allclose(batched["history_ce"][:, 1], single["history_ce"][:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.history["ce"][:, 1], single.history["ce"][:, 0], rtol=1e-5, atol=1e-6)
 
 
 def test_members_differ(P, tmp_path):

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from ssa_theory import cli, theory
 from ssa_theory.config import ConfigError
-from ssa_theory.experiments.graph_transition import VARIANT, GraphModel, GraphTransitionConfig, predictions
+from ssa_theory.experiments.graph_transition import MODELS, GraphTransitionConfig, build_model, predictions
+from ssa_theory.seeding import Members
+from ssa_theory.skeleton import ModelSpec
+from ssa_theory.tasks.graphs import GraphTask
 from ssa_theory.tasks.graphs import build_graph, degree_sequence, expected_ce, transition_matrix
-from ssa_theory.seeding import torch_generators
 
 
 def test_default_degree_sequence():
@@ -63,8 +65,9 @@ def test_impossible_configs_are_refused():
 @pytest.mark.parametrize("score", ["dot", "softcap", "rownorm", "cosine"])
 def test_model_rows_are_distributions_and_ssa_starts_as_vanilla(score):
     cfg = GraphTransitionConfig()
-    van = GraphModel("vanilla", cfg, score, torch_generators([0, 1], "init"))
-    ssa = GraphModel(VARIANT["ssa"], cfg, score, torch_generators([0, 1], "init"))
+    task = GraphTask.build(cfg.n_nodes, cfg.max_degree, cfg.graph_seed, cfg.smoothing)
+    van = build_model(ModelSpec.of("vanilla"), cfg, task, score, Members.of([0, 1]))
+    ssa = build_model(ModelSpec.of("ssa", MODELS["ssa"]), cfg, task, score, Members.of([0, 1]))
     with torch.no_grad():
         lv, ls = van(), ssa()
     torch.testing.assert_close(lv.exp().sum(-1), torch.ones(2, 16))

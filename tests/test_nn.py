@@ -151,7 +151,7 @@ def test_positions_are_zero_based_and_a_decode_step_sees_every_cached_key():
     torch.manual_seed(0)
     m = SelectiveAttention(D, H, variant="ssa_q_pos")
     with torch.no_grad():
-        m.temp["q_alpha"].fill_(1.0)
+        m.parameters_of("ssa_pos", "q")["alpha"].fill_(1.0)
     x = x_()
     full = m(x)
     cache = m.new_cache(B, L)
@@ -165,7 +165,7 @@ def test_rope_is_relative_and_the_token_term_reads_the_pre_rope_projection():
     torch.manual_seed(0)
     m = SelectiveAttention(D, H, variant="ssa_q_tok", rope_base=10000.0)
     with torch.no_grad():
-        m.temp["q_u"].normal_(0, 1, generator=torch.Generator().manual_seed(2))
+        m.parameters_of("ssa_tok", "q")["u"].normal_(0, 1, generator=torch.Generator().manual_seed(2))
     x = x_()
     # shifting every position by 5 leaves the (relative) rotary scores, so the outputs, unchanged
     torch.testing.assert_close(m(x, positions=torch.arange(L) + 5), m(x), atol=1e-5, rtol=0)
@@ -203,7 +203,7 @@ def test_the_query_temperature_acts_after_qk_norm():
         m.q_proj.weight.mul_(10.0)  # QK-norm removes the scale of q ...
     torch.testing.assert_close(m(x), before, atol=1e-5, rtol=0)
     with torch.no_grad():
-        m.temp["scale_g"].fill_(0.8)  # ... but not the temperature applied after it
+        m.parameters_of("global")["g"].fill_(0.8)  # ... but not the temperature applied after it
     assert (m(x) - before).abs().max() > 1e-3
 
 

@@ -15,7 +15,8 @@ from scipy.special import log_softmax
 from ssa_theory import measures, theory
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import norm_spikiness as ns
-from ssa_theory.seeding import torch_generator
+from ssa_theory.seeding import Members, torch_generator
+from ssa_theory.skeleton import ModelSpec
 
 
 # --- measurements on hand-built matrices -----------------------------------------------------------
@@ -135,12 +136,14 @@ def test_embeddings_are_fixed_unit_vectors_sharing_directions():
 def test_ssa_starts_as_vanilla():
     cfg = ns.NormSpikinessConfig(n_tokens=32, max_degree=4, embed_dim=8, d_head=8)
     X = ns.embeddings(cfg)
-    van = ns.EmbeddedGraphModel("vanilla", cfg, X, [torch_generator(0, "init")])
-    ssa = ns.EmbeddedGraphModel(cfg.ssa_variant, cfg, X, [torch_generator(0, "init")])
+    task, one = ns.Task.build(cfg), Members.of([0])
+    np.testing.assert_array_equal(task.X, X)
+    van = ns.build_model(ns.model_specs(cfg)["vanilla"], cfg, task, one)
+    ssa = ns.build_model(ns.model_specs(cfg)["ssa"], cfg, task, one)
     with torch.no_grad():
-        ssa.attn.temp["q_alpha"].fill_(-math.inf)  # position term off; u = 0 already
+        ssa.attn.parameters_of("ssa_pos", "q")["alpha"].fill_(-math.inf)  # position term off; u = 0 already
         torch.testing.assert_close(ssa(), van())
-        torch.testing.assert_close(ssa.token_norms(), van.token_norms())
+        torch.testing.assert_close(ns.token_norms(ssa), ns.token_norms(van))
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_c5_verdict(tmp_path, pos_better, falls, verdict):
 def test_c6_verdict(tmp_path, token_better, verdict):
     glob = [0.30, 0.31, 0.29]
     tok = [0.15, 0.155, 0.145] if token_better else [0.30, 0.31, 0.29]
-    cell = lambda xs: {"per_seed": xs, "excess": sum(xs) / 3}  # noqa: E731
+    cell = lambda xs: {"per_seed": {"excess": xs}, "excess": sum(xs) / 3}  # noqa: E731
     m = {"cells": {"hard": {"rho": 0.99, "contrast": 8}, "dissimilar": {"rho": 0.0, "contrast": 8},
                    "no_contrast": {"rho": 0.99, "contrast": 1}},
          "strategies": {s: {"hard": cell(xs), "dissimilar": cell(glob), "no_contrast": cell(glob)}

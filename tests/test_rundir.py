@@ -46,10 +46,10 @@ def test_shared_task_versions_enter_the_run_hash():
     from ssa_theory.rundir import run_dir
 
     exp = registry.get("norm_spikiness")
-    assert exp.tasks == {"graphs": "1"} and registry.get("graph_transition").tasks == exp.tasks
+    assert exp.tasks == {"graphs": "1", "pointer": "1"} and registry.get("graph_transition").tasks == exp.tasks
     cfg = exp.config(**exp.presets["quick"].overrides)
     a = run_dir("runs", exp, cfg, [0], torch.device("cpu"))
-    b = run_dir("runs", dataclasses.replace(exp, tasks={"graphs": "2"}), cfg, [0], torch.device("cpu"))
+    b = run_dir("runs", dataclasses.replace(exp, tasks={**exp.tasks, "graphs": "2"}), cfg, [0], torch.device("cpu"))
     assert a != b
 
 

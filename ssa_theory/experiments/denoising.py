@@ -38,9 +38,9 @@ per model: ensemble members are (regime, seed) pairs, each member sampling its o
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -48,20 +48,22 @@ import torch
 from torch import nn
 
 from ssa_theory import theory
-from ssa_theory.attention import Attention, get_variant
+from ssa_theory.attention import Attention
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import require
+from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
-from ssa_theory.rundir import RunContext, read_json, with_ci
+from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream, eval_chunk, in_chunks
-from ssa_theory.seeding import torch_generator
+from ssa_theory.seeding import Members
+from ssa_theory.skeleton import ModelSpec, Results, Trained, with_variant, write_results
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.train import fit
 
-LEARNED = ("vanilla", "value_selective", "output_gate", "vanilla_sink")
+# label -> attention variant of every learned estimator; vanilla_sink also attends to a zero-valued sink
+MODELS = {"vanilla": "vanilla", "value_selective": "ssa_v_tok_noshare", "output_gate": "gated", "vanilla_sink": "vanilla"}
+LEARNED = tuple(MODELS)
 ESTIMATORS = ("naive", "bayes", *LEARNED)
 EVAL_CHUNK = 1024  # contexts per evaluation call, at most (``sampling.eval_chunk``)
-VARIANT = {"vanilla": "vanilla", "value_selective": "ssa_v_tok_noshare", "output_gate": "gated", "vanilla_sink": "vanilla"}
 # The theoretical limit of each estimator (a field of theory.DenoisingRisks).
 LIMIT = {"naive": "naive", "bayes": "bayes", "vanilla": "vanilla", "value_selective": "bayes",
          "output_gate": "vanilla", "vanilla_sink": "bayes"}
@@ -71,7 +73,7 @@ LABEL = {"naive": "Naive averaging", "bayes": "Bayes optimal", "vanilla": "Vanil
 
 
 @dataclass(frozen=True)
-class DenoisingConfig:
+class DenoisingConfig(TrainingConfig):
     """Settings of ``denoising``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
 
     n_tokens: int = 16  # n, context length
@@ -90,6 +92,7 @@ class DenoisingConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.n_tokens >= 1, f"n_tokens must be >= 1 (got {self.n_tokens})")
         require(self.dim >= 1, f"dim must be >= 1 (got {self.dim})")
         for name in ("prior_var", "sigma_clean", "sigma_noisy", "lr", "qk_init_std"):
@@ -97,9 +100,6 @@ class DenoisingConfig:
         require(0.0 <= self.p_noisy <= 1.0, f"p_noisy must lie in [0, 1] (got {self.p_noisy})")
         require(all(0.0 <= p <= 1.0 for p in self.sweep_p), f"every sweep_p must lie in [0, 1] (got {self.sweep_p})")
         require(all(s > 0 for s in self.sweep_sigma), f"every sweep_sigma must be > 0 (got {self.sweep_sigma})")
-        for name in ("steps", "batch_size", "n_eval", "log_every"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.n_eval >= 2, f"n_eval must be >= 2 for a standard error (got {self.n_eval})")
 
     @property
     def regimes(self) -> list[tuple[float, float]]:
@@ -178,13 +178,13 @@ class DenoisingSampler:
 class DenoisingModel(nn.Module):
     """One attention layer; its single query's output is the estimate of mu (E members)."""
 
-    def __init__(self, model: str, cfg: DenoisingConfig, generators, variant: str | None = None,
-                 p_noisy: torch.Tensor | None = None) -> None:
-        """``variant`` (the ablation) replaces ``VARIANT[model]``; ``p_noisy`` (E,), each member's fraction
-        of noisy tokens, gives the ``freq`` strategy each token's frequency by class."""
+    def __init__(self, spec: ModelSpec, cfg: DenoisingConfig, generators, p_noisy: torch.Tensor | None = None) -> None:
+        """``spec.extras["sink"]``: the query also attends to itself, a token whose value can be 0;
+        ``p_noisy`` (E,), each member's fraction of noisy tokens, gives the ``freq`` strategy each
+        token's frequency by class."""
         super().__init__()
-        self.sink = model == "vanilla_sink"
-        self.attn = Attention(variant or VARIANT[model], cfg.dim + 3, generators=generators, d_head=cfg.dim,
+        self.sink = bool(spec.extras.get("sink", False))
+        self.attn = Attention(spec.variant, cfg.dim + 3, generators=generators, d_head=cfg.dim,
                               value_proj=True, out_proj=False, qk_std=cfg.qk_init_std, train_length=cfg.n_tokens)
         self.register_buffer("p_noisy", p_noisy)
 
@@ -236,20 +236,33 @@ def model_errors(net: DenoisingModel, batch: Batch) -> torch.Tensor:
 # --- run -----------------------------------------------------------------------------------------
 
 
-def members_of(cfg: DenoisingConfig, seeds: list[int]) -> tuple[list[tuple[int, int]], torch.Tensor]:
-    """Ensemble members as (regime index, seed) pairs, and each member's (p, sigma_noisy) (E, 2)."""
-    members = list(itertools.product(range(len(cfg.regimes)), seeds))
-    return members, torch.tensor([cfg.regimes[i] for i, _ in members], dtype=torch.float32)
+def model_specs() -> dict[str, ModelSpec]:
+    return {label: ModelSpec.of(label, variant, **({"sink": True} if label == "vanilla_sink" else {}))
+            for label, variant in MODELS.items()}
 
 
-def train_learned(model: str, cfg: DenoisingConfig, members, regimes: torch.Tensor, eval_batch: Batch,
-                  ctx: RunContext, variant: str | None = None) -> dict:
-    """Train one learned estimator for every member at once; its held-out errors, value gains, curve.
-    ``variant`` (the ablation) trains that attention variant under the label ``model``."""
-    freq = variant is not None and get_variant(variant).scale == "freq"
-    net = DenoisingModel(model, cfg, [torch_generator(s, "init") for _, s in members], variant,
-                         regimes[:, 0].clone() if freq else None).to(ctx.device)
-    sample_batch = DenoisingSampler([torch_generator(s, "data") for _, s in members], regimes, cfg, ctx.device)
+def members_of(cfg: DenoisingConfig, seeds) -> Members:
+    """Every (regime, seed), the default regime first (cell 0)."""
+    return Members.grid(cfg.regimes, seeds, lambda r: f"p_noisy={r[0]:g}, sigma_noisy={r[1]:g}")
+
+
+def regimes_of(cfg: DenoisingConfig, members: Members) -> torch.Tensor:
+    """Each member's (p, sigma_noisy) (E, 2)."""
+    return torch.tensor([cfg.regimes[c] for c in members.cells], dtype=torch.float32)
+
+
+def held_out(cfg: DenoisingConfig, members: Members, device) -> Batch:
+    """The held-out contexts, ``n_eval`` per member, from each member's eval stream."""
+    return sample(members.generators("eval"), regimes_of(cfg, members), cfg, cfg.n_eval, device)
+
+
+def train(spec: ModelSpec, cfg: DenoisingConfig, members: Members, ctx: RunContext, *, eval_batch: Batch) -> Trained:
+    """Train one learned estimator for every member at once: its held-out squared errors (E, n_eval),
+    its mean value gain per class (E,) and its training curve."""
+    regimes = regimes_of(cfg, members)
+    net = DenoisingModel(spec, cfg, members.generators("init"),
+                         regimes[:, 0].clone() if spec.scale == "freq" else None).to(ctx.device)
+    sample_batch = DenoisingSampler(members.generators("data"), regimes, cfg, ctx.device)
     monitor = Batch(*(t[:, :1024] for t in eval_batch.fields()))
 
     def member_loss(step: int) -> torch.Tensor:
@@ -258,38 +271,60 @@ def train_learned(model: str, cfg: DenoisingConfig, members, regimes: torch.Tens
 
     hist = fit(net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
                evaluate=lambda: {"mse": model_errors(net, monitor).mean(1)},
-               progress=ctx.progress(model, cfg.steps), model=model,
-               members=[f"p_noisy={cfg.regimes[ri][0]:g}, sigma_noisy={cfg.regimes[ri][1]:g}, seed {s}" for ri, s in members])
+               progress=ctx.progress(spec.label, cfg.steps), model=spec.label, members=members.labels)
     with torch.no_grad():
-        return {
-            "errors": model_errors(net, eval_batch).cpu().numpy(),  # (E, n_eval)
-            "gains": {c: v.cpu().numpy() for c, v in net.value_gain(eval_batch).items()},
-            "history": hist,
-        }
+        gains = net.value_gain(eval_batch)
+        arrays = {"errors": model_errors(net, eval_batch), "gain_clean": gains["clean"], "gain_noisy": gains["noisy"]}
+    return Trained(spec, members, {k: v.cpu().numpy() for k, v in arrays.items()}, hist)
 
 
 def run(cfg: DenoisingConfig, ctx: RunContext) -> None:
-    members, regimes = members_of(cfg, ctx.seeds)
-    eval_batch = sample([torch_generator(s, "eval") for _, s in members], regimes, cfg, cfg.n_eval, ctx.device)
+    members = members_of(cfg, ctx.seeds)
+    eval_batch = held_out(cfg, members, ctx.device)
+    trained = {label: train(spec, cfg, members, ctx, eval_batch=eval_batch) for label, spec in model_specs().items()}
+    write_results(ctx, measure(cfg, members, eval_batch, trained))
+
+
+# --- measurements beside the closed forms, into tables ---------------------------------------------
+
+
+def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: Mapping[str, Trained]) -> Results:
+    """Tables (per regime, Table 2, value gains), theory curves for the figures, metrics.json. The closed
+    forms are evaluated on the same held-out contexts as the learned estimators."""
     err = {name: squared_error(closed_form_estimate(name, eval_batch, cfg.prior_var), eval_batch).cpu().numpy()
            for name in ("naive", "bayes")}
-    gains, curves = {}, []
-    for model in LEARNED:
-        r = train_learned(model, cfg, members, regimes, eval_batch, ctx)
-        err[model], gains[model] = r["errors"], r["gains"]
-        for i, step in enumerate(r["history"]["step"]):
-            for m, (ri, seed) in enumerate(members):
-                curves.append({"model": model, "regime": ri, "seed": seed, "step": int(step), "mse": float(r["history"]["mse"][i, m])})
-    _write_results(cfg, ctx, cfg.regimes, members, err, gains, pd.DataFrame(curves))
+    err.update({label: t["errors"] for label, t in trained.items()})
+    theory_at = [theory.expected_denoising_mse(cfg.n_tokens, p, cfg.sigma_clean, s, cfg.prior_var) for p, s in cfg.regimes]
+    results = Results()
+    table = results.table("regimes", with_variant(_regimes(cfg, members, err, theory_at), "estimator", MODELS), ci=["mse"])
+    results.table("headroom", _headroom(cfg, table, theory_at))
+    results.table("per_member", pd.DataFrame([
+        {"p_noisy": cfg.regimes[c][0], "sigma_noisy": cfg.regimes[c][1], "seed": seed, **{name: err[name][e].mean() for name in ESTIMATORS}}
+        for e, (c, seed) in enumerate(zip(members.cells, members.seeds))
+    ]))
+    # Table 2: the default regime (index 0).
+    t2 = table[(table.p_noisy == cfg.regimes[0][0]) & (table.sigma_noisy == cfg.regimes[0][1])].copy()
+    t2.insert(0, "method", [LABEL[e] for e in t2.estimator])
+    t2 = t2[["method", "estimator", "variant", "mse", "mse_lo", "mse_hi", "limit", "limit_kind", "ratio_to_limit", "ratio_to_bayes"]]
+    results.table("table2", t2, ci=["mse"], drop=["estimator"])
+    results.table("value_gains", _value_gains(cfg, trained, theory_at), ci=["gain"])
+    results.frames["theory_curves"] = _theory_curves(cfg)
+    results.frames["curves"] = pd.DataFrame([
+        {"model": label, "regime": c, "seed": seed, "step": int(step), "mse": float(t.history["mse"][i, m])}
+        for label, t in trained.items()
+        for i, step in enumerate(t.history["step"])
+        for m, (c, seed) in enumerate(zip(members.cells, members.seeds))
+    ])
+    results.metrics = _metrics(cfg, members, err, theory_at[0])
+    return results
 
 
-def _write_results(cfg, ctx, regimes, members, err, gains, curves) -> None:
-    """Tables (per regime, Table 2, value gains), theory curves for the figures, metrics.json."""
-    theory_at = [theory.expected_denoising_mse(cfg.n_tokens, p, cfg.sigma_clean, s, cfg.prior_var) for p, s in regimes]
-    reg_of = np.array([ri for ri, _ in members])
+def _regimes(cfg: DenoisingConfig, members: Members, err: Mapping[str, np.ndarray], theory_at) -> pd.DataFrame:
+    """Every estimator in every regime: its MSE over seeds, its Monte-Carlo error, its limit and its
+    excess over the Bayes estimator on the same contexts."""
     rows = []
-    for ri, (p, s) in enumerate(regimes):
-        idx = reg_of == ri
+    for ri, (p, s) in enumerate(cfg.regimes):
+        idx = members.in_cell(ri)
         th = theory_at[ri]
         for name in ESTIMATORS:
             per_seed = err[name][idx].mean(1)
@@ -303,67 +338,62 @@ def _write_results(cfg, ctx, regimes, members, err, gains, curves) -> None:
                 "ratio_to_limit": m / getattr(th, LIMIT[name]), "ratio_to_bayes": m / th.bayes,
                 "excess_over_bayes": diff.mean(), "excess_se": diff.std(ddof=1) / np.sqrt(diff.size),
             })
-    table = pd.DataFrame(rows)
-    ctx.write_table("regimes", table, with_ci(table, ["mse"]))
-    # Where value selectivity can help at all: the best vanilla attention against Bayes, per regime.
-    ctx.write_table("headroom", pd.DataFrame([
-        {"p_noisy": p, "sigma_noisy": s, "bayes": th.bayes, "vanilla_limit": th.vanilla,
-         "headroom": th.vanilla / th.bayes,
-         **{f"{name}_over_bayes": table[(table.p_noisy == p) & (table.sigma_noisy == s) & (table.estimator == name)].ratio_to_bayes.iloc[0]
-            for name in ("vanilla", "value_selective")}}
-        for (p, s), th in zip(regimes, theory_at)
-    ]))
-    ctx.write_table("per_member", pd.DataFrame([
-        {"p_noisy": regimes[ri][0], "sigma_noisy": regimes[ri][1], "seed": seed, **{name: err[name][e].mean() for name in ESTIMATORS}}
-        for e, (ri, seed) in enumerate(members)
-    ]))
+    return pd.DataFrame(rows)
 
-    # Table 2: the default regime (index 0).
-    t2 = table[(table.p_noisy == regimes[0][0]) & (table.sigma_noisy == regimes[0][1])].copy()
-    t2.insert(0, "method", [LABEL[e] for e in t2.estimator])
-    t2 = t2[["method", "estimator", "mse", "mse_lo", "mse_hi", "limit", "limit_kind", "ratio_to_limit", "ratio_to_bayes"]]
-    ctx.write_table("table2", t2, with_ci(t2, ["mse"]).drop(columns="estimator"))
 
-    # Learned effective value gains against each class's noise level, beside the Bayes gains.
-    grows = []
-    for model in ("vanilla", "value_selective"):
-        for ri, (p, s) in enumerate(regimes):
-            idx = reg_of == ri
-            for cls, sigma in (("clean", cfg.sigma_clean), ("noisy", s)):
-                w = 1.0 / sigma**2
-                pred = w / (w + 1.0 / (cfg.n_tokens * cfg.prior_var)) if model == "value_selective" else theory_at[ri].vanilla_gain
-                grows.append({"model": model, "p_noisy": p, "sigma_noisy": s, "class": cls, "sigma": sigma,
-                              **ci_columns("gain", gains[model][cls][idx]), "gain_theory": pred})
-    gt = pd.DataFrame(grows)
-    ctx.write_table("value_gains", gt, with_ci(gt, ["gain"]))
+def _headroom(cfg: DenoisingConfig, table: pd.DataFrame, theory_at) -> pd.DataFrame:
+    """Where value selectivity can help at all: the best vanilla attention against Bayes, per regime."""
+    def ratio(p, s, name):
+        return table[(table.p_noisy == p) & (table.sigma_noisy == s) & (table.estimator == name)].ratio_to_bayes.iloc[0]
 
-    # Theory on a fine grid, for the figures' dashed curves.
+    return pd.DataFrame([
+        {"p_noisy": p, "sigma_noisy": s, "bayes": th.bayes, "vanilla_limit": th.vanilla, "headroom": th.vanilla / th.bayes,
+         **{f"{name}_over_bayes": ratio(p, s, name) for name in ("vanilla", "value_selective")}}
+        for (p, s), th in zip(cfg.regimes, theory_at)
+    ])
+
+
+def _value_gains(cfg: DenoisingConfig, trained: Mapping[str, Trained], theory_at) -> pd.DataFrame:
+    """Learned effective value gains against each class's noise level, beside the Bayes gains
+    (``theory.value_selective_bayes_parameters``) and vanilla's one global gain."""
+    rows = []
+    for label in ("vanilla", "value_selective"):
+        t = trained[label]
+        for ri, (p, s) in enumerate(cfg.regimes):
+            idx = t.members.in_cell(ri)
+            _, bayes_gain = theory.value_selective_bayes_parameters(cfg.n_tokens, [cfg.sigma_clean, s], cfg.prior_var)
+            for c, (cls, sigma) in enumerate((("clean", cfg.sigma_clean), ("noisy", s))):
+                pred = float(bayes_gain[c]) if label == "value_selective" else theory_at[ri].vanilla_gain
+                rows.append({"model": label, "variant": t.spec.variant, "p_noisy": p, "sigma_noisy": s, "class": cls,
+                             "sigma": sigma, **ci_columns("gain", t[f"gain_{cls}"][idx]), "gain_theory": pred})
+    return pd.DataFrame(rows)
+
+
+def _theory_curves(cfg: DenoisingConfig) -> pd.DataFrame:
+    """The closed forms on a fine grid of both sweeps, for the figures' dashed curves."""
     grid = [("p_noisy", p, cfg.sigma_noisy) for p in np.linspace(0.0, 1.0, 41)]
     grid += [("sigma_noisy", cfg.p_noisy, s) for s in np.geomspace(min(cfg.sweep_sigma + (cfg.sigma_clean,)), max(cfg.sweep_sigma + (cfg.sigma_noisy,)), 41)]
-    curves_th = []
+    rows = []
     for axis, p, s in grid:
         th = theory.expected_denoising_mse(cfg.n_tokens, float(p), cfg.sigma_clean, float(s), cfg.prior_var)
-        curves_th.append({"axis": axis, "p_noisy": p, "sigma_noisy": s, "naive": th.naive, "vanilla": th.vanilla, "bayes": th.bayes})
-    ctx.save_frame("theory_curves", pd.DataFrame(curves_th))
-    ctx.save_frame("curves", curves)
+        rows.append({"axis": axis, "p_noisy": p, "sigma_noisy": s, "naive": th.naive, "vanilla": th.vanilla, "bayes": th.bayes})
+    return pd.DataFrame(rows)
 
-    # metrics.json: the default regime.
-    idx = reg_of == 0
-    th = theory_at[0]
-    series = {f"mse_{name}": err[name][idx].mean(1) for name in ESTIMATORS}
-    metrics = {
+
+def _metrics(cfg: DenoisingConfig, members: Members, err: Mapping[str, np.ndarray], th) -> dict:
+    """metrics.json: the default regime."""
+    idx = members.in_cell(0)
+    return {
         "regime": {"n_tokens": cfg.n_tokens, "dim": cfg.dim, "prior_var": cfg.prior_var, "sigma_clean": cfg.sigma_clean,
-                   "sigma_noisy": regimes[0][1], "p_noisy": regimes[0][0]},
-        "seeds": ctx.seeds,
-        **{k: float(v.mean()) for k, v in series.items()},
+                   "sigma_noisy": cfg.regimes[0][1], "p_noisy": cfg.regimes[0][0]},
+        "variants": dict(MODELS),
+        "seeds": list(members.select(idx).seeds),
         "mse_naive_theory": th.naive,
         "mse_bayes_theory": th.bayes,
         "mse_vanilla_limit_theory": th.vanilla,
         "mc_se": {name: float(err[name][idx].std(ddof=1) / np.sqrt(err[name][idx].size)) for name in ("naive", "bayes")},
-        "per_seed": series,
-        "ci95": {k: list(mean_ci(v)[1:]) for k, v in series.items()},
+        **summarise({f"mse_{name}": err[name][idx].mean(1) for name in ESTIMATORS}),
     }
-    ctx.write_metrics(metrics)
 
 
 def claims(exported: Path) -> list[Claim]:
@@ -388,10 +418,8 @@ def claims(exported: Path) -> list[Claim]:
 def ablate(cfg: DenoisingConfig, variant: str, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained in the default regime (Table 2's), its held-out MSE over
     the Bayes risk per seed (the floor, 1, is the posterior mean's risk)."""
-    members = [(0, s) for s in ctx.seeds]
-    regimes = torch.tensor([cfg.regimes[0]] * len(members), dtype=torch.float32)
-    eval_batch = sample([torch_generator(s, "eval") for s in ctx.seeds], regimes, cfg, cfg.n_eval, ctx.device)
-    errors = train_learned(variant, cfg, members, regimes, eval_batch, ctx, variant=variant)["errors"]
+    members = members_of(cfg, ctx.seeds).select_cell(0)
+    errors = train(ModelSpec.of(variant), cfg, members, ctx, eval_batch=held_out(cfg, members, ctx.device))["errors"]
     bayes = theory.expected_denoising_mse(cfg.n_tokens, cfg.p_noisy, cfg.sigma_clean, cfg.sigma_noisy, cfg.prior_var).bayes
     return errors.mean(1) / bayes
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -47,21 +48,23 @@ from torch import nn
 from ssa_theory import theory
 from ssa_theory.attention import Attention, check_variant_name
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import require
+from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
-from ssa_theory.rundir import RunContext, read_json, with_ci
+from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream
-from ssa_theory.seeding import derive_seed, torch_generator
-from ssa_theory.stats import ci_columns, mean_ci
+from ssa_theory.seeding import Members, derive_seed
+from ssa_theory.skeleton import ModelSpec, Results, Trained, write_results
+from ssa_theory.stats import ci_columns
 from ssa_theory.train import fit
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "yarn", "qwen", "ssa_q_pos", "ssa_released", "ssa_q_tok",
               "ssa", "freq", "asentmax")
 EVAL_CHUNK = 64  # contexts per evaluation call at the longest lengths
+MEASURES = ("acc", "mass", "mass_se", "mass_own_logits", "gap", "tau_q")  # per length, from ``evaluate_length``
 
 
 @dataclass(frozen=True)
-class DilutionConfig:
+class DilutionConfig(TrainingConfig):
     """Settings of ``dilution``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
 
     n_classes: int = 8  # C: the needle's content
@@ -79,6 +82,7 @@ class DilutionConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.n_classes >= 2, f"n_classes must be >= 2 (got {self.n_classes})")
         require(2 <= self.n_min <= self.n_max, f"need 2 <= n_min <= n_max (got {self.n_min}, {self.n_max})")
         require(len(self.eval_lengths) >= 1 and all(n >= 2 for n in self.eval_lengths),
@@ -89,15 +93,22 @@ class DilutionConfig:
         for s in self.strategies:
             check_variant_name("strategies", s)  # a built-in, a plug-in strategy, or module:attr
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        for name in ("steps", "batch_size", "n_eval", "log_every"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.n_eval >= 2, f"n_eval must be >= 2 for a standard error (got {self.n_eval})")
-        require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
 
     @property
     def lengths(self) -> tuple[int, ...]:
         """Evaluation lengths, sorted, without repeats."""
         return tuple(sorted(set(self.eval_lengths)))
+
+    @property
+    def eval_ns(self) -> tuple[int, ...]:
+        """Where every trained model is measured: the training length and every evaluation length."""
+        return tuple(sorted({self.n_max, *self.lengths}))
+
+    @property
+    def grid(self) -> list[int]:
+        """Lengths of the closed form's extrapolation curve: 40 log-spaced from 2 to the longest, and the evaluation lengths."""
+        n1 = max(self.lengths)
+        return sorted({*np.unique(np.geomspace(2, n1, 40).round().astype(int)).tolist(), *self.lengths})
 
     @property
     def needle_frequency(self) -> float:
@@ -178,10 +189,32 @@ class NeedleModel(nn.Module):
 # --- training and evaluation ------------------------------------------------------------------------
 
 
-def train_strategy(strategy: str, cfg: DilutionConfig, lengths: list[int], ctx: RunContext) -> NeedleModel:
-    E, device = len(ctx.seeds), ctx.device
-    net = NeedleModel(strategy, cfg, [torch_generator(s, "init") for s in ctx.seeds]).to(device)
-    gens = [torch_generator(s, "data") for s in ctx.seeds]
+def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> Trained:
+    """Train one strategy on lengths n_min..n_max for every member at once, then measure it at every
+    length of ``cfg.eval_ns`` (arrays (E, len(eval_ns)): ``MEASURES`` and the closed form's
+    extrapolation from the training length ``mass_pred``, ``mass_pred_se``), along ``cfg.grid``
+    (``grid_mass_pred`` (E, len(grid))), and its learned scalars (``learned_*``, (E,))."""
+    net = _fit(spec, cfg, members, ctx)
+    n0 = cfg.n_max
+    summaries, samples = {}, None
+    for n in cfg.eval_ns:
+        summaries[n], logits = evaluate_length(net, cfg, n, list(members.seeds), ctx.device)
+        samples = logits if n == n0 else samples  # the closed form extrapolates from the training length
+    tau0 = net.query_temperature(n0).cpu().numpy()
+    pred = {n: predicted_mass(n, net.query_temperature(n).cpu().numpy() / tau0, **samples) for n in cfg.grid}
+    arrays = {k: np.stack([summaries[n][k] for n in cfg.eval_ns], 1) for k in MEASURES}
+    arrays["mass_pred"] = np.stack([pred[n][0] for n in cfg.eval_ns], 1)
+    arrays["mass_pred_se"] = np.stack([pred[n][1] for n in cfg.eval_ns], 1)
+    arrays["grid_mass_pred"] = np.stack([pred[n][0] for n in cfg.grid], 1)
+    arrays.update({f"learned_{k}": v for k, v in learned_coefficients(net).items()})
+    return Trained(spec, members, arrays)
+
+
+def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> NeedleModel:
+    E, device = len(members), ctx.device
+    lengths = train_lengths(cfg)
+    net = NeedleModel(spec.variant, cfg, members.generators("init")).to(device)
+    gens = members.generators("data")
     decay = cfg.weight_decay
     params = list(net.parameters())
     streams: dict[int, MemberStream] = {}
@@ -200,7 +233,7 @@ def train_strategy(strategy: str, cfg: DilutionConfig, lengths: list[int], ctx: 
 
     # no training curve is drawn, so nothing is evaluated during training (log_every only paces the checks)
     fit(params, member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
-        progress=ctx.progress(strategy, cfg.steps), model=strategy, members=[f"seed {s}" for s in ctx.seeds])
+        progress=ctx.progress(spec.label, cfg.steps), model=spec.label, members=members.labels)
     return net
 
 
@@ -262,16 +295,17 @@ def predicted_mass(n, ratio, needle_z: np.ndarray, dist_z: np.ndarray) -> tuple[
 
 def learned_coefficients(net: NeedleModel) -> dict[str, np.ndarray]:
     """The strategy's learned scalars, per member (E,): what sets its length dependence."""
-    t = {k: v.detach().cpu() for k, v in net.attn.temp.items()}
-    out = {}
-    if "q_alpha" in t:
-        out["c_pos"] = torch.sigmoid(t["q_alpha"]).mean(-1).numpy()  # tau_pos = 1 + c log n
-    if "scale_s" in t:
-        out["s"] = t["scale_s"].mean(-1).numpy()
-    if "scale_beta" in t:
-        out["c_released"] = torch.exp(-torch.exp(t["scale_beta"])).numpy()  # 1 + c log n
-    if "scale_g" in t:
-        out["g"] = t["scale_g"].mean(-1).numpy()
+    attn, out = net.attn, {}
+    with torch.no_grad():
+        if "pos" in attn.variant.terms("q"):
+            out["c_pos"] = torch.sigmoid(attn.parameters_of("ssa_pos", "q")["alpha"].cpu()).mean(-1).numpy()  # tau_pos = 1 + c log n
+        p = {k: v.cpu() for k, v in attn.parameters_of(attn.variant.scale).items()} if attn.variant.scale else {}
+        if "s" in p:
+            out["s"] = p["s"].mean(-1).numpy()
+        if "beta" in p:
+            out["c_released"] = torch.exp(-torch.exp(p["beta"])).numpy()  # 1 + c log n
+        if "g" in p:
+            out["g"] = p["g"].mean(-1).numpy()
     return out
 
 
@@ -279,26 +313,30 @@ def learned_coefficients(net: NeedleModel) -> dict[str, np.ndarray]:
 
 
 def run(cfg: DilutionConfig, ctx: RunContext) -> None:
-    lengths = train_lengths(cfg)
-    n0, n1 = cfg.n_max, max(cfg.lengths)
-    grid = sorted({*np.unique(np.geomspace(2, n1, 40).round().astype(int)).tolist(), *cfg.lengths})
-    rows, coeffs, curves = [], {}, []
-    for strategy in cfg.strategies:
-        net = train_strategy(strategy, cfg, lengths, ctx)
-        coeffs[strategy] = learned_coefficients(net)
-        _, samples = evaluate_length(net, cfg, n0, ctx.seeds, ctx.device)
-        tau0 = net.query_temperature(n0).cpu().numpy()
-        pred = {n: predicted_mass(n, net.query_temperature(n).cpu().numpy() / tau0, **samples) for n in grid}
-        curves += [{"strategy": strategy, "n": n, "mass_pred": float(pred[n][0].mean())} for n in grid]
-        for n in sorted({n0, *cfg.lengths}):
-            r, _ = evaluate_length(net, cfg, n, ctx.seeds, ctx.device)
-            r["mass_pred"], r["mass_pred_se"] = pred[n]
-            for e, seed in enumerate(ctx.seeds):
-                rows.append({"strategy": strategy, "n": n, "seed": seed, **{k: float(v[e]) for k, v in r.items()}})
-    per_seed = pd.DataFrame(rows)
-    ctx.save_frame("per_seed", per_seed)
-    ctx.save_frame("theory_curves", pd.DataFrame(curves))
-    _write_results(cfg, ctx, per_seed, coeffs)
+    members = Members.of(ctx.seeds)
+    trained = {strategy: train(ModelSpec.of(strategy), cfg, members, ctx) for strategy in cfg.strategies}
+    write_results(ctx, measure(cfg, trained))
+
+
+def measure(cfg: DilutionConfig, trained: Mapping[str, Trained]) -> Results:
+    """The per-seed frame, the closed form's curves, the tables by length and by strategy, metrics.json."""
+    rows, curves = [], []
+    for strategy, t in trained.items():
+        curves += [{"strategy": strategy, "n": n, "mass_pred": float(t["grid_mass_pred"][:, j].mean())} for j, n in enumerate(cfg.grid)]
+        for j, n in enumerate(cfg.eval_ns):
+            for e, seed in enumerate(t.members.seeds):
+                rows.append({"strategy": strategy, "n": n, "seed": seed,
+                             **{k: float(t[k][e, j]) for k in (*MEASURES, "mass_pred", "mass_pred_se")}})
+    results = Results()
+    per_seed = results.frames["per_seed"] = pd.DataFrame(rows)
+    results.frames["theory_curves"] = pd.DataFrame(curves)
+    results.table("by_length", _by_length(cfg, per_seed), ci=["acc", "mass"])
+    summary, metrics = _strategies(cfg, per_seed, trained)
+    results.table("strategies", summary, ci=["acc_train", "acc_max", "mass_train", "mass_max"])
+    results.metrics = {"train_length": cfg.n_max, "max_length": max(cfg.lengths), "lengths": list(cfg.lengths),
+                       "seeds": list(next(iter(trained.values())).members.seeds),
+                       "bayes_accuracy": 1.0 if cfg.flag_noise == 0 else None, "strategies": metrics}
+    return results
 
 
 def _effective_position_coefficient(df: pd.DataFrame, n0: int, n1: int) -> pd.Series:
@@ -309,47 +347,39 @@ def _effective_position_coefficient(df: pd.DataFrame, n0: int, n1: int) -> pd.Se
     return (b.tau_q / a.tau_q - 1) / math.log(n1 / n0)
 
 
-def _write_results(cfg: DilutionConfig, ctx: RunContext, per_seed: pd.DataFrame, coeffs: dict) -> None:
-    n0, n1 = cfg.n_max, max(cfg.lengths)
-    by_len = []
+def _by_length(cfg: DilutionConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
+    rows = []
     for (strategy, n), g in per_seed.groupby(["strategy", "n"], sort=False):
-        by_len.append({"strategy": strategy, "n": n, **ci_columns("acc", g.acc), **ci_columns("mass", g.mass),
-                       "mass_pred": g.mass_pred.mean(), "mass_own_logits": g.mass_own_logits.mean(),
-                       "gap": g.gap.mean(), "effective_gap": float(theory.effective_gap(g.mass.mean(), n)),
-                       "tau_q": g.tau_q.mean()})
-    by_len = pd.DataFrame(by_len)
-    by_len = by_len[by_len.n.isin(cfg.lengths)]
-    ctx.write_table("by_length", by_len, with_ci(by_len, ["acc", "mass"]))
+        rows.append({"strategy": strategy, "n": n, **ci_columns("acc", g.acc), **ci_columns("mass", g.mass),
+                     "mass_pred": g.mass_pred.mean(), "mass_own_logits": g.mass_own_logits.mean(),
+                     "gap": g.gap.mean(), "effective_gap": float(theory.effective_gap(g.mass.mean(), n)),
+                     "tau_q": g.tau_q.mean()})
+    by_len = pd.DataFrame(rows)
+    return by_len[by_len.n.isin(cfg.lengths)]
 
+
+def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame, trained: Mapping[str, Trained]) -> tuple[pd.DataFrame, dict]:
+    """One row per strategy (the training length against the longest), and its metrics entry."""
+    n0, n1 = cfg.n_max, max(cfg.lengths)
     summary, metrics = [], {}
     for strategy in cfg.strategies:
         d = per_seed[per_seed.strategy == strategy]
         at = lambda n, key: d[d.n == n].sort_values("seed")[key].to_numpy()  # noqa: E731
         c_eff = _effective_position_coefficient(d, n0, n1).to_numpy()
         gap0 = at(n0, "gap")  # the measured gap at the training length, temperature included
-        row = {"strategy": strategy, **ci_columns("acc_train", at(n0, "acc")), **ci_columns("acc_max", at(n1, "acc")),
-               **ci_columns("mass_train", at(n0, "mass")), **ci_columns("mass_max", at(n1, "mass")),
-               "mass_max_pred": at(n1, "mass_pred").mean(),
-               # the largest deviation from the closed form, in combined standard errors, over lengths and seeds
-               "max_z": float((np.abs(d.mass - d.mass_pred) / np.hypot(d.mass_se, d.mass_pred_se)).max()),
-               "c_eff": c_eff.mean(), "gap_train": gap0.mean(), "c_gap": (c_eff * gap0).mean()}
-        summary.append(row)
-        metrics[strategy] = {
-            "acc_at_train_len": float(at(n0, "acc").mean()), "mass_at_train_len": float(at(n0, "mass").mean()),
-            "acc_at_max_len": float(at(n1, "acc").mean()), "mass_at_max_len": float(at(n1, "mass").mean()),
-            "ci95": {k: list(mean_ci(at(n, key))[1:]) for k, n, key in (("acc_at_max_len", n1, "acc"),
-                                                                          ("mass_at_max_len", n1, "mass"),
-                                                                          ("acc_at_train_len", n0, "acc"))},
-            "per_seed": {"mass_at_max_len": at(n1, "mass"), "mass_at_train_len": at(n0, "mass"),
-                         "acc_at_max_len": at(n1, "acc")},
-            "c_eff": float(c_eff.mean()), "gap_train": float(gap0.mean()), "c_gap": float((c_eff * gap0).mean()),
-            "learned": {k: float(np.mean(v)) for k, v in coeffs[strategy].items()},
-        }
-    summ = pd.DataFrame(summary)
-    ctx.write_table("strategies", summ, with_ci(summ, ["acc_train", "acc_max", "mass_train", "mass_max"]))
-    ctx.write_metrics({"train_length": n0, "max_length": n1, "lengths": list(cfg.lengths), "seeds": ctx.seeds,
-                       "bayes_accuracy": 1.0 if cfg.flag_noise == 0 else None, "strategies": metrics})
-
+        summary.append({"strategy": strategy, **ci_columns("acc_train", at(n0, "acc")), **ci_columns("acc_max", at(n1, "acc")),
+                        **ci_columns("mass_train", at(n0, "mass")), **ci_columns("mass_max", at(n1, "mass")),
+                        "mass_max_pred": at(n1, "mass_pred").mean(),
+                        # the largest deviation from the closed form, in combined standard errors, over lengths and seeds
+                        "max_z": float((np.abs(d.mass - d.mass_pred) / np.hypot(d.mass_se, d.mass_pred_se)).max()),
+                        "c_eff": c_eff.mean(), "gap_train": gap0.mean(), "c_gap": (c_eff * gap0).mean()})
+        block = summarise({"acc_at_max_len": at(n1, "acc"), "mass_at_max_len": at(n1, "mass"),
+                           "acc_at_train_len": at(n0, "acc"), "mass_at_train_len": at(n0, "mass")})
+        metrics[strategy] = {**block, "c_eff": float(c_eff.mean()), "gap_train": float(gap0.mean()),
+                             "c_gap": float((c_eff * gap0).mean()),
+                             "learned": {k[len("learned_"):]: float(np.mean(v)) for k, v in trained[strategy].arrays.items()
+                                         if k.startswith("learned_")}}
+    return pd.DataFrame(summary), metrics
 
 
 # --- claims ----------------------------------------------------------------------------------------------
@@ -378,7 +408,7 @@ def claims(exported: Path) -> list[Claim]:
 def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained on lengths n_min..n_max; per seed, the attention mass it
     leaves off the needle at the longest evaluation length (``1 - mass``; 0 is the noise-free task's best)."""
-    net = train_strategy(variant, cfg, train_lengths(cfg), ctx)
+    net = _fit(ModelSpec.of(variant), cfg, Members.of(ctx.seeds), ctx)
     summary, _ = evaluate_length(net, cfg, max(cfg.lengths), ctx.seeds, ctx.device)
     return 1.0 - summary["mass"]
 

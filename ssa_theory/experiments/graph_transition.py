@@ -42,34 +42,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, NamedTuple
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from ssa_theory import theory
 from ssa_theory.attention import SCORES, Attention, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import choice, require
+from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
-from ssa_theory.rundir import RunContext, read_json, with_ci
-from ssa_theory.seeding import torch_generators
+from ssa_theory.rundir import RunContext, read_json, summarise
+from ssa_theory.seeding import Members
+from ssa_theory.skeleton import ModelSpec, Results, Trained, specs, write_results
 from ssa_theory.stats import ci_columns, mean_ci
-from ssa_theory.tasks import graphs
-from ssa_theory.tasks.graphs import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
+from ssa_theory.tasks import graphs, pointer
+from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
+from ssa_theory.tasks.pointer import PointerModel
 from ssa_theory.train import fit
 
-MODELS = ("vanilla", "ssa", "global")
-# global: one learned inverse temperature 1 + tanh(g) for every token, the same range (0, 2) as SSA's
-# token term, and the same price: what a per-token temperature buys over a single scale
-VARIANT = {"vanilla": "vanilla", "ssa": "ssa_q_tok", "global": "global"}
-TAU_MAX = get_variant(VARIANT["ssa"]).query_range()[1]  # 1 + tanh(.) < 2, from the strategy table
+# label -> attention variant. ssa: SSA's token-aware query temperature; global: one learned inverse
+# temperature 1 + tanh(g) for every token, the same range (0, 2) as SSA's token term and the same
+# price: what a per-token temperature buys over a single scale
+MODELS = {"vanilla": "vanilla", "ssa": "ssa_q_tok", "global": "global"}
+TAU_MAX = get_variant(MODELS["ssa"]).query_range()[1]  # 1 + tanh(.) < 2, from the strategy table
 
 
 @dataclass(frozen=True)
-class GraphTransitionConfig:
+class GraphTransitionConfig(TrainingConfig):
     """Settings of ``graph_transition``; the defaults are the default preset (about a minute on 2 CPU cores)."""
 
     n_nodes: int = 16  # K, the vocabulary
@@ -90,6 +91,7 @@ class GraphTransitionConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.n_nodes >= 3, f"n_nodes must be >= 3 (got {self.n_nodes})")
         require(self.max_degree >= 1, f"max_degree must be >= 1 (got {self.max_degree})")
         require(
@@ -106,9 +108,6 @@ class GraphTransitionConfig:
         for name in ("dot_l2", "temp_penalty"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means n_nodes) (got {self.d_head})")
-        for name in ("steps", "batch_size", "log_every"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         degree_sequence(self.n_nodes, self.max_degree)  # refuses impossible graphs early
 
     @property
@@ -126,94 +125,63 @@ class GraphTransitionConfig:
         return f"{rel}, B = {self.bound(score):g}"
 
 
-# --- the model -----------------------------------------------------------------------------------
+# --- the model and its training ----------------------------------------------------------------
 
 
-class GraphModel(nn.Module):
-    """One attention layer whose attention row for query token k is the predicted P*[k] (E members)."""
-
-    def __init__(self, variant: str, cfg: GraphTransitionConfig, score: str, generators,
-                 k_freq: np.ndarray | None = None) -> None:
-        super().__init__()
-        K = cfg.n_nodes
-        self.attn = Attention(
-            variant, K, generators=generators, d_head=cfg.d_head or K,
-            score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K,
-        )
-        # each key token's training frequency, for the ``freq`` strategy (the ablation): (1, K)
-        self.register_buffer("k_freq", None if k_freq is None else torch.as_tensor(k_freq, dtype=torch.float32)[None])
-        self.register_buffer("tokens", torch.eye(K))  # one-hot tokens (K, K)
-        self.register_buffer("q_pos", torch.full((K,), K + 1))  # the query follows the K context tokens
-        self.register_buffer("k_pos", torch.arange(1, K + 1))
-
-    def _x(self) -> torch.Tensor:
-        E = self.attn.n_members
-        return self.tokens.expand(E, 1, *self.tokens.shape)  # (E, 1, K, K): every token as a query
-
-    def forward(self) -> torch.Tensor:
-        """Log predicted transition matrix (E, K, K): row k is log softmax of query k's logits."""
-        x = self._x()
-        logits = self.attn.logits(x, x, q_pos=self.q_pos, k_pos=self.k_pos, k_freq=self.k_freq)  # (E, 1, 1, K, K)
-        return torch.log_softmax(logits[:, 0, 0], dim=-1)
-
-    def inverse_temperature(self) -> torch.Tensor:
-        """tau of each query token (E, K): SSA's token term, or the global strategy's one scale (the
-        query sees all K keys); ones for vanilla attention."""
-        K = self.tokens.shape[0]
-        return self.attn.query_inverse_temperature(self._x(), K, pos=self.q_pos)[:, 0, 0]
-
-    def price(self) -> torch.Tensor:
-        """The temperature's price per member (E,): the mean over query-key pairs of the squared logit
-        multiplier ``(tau_q tau_k)^2``; for a query temperature alone, the mean of ``tau_q^2``."""
-        p = self.inverse_temperature().pow(2).mean(1)
-        tau_k = self.attn.key_inverse_temperature(self._x(), self.k_pos, self.k_freq)
-        return p if tau_k is None else p * tau_k[:, 0, 0].pow(2).mean(1)
-
-    def qk_matrix(self) -> torch.Tensor:
-        """W = W_q W_k^T / sqrt(d_head) (E, K, K): token i's score for token j is x_i^T W x_j."""
-        return self.attn.w_q @ self.attn.w_k.transpose(1, 2) / self.attn.d_head**0.5
+def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, score: str, members: Members) -> PointerModel:
+    """One attention layer over the K one-hot tokens (E members): the query is the current token, the
+    context every token, and query k's attention row is the predicted P*[k]. The query follows the K
+    context tokens (position K + 1)."""
+    K = cfg.n_nodes
+    attn = Attention(spec.variant, K, generators=members.generators("init"), d_head=cfg.d_head or K,
+                     score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K)
+    return PointerModel(attn, torch.eye(K), q_pos=torch.full((K,), K + 1), k_pos=torch.arange(1, K + 1),
+                        k_freq=task.key_frequency if spec.scale == "freq" else None)
 
 
-def train_model(cfg: GraphTransitionConfig, model: str, score: str, P: np.ndarray, ctx: RunContext,
-                variant: str | None = None) -> dict:
-    """Train one (model, geometry) pair for every member seed at once; return its results. ``variant``
-    (the ablation) trains any attention variant under the label ``model`` instead of ``VARIANT[model]``."""
-    E, device = len(ctx.seeds), ctx.device
-    variant = variant or VARIANT[model]
-    k_freq = P.mean(0) if get_variant(variant).scale == "freq" else None  # how often each token is the next one
-    net = GraphModel(variant, cfg, score, torch_generators(ctx.seeds, "init"), k_freq).to(device)
-    P_t = torch.as_tensor(P, dtype=torch.float32, device=device)
-    sample = TransitionSampler(P, torch_generators(ctx.seeds, "data"), cfg.batch_size, device)  # same data for every model
-    members = torch.arange(E, device=device)[:, None]
+def price(net: PointerModel) -> torch.Tensor:
+    """The temperature's price per member (E,): the mean over query-key pairs of the squared logit
+    multiplier ``(tau_q tau_k)^2``; for a query temperature alone, the mean of ``tau_q^2``."""
+    p = net.inverse_temperature().pow(2).mean(1)
+    tau_k = net.key_inverse_temperature()
+    return p if tau_k is None else p * tau_k.pow(2).mean(1)
+
+
+def train(spec: ModelSpec, cfg: GraphTransitionConfig, members: Members, ctx: RunContext, *,
+          task: GraphTask, score: str) -> Trained:
+    """Train one model in one score geometry for every member at once: the exact CE and L1 error of its
+    predicted transition matrix, each node's temperature, the query-key norm, the matrix itself."""
+    device = ctx.device
+    net = build_model(spec, cfg, task, score, members).to(device)
+    P_t = torch.as_tensor(task.P, dtype=torch.float32, device=device)
+    sample = TransitionSampler(task.P, members.generators("data"), cfg.batch_size, device)  # same data for every model
+    rows = torch.arange(len(members), device=device)[:, None]
 
     def member_loss(step: int) -> torch.Tensor:
         logp = net()
         cur, nxt = sample()
-        loss = -logp[members, cur, nxt].mean(1)
-        if variant != "vanilla" and cfg.temp_penalty:
-            loss = loss + cfg.temp_penalty * net.price()
+        loss = -logp[rows, cur, nxt].mean(1)
+        if spec.variant != "vanilla" and cfg.temp_penalty:
+            loss = loss + cfg.temp_penalty * price(net)
         if score == "dot" and cfg.dot_l2:
             loss = loss + cfg.dot_l2 * (net.attn.w_q.pow(2).sum((1, 2)) + net.attn.w_k.pow(2).sum((1, 2)))
         return loss
 
-    history = fit(
-        net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr,
-        evaluate=lambda: {"ce": expected_ce(net(), P_t)}, log_every=cfg.log_every,
-        progress=ctx.progress(f"{score}/{model}", cfg.steps),
-        model=f"{score}/{model}", members=[f"seed {s}" for s in ctx.seeds],
-    )
+    history = fit(net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr,
+                  evaluate=lambda: {"ce": expected_ce(net(), P_t)}, log_every=cfg.log_every,
+                  progress=ctx.progress(f"{score}/{spec.label}", cfg.steps),
+                  model=f"{score}/{spec.label}", members=members.labels)
     with torch.no_grad():
         logp = net()
         probs = logp.exp()
-        return {
-            "ce": expected_ce(logp, P_t).cpu().numpy(),
-            "l1": (probs - P_t).abs().sum(-1).mean(-1).cpu().numpy(),
-            "temperature": (1.0 / net.inverse_temperature()).cpu().numpy(),  # (E, K)
-            "qk_norm": torch.linalg.matrix_norm(net.qk_matrix(), ord=2).cpu().numpy(),
-            "probs": probs.cpu().numpy(),
-            "history_step": history["step"],
-            "history_ce": history["ce"],  # (n_logs, E)
+        arrays = {
+            "ce": expected_ce(logp, P_t),
+            "l1": (probs - P_t).abs().sum(-1).mean(-1),
+            "temperature": 1.0 / net.inverse_temperature(),  # (E, K)
+            "qk_norm": torch.linalg.matrix_norm(net.qk_matrix(), ord=2),
+            "probs": probs,
         }
+    return Trained(spec, members, {k: v.cpu().numpy() for k, v in arrays.items()}, history)
 
 
 # --- theory beside the measurements -------------------------------------------------------------
@@ -271,36 +239,48 @@ def trend_label(slope: np.ndarray, temps: np.ndarray) -> str:
 
 
 def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
-    G = build_graph(cfg.n_nodes, cfg.max_degree, cfg.graph_seed)
-    A = nx.to_numpy_array(G, nodelist=range(cfg.n_nodes))
-    degrees = A.sum(1).astype(int)
-    P = transition_matrix(A, cfg.smoothing)
-    floor = float(np.mean([theory.row_entropy(cfg.n_nodes, int(s), cfg.smoothing) for s in degrees]))
-    ctx.save_arrays("graph", adjacency=A, P=P, degrees=degrees)
-
-    results = {(score, model): train_model(cfg, model, score, P, ctx) for score in cfg.geometries for model in MODELS}
-    ctx.save_arrays(
-        "matrices", **{f"{score}_{model}": r["probs"] for (score, model), r in results.items()}
-    )
-
-    curves = [
-        {"score": score, "model": model, "step": int(step), "seed": seed, "ce": float(r["history_ce"][i, e])}
-        for (score, model), r in results.items()
-        for i, step in enumerate(r["history_step"])
-        for e, seed in enumerate(ctx.seeds)
-    ]
-    ctx.save_frame("curves", pd.DataFrame(curves))
-    by_geo, summary = _geometry_tables(cfg, ctx, results, degrees, floor)
-    _headline(cfg, ctx, results, degrees, floor, by_geo, summary)
+    task = GraphTask.build(cfg.n_nodes, cfg.max_degree, cfg.graph_seed, cfg.smoothing)
+    members = Members.of(ctx.seeds)
+    trained = {(score, label): train(spec, cfg, members, ctx, task=task, score=score)
+               for score in cfg.geometries for label, spec in specs(MODELS).items()}
+    write_results(ctx, measure(cfg, task, trained))
 
 
-def _geometry_tables(cfg, ctx, results, degrees, floor) -> tuple[pd.DataFrame, list[dict]]:
+# --- measurements beside theory, into tables ----------------------------------------------------
+
+
+class Geometries(NamedTuple):
+    """The per-geometry tables: temperature per (geometry, degree), and one summary row per geometry."""
+
+    by_geometry: pd.DataFrame
+    summary: list[dict]
+
+
+def measure(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tuple[str, str], Trained]) -> Results:
+    """Every table, raw array and metric of the run, from the trained models of every geometry."""
+    results = Results()
+    results.arrays["graph"] = {"adjacency": task.adjacency, "P": task.P, "degrees": task.degrees}
+    results.arrays["matrices"] = {f"{score}_{label}": t["probs"] for (score, label), t in trained.items()}
+    results.frames["curves"] = pd.DataFrame([
+        {"score": score, "model": label, "step": int(step), "seed": seed, "ce": float(t.history["ce"][i, e])}
+        for (score, label), t in trained.items()
+        for i, step in enumerate(t.history["step"])
+        for e, seed in enumerate(t.members.seeds)
+    ])
+    geometries = _geometry_tables(cfg, task, trained, results)
+    _headline(cfg, task, trained, geometries, results)
+    return results
+
+
+def _geometry_tables(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tuple[str, str], Trained],
+                     results: Results) -> Geometries:
     """Per node, per (geometry, degree) and per geometry: learned temperatures beside theory."""
+    degrees, floor = task.degrees, task.floor
     per_node, by_geometry, summary = [], [], []
     for score in cfg.geometries:
-        van, ssa = results[(score, "vanilla")], results[(score, "ssa")]
+        van, ssa, glob = (trained[(score, label)] for label in MODELS)
         pred = predictions(cfg, score, degrees)
-        for e, seed in enumerate(ctx.seeds):
+        for e, seed in enumerate(ssa.members.seeds):
             for k in range(cfg.n_nodes):
                 per_node.append({"score": score, "seed": seed, "node": k, "degree": degrees[k], "T": ssa["temperature"][e, k], "T_pred": pred["T_pred"][k]})
         for d in range(1, cfg.max_degree + 1):
@@ -314,39 +294,40 @@ def _geometry_tables(cfg, ctx, results, degrees, floor) -> tuple[pd.DataFrame, l
             "score": score, "budget": cfg.budget(score),
             "excess_ce_vanilla": van["ce"].mean() - floor, "excess_ce_vanilla_best": pred["ce_vanilla_best"].mean() - floor,
             "excess_ce_ssa": ssa["ce"].mean() - floor, "excess_ce_ssa_pred": pred["ce_ssa_pred"].mean() - floor,
-            "excess_ce_global": results[(score, "global")]["ce"].mean() - floor,
+            "excess_ce_global": glob["ce"].mean() - floor,
             "excess_ce_global_pred": pred["ce_global_pred"][0] - floor,
-            "T_global": results[(score, "global")]["temperature"][:, 0].mean(), "T_global_pred": pred["T_global_pred"][0],
+            "T_global": glob["temperature"][:, 0].mean(), "T_global_pred": pred["T_global_pred"][0],
             **ci_columns("T_slope", slope),
             "trend": trend_label(slope, ssa["temperature"]),
         })
-    ctx.write_table("per_node", pd.DataFrame(per_node))
-    by_geo = pd.DataFrame(by_geometry)
-    ctx.write_table("temperature_by_geometry", by_geo, with_ci(by_geo, ["T"]))
-    summ = pd.DataFrame(summary)
-    ctx.write_table("geometry_summary", summ, with_ci(summ, ["T_slope"]))
-    return by_geo, summary
+    results.table("per_node", pd.DataFrame(per_node))
+    by_geo = results.table("temperature_by_geometry", pd.DataFrame(by_geometry), ci=["T"])
+    results.table("geometry_summary", pd.DataFrame(summary), ci=["T_slope"])
+    return Geometries(by_geo, summary)
 
 
-def _headline(cfg, ctx, results, degrees, floor, by_geo, summary) -> None:
+CE_L1_COLUMNS = ["model", "variant", "ce", "ce_lo", "ce_hi", "ce_floor", "ce_theory", "l1", "l1_lo", "l1_hi",
+                 "qk_norm", "qk_norm_lo", "qk_norm_hi"]
+THEORY_CE = {"vanilla": "ce_vanilla_best", "ssa": "ce_ssa_pred", "global": "ce_global_pred"}  # each model's closed form
+
+
+def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tuple[str, str], Trained],
+              geometries: Geometries, results: Results) -> None:
     """The headline geometry's tables (CE/L1, Table 1) and metrics.json."""
-    score = cfg.geometries[0]
-    head = by_geo[by_geo.score == score].drop(columns="score")
-    ctx.write_table("temperature_by_degree", head, with_ci(head, ["T"]))
+    score, degrees, floor = cfg.geometries[0], task.degrees, task.floor
+    by_geo = geometries.by_geometry
+    results.table("temperature_by_degree", by_geo[by_geo.score == score].drop(columns="score"), ci=["T"])
     pred = predictions(cfg, score, degrees)
     rows = []
-    for model in MODELS:
-        r = results[(score, model)]
-        row = {"model": model}
+    for label, variant in MODELS.items():
+        t = trained[(score, label)]
+        row = {"model": label, "variant": variant}
         for key in ("ce", "l1", "qk_norm"):
-            row.update(ci_columns(key, r[key]))
-        row["ce_floor"] = floor
-        row["ce_theory"] = pred[{"vanilla": "ce_vanilla_best", "ssa": "ce_ssa_pred", "global": "ce_global_pred"}[model]].mean()
-        rows.append(row)
-    table = pd.DataFrame(rows)[["model", "ce", "ce_lo", "ce_hi", "ce_floor", "ce_theory", "l1", "l1_lo", "l1_hi", "qk_norm", "qk_norm_lo", "qk_norm_hi"]]
-    ctx.write_table("ce_l1", table, with_ci(table, ["ce", "l1", "qk_norm"]))
+            row.update(ci_columns(key, t[key]))
+        rows.append({**row, "ce_floor": floor, "ce_theory": pred[THEORY_CE[label]].mean()})
+    results.table("ce_l1", pd.DataFrame(rows)[CE_L1_COLUMNS], ci=["ce", "l1", "qk_norm"])
 
-    van, ssa, glob = results[(score, "vanilla")], results[(score, "ssa")], results[(score, "global")]
+    van, ssa, glob = (trained[(score, label)] for label in MODELS)
     per_degree = {int(d): ssa["temperature"][:, degrees == d].mean(1) for d in range(1, cfg.max_degree + 1)}
     t_pred = {d: pred["T_pred"][degrees == d][0] for d in per_degree}
     series = {
@@ -355,24 +336,19 @@ def _headline(cfg, ctx, results, degrees, floor, by_geo, summary) -> None:
         "ce_global": glob["ce"], "l1_global": glob["l1"], "qk_norm_global": glob["qk_norm"],
         "temperature_global": glob["temperature"][:, 0],
         "temperature_slope": temperature_slope(ssa["temperature"], degrees),
+        "temperature_by_degree": per_degree,
     }
-    metrics = {
+    results.metrics = {
         "score": score,
-        "seeds": ctx.seeds,
+        "variants": dict(MODELS),
+        "seeds": list(ssa.members.seeds),
         "ce_floor": floor,
-        **{name: float(np.mean(v)) for name, v in series.items()},
-        "temperature_by_degree": {d: float(v.mean()) for d, v in per_degree.items()},
         "temperature_pred_by_degree": {d: (None if np.isnan(t) else float(t)) for d, t in t_pred.items()},
         "ce_vanilla_best_theory": float(pred["ce_vanilla_best"].mean()),
         "ce_ssa_pred_theory": float(pred["ce_ssa_pred"].mean()),
-        "per_seed": {**series, "temperature_by_degree": per_degree},
-        "ci95": {
-            **{name: list(mean_ci(v)[1:]) for name, v in series.items()},
-            "temperature_by_degree": {d: list(mean_ci(v)[1:]) for d, v in per_degree.items()},
-        },
-        "trend_by_geometry": {row["score"]: row["trend"] for row in summary},
+        **summarise(series),
+        "trend_by_geometry": {row["score"]: row["trend"] for row in geometries.summary},
     }
-    ctx.write_metrics(metrics)
 
 
 # --- claims (from the exported results) --------------------------------------------------------
@@ -412,10 +388,10 @@ def claims(exported: Path) -> list[Claim]:
 
 def ablate(cfg: GraphTransitionConfig, variant: str, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained in the headline geometry, its excess CE over H(P*) per
-    seed. Every temperature pays the same price on its logit multiplier (``GraphModel.price``)."""
-    A = nx.to_numpy_array(build_graph(cfg.n_nodes, cfg.max_degree, cfg.graph_seed), nodelist=range(cfg.n_nodes))
-    floor = float(np.mean([theory.row_entropy(cfg.n_nodes, int(s), cfg.smoothing) for s in A.sum(1)]))
-    return train_model(cfg, variant, cfg.score, transition_matrix(A, cfg.smoothing), ctx, variant=variant)["ce"] - floor
+    seed. Every temperature pays the same price on its logit multiplier (``price``)."""
+    task = GraphTask.build(cfg.n_nodes, cfg.max_degree, cfg.graph_seed, cfg.smoothing)
+    trained = train(ModelSpec.of(variant), cfg, Members.of(ctx.seeds), ctx, task=task, score=cfg.score)
+    return trained["ce"] - task.floor
 
 
 def plot(run_dir: Path) -> None:
@@ -436,7 +412,7 @@ EXPERIMENT = Experiment(
     plot=plot,
     headline="ce_l1",
     claims=claims,
-    tasks={"graphs": graphs.VERSION},
+    tasks={"graphs": graphs.VERSION, "pointer": pointer.VERSION},
     ablation=Ablation("excess CE over H(P*), nats (softcap scores)", "0: the target rows' entropy",
                       ablate, overrides={"steps": 2000}, quick={"steps": 100, "log_every": 50}),
     presets={

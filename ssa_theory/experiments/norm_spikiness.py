@@ -34,36 +34,35 @@ companion (``theory.query_norm_lower_bound``), in two readings:
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from ssa_theory import measures, theory
 from ssa_theory.attention import Attention, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import choice, require
+from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
-from ssa_theory.rundir import RunContext, read_json, with_ci
-from ssa_theory.seeding import numpy_rng, torch_generator
+from ssa_theory.rundir import RunContext, read_json, summarise
+from ssa_theory.seeding import Members, numpy_rng
+from ssa_theory.skeleton import ModelSpec, Results, Trained, with_variant, write_results
 from ssa_theory.stats import ci_columns, mean_ci
-from ssa_theory.tasks import graphs
-from ssa_theory.tasks.graphs import TransitionSampler, build_graph, degree_sequence, expected_ce, transition_matrix
+from ssa_theory.tasks import graphs, pointer
+from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
+from ssa_theory.tasks.pointer import PointerModel
 from ssa_theory.train import fit
 
-MODELS = ("vanilla", "ssa")
 SSA_VARIANTS = ("ssa_q", "ssa_q_tok", "ssa_q_pos")  # both terms; token term only; position term only
 COMPARE_VARIANTS = (*SSA_VARIANTS, "global", "global_free")  # and the global strategy, range-matched and unbounded
 
 
 @dataclass(frozen=True)
-class NormSpikinessConfig:
+class NormSpikinessConfig(TrainingConfig):
     """Settings of ``norm_spikiness``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
 
     n_tokens: int = 256  # K, vocabulary and context length
@@ -83,6 +82,7 @@ class NormSpikinessConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.n_tokens >= 3, f"n_tokens must be >= 3 (got {self.n_tokens})")
         require(self.max_degree >= 1, f"max_degree must be >= 1 (got {self.max_degree})")
         require(
@@ -91,12 +91,11 @@ class NormSpikinessConfig:
             "neighbours; lower max_degree or raise n_tokens",
         )
         require(0.0 <= self.smoothing < 1.0, f"smoothing must lie in [0, 1) (got {self.smoothing})")
-        for name in ("embed_dim", "d_head", "steps", "batch_size", "log_every"):
+        for name in ("embed_dim", "d_head"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
         require(all(w >= 0 for w in self.sweep_weight_decay), f"every sweep_weight_decay must be >= 0 (got {self.sweep_weight_decay})")
         require(self.accuracy > 0, f"accuracy must be > 0 (got {self.accuracy})")
-        require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
         choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
         for v in self.compare_variants:
             choice("compare_variants", v, COMPARE_VARIANTS)
@@ -114,208 +113,239 @@ def embeddings(cfg: NormSpikinessConfig) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-class EmbeddedGraphModel(nn.Module):
-    """Attention over K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
+@dataclass(frozen=True)
+class Task:
+    """The graph task at scale, its token embeddings X (K, m), and the closed-form companion's inputs."""
 
-    def __init__(self, variant: str, cfg: NormSpikinessConfig, X: np.ndarray, generators,
-                 k_freq: np.ndarray | None = None) -> None:
-        super().__init__()
-        K = cfg.n_tokens
-        self.attn = Attention(variant, cfg.embed_dim, generators=generators, d_head=cfg.d_head,
-                              value_proj=False, out_proj=False, train_length=K)
-        # each key token's training frequency, for the ``freq`` strategy (the ablation): (1, K)
-        self.register_buffer("k_freq", None if k_freq is None else torch.as_tensor(k_freq, dtype=torch.float32)[None])
-        self.register_buffer("X", torch.as_tensor(X, dtype=torch.float32))
-        self.register_buffer("q_pos", torch.full((K,), K + 1))
-        self.register_buffer("k_pos", torch.arange(1, K + 1))
+    graph: GraphTask
+    X: np.ndarray
 
-    def _x(self) -> torch.Tensor:
-        return self.X.expand(self.attn.n_members, 1, *self.X.shape)  # (E, 1, K, m)
+    @classmethod
+    def build(cls, cfg: NormSpikinessConfig) -> "Task":
+        return cls(GraphTask.build(cfg.n_tokens, cfg.max_degree, cfg.graph_seed, cfg.smoothing), embeddings(cfg))
 
-    def forward(self) -> torch.Tensor:
-        """Log predicted transition matrix (E, K, K)."""
-        x = self._x()
-        return torch.log_softmax(self.attn.logits(x, x, q_pos=self.q_pos, k_pos=self.k_pos, k_freq=self.k_freq)[:, 0, 0], dim=-1)
-
-    def inverse_temperature(self) -> torch.Tensor:
-        """tau of each query token (E, K), temperature strategies included (the query sees all K keys)."""
-        return self.attn.query_inverse_temperature(self._x(), self.X.shape[0], pos=self.q_pos)[:, 0, 0]
-
-    def token_norms(self) -> torch.Tensor:
-        """||W^T x_t|| per member and token (E, K), without the temperature."""
-        return measures.token_norms(measures.qk_matrix(self.attn.w_q, self.attn.w_k, self.attn.d_head), self.X)
-
-    def l2(self) -> torch.Tensor:
-        """The penalised squared norm per member (E,): W_q, W_k and every vector or matrix of the
-        temperatures (SSA's u, an own projection, ASEntmax's w, a gate's W_g); the scalars per head
-        (SSA's alpha, a global g, SSMax's s) are free, as alpha always was here."""
-        total = self.attn.w_q.pow(2).sum((1, 2)) + self.attn.w_k.pow(2).sum((1, 2))
-        for p in self.attn.temp.values():  # every strategy's parameters, the gate's W_g last
-            if p.dim() >= 3:  # (E, H, w) or (E, D, H w)
-                total = total + p.pow(2).sum(tuple(range(1, p.dim())))
-        return total
+    @property
+    def sigma_max(self) -> float:
+        """The largest singular value of X, which scales the closed-form norm bounds."""
+        return float(np.linalg.norm(self.X, 2))
 
 
-def train_model(model: str, cfg: NormSpikinessConfig, X: np.ndarray, P: np.ndarray, members, decay: torch.Tensor,
-                ctx: RunContext, variant: str | None = None) -> dict:
-    """Train one model for every (weight decay, seed) member at once.
+def model_specs(cfg: NormSpikinessConfig) -> dict[str, ModelSpec]:
+    """The two headline models: vanilla, and ``ssa`` as the query temperature ``cfg.ssa_variant``."""
+    return {"vanilla": ModelSpec.of("vanilla"), "ssa": ModelSpec.of("ssa", cfg.ssa_variant)}
 
-    ``model`` is ``vanilla`` or ``ssa`` (the variant ``cfg.ssa_variant``), or a label for ``variant``.
-    """
-    variant = variant or (cfg.ssa_variant if model == "ssa" else "vanilla")
-    k_freq = P.mean(0) if get_variant(variant).scale == "freq" else None  # how often each token is the next one
-    net = EmbeddedGraphModel(variant, cfg, X, [torch_generator(s, "init") for _, s in members], k_freq).to(ctx.device)
-    P_t = torch.as_tensor(P, dtype=torch.float32, device=ctx.device)
-    sample = TransitionSampler(P, [torch_generator(s, "data") for _, s in members], cfg.batch_size, ctx.device)
+
+def members_of(cfg: NormSpikinessConfig, seeds) -> Members:
+    """Every (weight decay, seed), the headline weight decay first (cell 0)."""
+    return Members.grid(cfg.weight_decays, seeds, lambda wd: f"weight_decay={wd:g}")
+
+
+# --- the model and its training ----------------------------------------------------------------
+
+
+def build_model(spec: ModelSpec, cfg: NormSpikinessConfig, task: Task, members: Members) -> PointerModel:
+    """Attention over the K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
+    K = cfg.n_tokens
+    attn = Attention(spec.variant, cfg.embed_dim, generators=members.generators("init"), d_head=cfg.d_head,
+                     value_proj=False, out_proj=False, train_length=K)
+    return PointerModel(attn, torch.as_tensor(task.X, dtype=torch.float32), q_pos=torch.full((K,), K + 1),
+                        k_pos=torch.arange(1, K + 1), k_freq=task.graph.key_frequency if spec.scale == "freq" else None)
+
+
+def token_norms(net: PointerModel) -> torch.Tensor:
+    """||W^T x_t|| per member and token (E, K), without the temperature."""
+    return measures.token_norms(net.qk_matrix(), net.queries)
+
+
+def l2(net: PointerModel) -> torch.Tensor:
+    """The penalised squared norm per member (E,): W_q, W_k and every vector or matrix of the
+    temperatures (SSA's u, an own projection, ASEntmax's w, a gate's W_g); the scalars per head
+    (SSA's alpha, a global g, SSMax's s) are free, as alpha always was here."""
+    total = net.attn.w_q.pow(2).sum((1, 2)) + net.attn.w_k.pow(2).sum((1, 2))
+    for p in net.attn.temp.values():  # every strategy's parameters, the gate's W_g last
+        if p.dim() >= 3:  # (E, H, w) or (E, D, H w)
+            total = total + p.pow(2).sum(tuple(range(1, p.dim())))
+    return total
+
+
+def train(spec: ModelSpec, cfg: NormSpikinessConfig, members: Members, ctx: RunContext, *, task: Task) -> Trained:
+    """Train one model for every (weight decay, seed) member at once; per member its exact CE, and per
+    token its row's CE, norm, spikiness, largest probability and inverse temperature."""
+    net = build_model(spec, cfg, task, members).to(ctx.device)
+    P_t = torch.as_tensor(task.graph.P, dtype=torch.float32, device=ctx.device)
+    sample = TransitionSampler(task.graph.P, members.generators("data"), cfg.batch_size, ctx.device)
     rows = torch.arange(len(members), device=ctx.device)[:, None]
-    decay = decay.to(ctx.device)
+    decay = torch.tensor([cfg.weight_decays[c] for c in members.cells], dtype=torch.float32).to(ctx.device)
 
     def member_loss(step: int) -> torch.Tensor:
         cur, nxt = sample()
-        return -net()[rows, cur, nxt].mean(1) + decay * net.l2()
+        return -net()[rows, cur, nxt].mean(1) + decay * l2(net)
 
     hist = fit(net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
-               evaluate=lambda: {"ce": expected_ce(net(), P_t), "norm": net.token_norms().mean(1)},
-               progress=ctx.progress(model, cfg.steps), model=model,
-               members=[f"weight_decay={cfg.weight_decays[ri]:g}, seed {s}" for ri, s in members])
+               evaluate=lambda: {"ce": expected_ce(net(), P_t), "norm": token_norms(net).mean(1)},
+               progress=ctx.progress(spec.label, cfg.steps), model=spec.label, members=members.labels)
     with torch.no_grad():
         logp = net()
         probs = logp.exp()
-        return {
-            "ce": expected_ce(logp, P_t).cpu().numpy(),  # (E,)
-            "row_ce": -(P_t * logp).sum(-1).cpu().numpy(),  # (E, K)
-            "norm": net.token_norms().cpu().numpy(),  # (E, K)
-            "spikiness": measures.spikiness(probs).cpu().numpy(),  # (E, K)
-            "max_prob": measures.max_prob(probs).cpu().numpy(),
-            "tau": net.inverse_temperature().cpu().numpy(),
-            "history": hist,
+        arrays = {
+            "ce": expected_ce(logp, P_t),  # (E,)
+            "row_ce": -(P_t * logp).sum(-1),  # (E, K)
+            "norm": token_norms(net),  # (E, K)
+            "spikiness": measures.spikiness(probs),  # (E, K)
+            "max_prob": measures.max_prob(probs),
+            "tau": net.inverse_temperature(),
         }
+    return Trained(spec, members, {k: v.cpu().numpy() for k, v in arrays.items()}, hist)
 
 
 def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
-    G = build_graph(cfg.n_tokens, cfg.max_degree, cfg.graph_seed)
-    A = nx.to_numpy_array(G, nodelist=range(cfg.n_tokens))
-    degrees = A.sum(1).astype(int)
-    P = transition_matrix(A, cfg.smoothing)
-    X = embeddings(cfg)
-    decays = cfg.weight_decays
-    members = list(itertools.product(range(len(decays)), ctx.seeds))
-    decay = torch.tensor([decays[i] for i, _ in members], dtype=torch.float32)
-    results = {model: train_model(model, cfg, X, P, members, decay, ctx) for model in MODELS}
-    _compare_variants(cfg, ctx, X, P, results, members)
+    task = Task.build(cfg)
+    members = members_of(cfg, ctx.seeds)
+    trained = {label: train(spec, cfg, members, ctx, task=task) for label, spec in model_specs(cfg).items()}
+    head = members.select_cell(0)  # the compared variants train at the headline weight decay only
+    compared = {t.spec.variant: t.select(members.in_cell(0)) for t in trained.values()}
+    for v in cfg.compare_variants:
+        if v not in compared:
+            compared[v] = train(ModelSpec.of(v), cfg, head, ctx, task=task)
+    write_results(ctx, measure(cfg, task, trained, compared))
 
-    # The closed-form companion, per token (its degree decides it).
-    K, g = cfg.n_tokens, cfg.smoothing
-    sigma_max = float(np.linalg.norm(X, 2))
-    terms = get_variant(cfg.ssa_variant).q  # at position K + 1: tau < 1 + [pos] log(K + 1) + [tok] 1
-    tau_max = 1.0 + ("pos" in terms) * math.log(K + 1) + ("tok" in terms) * 1.0
-    bound = {d: theory.query_norm_lower_bound(K, int(d), g, cfg.accuracy, sigma_max) for d in np.unique(degrees)}
+
+# --- measurements beside the closed form, into tables ------------------------------------------------
+
+
+def tau_max(cfg: NormSpikinessConfig) -> float:
+    """SSA's largest query inverse temperature at position K + 1: 1 + [pos] log(K + 1) + [tok] 1."""
+    terms = get_variant(cfg.ssa_variant).q
+    return 1.0 + ("pos" in terms) * math.log(cfg.n_tokens + 1) + ("tok" in terms) * 1.0
+
+
+def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained], compared: Mapping[str, Trained]) -> Results:
+    """Every table, raw array and metric of the run."""
+    K, g, degrees = cfg.n_tokens, cfg.smoothing, task.graph.degrees
+    bound = {d: theory.query_norm_lower_bound(K, int(d), g, cfg.accuracy, task.sigma_max) for d in np.unique(degrees)}
     bound_vanilla = np.array([bound[d] for d in degrees])
-    P_t = torch.as_tensor(P)
-    target_spikiness = measures.spikiness(P_t).numpy()
-    floor = float(np.mean([theory.row_entropy(K, int(s), g) for s in degrees]))
-    ctx.save_arrays("task", adjacency=A, P=P, degrees=degrees, X=X, bound_vanilla=bound_vanilla,
-                    bound_ssa=bound_vanilla / tau_max, target_spikiness=target_spikiness)
-
-    entropy = np.array([theory.row_entropy(K, int(s), g) for s in degrees])
-    head = np.array([ri == 0 for ri, _ in members])  # members at the headline weight decay
-    per_token, sweep, curves = [], [], []
-    for model, r in results.items():
-        for e, (ri, seed) in enumerate(members):
-            if ri == 0:
-                for t in range(K):
-                    excess = max(r["row_ce"][e, t] - entropy[t], 1e-9)
-                    need = theory.query_norm_lower_bound(K, int(degrees[t]), g, excess, sigma_max, float(r["tau"][e, t]))
-                    per_token.append({"model": model, "seed": seed, "token": t, "degree": degrees[t], "norm": r["norm"][e, t],
-                                      "spikiness": r["spikiness"][e, t], "max_prob": r["max_prob"][e, t], "tau": r["tau"][e, t],
-                                      "excess_ce": excess, "norm_bound_achieved": need,
-                                      # no constraint (NaN) where even a uniform row is that accurate
-                                      "norm_over_bound": r["norm"][e, t] / need if need > 0 else np.nan})
-            for i, step in enumerate(r["history"]["step"]):
-                curves.append({"model": model, "weight_decay": decays[ri], "seed": seed, "step": int(step),
-                               "ce": float(r["history"]["ce"][i, e]), "mean_norm": float(r["history"]["norm"][i, e])})
-        for ri, wd in enumerate(decays):
-            idx = np.array([m == ri for m, _ in members])
-            row = {"model": model, "weight_decay": wd}
-            for key, values in (("ce", r["ce"][idx]), ("mean_norm", r["norm"][idx].mean(1)),
-                                ("mean_spikiness", r["spikiness"][idx].mean(1))):
-                row.update(ci_columns(key, values))
-            sweep.append(row)
-    ctx.save_frame("curves", pd.DataFrame(curves))
-    ctx.write_table("per_token", pd.DataFrame(per_token))
-    sw = pd.DataFrame(sweep)
-    ctx.write_table("weight_decay_sweep", sw, with_ci(sw, ["ce", "mean_norm", "mean_spikiness"]))
-
-    pt = pd.DataFrame(per_token)
-    by_degree = pt.groupby(["model", "degree"])[["norm", "norm_bound_achieved", "excess_ce", "spikiness", "max_prob", "tau"]].mean().reset_index()
-    by_degree["norm_bound_at_accuracy"] = [bound[d] / (tau_max if m == "ssa" else 1.0) for m, d in zip(by_degree.model, by_degree.degree)]
+    target_spikiness = measures.spikiness(torch.as_tensor(task.graph.P)).numpy()
+    results = Results()
+    results.arrays["task"] = {"adjacency": task.graph.adjacency, "P": task.graph.P, "degrees": degrees, "X": task.X,
+                              "bound_vanilla": bound_vanilla, "bound_ssa": bound_vanilla / tau_max(cfg),
+                              "target_spikiness": target_spikiness}
+    results.frames["curves"] = _curves(cfg, trained)
+    pt = results.table("per_token", with_variant(_per_token(cfg, task, trained), "model", _variants(trained)))
+    results.table("weight_decay_sweep", _sweep(cfg, trained), ci=["ce", "mean_norm", "mean_spikiness"])
+    by_degree = pt.groupby(["model", "variant", "degree"])[["norm", "norm_bound_achieved", "excess_ce", "spikiness",
+                                                            "max_prob", "tau"]].mean().reset_index()
+    by_degree["norm_bound_at_accuracy"] = [bound[d] / (tau_max(cfg) if m == "ssa" else 1.0) for m, d in zip(by_degree.model, by_degree.degree)]
     by_degree["target_spikiness"] = [target_spikiness[degrees == d].mean() for d in by_degree.degree]
-    ctx.write_table("by_degree", by_degree)
+    results.table("by_degree", by_degree)
+    _summary(cfg, task, trained, pt, bound_vanilla, target_spikiness, results)
+    results.table("variants", _variants_table(compared), ci=["mean_norm", "mean_spikiness", "ce", "mean_tau"])
+    return results
 
-    series = {}
-    for model, r in results.items():
-        series[f"ce_{model}"] = r["ce"][head]
-        series[f"mean_norm_{model}"] = r["norm"][head].mean(1)
-        series[f"mean_spikiness_{model}"] = r["spikiness"][head].mean(1)
-        series[f"mean_max_prob_{model}"] = r["max_prob"][head].mean(1)
+
+def _variants(trained: Mapping[str, Trained]) -> dict[str, str]:
+    return {label: t.spec.variant for label, t in trained.items()}
+
+
+def _curves(cfg: NormSpikinessConfig, trained: Mapping[str, Trained]) -> pd.DataFrame:
+    decays = cfg.weight_decays
+    return pd.DataFrame([
+        {"model": label, "weight_decay": decays[c], "seed": seed, "step": int(step),
+         "ce": float(t.history["ce"][i, e]), "mean_norm": float(t.history["norm"][i, e])}
+        for label, t in trained.items()
+        for e, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds))
+        for i, step in enumerate(t.history["step"])
+    ])
+
+
+def _per_token(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained]) -> pd.DataFrame:
+    """Per token of every member at the headline weight decay: the measures, and the least norm any
+    layer with the token's own inverse temperature needs for the accuracy its row reached."""
+    K, g, degrees = cfg.n_tokens, cfg.smoothing, task.graph.degrees
     rows = []
-    for model in MODELS:
-        row = {"model": model}
-        for key in ("ce", "mean_norm", "mean_spikiness", "mean_max_prob"):
-            row.update(ci_columns(key, series[f"{key}_{model}"]))
-        row["norm_bound_at_accuracy"] = bound_vanilla.mean() / (tau_max if model == "ssa" else 1.0)
-        row["min_norm_over_bound"] = pt[pt.model == model].norm_over_bound.min()
-        rows.append(row)
-    rows.append({"model": "target P*", "ce": floor, "mean_spikiness": target_spikiness.mean(),
-                 "mean_max_prob": P.max(1).mean()})
-    summary = pd.DataFrame(rows)
-    ctx.write_table("summary", summary, with_ci(summary, ["ce", "mean_norm", "mean_spikiness", "mean_max_prob"]))
+    for label, t in trained.items():
+        for e, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds)):
+            if c:
+                continue
+            for k in range(K):
+                excess = max(t["row_ce"][e, k] - task.graph.entropy[k], 1e-9)
+                need = theory.query_norm_lower_bound(K, int(degrees[k]), g, excess, task.sigma_max, float(t["tau"][e, k]))
+                rows.append({"model": label, "seed": seed, "token": k, "degree": degrees[k], "norm": t["norm"][e, k],
+                             "spikiness": t["spikiness"][e, k], "max_prob": t["max_prob"][e, k], "tau": t["tau"][e, k],
+                             "excess_ce": excess, "norm_bound_achieved": need,
+                             # no constraint (NaN) where even a uniform row is that accurate
+                             "norm_over_bound": t["norm"][e, k] / need if need > 0 else np.nan})
+    return pd.DataFrame(rows)
 
-    ctx.write_metrics({
+
+def _sweep(cfg: NormSpikinessConfig, trained: Mapping[str, Trained]) -> pd.DataFrame:
+    rows = []
+    for label, t in trained.items():
+        for c, wd in enumerate(cfg.weight_decays):
+            idx = t.members.in_cell(c)
+            row = {"model": label, "variant": t.spec.variant, "weight_decay": wd}
+            for key, values in (("ce", t["ce"][idx]), ("mean_norm", t["norm"][idx].mean(1)),
+                                ("mean_spikiness", t["spikiness"][idx].mean(1))):
+                row.update(ci_columns(key, values))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _summary(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained], pt: pd.DataFrame,
+             bound_vanilla: np.ndarray, target_spikiness: np.ndarray, results: Results) -> None:
+    """The headline table (``summary``) and metrics.json, at the headline weight decay."""
+    series, rows = {}, []
+    for label, t in trained.items():
+        head = t.members.in_cell(0)
+        series[f"ce_{label}"] = t["ce"][head]
+        series[f"mean_norm_{label}"] = t["norm"][head].mean(1)
+        series[f"mean_spikiness_{label}"] = t["spikiness"][head].mean(1)
+        series[f"mean_max_prob_{label}"] = t["max_prob"][head].mean(1)
+    for label, t in trained.items():
+        row = {"model": label, "variant": t.spec.variant}
+        for key in ("ce", "mean_norm", "mean_spikiness", "mean_max_prob"):
+            row.update(ci_columns(key, series[f"{key}_{label}"]))
+        row["norm_bound_at_accuracy"] = bound_vanilla.mean() / (tau_max(cfg) if label == "ssa" else 1.0)
+        row["min_norm_over_bound"] = pt[pt.model == label].norm_over_bound.min()
+        rows.append(row)
+    rows.append({"model": "target P*", "variant": "", "ce": task.graph.floor, "mean_spikiness": target_spikiness.mean(),
+                 "mean_max_prob": task.graph.P.max(1).mean()})
+    results.table("summary", pd.DataFrame(rows), ci=["ce", "mean_norm", "mean_spikiness", "mean_max_prob"])
+    results.metrics = {
         "weight_decay": cfg.weight_decay,
-        "seeds": ctx.seeds,
-        **{k: float(v.mean()) for k, v in series.items()},
-        "ce_floor": floor,
+        "variants": _variants(trained),
+        "seeds": list(next(iter(trained.values())).members.select_cell(0).seeds),
+        "ce_floor": task.graph.floor,
         "target_mean_spikiness": float(target_spikiness.mean()),
         "accuracy": cfg.accuracy,
         "norm_bound_vanilla_mean": float(bound_vanilla.mean()),
-        "norm_bound_ssa_mean": float(bound_vanilla.mean() / tau_max),
+        "norm_bound_ssa_mean": float(bound_vanilla.mean() / tau_max(cfg)),
         "min_norm_over_bound": float(pt.norm_over_bound.min()),
-        "tau_max": tau_max,
-        "embedding_sigma_max": sigma_max,
+        "tau_max": tau_max(cfg),
+        "embedding_sigma_max": task.sigma_max,
         "spikiness_definition": "log K - entropy of the attention row; max_prob: its largest probability",
-        "per_seed": series,
-        "ci95": {k: list(mean_ci(v)[1:]) for k, v in series.items()},
-    })
+        **summarise(series),
+    }
 
 
-VARIANT_LABEL = {"ssa_q": "both terms (SSA)",
+VARIANT_LABEL = {"vanilla": "none (vanilla)",
+                 "ssa_q": "both terms (SSA)",
                  "ssa_q_pos": "position term only (a global scale here only because every query sits at position K + 1; tau < 1 + log(K + 1))",
                  "ssa_q_tok": "token term only (tau < 2)",
                  "global": "global strategy 1 + tanh(g) (tau < 2, the token term's range)",
                  "global_free": "global strategy exp(g) (unbounded)"}
 
 
-def _compare_variants(cfg: NormSpikinessConfig, ctx: RunContext, X, P, results, members) -> None:
+def _variants_table(compared: Mapping[str, Trained]) -> pd.DataFrame:
     """Which part of the query temperature does the work: each variant in ``compare_variants`` trained
-    at the headline weight decay, beside vanilla and the headline SSA (table ``variants``)."""
-    head = [e for e, (ri, _) in enumerate(members) if ri == 0]
-    head_members = [members[e] for e in head]
-    decay = torch.full((len(head),), cfg.weight_decay)
-    trained = {"vanilla": ("vanilla", {k: v[head] for k, v in results["vanilla"].items() if k != "history"}),
-               cfg.ssa_variant: ("ssa", {k: v[head] for k, v in results["ssa"].items() if k != "history"})}
-    for v in cfg.compare_variants:
-        if v not in trained:
-            trained[v] = (v, train_model(v, cfg, X, P, head_members, decay, ctx, variant=v))
+    at the headline weight decay, beside vanilla and the headline SSA."""
     rows = []
-    for v, (_, r) in trained.items():
-        row = {"query_temperature": "none (vanilla)" if v == "vanilla" else VARIANT_LABEL[v], "variant": v}
-        for key, values in (("mean_norm", r["norm"].mean(1)), ("mean_spikiness", r["spikiness"].mean(1)),
-                            ("ce", r["ce"]), ("mean_tau", r["tau"].mean(1))):
+    for v, t in compared.items():
+        row = {"query_temperature": VARIANT_LABEL[v], "variant": v}
+        for key, values in (("mean_norm", t["norm"].mean(1)), ("mean_spikiness", t["spikiness"].mean(1)),
+                            ("ce", t["ce"]), ("mean_tau", t["tau"].mean(1))):
             row.update(ci_columns(key, values))
         rows.append(row)
-    df = pd.DataFrame(rows)
-    ctx.write_table("variants", df, with_ci(df, ["mean_norm", "mean_spikiness", "ce", "mean_tau"]))
+    return pd.DataFrame(rows)
 
 
 def claims(exported: Path) -> list[Claim]:
@@ -346,19 +376,15 @@ def ablate(cfg: NormSpikinessConfig, variant: str, ctx: RunContext) -> np.ndarra
     that tokens with a near-zero bound do not dominate). Vanilla cannot go below 1; a temperature that
     carries part of the logit scale can. Tokens whose row is no better than uniform (no constraint)
     are left out."""
-    A = nx.to_numpy_array(build_graph(cfg.n_tokens, cfg.max_degree, cfg.graph_seed), nodelist=range(cfg.n_tokens))
-    degrees = A.sum(1).astype(int)
-    P, X = transition_matrix(A, cfg.smoothing), embeddings(cfg)
-    K, g, sigma_max = cfg.n_tokens, cfg.smoothing, float(np.linalg.norm(X, 2))
-    members = [(0, s) for s in ctx.seeds]
-    r = train_model(variant, cfg, X, P, members, torch.full((len(members),), cfg.weight_decay), ctx, variant=variant)
-    entropy = np.array([theory.row_entropy(K, int(s), g) for s in degrees])
+    task = Task.build(cfg)
+    t = train(ModelSpec.of(variant), cfg, members_of(cfg, ctx.seeds).select_cell(0), ctx, task=task)
+    K, g = cfg.n_tokens, cfg.smoothing
     out = []
-    for e in range(len(members)):
-        need = np.array([theory.query_norm_lower_bound(K, int(d), g, max(ce - h, 1e-9), sigma_max)
-                         for d, ce, h in zip(degrees, r["row_ce"][e], entropy)])
+    for e in range(len(t.members)):
+        need = np.array([theory.query_norm_lower_bound(K, int(d), g, max(ce - h, 1e-9), task.sigma_max)
+                         for d, ce, h in zip(task.graph.degrees, t["row_ce"][e], task.graph.entropy)])
         ok = need > 0
-        out.append(float(r["norm"][e][ok].mean() / need[ok].mean()) if ok.any() else math.nan)
+        out.append(float(t["norm"][e][ok].mean() / need[ok].mean()) if ok.any() else math.nan)
     return np.array(out)
 
 
@@ -380,7 +406,7 @@ EXPERIMENT = Experiment(
     plot=plot,
     headline="summary",
     claims=claims,
-    tasks={"graphs": graphs.VERSION},
+    tasks={"graphs": graphs.VERSION, "pointer": pointer.VERSION},
     ablation=Ablation("mean token norm / mean of vanilla's least norms at the accuracy reached (weight decay 1e-5)",
                       "1 for vanilla (the closed form); below 1 only where a temperature carries the logit scale",
                       ablate, overrides={"steps": 1000},

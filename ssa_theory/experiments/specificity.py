@@ -43,20 +43,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from ssa_theory import ensemble, theory
+from ssa_theory import theory
 from ssa_theory.attention import VARIANTS, Attention, check_variant_name, get_variant
 from ssa_theory.claims import Claim, above_zero, paired
-from ssa_theory.config import require
+from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
-from ssa_theory.rundir import RunContext, read_json, with_ci
-from ssa_theory.seeding import numpy_rng, torch_generator
-from ssa_theory.stats import ci_columns, mean_ci
+from ssa_theory.rundir import RunContext, read_json, summarise
+from ssa_theory.seeding import Members, numpy_rng
+from ssa_theory.skeleton import ModelSpec, Results, Trained, write_results
+from ssa_theory.stats import ci_columns
+from ssa_theory.tasks import pointer
+from ssa_theory.tasks.pointer import PointerModel
 from ssa_theory.train import fit
 
 STRATEGIES = ("vanilla", "global", "ssa_q_tok", "ssa_q_pos", "ssa", "global_free")
@@ -65,7 +68,7 @@ TAU_MAX = VARIANTS["global"].query_range()[1]  # equal to ssa_q_tok's (tested)
 
 
 @dataclass(frozen=True)
-class SpecificityConfig:
+class SpecificityConfig(TrainingConfig):
     """Settings of ``specificity``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
 
     n_keys: int = 32  # K
@@ -81,6 +84,7 @@ class SpecificityConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.n_keys >= 2, f"n_keys must be >= 2 (got {self.n_keys})")
         require(self.n_pairs >= 1, f"n_pairs must be >= 1 (got {self.n_pairs})")
         require(self.beta_sharp > 0, f"beta_sharp must be > 0 (got {self.beta_sharp})")
@@ -93,9 +97,6 @@ class SpecificityConfig:
             check_variant_name("strategies", s)
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        for name in ("steps", "log_every"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
 
     @property
     def cells(self) -> list[tuple[float, float]]:
@@ -158,86 +159,82 @@ def targets(cfg: SpecificityConfig, z: np.ndarray, contrast: float) -> np.ndarra
     return np.stack(rows)
 
 
-@dataclass
-class Layout:
-    """The members of a run: every (cell, seed), cell outer; member e is cell ``e // S``, seed ``e % S``."""
+@dataclass(frozen=True)
+class Grid:
+    """The (rho, contrast) cells trained together and their members: member e is in cell
+    ``cells[members.cells[e]]`` (cell outer, seed inner)."""
 
     cells: list[tuple[float, float]]
-    seeds: list[int]
+    members: Members
+
+    @classmethod
+    def of(cls, cells: list[tuple[float, float]], seeds) -> "Grid":
+        return cls(list(cells), Members.grid(cells, seeds, lambda rc: f"rho {rc[0]:g}, contrast {rc[1]:g}"))
 
     @property
-    def members(self) -> list[tuple[float, float, int]]:
-        return [(r, c, s) for (r, c) in self.cells for s in self.seeds]
+    def rho(self) -> list[float]:
+        return [self.cells[c][0] for c in self.members.cells]
+
+    @property
+    def contrast(self) -> list[float]:
+        return [self.cells[c][1] for c in self.members.cells]
 
 
 # --- the model -----------------------------------------------------------------------------------
 
 
-class PairModel(nn.Module):
-    """One attention layer: query token i's attention row over the K one-hot keys is its prediction."""
+def build_model(spec: ModelSpec, cfg: SpecificityConfig, grid: Grid) -> PointerModel:
+    """One attention layer: query token i's attention row over the K one-hot keys is its prediction.
+    The keys are a set, no order: every position (and the query's) is K, as in ``dilution``."""
+    K, D, E = cfg.n_keys, 2 * cfg.n_pairs + cfg.n_keys, len(grid.members)
+    attn = Attention(spec.variant, D, generators=grid.members.generators("init"), d_head=cfg.width,
+                     value_proj=False, out_proj=False, train_length=K)
+    keys = torch.zeros(K, D)
+    keys[:, 2 * cfg.n_pairs:] = torch.eye(K)
+    return PointerModel(attn, torch.stack([queries(cfg, r) for r in grid.rho]), keys.expand(E, K, D).contiguous(),
+                        q_pos=torch.full((2 * cfg.n_pairs,), K), k_pos=torch.full((K,), K),
+                        k_freq=torch.full((1, K), 1.0 / K))  # every key is in every context
 
-    def __init__(self, strategy: str, cfg: SpecificityConfig, layout: Layout) -> None:
-        super().__init__()
-        K, D = cfg.n_keys, 2 * cfg.n_pairs + cfg.n_keys
-        members = layout.members
-        self.attn = Attention(strategy, D, generators=[torch_generator(s, "init") for _, _, s in members],
-                              d_head=cfg.width, value_proj=False, out_proj=False, train_length=K)
-        self.register_buffer("x", torch.stack([queries(cfg, r) for r, _, _ in members])[:, None])  # (E, 1, 2P, D)
-        keys = torch.zeros(K, D)
-        keys[:, 2 * cfg.n_pairs:] = torch.eye(K)
-        self.register_buffer("keys", keys.expand(len(members), 1, K, D).contiguous())  # (E, 1, K, D)
-        # a set of K keys, no order: every position (and the query's) is K, as in ``dilution``
-        self.register_buffer("q_pos", torch.full((2 * cfg.n_pairs,), K))
-        self.register_buffer("k_pos", torch.full((K,), K))
-        self.register_buffer("k_freq", torch.full((1, K), 1.0 / K))  # every key is in every context
-        self.n_keys, self.n_pairs = K, cfg.n_pairs
 
-    def forward(self) -> torch.Tensor:
-        """Log attention rows (E, 2P, K), every temperature applied."""
-        logits = self.attn.logits(self.x, self.keys, q_pos=self.q_pos, k_pos=self.k_pos, k_freq=self.k_freq)
-        return torch.log_softmax(logits[:, 0, 0], dim=-1)
+def pair_norms(net: PointerModel, n_pairs: int) -> torch.Tensor:
+    """``||M_p||_F`` (E, P): the temperature-free query-key map ``M = W_q W_k^T / sqrt(d)`` on pair p's
+    two query dimensions and the K key dimensions, the map the closed forms bound."""
+    M = net.qk_matrix()  # (E, D, D)
+    blocks = M[:, : 2 * n_pairs, 2 * n_pairs:].reshape(M.shape[0], n_pairs, 2, -1)
+    return blocks.pow(2).sum((2, 3)).sqrt()
 
-    @torch.no_grad()
-    def inverse_temperature(self) -> torch.Tensor:
-        """Each query's inverse temperature (E, 2P): SSA's query terms times the strategy's factor."""
-        return self.attn.query_inverse_temperature(self.x, self.n_keys, pos=self.q_pos)[:, 0, 0]
 
-    @torch.no_grad()
-    def pair_norms(self) -> torch.Tensor:
-        """``||M_p||_F`` (E, P): the temperature-free query-key map ``M = W_q W_k^T / sqrt(d)`` on pair p's
-        two query dimensions and the K key dimensions, the map the closed forms bound."""
-        P = self.n_pairs
-        M = self.attn.w_q @ self.attn.w_k.transpose(1, 2) / math.sqrt(self.attn.d_head)  # (E, D, D)
-        blocks = M[:, : 2 * P, 2 * P:].reshape(M.shape[0], P, 2, -1)
-        return blocks.pow(2).sum((2, 3)).sqrt()
-
-    @torch.no_grad()
-    def token_swing(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """For a query token term: the argument of its tanh per query (E, 2P) and the gain
-        ``|u| ||W||_2`` that bounds how much it can differ between similar queries (E,), W the
-        projection it reads (W_q, or its own without weight sharing); else None."""
-        if "tok" not in self.attn.variant.terms("q"):
-            return None
-        w = self.attn.w_q if self.attn.variant.share else self.attn.temp["q_w"]  # (E, D, H d)
-        h = self.attn._heads(ensemble.linear(self.x, w))  # (E, 1, H, 2P, d)
-        u = self.attn.temp["q_u"]  # (E, H, d)
-        s = (nn.functional.gelu(h) * u[:, None, :, None, :]).sum(-1)[:, 0, 0]
-        gain = u[:, 0].norm(dim=-1) * torch.linalg.matrix_norm(w, ord=2)
-        return s, gain
+def token_swing(net: PointerModel) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For a query token term: the argument of its tanh per query (E, 2P) and the gain
+    ``|u| ||W||_2`` that bounds how much it can differ between similar queries (E,), W the
+    projection it reads (W_q, or its own without weight sharing); else None."""
+    attn = net.attn
+    if "tok" not in attn.variant.terms("q"):
+        return None
+    s = attn.token_argument("q", net.x())[:, 0, 0]
+    u = attn.parameters_of("ssa_tok" if attn.variant.share else "ssa_tok_own", "q")["u"]  # (E, H, d)
+    gain = u[:, 0].norm(dim=-1) * torch.linalg.matrix_norm(attn.token_projection("q"), ord=2)
+    return s, gain
 
 
 # --- training and measurement ----------------------------------------------------------------------------
 
 
-def train_strategy(strategy: str, cfg: SpecificityConfig, layout: Layout, ctx: RunContext) -> tuple[PairModel, np.ndarray]:
-    """Train every (cell, seed) member of one strategy at once; return the model and the targets (E, 2P, K)."""
-    net = PairModel(strategy, cfg, layout).to(ctx.device)
-    z = {s: patterns(cfg, s) for s in layout.seeds}
-    T = np.stack([targets(cfg, z[s], c) for _, c, s in layout.members])
+def targets_of(cfg: SpecificityConfig, grid: Grid) -> np.ndarray:
+    """Every member's target rows (E, 2P, K): its seed's patterns at its cell's contrast."""
+    z = {s: patterns(cfg, s) for s in set(grid.members.seeds)}
+    return np.stack([targets(cfg, z[s], c) for c, s in zip(grid.contrast, grid.members.seeds)])
+
+
+def train(spec: ModelSpec, cfg: SpecificityConfig, members: Members, ctx: RunContext, *, grid: Grid) -> Trained:
+    """Train every (cell, seed) member of one strategy at once (``members`` is ``grid.members``); then
+    measure it (``readout``)."""
+    net = build_model(spec, cfg, grid).to(ctx.device)
+    T = targets_of(cfg, grid)
     T_t = torch.as_tensor(T, dtype=torch.float32, device=ctx.device)
     entropy = -(T_t * torch.log(T_t)).sum(-1)  # (E, 2P)
     params = list(net.parameters())
-    E = len(layout.members)
+    E = len(members)
 
     def excess() -> torch.Tensor:
         return -(T_t * net()).sum(-1) - entropy  # (E, 2P): KL(target || row)
@@ -247,35 +244,33 @@ def train_strategy(strategy: str, cfg: SpecificityConfig, layout: Layout, ctx: R
         return excess().mean(1) + cfg.weight_decay * l2
 
     fit(params, member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
-        progress=ctx.progress(strategy, cfg.steps), model=strategy,
-        members=[f"seed {s}, rho {r:g}, contrast {c:g}" for r, c, s in layout.members])
-    return net, T
+        progress=ctx.progress(spec.label, cfg.steps), model=spec.label, members=members.labels)
+    return Trained(spec, members, readout(net, cfg, grid, T))
 
 
 @torch.no_grad()
-def measure(net: PairModel, cfg: SpecificityConfig, layout: Layout, T: np.ndarray) -> dict[str, np.ndarray]:
+def readout(net: PointerModel, cfg: SpecificityConfig, grid: Grid, T: np.ndarray) -> dict[str, np.ndarray]:
     """Per member and pair (E, P): excess of each query, inverse temperatures, the learned pair norm and
     the least norm vanilla needs at the accuracy this pair reached (``theory.specificity_frontier``);
     per member (E,): the squared parameter norm (the budget spent) and, for a token term, its gain."""
-    E, P = len(layout.members), cfg.n_pairs
+    E, P = len(grid.members), cfg.n_pairs
     logp = net().double().cpu().numpy()
     kl = (T * (np.log(T) - logp)).sum(-1).reshape(E, P, 2)  # (E, P, [sharp, flat])
     tau = net.inverse_temperature().double().cpu().numpy().reshape(E, P, 2)
-    norms = net.pair_norms().double().cpu().numpy()
-    z = {s: patterns(cfg, s) for s in layout.seeds}
-    zs = np.concatenate([z[s] for _, _, s in layout.members])  # (E P, K)
-    rho = np.repeat([r for r, _, _ in layout.members], P)
-    beta_flat = np.repeat([cfg.beta_sharp / c for _, c, _ in layout.members], P)
+    norms = pair_norms(net, P).double().cpu().numpy()
+    z = {s: patterns(cfg, s) for s in set(grid.members.seeds)}
+    zs = np.concatenate([z[s] for s in grid.members.seeds])  # (E P, K)
+    rho = np.repeat(grid.rho, P)
+    beta_flat = np.repeat([cfg.beta_sharp / c for c in grid.contrast], P)
     frontier = theory.specificity_frontier(zs, cfg.beta_sharp, beta_flat, rho, kl.sum(-1).reshape(-1), bisections=40)
-    out = {"excess_sharp": kl[..., 0], "excess_flat": kl[..., 1], "tau_sharp": tau[..., 0], "tau_flat": tau[..., 1],
+    out = {"excess_rows": kl.reshape(E, 2 * P), "excess_sharp": kl[..., 0], "excess_flat": kl[..., 1], "tau_sharp": tau[..., 0], "tau_flat": tau[..., 1],
            "norm": norms, "norm_vanilla_min": frontier.reshape(E, P),
            "param_sq": sum(p.double().pow(2).reshape(E, -1).sum(1) for p in net.parameters()).cpu().numpy()}
-    swing = net.token_swing()
+    swing = token_swing(net)
     if swing is not None:
         s, gain = (t.double().cpu().numpy() for t in swing)
         s = s.reshape(E, P, 2)
-        rho_e = np.array([r for r, _, _ in layout.members])
-        need = np.array([[theory.token_swing_min_gain(s[e, p, 0] - s[e, p, 1], rho_e[e]) for p in range(P)] for e in range(E)])
+        need = np.array([[theory.token_swing_min_gain(s[e, p, 0] - s[e, p, 1], grid.rho[e]) for p in range(P)] for e in range(E)])
         out["tok_gain"], out["tok_gain_min"] = gain, need.max(1)
     return out
 
@@ -292,26 +287,36 @@ def closed_forms(cfg: SpecificityConfig, rho: float, contrast: float) -> dict[st
 
 
 def run(cfg: SpecificityConfig, ctx: RunContext) -> None:
-    layout = Layout(cfg.cells, list(ctx.seeds))
+    grid = Grid.of(cfg.cells, ctx.seeds)
+    trained = {strategy: train(ModelSpec.of(strategy), cfg, grid.members, ctx, grid=grid) for strategy in cfg.strategies}
+    write_results(ctx, measure(cfg, grid, trained))
+
+
+def measure(cfg: SpecificityConfig, grid: Grid, trained: Mapping[str, Trained]) -> Results:
+    """The per-seed frame, the frontier curves, the tables per cell and per strategy, metrics.json."""
     rows = []
-    for strategy in cfg.strategies:
-        net, T = train_strategy(strategy, cfg, layout, ctx)
-        m = measure(net, cfg, layout, T)
-        for e, (rho, contrast, seed) in enumerate(layout.members):
+    for strategy, t in trained.items():
+        for e, (rho, contrast, seed) in enumerate(zip(grid.rho, grid.contrast, grid.members.seeds)):
             row = {"strategy": strategy, "rho": rho, "contrast": contrast, "seed": seed,
-                   "excess": float((m["excess_sharp"][e] + m["excess_flat"][e]).mean() / 2),
-                   **{k: float(m[k][e].mean()) for k in ("excess_sharp", "excess_flat", "tau_sharp", "tau_flat",
+                   "excess": float((t["excess_sharp"][e] + t["excess_flat"][e]).mean() / 2),
+                   **{k: float(t[k][e].mean()) for k in ("excess_sharp", "excess_flat", "tau_sharp", "tau_flat",
                                                            "norm", "norm_vanilla_min")},
                    # the closed-form test reads every pair, not the mean
-                   "norm_over_vanilla_min_worst": float(np.min(m["norm"][e] / np.maximum(m["norm_vanilla_min"][e], 1e-300))),
-                   "param_sq": float(m["param_sq"][e])}
-            if "tok_gain" in m:
-                row["tok_gain"], row["tok_gain_min"] = float(m["tok_gain"][e]), float(m["tok_gain_min"][e])
+                   "norm_over_vanilla_min_worst": float(np.min(t["norm"][e] / np.maximum(t["norm_vanilla_min"][e], 1e-300))),
+                   "param_sq": float(t["param_sq"][e])}
+            if "tok_gain" in t.arrays:
+                row["tok_gain"], row["tok_gain_min"] = float(t["tok_gain"][e]), float(t["tok_gain_min"][e])
             rows.append(row)
-    per_seed = pd.DataFrame(rows)
-    ctx.save_frame("per_seed", per_seed)
-    ctx.save_frame("frontier_curves", _frontier_curves(cfg, layout.seeds[0]))
-    _write_results(cfg, ctx, per_seed)
+    results = Results()
+    per_seed = results.frames["per_seed"] = pd.DataFrame(rows)
+    results.frames["frontier_curves"] = _frontier_curves(cfg, grid.members.seeds[0])
+    results.table("cells", _cells(cfg, per_seed), ci=["excess", "norm"])
+    summary, metrics = _strategies(cfg, per_seed)
+    results.table("strategies", summary, ci=[f"excess_{k}" for k in _where(cfg)])
+    results.metrics = {"cells": {k: {"rho": r, "contrast": c} for k, (r, c) in _where(cfg).items()},
+                       "n_keys": cfg.n_keys, "n_pairs": cfg.n_pairs, "beta_sharp": cfg.beta_sharp,
+                       "seeds": list(dict.fromkeys(grid.members.seeds)), "strategies": metrics}
+    return results
 
 
 def _frontier_curves(cfg: SpecificityConfig, seed: int) -> pd.DataFrame:
@@ -334,7 +339,8 @@ def _cell(df: pd.DataFrame, rho: float, contrast: float) -> pd.DataFrame:
     return df[(df.rho == rho) & (df.contrast == contrast)].sort_values("seed")
 
 
-def _write_results(cfg: SpecificityConfig, ctx: RunContext, per_seed: pd.DataFrame) -> None:
+def _cells(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Every (contrast, rho, strategy): excess and norm over seeds beside the closed forms."""
     cells = []
     for (contrast, rho), g in per_seed.groupby(["contrast", "rho"], sort=True):
         forms = closed_forms(cfg, rho, contrast)
@@ -349,11 +355,18 @@ def _write_results(cfg: SpecificityConfig, ctx: RunContext, per_seed: pd.DataFra
     if "global" in cfg.strategies:  # each strategy's excess over the global scale's in the same cell
         glob = cells[cells.strategy == "global"].set_index(["contrast", "rho"]).excess
         cells.insert(6, "excess_vs_global", cells.excess.to_numpy() / glob.loc[list(zip(cells.contrast, cells.rho))].to_numpy())
-    ctx.write_table("cells", cells, with_ci(cells, ["excess", "norm"]))
+    return cells
 
-    rho_hi, rho_lo = max(cfg.rhos), min(cfg.rhos)
-    c_hi, c_lo = max(cfg.contrasts), min(cfg.contrasts)
-    where = {"hard": (rho_hi, c_hi), "dissimilar": (rho_lo, c_hi), "no_contrast": (rho_hi, c_lo)}
+
+def _where(cfg: SpecificityConfig) -> dict[str, tuple[float, float]]:
+    """The three cells the summary reads: the hard one, and its two controls."""
+    rho_hi, rho_lo, c_hi, c_lo = max(cfg.rhos), min(cfg.rhos), max(cfg.contrasts), min(cfg.contrasts)
+    return {"hard": (rho_hi, c_hi), "dissimilar": (rho_lo, c_hi), "no_contrast": (rho_hi, c_lo)}
+
+
+def _strategies(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """One row per strategy at the three cells, relative to the global scale where it was trained."""
+    where = _where(cfg)
     ref = "global" if "global" in cfg.strategies else cfg.strategies[0]
     summary, metrics = [], {}
     for strategy in cfg.strategies:
@@ -361,8 +374,7 @@ def _write_results(cfg: SpecificityConfig, ctx: RunContext, per_seed: pd.DataFra
         for label, (rho, contrast) in where.items():
             d = _cell(per_seed[per_seed.strategy == strategy], rho, contrast)
             row.update(ci_columns(f"excess_{label}", d.excess))
-            m[label] = {"rho": rho, "contrast": contrast, "excess": float(d.excess.mean()),
-                        "ci95": list(mean_ci(d.excess)[1:]), "per_seed": d.excess.to_numpy(),
+            m[label] = {"rho": rho, "contrast": contrast, **summarise({"excess": d.excess.to_numpy()}),
                         "norm": float(d.norm.mean()), "tau_sharp": float(d.tau_sharp.mean()),
                         "tau_flat": float(d.tau_flat.mean())}
         hard = _cell(per_seed[per_seed.strategy == strategy], *where["hard"])
@@ -372,11 +384,7 @@ def _write_results(cfg: SpecificityConfig, ctx: RunContext, per_seed: pd.DataFra
         row["norm_hard"] = hard.norm.mean()
         summary.append(row)
         metrics[strategy] = {"tau_range": row["tau_range"], **m}
-    summ = pd.DataFrame(summary)
-    ctx.write_table("strategies", summ, with_ci(summ, [f"excess_{k}" for k in where]))
-    ctx.write_metrics({"cells": {k: {"rho": r, "contrast": c} for k, (r, c) in where.items()},
-                       "n_keys": cfg.n_keys, "n_pairs": cfg.n_pairs, "beta_sharp": cfg.beta_sharp,
-                       "seeds": list(ctx.seeds), "strategies": metrics})
+    return pd.DataFrame(summary), metrics
 
 
 # --- claims ------------------------------------------------------------------------------------------
@@ -394,7 +402,7 @@ def claims(exported: Path) -> list[Claim]:
     """
     m = read_json(Path(exported) / "metrics.json")
     g, t = m["strategies"]["global"], m["strategies"]["ssa_q_tok"]
-    d, lo, hi = paired(g["hard"]["per_seed"], t["hard"]["per_seed"])
+    d, lo, hi = paired(g["hard"]["per_seed"]["excess"], t["hard"]["per_seed"]["excess"])
     ratio = {k: t[k]["excess"] / g[k]["excess"] for k in ("hard", "dissimilar", "no_contrast")}
     hard, dis = m["cells"]["hard"], m["cells"]["dissimilar"]
     where = (f"token / global excess {ratio['hard']:.2f} there, {ratio['dissimilar']:.2f} at rho = {dis['rho']:g}, "
@@ -409,11 +417,9 @@ def claims(exported: Path) -> list[Claim]:
 def ablate(cfg: SpecificityConfig, variant: str, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained in the hardest cell (largest rho and contrast); its excess
     CE per query over the targets' entropy, per seed (floor 0)."""
-    layout = Layout([(max(cfg.rhos), max(cfg.contrasts))], list(ctx.seeds))
-    net, T = train_strategy(variant, cfg, layout, ctx)
-    with torch.no_grad():
-        logp = net().double().cpu().numpy()
-    return (T * (np.log(T) - logp)).sum(-1).mean(1)
+    grid = Grid.of([(max(cfg.rhos), max(cfg.contrasts))], ctx.seeds)
+    t = train(ModelSpec.of(variant), cfg, grid.members, ctx, grid=grid)
+    return t["excess_rows"].mean(1)
 
 
 def plot(run_dir: Path) -> None:
@@ -438,6 +444,7 @@ EXPERIMENT = Experiment(
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
     claims=claims,
+    tasks={"pointer": pointer.VERSION},
     ablation=Ablation("excess CE per query at rho = 0.99, contrast 8", "0: the target rows' entropy", ablate,
                       quick={"steps": 100, "n_pairs": 4, "log_every": 50}),
 )

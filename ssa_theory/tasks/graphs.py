@@ -7,10 +7,13 @@ a change here changes the numbers (the graphs, the transition matrix, or the ord
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import networkx as nx
 import numpy as np
 import torch
 
+from ssa_theory import theory
 from ssa_theory.config import ConfigError
 from ssa_theory.sampling import MemberStream
 from ssa_theory.seeding import derive_seed
@@ -85,3 +88,33 @@ class TransitionSampler:
         cur, u = self.stream()  # (E, batch) each
         nxt = torch.searchsorted(self.cdf[cur], u[..., None]).squeeze(-1)
         return cur, nxt.clamp_max(self.cdf.shape[0] - 1)
+
+
+@dataclass(frozen=True)
+class GraphTask:
+    """The graph task as every experiment using it builds it: adjacency, degrees, P*, and its floor.
+
+    ``floor`` is the mean over nodes of the row entropies of P* (uniform rows), the least expected
+    cross-entropy any model can reach (``theory.row_entropy``).
+    """
+
+    adjacency: np.ndarray  # (K, K) 0/1
+    degrees: np.ndarray  # (K,) int
+    P: np.ndarray  # (K, K) the true transition matrix
+    entropy: np.ndarray  # (K,) each row's entropy
+
+    @classmethod
+    def build(cls, n_nodes: int, max_degree: int, graph_seed: int, smoothing: float) -> "GraphTask":
+        A = nx.to_numpy_array(build_graph(n_nodes, max_degree, graph_seed), nodelist=range(n_nodes))
+        degrees = A.sum(1).astype(int)
+        entropy = np.array([theory.row_entropy(n_nodes, int(s), smoothing) for s in degrees])
+        return cls(A, degrees, transition_matrix(A, smoothing), entropy)
+
+    @property
+    def floor(self) -> float:
+        return float(np.mean(self.entropy))
+
+    @property
+    def key_frequency(self) -> torch.Tensor:
+        """How often each token is the next one (1, K), for the ``freq`` strategy."""
+        return torch.as_tensor(self.P.mean(0), dtype=torch.float32)[None]
