@@ -565,6 +565,40 @@ class Attention(nn.Module):
         """The ``out`` strategies' factor on each query's output, (E,B,H,Lq,w) or (E,B,H,Lq,1), or None."""
         return st.product([(s, self.strategy_params(prefix, s)) for s, prefix in self._placed("out")], self._inputs(x))
 
+    def _fused(self, q, k, v, tq, tk, visible, plain_causal: bool, sink) -> torch.Tensor:
+        """The dot-product path (E,B,H,Lq,w): fold tau into q and k and call the unmodified fused kernel
+        (it wants 4-D inputs). A plain causal mask goes in as is_causal=True: a boolean mask tensor is
+        slower on the CPU and rules out the flash kernel on a GPU."""
+        q = q if tq is None else q * tq[..., None]
+        k = k if tk is None else k * tk[..., None]
+        E, B, H, Lq, _ = q.shape
+        Lk = k.shape[-2]
+        if sink is not None:  # a zero key and a zero value, whose logit is the sink's, through a float mask
+            if plain_causal or visible is None:
+                visible = self._visible(Lq, Lk, plain_causal, None, None, None, q.device)
+            if visible is None:  # no mask at all: every key visible
+                visible = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device)
+            k, v, visible = append_sink(k, v, visible, sink)
+            Lk, plain_causal = Lk + 1, False
+        flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
+        if visible is not None and not plain_causal:
+            visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
+        out = _sdpa_rows(flat(q), flat(k), flat(v), None if plain_causal else visible, plain_causal)
+        return out.reshape(E, B, H, Lq, -1)
+
+    def _explicit(self, q, k, v, tq, tk, visible, plain_causal: bool, sink) -> tuple[torch.Tensor, torch.Tensor]:
+        """The explicit path: logits, softmax (the sink's column takes its share of each row; its value is
+        zero), probabilities times values. Returns the output (E,B,H,Lq,w) and the probabilities."""
+        if plain_causal:
+            visible = self._visible(q.shape[-2], k.shape[-2], True, None, None, None, q.device)
+        logits = self._logits(q, k, tq, tk, visible)
+        if sink is not None:
+            logits = torch.cat([logits, sink.to(logits.dtype).expand(*logits.shape[:-1], 1)], -1)
+            probs = torch.softmax(logits, dim=-1)[..., :-1]
+        else:
+            probs = torch.softmax(logits, dim=-1)
+        return probs @ v, probs
+
     def forward(
         self,
         x: torch.Tensor,
@@ -595,38 +629,11 @@ class Attention(nn.Module):
         empty = None
         if visible is not None:
             visible, empty = open_empty_rows(visible)
-        probs = None
         sink = self._sink_logit(x)
         if self.score == "dot" and not return_probs:
-            # Fold tau into q and k and call the unmodified fused kernel (it wants 4-D inputs). A plain
-            # causal mask goes in as is_causal=True: a boolean mask tensor is slower on the CPU and rules
-            # out the flash kernel on a GPU.
-            q = q if tq is None else q * tq[..., None]
-            k = k if tk is None else k * tk[..., None]
-            E, B, H, Lq, _ = q.shape
-            Lk = k.shape[-2]
-            if sink is not None:  # a zero key and a zero value, whose logit is the sink's, through a float mask
-                if plain_causal or visible is None:
-                    visible = self._visible(Lq, Lk, plain_causal, None, None, None, x.device)
-                if visible is None:  # no mask at all: every key visible
-                    visible = torch.ones(Lq, Lk, dtype=torch.bool, device=x.device)
-                k, v, visible = append_sink(k, v, visible, sink)
-                Lk, plain_causal = Lk + 1, False
-            flat = lambda t: t.reshape(E * B, H, t.shape[-2], t.shape[-1])  # noqa: E731
-            if visible is not None and not plain_causal:
-                visible = visible.expand(E, B, H, Lq, Lk).reshape(E * B, H, Lq, Lk)
-            out = _sdpa_rows(flat(q), flat(k), flat(v), None if plain_causal else visible, plain_causal)
-            out = out.reshape(E, B, H, Lq, -1)
+            out, probs = self._fused(q, k, v, tq, tk, visible, plain_causal, sink), None
         else:
-            if plain_causal:
-                visible = self._visible(q.shape[-2], k.shape[-2], True, None, None, None, x.device)
-            logits = self._logits(q, k, tq, tk, visible)
-            if sink is not None:  # the sink's column takes its share of each row; its value is zero
-                logits = torch.cat([logits, sink.to(logits.dtype).expand(*logits.shape[:-1], 1)], -1)
-                probs = torch.softmax(logits, dim=-1)[..., :-1]
-            else:
-                probs = torch.softmax(logits, dim=-1)
-            out = probs @ v
+            out, probs = self._explicit(q, k, v, tq, tk, visible, plain_causal, sink)
         if empty is not None:  # a query with no visible key gets zero, on every path
             out = out.masked_fill(empty[..., None], 0.0)
             if probs is not None:

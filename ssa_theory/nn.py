@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssa_theory import strategies as st
@@ -185,6 +184,21 @@ class _RMSNorm(nn.Module):
         return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+def _positions(positions: torch.Tensor | None, B: int, L: int, offset: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSA's n, each token's 1-based position ((L,) or (B, 1, L), broadcasting over heads), and the
+    0-based positions (B, L), from ``positions`` (L,) or (B, L); default ``offset .. offset + L - 1``."""
+    if positions is None:
+        positions = torch.arange(offset, offset + L, device=device)
+    positions = positions.to(device)
+    if positions.dim() == 1:
+        if positions.shape[0] != L:
+            raise ValueError(f"positions must have length L = {L}, got {tuple(positions.shape)}")
+        return positions + 1, positions.expand(B, L)
+    if positions.shape == (B, L):
+        return (positions + 1)[:, None, :], positions
+    raise ValueError(f"positions must be (L,) or (B, L) = {(B, L)}, got {tuple(positions.shape)}")
+
+
 class SelectiveAttention(nn.Module):
     """Multi-head self-attention ``(B, L, D) -> (B, L, D)`` with SSA or any temperature strategy.
 
@@ -286,6 +300,17 @@ class SelectiveAttention(nn.Module):
         value = st.product([(s, self._params(prefix, s)) for sd, s, prefix in self.placements if sd == side], inputs)
         return None if value is None else value[0]
 
+    def _visible(self, pos_b: torch.Tensor, Lk: int, cached: bool, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """Visibility (B, 1, Lq, Lk) over all keys (cached and new): causal by positions, the user's mask."""
+        B, L = pos_b.shape
+        key_pos = torch.arange(Lk, device=pos_b.device).expand(B, Lk) if cached else pos_b
+        visible = torch.ones(B, 1, L, Lk, dtype=torch.bool, device=pos_b.device)
+        if self.causal:
+            visible = visible & (key_pos[:, None, None, :] <= pos_b[:, None, :, None])
+        if attn_mask is not None:
+            visible = visible & normalise_mask(attn_mask.to(pos_b.device), B, L, Lk)
+        return visible
+
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, k_freq: torch.Tensor | None = None) -> torch.Tensor:
         """Attend within x ``(B, L, D)``; return ``(B, L, D)``.
@@ -304,18 +329,7 @@ class SelectiveAttention(nn.Module):
         B, L, _ = x.shape
         offset = cache.length if cache is not None else 0
         default_positions = positions is None
-        if positions is None:
-            positions = torch.arange(offset, offset + L, device=x.device)
-        positions = positions.to(x.device)
-        if positions.dim() == 1:
-            if positions.shape[0] != L:
-                raise ValueError(f"positions must have length L = {L}, got {tuple(positions.shape)}")
-            pos = positions + 1  # SSA's n: a token's 1-based position (L,)
-            pos_b = positions.expand(B, L)
-        elif positions.shape == (B, L):
-            pos, pos_b = (positions + 1)[:, None, :], positions  # (B, 1, L) broadcasts over heads
-        else:
-            raise ValueError(f"positions must be (L,) or (B, L) = {(B, L)}, got {tuple(positions.shape)}")
+        pos, pos_b = _positions(positions, B, L, offset, x.device)
         H, Hk, d = self.n_heads, self.n_kv_heads, self.d_head
         q = self.q_proj(x).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
         k = self.k_proj(x).view(B, L, Hk, d).transpose(1, 2)  # (B, H_kv, L, d)
@@ -323,21 +337,10 @@ class SelectiveAttention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
 
-        # visibility over all keys (cached and new): causal by positions, padding, the user's mask
         Lk = offset + L
         # the plain causal case goes to the fused kernel as is_causal=True, without a mask tensor
         plain = attn_mask is None and cache is None and self.causal and default_positions
-        visible = None
-        if not plain:
-            if cache is not None:
-                key_pos = torch.arange(Lk, device=x.device).expand(B, Lk)
-            else:
-                key_pos = pos_b
-            visible = torch.ones(B, 1, L, Lk, dtype=torch.bool, device=x.device)
-            if self.causal:
-                visible = visible & (key_pos[:, None, None, :] <= pos_b[:, None, :, None])
-            if attn_mask is not None:
-                visible = visible & normalise_mask(attn_mask.to(x.device), B, L, Lk)
+        visible = None if plain else self._visible(pos_b, Lk, cache is not None, attn_mask)
         # n, the keys each query sees: (Lq,), or (1, B, 1, Lq) counted from the mask
         n = torch.arange(1, L + 1, device=x.device, dtype=x.dtype) if plain else visible.sum(-1).to(x.dtype)[None]
 

@@ -30,7 +30,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -163,6 +163,29 @@ class LocalPool:
             raise ValueError("a pool needs at least one worker")
         self.workers, self.max_attempts = workers, max_attempts
 
+    def _settle(self, w: "_Worker", attempts: dict[int, int], queue, on_event: Event) -> None:
+        """A busy worker's news: its cell's result, or its death (the cell retried, or failed after
+        ``max_attempts``); nothing while it is still working."""
+        i = w.cell
+        reply = None
+        try:
+            if w.conn.poll():
+                reply = w.conn.recv()
+        except (EOFError, OSError):
+            reply = None
+        if reply is not None:
+            w.cell = None
+            on_event(i, *reply)
+        elif not w.proc.is_alive():  # died holding cell i
+            w.cell = None
+            w.stop()
+            code = w.proc.exitcode
+            if attempts[i] >= self.max_attempts:
+                on_event(i, "failed", f"its worker process died (exit code {code}) in each of {attempts[i]} attempts")
+            else:
+                queue.appendleft(i)
+                on_event(i, "retrying", f"its worker process died (exit code {code})")
+
     def run(self, tasks: list[dict], on_event: Event, heartbeat: Callable[[], None] | None = None,
             every: float = 60.0) -> None:
         """Run every task (``run_cell``'s keyword arguments); report through ``on_event``; call
@@ -193,26 +216,7 @@ class LocalPool:
                         heartbeat()
                     continue
                 for w in busy:
-                    i = w.cell
-                    reply = None
-                    try:
-                        if w.conn.poll():
-                            reply = w.conn.recv()
-                    except (EOFError, OSError):
-                        reply = None
-                    if reply is not None:
-                        w.cell = None
-                        on_event(i, *reply)
-                    elif not w.proc.is_alive():  # died holding cell i
-                        w.cell = None
-                        w.stop()
-                        code = w.proc.exitcode
-                        if attempts[i] >= self.max_attempts:
-                            on_event(i, "failed", f"its worker process died (exit code {code}) in each of "
-                                                  f"{attempts[i]} attempts")
-                        else:
-                            queue.appendleft(i)
-                            on_event(i, "retrying", f"its worker process died (exit code {code})")
+                    self._settle(w, attempts, queue, on_event)
         except KeyboardInterrupt:
             for i in queue:
                 on_event(i, "cancelled", "interrupted before it started")

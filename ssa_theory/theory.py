@@ -532,6 +532,63 @@ def _kl_rows(t: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (t * (np.log(t) - logp)).sum(-1)
 
 
+class _FrontierProblem:
+    """N penalised problems ``KL_a + KL_b + lam Q(a, b)`` of ``specificity_frontier``, over rows w (N, 2, K):
+    the targets t (N, 2, K), and Q's Hessian / 2 on (a, b), ``c [[I, -rho I], [-rho I, I]]``."""
+
+    def __init__(self, t: np.ndarray, rho: np.ndarray) -> None:
+        self.t, self.rho = t, rho
+        self.N, _, self.K = t.shape
+        N, K = self.N, self.K
+        self.c = 1.0 / (1.0 - rho**2)  # (N,)
+        self.eye = np.eye(K)
+        self.Qh = np.zeros((N, 2 * K, 2 * K))
+        self.Qh[:, :K, :K] = self.Qh[:, K:, K:] = self.c[:, None, None] * self.eye
+        self.Qh[:, :K, K:] = self.Qh[:, K:, :K] = (-rho * self.c)[:, None, None] * self.eye
+
+    def qform(self, w: np.ndarray) -> np.ndarray:
+        a, b = w[:, 0], w[:, 1]
+        return self.c * ((a * a).sum(-1) + (b * b).sum(-1) - 2 * self.rho * (a * b).sum(-1))
+
+    def kl(self, w: np.ndarray) -> np.ndarray:
+        return _kl_rows(self.t, w).sum(-1)
+
+    def _newton_step(self, lam: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newton's direction (N, 2, K) for ``KL + lam Q`` at w, and its decrement (N,)."""
+        N, K = self.N, self.K
+        p = _softmax_rows(w)
+        grad = (p - self.t).reshape(N, 2 * K) + 2 * lam[:, None] * np.einsum("nij,nj->ni", self.Qh, w.reshape(N, 2 * K))
+        H = 2 * lam[:, None, None] * self.Qh
+        for s in range(2):  # the softmax Hessian of each row: diag(p) - p p^T
+            blk = slice(s * K, (s + 1) * K)
+            H[:, blk, blk] += np.einsum("nk,kl->nkl", p[:, s], self.eye) - p[:, s, :, None] * p[:, s, None, :]
+        step = np.linalg.solve(H, grad[..., None])[..., 0].reshape(N, 2, K)
+        return step, (grad * step.reshape(N, 2 * K)).sum(-1)
+
+    def solve(self, lam: np.ndarray, w: np.ndarray, newton_steps: int) -> np.ndarray:
+        """Damped Newton on ``KL + lam Q`` from w (N, 2, K)."""
+        F = self.kl(w) + lam * self.qform(w)
+        for _ in range(newton_steps):
+            step, decrement = self._newton_step(lam, w)
+            if np.all(decrement <= 1e-13 * (1.0 + np.abs(F))):  # F within ~1e-13 of its least value
+                break
+            eta = np.ones(self.N)
+            for _ in range(30):  # backtracking: keep each problem's objective from rising
+                cand = w - eta[:, None, None] * step
+                Fc = self.kl(cand) + lam * self.qform(cand)
+                bad = Fc > F - 0.25 * eta * decrement
+                if not bad.any():
+                    break
+                eta = np.where(bad, eta / 2, eta)
+            else:  # every halving used: evaluate the last step lengths
+                cand = w - eta[:, None, None] * step
+                Fc = self.kl(cand) + lam * self.qform(cand)
+            ok = Fc <= F
+            w = np.where(ok[:, None, None], cand, w)
+            F = np.where(ok, Fc, F)
+        return w
+
+
 def specificity_frontier(z: np.ndarray, beta_a, beta_b, rho, excess, *, newton_steps: int = 60,
                          bisections: int = 60) -> np.ndarray:
     """The least ``||M||_F`` of a score map (vanilla: tau = 1) whose two rows, for unit queries at cosine
@@ -558,63 +615,20 @@ def specificity_frontier(z: np.ndarray, beta_a, beta_b, rho, excess, *, newton_s
     if np.any(excess < 0):
         raise ValueError("excess must be >= 0")
     t = np.stack([_softmax_rows(beta_a[:, None] * z), _softmax_rows(beta_b[:, None] * z)], 1)  # (N, 2, K)
-    r = rho[:, None, None]
-    c = 1.0 / (1.0 - rho**2)  # (N,)
-    # Q's Hessian / 2 on (a, b): c [[I, -rho I], [-rho I, I]]
-    eye = np.eye(K)
-    Qh = np.zeros((N, 2 * K, 2 * K))
-    Qh[:, :K, :K] = Qh[:, K:, K:] = c[:, None, None] * eye
-    Qh[:, :K, K:] = Qh[:, K:, :K] = (-rho * c)[:, None, None] * eye
-
-    def qform(w):
-        a, b = w[:, 0], w[:, 1]
-        return c * ((a * a).sum(-1) + (b * b).sum(-1) - 2 * rho * (a * b).sum(-1))
-
-    def kl(w):
-        return _kl_rows(t, w).sum(-1)
-
-    def solve(lam, w):
-        """Damped Newton on ``KL + lam Q`` from w (N, 2, K)."""
-        F = kl(w) + lam * qform(w)
-        for _ in range(newton_steps):
-            p = _softmax_rows(w)
-            grad = (p - t).reshape(N, 2 * K) + 2 * lam[:, None] * np.einsum("nij,nj->ni", Qh, w.reshape(N, 2 * K))
-            H = 2 * lam[:, None, None] * Qh
-            for s in range(2):  # the softmax Hessian of each row: diag(p) - p p^T
-                blk = slice(s * K, (s + 1) * K)
-                H[:, blk, blk] += np.einsum("nk,kl->nkl", p[:, s], eye) - p[:, s, :, None] * p[:, s, None, :]
-            step = np.linalg.solve(H, grad[..., None])[..., 0].reshape(N, 2, K)
-            decrement = (grad * step.reshape(N, 2 * K)).sum(-1)
-            if np.all(decrement <= 1e-13 * (1.0 + np.abs(F))):  # F within ~1e-13 of its least value
-                break
-            eta = np.ones(N)
-            for _ in range(30):  # backtracking: keep each problem's objective from rising
-                cand = w - eta[:, None, None] * step
-                Fc = kl(cand) + lam * qform(cand)
-                bad = Fc > F - 0.25 * eta * decrement
-                if not bad.any():
-                    break
-                eta = np.where(bad, eta / 2, eta)
-            else:  # every halving used: evaluate the last step lengths
-                cand = w - eta[:, None, None] * step
-                Fc = kl(cand) + lam * qform(cand)
-            ok = Fc <= F
-            w = np.where(ok[:, None, None], cand, w)
-            F = np.where(ok, Fc, F)
-        return w
+    prob = _FrontierProblem(t, rho)
 
     # bisect log lam: small lam reproduces the targets closely (large norm); large lam flattens them
     lo, hi = np.full(N, math.log(1e-16)), np.full(N, math.log(1e4))
-    w_lo = solve(np.exp(lo), np.stack([beta_a[:, None] * z, beta_b[:, None] * z], 1))
-    w_hi = solve(np.exp(hi), np.zeros((N, 2, K)))
+    w_lo = prob.solve(np.exp(lo), np.stack([beta_a[:, None] * z, beta_b[:, None] * z], 1), newton_steps)
+    w_hi = prob.solve(np.exp(hi), np.zeros((N, 2, K)), newton_steps)
     for _ in range(bisections):
         mid = (lo + hi) / 2
-        w_mid = solve(np.exp(mid), (w_lo + w_hi) / 2)
-        over = kl(w_mid) > excess  # too flat: lower lam
+        w_mid = prob.solve(np.exp(mid), (w_lo + w_hi) / 2, newton_steps)
+        over = prob.kl(w_mid) > excess  # too flat: lower lam
         hi, w_hi = np.where(over, mid, hi), np.where(over[:, None, None], w_mid, w_hi)
         lo, w_lo = np.where(over, lo, mid), np.where(over[:, None, None], w_lo, w_mid)
-    out = np.sqrt(np.maximum(qform(w_hi), 0.0))
-    flat_ok = kl(np.zeros((N, 2, K))) <= excess
+    out = np.sqrt(np.maximum(prob.qform(w_hi), 0.0))
+    flat_ok = prob.kl(np.zeros((N, 2, K))) <= excess
     return np.where(flat_ok, 0.0, out)
 
 

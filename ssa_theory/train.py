@@ -18,7 +18,7 @@ and the run directory is discarded (``ssa_theory.rundir.execute``); the CLI exit
 
 The check costs no host synchronisation per step: the first bad step of each member is kept in a
 device tensor and read every ``CHECK_EVERY`` steps (and at every log and at the end), together with
-the parameter check.
+the parameter check, in one sync (``_Monitor``).
 """
 
 from __future__ import annotations
@@ -58,6 +58,46 @@ def _param_groups(params) -> list[torch.Tensor]:
     return out
 
 
+class _Monitor:
+    """The divergence checks of one training: each member's loss bound, set from its step-0 loss; the
+    first bad step of each member, kept in a device tensor (no host sync per step); and, at ``check``,
+    that every parameter is finite and within ``PARAM_BOUND``, all read in one sync."""
+
+    def __init__(self, tensors: list[torch.Tensor], model: str, members: Sequence[str] | None) -> None:
+        self.tensors, self.model, self.members = tensors, model, members
+        self.first_bad: torch.Tensor | None = None  # (E,) first step whose loss was bad, -1 if none; on the device
+        self.bound: torch.Tensor | None = None  # (E,) each member's loss bound
+
+    def label(self, e: int) -> str:
+        return self.members[e] if self.members is not None else f"#{e}"
+
+    @torch.no_grad()
+    def record(self, step: int, loss: torch.Tensor) -> None:
+        """Note the members whose loss at ``step`` is non-finite or above their bound (on the device)."""
+        if self.bound is None:  # NaN at step 0 gives a NaN bound, and every comparison with it fails
+            self.bound = LOSS_GROWTH * loss.detach().abs().clamp_min(LOSS_FLOOR)
+            self.first_bad = torch.full_like(loss, -1, dtype=torch.long)
+        bad = ~(loss.detach() <= self.bound)  # NaN compares False: caught too
+        self.first_bad = torch.where(bad & (self.first_bad < 0), step + 1, self.first_bad)
+
+    @torch.no_grad()
+    def check(self, step: int) -> None:
+        """Raise ``Diverged`` for the first member whose loss or parameters went bad (one host sync)."""
+        E = self.tensors[0].shape[0]
+        size = torch.stack([p.detach().abs().reshape(E, -1).amax(1).to(self.first_bad.device) for p in self.tensors])
+        param_ok = size <= PARAM_BOUND  # (n_params, E); False for NaN too
+        if not bool(((self.first_bad >= 0).any() | ~param_ok.all())):
+            return
+        if bool((self.first_bad >= 0).any()):
+            e = int(torch.argmax((self.first_bad >= 0).to(torch.int8)))
+            raise Diverged(self.model, self.label(e), int(self.first_bad[e]), f"loss non-finite or above "
+                           f"{LOSS_GROWTH:g}x its first value {float(self.bound[e]) / LOSS_GROWTH:.3g}")
+        i = int(torch.argmin(param_ok.all(1).to(torch.int8)))
+        e = int(torch.argmin(param_ok[i].to(torch.int8)))
+        raise Diverged(self.model, self.label(e), step, f"a parameter of shape {tuple(self.tensors[i].shape[1:])} is "
+                                                        f"non-finite or above {PARAM_BOUND:g} in magnitude")
+
+
 def fit(
     params: Iterable[torch.nn.Parameter] | Iterable[Mapping],
     member_loss: Callable[[int], torch.Tensor],
@@ -76,32 +116,14 @@ def fit(
     the ``Diverged`` message.
     """
     params = list(params)
-    tensors = _param_groups(params)
+    monitor = _Monitor(_param_groups(params), model, members)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / steps)))
     log_every = log_every or steps
     history: dict[str, list] = {"step": []}
-    first_bad: torch.Tensor | None = None  # (E,) first step whose loss was bad, -1 if none; on the device
-    bound: torch.Tensor | None = None  # (E,) each member's loss bound, set from its step-0 loss
-
-    def check(step: int) -> None:
-        """Raise ``Diverged`` for the first member whose loss or parameters went bad (one sync)."""
-        E = tensors[0].shape[0]
-        label = (lambda e: members[e]) if members is not None else (lambda e: f"#{e}")
-        if first_bad is not None and bool((first_bad >= 0).any()):
-            e = int(torch.argmax((first_bad >= 0).to(torch.int8)))
-            raise Diverged(model, label(e), int(first_bad[e]),
-                           f"loss non-finite or above {LOSS_GROWTH:g}x its first value {float(bound[e]) / LOSS_GROWTH:.3g}")
-        for p in tensors:
-            size = p.detach().abs().reshape(E, -1).amax(1)
-            ok = size <= PARAM_BOUND  # False for NaN too
-            if not bool(ok.all()):
-                e = int(torch.argmin(ok.to(torch.int8)))
-                raise Diverged(model, label(e), step, f"a parameter of shape {tuple(p.shape[1:])} is non-finite "
-                                                      f"or above {PARAM_BOUND:g} in magnitude")
 
     def log(step: int) -> None:
-        if evaluate is None:
+        if evaluate is None or history["step"][-1:] == [step]:
             return
         with torch.no_grad():
             values = evaluate()
@@ -114,13 +136,7 @@ def fit(
         loss = member_loss(step)
         if loss.dim() != 1:
             raise ValueError(f"member_loss must return one loss per member, shape (E,), got {tuple(loss.shape)}")
-        with torch.no_grad():
-            if bound is None:  # NaN at step 0 gives a NaN bound, and every comparison with it fails
-                bound = LOSS_GROWTH * loss.detach().abs().clamp_min(LOSS_FLOOR)
-            bad = ~(loss.detach() <= bound)  # NaN compares False: caught too
-            if first_bad is None:
-                first_bad = torch.full_like(loss, -1, dtype=torch.long)
-            first_bad = torch.where(bad & (first_bad < 0), step + 1, first_bad)
+        monitor.record(step, loss)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
@@ -128,8 +144,8 @@ def fit(
         done = step + 1
         logging = done % log_every == 0 or done == steps
         if logging or done % CHECK_EVERY == 0:
-            check(done)
-        if logging and history["step"][-1:] != [done]:
+            monitor.check(done)
+        if logging:
             log(done)
         if progress is not None:
             progress.update()

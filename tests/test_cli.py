@@ -3,7 +3,6 @@
 import dataclasses
 import itertools
 import json
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssa_theory import cli, registry
+from ssa_theory import cli, registry, rundir
 
 
 def run_cli(*args):
@@ -135,7 +134,7 @@ def test_fuzzed_input_never_shows_a_traceback(pairs, seed, seeds, threads, tmp_p
         if v is not None:
             args += [f"{opt}={v}"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "execute", _stub)
+        mp.setattr(rundir, "execute", _stub)
         try:
             rc = cli.main(args)
         except _Reached:
@@ -149,7 +148,7 @@ def _stub(*args, **kwargs):
 
 
 def test_fuzz_stub_is_reached_by_valid_input(monkeypatch):
-    monkeypatch.setattr(cli, "execute", _stub)
+    monkeypatch.setattr(rundir, "execute", _stub)
     with pytest.raises(_Reached):
         cli.main(["run", "graph_transition", "--quick", "--quiet", "--set", "lr=0.1", "--seed", "5"])
 
@@ -407,7 +406,7 @@ NEEDS_NAME = {"sweep", "export", "bench seeds"}
 def _stubbed(mp):
     from ssa_theory import bench, reproduce, sweep
 
-    for module, attr in ((cli, "execute"), (reproduce, "reproduce"), (sweep, "run_sweep"), (sweep, "collect"),
+    for module, attr in ((rundir, "execute"), (reproduce, "reproduce"), (sweep, "run_sweep"), (sweep, "collect"),
                          (bench, "attention"), (bench, "module"), (bench, "seeds")):
         mp.setattr(module, attr, _stub)
 

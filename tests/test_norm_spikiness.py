@@ -15,8 +15,7 @@ from scipy.special import log_softmax
 from ssa_theory import measures, theory
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import norm_spikiness as ns
-from ssa_theory.seeding import Members, torch_generator
-from ssa_theory.skeleton import ModelSpec
+from ssa_theory.seeding import Members
 
 
 # --- measurements on hand-built matrices -----------------------------------------------------------

@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from ssa_theory import cli, registry, reproduce
 from ssa_theory.testing import toy as toy_module

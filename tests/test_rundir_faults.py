@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from ssa_theory import cli, rundir
 from ssa_theory.testing import toy as toy_module

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from ssa_theory import theory
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import specificity as sp
 from ssa_theory.rundir import RunContext, load_frame, read_json

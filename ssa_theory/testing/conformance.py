@@ -93,10 +93,151 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> tuple[bool, float]:
     return diff <= tol * max(1.0, float(b.abs().max()) if b.numel() else 1.0), diff
 
 
+@dataclass
+class _Case:
+    """One placement of the strategy under check: its variant, the layer factory and the inputs."""
+
+    strategy: st.Strategy
+    variant: Variant
+    train_length: int
+    x: torch.Tensor  # (B, L, D)
+    kf: torch.Tensor | None  # (B, L) key frequencies, where a placement reads them
+
+    def make(self, v=None, seed: int = 0):
+        from ssa_theory.nn import SelectiveAttention
+
+        torch.manual_seed(seed)
+        return SelectiveAttention(D, H, variant=self.variant if v is None else v, train_length=self.train_length)
+
+
+def _neutral(c: _Case) -> str | None:
+    if c.strategy.neutral is None:
+        return "skip: declares no neutral setting"
+    vanilla, m = c.make("vanilla"), c.make()
+    m.load_state_dict({**m.state_dict(), **{k: v for k, v in vanilla.state_dict().items()}}, strict=False)
+    if c.strategy.neutral == "params":
+        _neutralise(m, m.placements)
+    ok, diff = _close(m(c.x, k_freq=c.kf), vanilla(c.x), TOL)
+    return None if ok else f"differs from vanilla attention by {diff:.2e} at its neutral setting (tolerance {TOL:g})"
+
+
+def _causal(c: _Case) -> str | None:
+    m = c.make()
+    _perturb(m, 3)
+    y = c.x.clone()
+    y[:, -1] += 3.0
+    kf2 = None if c.kf is None else c.kf.clone()
+    if kf2 is not None:
+        kf2[:, -1] = 0.5
+    a, b = m(c.x, k_freq=c.kf), m(y, k_freq=kf2)
+    ok, diff = _close(a[:, :-1], b[:, :-1], TOL)
+    return None if ok else f"changing the last token changed earlier outputs by {diff:.2e}"
+
+
+def _per_query(c: _Case) -> str | None:
+    m = c.make()
+    _perturb(m, 4)
+    full = m(c.x, k_freq=c.kf)
+    for i in range(L):
+        part = m(c.x[:, :i + 1], k_freq=None if c.kf is None else c.kf[:, :i + 1])[:, -1]
+        ok, diff = _close(full[:, i], part, TOL_PATH)
+        if not ok:
+            return (f"query {i}'s output under the causal mask differs from the prefix's by {diff:.2e}: it does "
+                    "not read n, the keys each query sees (a full row length, say)")
+    return None
+
+
+def _padding(c: _Case) -> str | None:
+    m = c.make()
+    _perturb(m, 5)
+    pad = 3
+    junk = torch.randn(B, pad, D, generator=torch.Generator().manual_seed(9)) * 5
+    xp = torch.cat([c.x, junk], 1)
+    keep = torch.ones(B, L + pad, dtype=torch.bool)
+    keep[:, L:] = False
+    kfp = None if c.kf is None else torch.cat([c.kf, torch.full((B, pad), 0.5)], 1)
+    a = m(xp, attn_mask=keep, k_freq=kfp)[:, :L]
+    ok, diff = _close(a, m(c.x, k_freq=c.kf), TOL_PATH)
+    return None if ok else f"a row padded with masked keys differs from the unpadded row by {diff:.2e}"
+
+
+def _cache(c: _Case) -> str | None:
+    m = c.make()
+    _perturb(m, 6)
+    full = m(c.x, k_freq=c.kf)
+    cache = m.new_cache(B, L)
+    steps = [m(c.x[:, t:t + 1], cache=cache, k_freq=None if c.kf is None else c.kf[:, t:t + 1]) for t in range(L)]
+    ok, diff = _close(torch.cat(steps, 1), full, TOL_PATH)
+    return None if ok else f"cached decoding differs from the full forward pass by {diff:.2e}"
+
+
+def _fused(c: _Case) -> str | None:
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    layer = Attention(c.variant, D, generators=gens, n_heads=H, train_length=c.train_length)
+    _perturb(layer, 7)
+    xe = c.x[None].expand(2, B, L, D)
+    a = layer(xe, causal=True, k_freq=c.kf)
+    b, _ = layer(xe, causal=True, return_probs=True, k_freq=c.kf)
+    ok, diff = _close(a, b, TOL_PATH)
+    return None if ok else f"the fused path differs from the explicit one by {diff:.2e}"
+
+
+def _independent(c: _Case) -> str | None:
+    m = c.make()
+    _perturb(m, 8)
+    y = c.x.clone()
+    y[1:] += torch.randn(B - 1, L, D, generator=torch.Generator().manual_seed(10))
+    ok, diff = _close(m(c.x, k_freq=c.kf)[0], m(y, k_freq=c.kf)[0], TOL)
+    if not ok:
+        return f"changing other batch rows changed row 0 by {diff:.2e}"
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    layer = Attention(c.variant, D, generators=gens, n_heads=H, train_length=c.train_length)
+    _perturb(layer, 11)
+    xe = c.x[None].expand(2, B, L, D).contiguous()
+    before = layer(xe, causal=True, k_freq=c.kf)[0]
+    with torch.no_grad():
+        for p in layer.temp.values():
+            p[1].add_(0.7)
+        layer.w_q[1].mul_(2.0)
+    ok, diff = _close(layer(xe, causal=True, k_freq=c.kf)[0], before, TOL)
+    return None if ok else f"changing ensemble member 1 changed member 0 by {diff:.2e}"
+
+
+def _gradients(c: _Case) -> str | None:
+    m = c.make()
+    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    target = torch.randn(B, L, D, generator=torch.Generator().manual_seed(12))
+    for step in range(6):
+        loss = (m(c.x, k_freq=c.kf) - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        bad = [n for n, p in m.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        if bad or not torch.isfinite(loss):
+            return f"non-finite {'loss' if not bad else 'gradients of ' + ', '.join(bad)} at step {step}"
+        opt.step()
+    return None
+
+
+PROPERTIES = (("neutral", _neutral), ("causal", _causal), ("n per query", _per_query), ("padding", _padding),
+              ("cache", _cache), ("fused", _fused), ("independent", _independent), ("gradients", _gradients))
+
+
+def _run(report: Report, name: str, fn, case: _Case) -> None:
+    """One property: passed, skipped (``"skip: why"``) or failed (its message; a crash is one line)."""
+    try:
+        failure = fn(case)
+    except Exception as e:  # noqa: BLE001  a crash is a failed property, reported as one line
+        failure = f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if failure is None:
+        report.passed.append(name)
+    elif failure.startswith("skip: "):
+        report.skipped.append(f"{name}: {failure[6:]}")
+    else:
+        report.failures.append(f"{name}: {failure}")
+
+
 def check_strategy(strategy: str | st.Strategy) -> Report:
     """Run every property on ``strategy`` (a name, a dotted path ``module:attr``, or a ``Strategy``)."""
-    from ssa_theory.nn import SelectiveAttention
-
     if isinstance(strategy, st.Strategy):
         if st._REGISTRY.get(strategy.name) is not strategy:
             raise ValueError(f"register {strategy.name!r} (register_strategy or strategies.register) or pass its "
@@ -108,134 +249,10 @@ def check_strategy(strategy: str | st.Strategy) -> Report:
     for variant in _variants(strategy, ref):
         where = f" [{variant.name}]" if strategy.side is None else ""
         needs_freq = any("k_freq" in s.needs for _, s, _ in variant.placements())
-        train_length = L + 1 if strategy.neutral == "train_length" else 3
-
-        def make(v=variant, seed=0, tl=train_length):
-            torch.manual_seed(seed)
-            return SelectiveAttention(D, H, variant=v, train_length=tl)
-
-        def run(prop, fn):
-            name = f"{prop}{where}"
-            try:
-                failure = fn()
-            except Exception as e:  # noqa: BLE001  a crash is a failed property, reported as one line
-                failure = f"raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            if failure is None:
-                report.passed.append(name)
-            elif failure.startswith("skip: "):
-                report.skipped.append(f"{name}: {failure[6:]}")
-            else:
-                report.failures.append(f"{name}: {failure}")
-
-        x = torch.randn(B, L, D, generator=torch.Generator().manual_seed(1))
-        kf = _freq(B, L) if needs_freq else None
-
-        def neutral():
-            if strategy.neutral is None:
-                return "skip: declares no neutral setting"
-            vanilla, m = make("vanilla"), make()
-            m.load_state_dict({**m.state_dict(), **{k: v for k, v in vanilla.state_dict().items()}}, strict=False)
-            if strategy.neutral == "params":
-                _neutralise(m, m.placements)
-            ok, diff = _close(m(x, k_freq=kf), vanilla(x), TOL)
-            return None if ok else f"differs from vanilla attention by {diff:.2e} at its neutral setting (tolerance {TOL:g})"
-
-        def causal():
-            m = make()
-            _perturb(m, 3)
-            y = x.clone()
-            y[:, -1] += 3.0
-            kf2 = None if kf is None else kf.clone()
-            if kf2 is not None:
-                kf2[:, -1] = 0.5
-            a, b = m(x, k_freq=kf), m(y, k_freq=kf2)
-            ok, diff = _close(a[:, :-1], b[:, :-1], TOL)
-            return None if ok else f"changing the last token changed earlier outputs by {diff:.2e}"
-
-        def per_query():
-            m = make()
-            _perturb(m, 4)
-            full = m(x, k_freq=kf)
-            worst = 0.0
-            for i in range(L):
-                part = m(x[:, :i + 1], k_freq=None if kf is None else kf[:, :i + 1])[:, -1]
-                ok, diff = _close(full[:, i], part, TOL_PATH)
-                worst = max(worst, diff)
-                if not ok:
-                    return (f"query {i}'s output under the causal mask differs from the prefix's by {diff:.2e}: it does "
-                            "not read n, the keys each query sees (a full row length, say)")
-            return None
-
-        def padding():
-            m = make()
-            _perturb(m, 5)
-            pad = 3
-            junk = torch.randn(B, pad, D, generator=torch.Generator().manual_seed(9)) * 5
-            xp = torch.cat([x, junk], 1)
-            keep = torch.ones(B, L + pad, dtype=torch.bool)
-            keep[:, L:] = False
-            kfp = None if kf is None else torch.cat([kf, torch.full((B, pad), 0.5)], 1)
-            a = m(xp, attn_mask=keep, k_freq=kfp)[:, :L]
-            ok, diff = _close(a, m(x, k_freq=kf), TOL_PATH)
-            return None if ok else f"a row padded with masked keys differs from the unpadded row by {diff:.2e}"
-
-        def cache():
-            m = make()
-            _perturb(m, 6)
-            full = m(x, k_freq=kf)
-            c = m.new_cache(B, L)
-            steps = [m(x[:, t:t + 1], cache=c, k_freq=None if kf is None else kf[:, t:t + 1]) for t in range(L)]
-            ok, diff = _close(torch.cat(steps, 1), full, TOL_PATH)
-            return None if ok else f"cached decoding differs from the full forward pass by {diff:.2e}"
-
-        def fused():
-            gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-            layer = Attention(variant, D, generators=gens, n_heads=H, train_length=train_length)
-            _perturb(layer, 7)
-            xe = x[None].expand(2, B, L, D)
-            kfe = kf
-            a = layer(xe, causal=True, k_freq=kfe)
-            b, _ = layer(xe, causal=True, return_probs=True, k_freq=kfe)
-            ok, diff = _close(a, b, TOL_PATH)
-            return None if ok else f"the fused path differs from the explicit one by {diff:.2e}"
-
-        def independent():
-            m = make()
-            _perturb(m, 8)
-            y = x.clone()
-            y[1:] += torch.randn(B - 1, L, D, generator=torch.Generator().manual_seed(10))
-            ok, diff = _close(m(x, k_freq=kf)[0], m(y, k_freq=kf)[0], TOL)
-            if not ok:
-                return f"changing other batch rows changed row 0 by {diff:.2e}"
-            gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-            layer = Attention(variant, D, generators=gens, n_heads=H, train_length=train_length)
-            _perturb(layer, 11)
-            xe = x[None].expand(2, B, L, D).contiguous()
-            before = layer(xe, causal=True, k_freq=kf)[0]
-            with torch.no_grad():
-                for p in layer.temp.values():
-                    p[1].add_(0.7)
-                layer.w_q[1].mul_(2.0)
-            ok, diff = _close(layer(xe, causal=True, k_freq=kf)[0], before, TOL)
-            return None if ok else f"changing ensemble member 1 changed member 0 by {diff:.2e}"
-
-        def gradients():
-            m = make()
-            opt = torch.optim.Adam(m.parameters(), lr=0.05)
-            target = torch.randn(B, L, D, generator=torch.Generator().manual_seed(12))
-            for step in range(6):
-                loss = (m(x, k_freq=kf) - target).pow(2).mean()
-                opt.zero_grad()
-                loss.backward()
-                bad = [n for n, p in m.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
-                if bad or not torch.isfinite(loss):
-                    return f"non-finite {'loss' if not bad else 'gradients of ' + ', '.join(bad)} at step {step}"
-                opt.step()
-            return None
-
-        for prop, fn in (("neutral", neutral), ("causal", causal), ("n per query", per_query), ("padding", padding),
-                         ("cache", cache), ("fused", fused), ("independent", independent), ("gradients", gradients)):
-            run(prop, fn)
+        case = _Case(strategy, variant, L + 1 if strategy.neutral == "train_length" else 3,
+                     torch.randn(B, L, D, generator=torch.Generator().manual_seed(1)), _freq(B, L) if needs_freq else None)
+        for prop, fn in PROPERTIES:
+            _run(report, f"{prop}{where}", fn, case)
     return report
 
 

@@ -1,0 +1,88 @@
+"""``bench``: attention variants against SDPA, the public module against nanoGPT's, batched seeds against one."""
+
+from __future__ import annotations
+
+import argparse
+
+from ssa_theory.cli._common import FORMAT, compute, compute_options, count, experiment_options, member_seeds, resolve
+from ssa_theory.config import UsageError
+
+
+def _shape_options(p: argparse.ArgumentParser, variants: list[str] | None) -> None:
+    """The attention benchmarks' shape, variants, rounds, device and threads."""
+    for flag, default in (("--batch", 8), ("--heads", 4), ("--length", 1024), ("--d-head", 64)):
+        p.add_argument(flag, type=count, default=default)
+    p.add_argument("--variants", nargs="+", default=variants, metavar="NAME",
+                   help=f"default: {' '.join(variants) if variants else 'every variant'}")
+    p.add_argument("--repeats", type=count, default=5, help="timed rounds (default: 5)")
+    compute_options(p)
+
+
+def add(sub, epilog: str) -> None:
+    p = sub.add_parser("bench", help="benchmarks: attention variants against SDPA; batched seeds against one",
+                       epilog=epilog, formatter_class=FORMAT)
+    bench = p.add_subparsers(dest="bench", metavar="WHAT", parser_class=type(p))
+    bench.required = True
+    b = bench.add_parser("attention", help="every attention variant against F.scaled_dot_product_attention",
+                         description="Forward plus backward of causal self-attention: every named variant against a "
+                         "reference layer on F.scaled_dot_product_attention(is_causal=True) with the same projections, "
+                         "interleaved, median ratio.", epilog=epilog, formatter_class=FORMAT)
+    _shape_options(b, variants=None)
+    b = bench.add_parser("module", help="ssa_theory.nn.SelectiveAttention against a nanoGPT-style attention module",
+                         description="Forward plus backward of the public (B, L, D) module of each variant against "
+                         "nanoGPT's causal self-attention of the same shape (qkv nn.Linear, SDPA is_causal=True, output "
+                         "nn.Linear), interleaved, median ratio; and the new parameters of each variant in a "
+                         "GPT-2-small-shaped layer (D 768, 12 heads).", epilog=epilog, formatter_class=FORMAT)
+    _shape_options(b, variants=["vanilla", "ssa"])
+    b = bench.add_parser("seeds", help="time N batched seeds against 1, side by side",
+                         description="Time the experiment's training with 1 seed and with N seeds, interleaved, "
+                         "and report the median ratio. Defaults to the quick preset.", epilog=epilog, formatter_class=FORMAT)
+    experiment_options(b)
+    b.add_argument("--repeats", type=count, default=3, help="timed repetitions of each (default: 3)")
+    p.set_defaults(execute=execute)
+
+
+def execute(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from ssa_theory import bench
+    from ssa_theory.rundir import markdown_table
+
+    if args.bench in ("attention", "module"):
+        for name in args.variants or []:
+            from ssa_theory.attention import get_variant
+
+            try:
+                get_variant(name)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+        device = compute(args)
+        if args.bench == "module":
+            from ssa_theory.nn import parameter_counts
+
+            print(f"bench module: SelectiveAttention vs nanoGPT's attention, batch {args.batch}, heads {args.heads}, "
+                  f"length {args.length}, d_head {args.d_head}, causal, forward+backward, device {device}, "
+                  f"{args.threads} thread(s), {args.repeats} rounds", flush=True)
+            df = bench.module(batch=args.batch, heads=args.heads, length=args.length, d_head=args.d_head,
+                              repeats=args.repeats, variants=args.variants, device=device)
+            print(markdown_table(df), end="")
+            print("\nnew parameters per variant in a GPT-2-small-shaped layer (D 768, 12 heads; the paper: under 0.5%):\n")
+            from ssa_theory.attention import all_variants
+
+            print(markdown_table(pd.DataFrame(parameter_counts(all_variants()))), end="")
+            print(f"\nflash kernel on the plain causal path: {bench.flash_without_mask(device)}")
+            return
+        print(f"bench attention: batch {args.batch}, heads {args.heads}, length {args.length}, d_head {args.d_head}, "
+              f"causal, forward+backward, device {device}, {args.threads} thread(s), {args.repeats} rounds", flush=True)
+        df = bench.attention(batch=args.batch, heads=args.heads, length=args.length, d_head=args.d_head,
+                             repeats=args.repeats, variants=args.variants, device=device)
+        print(markdown_table(df), end="")
+        return
+    experiment, preset_name, preset, config = resolve(args, default_preset="quick")
+    device = compute(args)
+    n = len(member_seeds(args.seed, args.seeds or 8))
+    print(f"bench seeds {experiment.name}, preset {preset_name}, device {device}, {args.threads} thread(s): "
+          f"1 seed vs {n} seeds, {args.repeats} interleaved repeats", flush=True)
+    df = bench.seeds(experiment, config, n_seeds=n, repeats=args.repeats, device=device, seed=args.seed)
+    print(markdown_table(df), end="")
+    print(f"\nratio {n} seeds / 1 seed: {df.ratio_to_1.iloc[-1]:.2f} (a Python loop over seeds would be about {n})")

@@ -1,0 +1,60 @@
+"""``run`` and ``export``: one experiment, its headline table; and its results copied where they are committed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ssa_theory import rundir
+from ssa_theory.cli._common import FORMAT, compute, experiment_options, member_seeds, output_options, resolve
+
+
+def add(sub, epilog: str) -> None:
+    p = sub.add_parser("run", help="run one experiment", description="Run one experiment and print its headline table.",
+                       epilog=epilog, formatter_class=FORMAT)
+    experiment_options(p)
+    output_options(p)
+    p.set_defaults(execute=run)
+    p = sub.add_parser("export", help="run (or reuse) and copy results into experiments/ and figures/",
+                       description="Run (or reuse) an experiment, then copy its tables, metrics and figures to "
+                       "TO/experiments/NAME/ and TO/figures/NAME/ (the committed results paper_repro.md shows).",
+                       epilog=epilog, formatter_class=FORMAT)
+    experiment_options(p)
+    output_options(p)
+    p.add_argument("--to", type=Path, default=Path("."), metavar="DIR", help="project root to export into (default: .)")
+    p.set_defaults(execute=export)
+
+
+def checked_run(args: argparse.Namespace):
+    """Everything ``run`` and ``export`` validate before anything is written."""
+    experiment, preset_name, preset, config = resolve(args)
+    device = compute(args)
+    seeds = member_seeds(args.seed, args.seeds or preset.seeds)
+    return experiment, preset_name, config, device, seeds
+
+
+def run(args: argparse.Namespace, checked=None) -> Path:
+    experiment, preset_name, config, device, seeds = checked or checked_run(args)
+    rundir.prepare_out(args.out)
+    if not args.quiet:
+        print(f"{experiment.name} v{experiment.version}, preset {preset_name}, seeds {seeds[0]}..{seeds[-1]}, "
+              f"device {device}, {args.threads} thread(s)", file=sys.stderr)
+    path, reused = rundir.execute(experiment, config, seeds=seeds, device=device, out=args.out, preset=preset_name,
+                           force=args.force, quiet=args.quiet)
+    print(f"run directory: {path}" + ("  (reused a finished run; --force recomputes)" if reused else ""))
+    print()
+    print((path / "tables" / f"{experiment.headline}.md").read_text(), end="")
+    return path
+
+
+def export(args: argparse.Namespace) -> None:
+    from ssa_theory.reproduce import export_run
+
+    checked = checked_run(args)
+    root = Path(args.to)
+    rundir.prepare_out(root / "experiments")
+    rundir.prepare_out(root / "figures")
+    path = run(args, checked)
+    tables, figures = export_run(path, checked[0].name, root)
+    print(f"\nexported to {tables} and {figures}")
