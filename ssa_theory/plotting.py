@@ -10,21 +10,36 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+# The one colour table, by attention variant (and the closed forms'): the paper's comparison (vanilla
+# against the query or value temperature each experiment calls "ssa") in the house colours.
 COLORS = {
     "vanilla": "#4C72B0",
-    "ssa": "#DD8452",
+    "ssa_q_tok": "#DD8452",
+    "ssa_q": "#DD8452",
+    "ssa_v_tok_noshare": "#DD8452",
     "global": "#55A868",
-    "theory": "#333333",
+    "ssa_q_pos": "#8172B3",
+    "ssa": "#C44E52",
+    "global_free": "#999999",
+    "gated": "#55A868",
+    "sink": "#8172B3",
+    "theory": "#333333",  # closed forms
+    "bayes": "#333333",
+    "naive": "#8C8C8C",
 }
-# The one colour table: every model label or variant name an experiment draws, the house colours for
-# the three the paper compares; other names take the next colour of a categorical map.
-_ALIASES = {"ssa_q_tok": "ssa", "ssa_q": "ssa", "value_selective": "ssa"}
 
 
-def colors(names) -> dict[str, str]:
-    """A colour for every name in ``names`` (labels or variant names), stable for the house three."""
+def colors(names, variants: dict[str, str] | None = None) -> dict[str, str]:
+    """A colour for every name in ``names``: a variant's from ``COLORS``, a model label's through the
+    run's ``variants`` (label -> variant); other names take the next colour of a categorical map."""
     cmap = plt.get_cmap("tab20")
-    return {n: COLORS.get(_ALIASES.get(n, n), cmap(i % 20)) for i, n in enumerate(names)}
+    return {n: COLORS.get((variants or {}).get(n, n), cmap(i % 20)) for i, n in enumerate(names)}
+
+
+def label(model: str, variants: dict[str, str] | None) -> str:
+    """A legend entry naming the layer: ``"ssa (ssa_q_tok)"`` from a run's ``metrics["variants"]``."""
+    v = (variants or {}).get(model)
+    return model if not v or v == model else f"{model} ({v})"
 
 
 def ci_err(df, column: str) -> np.ndarray:

@@ -440,7 +440,7 @@ def _figure(sdir: Path, summ, keys: list[str]) -> None:
     cells that differ in the other keys are separate lines; error bars are 95% CIs."""
     import matplotlib.pyplot as plt
 
-    from ssa_theory.plotting import save
+    from ssa_theory.plotting import ci_err, save
 
     metrics = list(dict.fromkeys(summ.metric))[:MAX_METRICS]
     panels = [(m, key) for m in metrics for key in keys]
@@ -457,7 +457,7 @@ def _figure(sdir: Path, summ, keys: list[str]) -> None:
             g = g.sort_values(key)
             x = g[key].astype(str) if g[key].dtype == object else g[key]
             values = label if isinstance(label, tuple) else (label,)
-            ax.errorbar(x, g.value, yerr=[g.value - g.value_lo, g.value_hi - g.value], marker="o", ms=3, capsize=2,
+            ax.errorbar(x, g.value, yerr=ci_err(g, "value"), marker="o", ms=3, capsize=2,
                         label=", ".join(f"{k}={v}" for k, v in zip(others, values)) or None)
         ax.set_xlabel(key)
         ax.set_title(m, fontsize=8)

@@ -7,16 +7,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssa_theory.plotting import save
+from ssa_theory import theory
+from ssa_theory.plotting import COLORS, ci_err, label, save
 from ssa_theory.rundir import load_frame, read_json, read_table
 
+# each estimator's marker, and its colour from the one table (by variant; the sink's for vanilla_sink)
 STYLE = {
-    "naive": dict(color="#8C8C8C", marker="s"),
-    "bayes": dict(color="#333333", marker="*"),
-    "vanilla": dict(color="#4C72B0", marker="o"),
-    "value_selective": dict(color="#DD8452", marker="D"),
-    "output_gate": dict(color="#55A868", marker="^"),
-    "vanilla_sink": dict(color="#8172B3", marker="v"),
+    "naive": dict(color=COLORS["naive"], marker="s"),
+    "bayes": dict(color=COLORS["bayes"], marker="*"),
+    "vanilla": dict(color=COLORS["vanilla"], marker="o"),
+    "value_selective": dict(color=COLORS["ssa_v_tok_noshare"], marker="D"),
+    "output_gate": dict(color=COLORS["gated"], marker="^"),
+    "vanilla_sink": dict(color=COLORS["sink"], marker="v"),
 }
 THEORY = {"naive": "naive (theory)", "vanilla": "best vanilla / output gate (theory)", "bayes": "Bayes = best value-selective (theory)"}
 
@@ -33,19 +35,20 @@ def _sweeps(run_dir: Path):
 def risk_sweep(run_dir: Path) -> None:
     """MSE (top) and MSE / Bayes risk (bottom) against p and against sigma_noisy; theory dashed."""
     m, sweeps = _sweeps(run_dir)
-    theory = load_frame(run_dir, "theory_curves")
+    variants = read_json(Path(run_dir) / "metrics.json").get("variants")
+    curves = load_frame(run_dir, "theory_curves")
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), layout="constrained", sharex="col")
     for col, (axis, table, xlabel) in enumerate(sweeps):
-        th = theory[theory.axis == axis].sort_values(axis)
+        th = curves[curves.axis == axis].sort_values(axis)
         bayes = table[table.estimator == "bayes"].set_index(axis)["limit"]
-        for name, label in THEORY.items():
-            axes[0, col].plot(th[axis], th[name], ls="--", lw=1, color=STYLE[name]["color"], label=label)
+        for name, text in THEORY.items():
+            axes[0, col].plot(th[axis], th[name], ls="--", lw=1, color=STYLE[name]["color"], label=text)
             if name != "naive":  # the naive ratio (up to ~100) would flatten everything else
                 axes[1, col].plot(th[axis], th[name] / th.bayes, ls="--", lw=1, color=STYLE[name]["color"])
         for name, style in STYLE.items():
             t = table[table.estimator == name]
-            err = np.nan_to_num(np.vstack([t.mse - t.mse_lo, t.mse_hi - t.mse]))
-            axes[0, col].errorbar(t[axis], t.mse, yerr=err, ls="none", ms=5, capsize=2, label=name, **style)
+            err = ci_err(t, "mse")
+            axes[0, col].errorbar(t[axis], t.mse, yerr=err, ls="none", ms=5, capsize=2, label=label(name, variants), **style)
             if name != "naive":
                 ratio = bayes.loc[t[axis]].values
                 axes[1, col].errorbar(t[axis], t.mse / ratio, yerr=err / ratio, ls="none", ms=5, capsize=2, **style)
@@ -68,13 +71,11 @@ def value_gains(run_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     vs = g[g.model == "value_selective"]
     sig = np.geomspace(vs.sigma.min() / 1.5, vs.sigma.max() * 1.5, 100)
-    w = 1 / sig**2
-    ax.plot(sig, w / (w + 1 / (m["n_tokens"] * m["prior_var"])), ls="--", color="#333333",
-            label="Bayes gain (1/s^2) / (1/s^2 + 1/(n v))")
+    _, bayes_gain = theory.value_selective_bayes_parameters(m["n_tokens"], sig, m["prior_var"])
+    ax.plot(sig, bayes_gain, ls="--", color="#333333", label="Bayes gain (1/s^2) / (1/s^2 + 1/(n v))")
     for cls, marker in (("clean", "o"), ("noisy", "D")):
         c = vs[vs["class"] == cls]
-        ax.errorbar(c.sigma, c.gain, yerr=np.nan_to_num(np.vstack([c.gain - c.gain_lo, c.gain_hi - c.gain])), ls="none",
-                    marker=marker, color=STYLE["value_selective"]["color"], capsize=2, label=f"value-selective, {cls} tokens")
+        ax.errorbar(c.sigma, c.gain, yerr=ci_err(c, "gain"), ls="none", marker=marker, color=STYLE["value_selective"]["color"], capsize=2, label=f"value-selective, {cls} tokens")
     van = g[(g.model == "vanilla") & (g["class"] == "noisy")]
     ax.plot(van.sigma_noisy, van.gain, ls="none", marker="o", mfc="none", color=STYLE["vanilla"]["color"],
             label="vanilla: its one global gain (x: regime's sigma_noisy)")
@@ -91,10 +92,12 @@ def training_curves(run_dir: Path) -> None:
     m = read_json(Path(run_dir) / "metrics.json")
     curves = load_frame(run_dir, "curves")
     c = curves[curves.regime == 0]
+    variants = m.get("variants")
     fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
     for name, lw in (("vanilla", 4), ("value_selective", 1.5), ("output_gate", 1.5), ("vanilla_sink", 1.5)):
         s = c[c.model == name].groupby("step").mse
-        ax.plot(s.mean().index, s.mean(), color=STYLE[name]["color"], lw=lw, alpha=0.6 if lw > 2 else 1, label=name)
+        ax.plot(s.mean().index, s.mean(), color=STYLE[name]["color"], lw=lw, alpha=0.6 if lw > 2 else 1,
+                label=label(name, variants))
     ax.axhline(m["mse_vanilla_limit_theory"], ls="--", lw=1, color=STYLE["vanilla"]["color"], label="best vanilla (theory)")
     ax.axhline(m["mse_bayes_theory"], ls="--", lw=1, color=STYLE["bayes"]["color"], label="Bayes (theory)")
     ax.set_yscale("log")

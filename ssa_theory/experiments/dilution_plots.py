@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssa_theory.plotting import COLORS, save
+from ssa_theory.plotting import COLORS, band, colors, save
 from ssa_theory.rundir import load_frame, read_json, read_table
 
 
@@ -15,8 +15,7 @@ def _by_length(run_dir: Path):
     """The per-length table, the strategies in run order, and one colour each (house colours first)."""
     t = read_table(run_dir, "by_length")
     strategies = list(dict.fromkeys(t.strategy))
-    cmap = plt.get_cmap("tab20")
-    return t, strategies, {s: COLORS.get(s, cmap(i % 20)) for i, s in enumerate(strategies)}
+    return t, strategies, colors(strategies)
 
 
 def mass_and_accuracy(run_dir: Path) -> None:
@@ -30,11 +29,11 @@ def mass_and_accuracy(run_dir: Path) -> None:
     for s in strategies:
         d = t[t.strategy == s]
         ax_m.plot(d.n, d.mass, "o-", color=col[s], label=s, ms=3, lw=1.2)
-        ax_m.fill_between(d.n, d.mass_lo.clip(0, 1), d.mass_hi.clip(0, 1), color=col[s], alpha=0.12, lw=0)
+        band(ax_m, d.n, d.mass_lo, d.mass_hi, col[s], alpha=0.12, bounds=(0, 1))
         c = curves[curves.strategy == s]
         ax_m.plot(c.n, c.mass_pred, "--", color=col[s], lw=0.8)
         ax_a.plot(d.n, d.acc, "o-", color=col[s], label=s, ms=3, lw=1.2)
-        ax_a.fill_between(d.n, d.acc_lo.clip(0, 1), d.acc_hi.clip(0, 1), color=col[s], alpha=0.15, lw=0)
+        band(ax_a, d.n, d.acc_lo, d.acc_hi, col[s], bounds=(0, 1))
     for ax in (ax_m, ax_a):
         ax.set_xscale("log")
         ax.axvspan(2, m["train_length"], color="#dddddd", alpha=0.5, lw=0)

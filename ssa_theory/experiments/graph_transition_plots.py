@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
 
-from ssa_theory.plotting import COLORS, save
+from ssa_theory.plotting import COLORS, band, ci_err, colors, label, save
 from ssa_theory.rundir import load_arrays, load_frame, read_json, read_table
 
 
@@ -71,18 +71,20 @@ def error_maps(run_dir: Path) -> None:
 def ce_curves(run_dir: Path) -> None:
     """Exact CE against training step, mean over seeds with a min-max band; floor and vanilla's best dashed."""
     score, _ = _headline(run_dir)
+    variants = read_json(Path(run_dir) / "metrics.json").get("variants")
     curves = load_frame(run_dir, "curves")
+    col = colors(dict.fromkeys(curves.model), variants)
     table = read_table(run_dir, "ce_l1").set_index("model")
     floor = table.loc["vanilla", "ce_floor"]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for model in dict.fromkeys(curves.model):  # vanilla, ssa, global
         c = curves[(curves.score == score) & (curves.model == model)].groupby("step").ce
-        ax.plot(c.mean().index, c.mean(), color=COLORS[model], label=model)
-        ax.fill_between(c.mean().index, c.min(), c.max(), color=COLORS[model], alpha=0.2, lw=0)
+        ax.plot(c.mean().index, c.mean(), color=col[model], label=label(model, variants))
+        band(ax, c.mean().index, c.min(), c.max(), col[model], alpha=0.2)
     ax.axhline(floor, color=COLORS["theory"], ls="--", lw=1, label="floor: entropy of P*")
     best = table.loc["vanilla", "ce_theory"]
     if np.isfinite(best):
-        ax.axhline(best, color=COLORS["vanilla"], ls=":", lw=1, label="best vanilla under the score bound")
+        ax.axhline(best, color=col["vanilla"], ls=":", lw=1, label="best vanilla under the score bound")
     top = curves[curves.score == score].groupby("step").ce.mean().iloc[min(2, curves.step.nunique() - 1)]
     ax.set_ylim(floor - 0.05, max(top, best if np.isfinite(best) else floor) + 0.1)
     ax.set_xlabel("training step")
@@ -100,19 +102,20 @@ def temperature_by_degree(run_dir: Path) -> None:
     scores = list(dict.fromkeys(by_geo.score))
     fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.2), squeeze=False, sharey=False)
     rng = np.random.default_rng(0)  # jitter only
+    variants = read_json(Path(run_dir) / "metrics.json").get("variants")
+    ssa_color = colors(["ssa"], variants)["ssa"]
     for ax, score in zip(axes[0], scores):
         pn = per_node[per_node.score == score]
-        ax.scatter(pn.degree + rng.uniform(-0.12, 0.12, len(pn)), pn["T"], s=6, alpha=0.35, color=COLORS["ssa"], lw=0,
+        ax.scatter(pn.degree + rng.uniform(-0.12, 0.12, len(pn)), pn["T"], s=6, alpha=0.35, color=ssa_color, lw=0,
                    label="nodes x seeds")
         bg = by_geo[by_geo.score == score]
-        err = np.vstack([bg["T"] - bg["T_lo"], bg["T_hi"] - bg["T"]])
-        ax.errorbar(bg.degree, bg["T"], yerr=np.nan_to_num(err), color=COLORS["ssa"], marker="o", ms=4, capsize=3,
+        ax.errorbar(bg.degree, bg["T"], yerr=ci_err(bg, "T"), color=ssa_color, marker="o", ms=4, capsize=3,
                     label="mean, 95% CI")
         if bg.T_pred.notna().all():
             ax.plot(bg.degree, bg.T_pred, ls="--", color=COLORS["theory"], label="closed form")
         ax.set_title(f"{score}: {summary.loc[score, 'budget']}\n{summary.loc[score, 'trend']}", fontsize=8)
         ax.set_xlabel("degree (number of neighbours)")
         ax.set_xticks(sorted(bg.degree))
-    axes[0][0].set_ylabel("learned temperature T = 1/tau")
+    axes[0][0].set_ylabel(f"learned temperature T = 1/tau of {label('ssa', variants)}")
     axes[0][0].legend(fontsize=7)
     save(fig, run_dir, "temperature_by_degree")

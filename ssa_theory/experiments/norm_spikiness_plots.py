@@ -7,8 +7,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssa_theory.plotting import COLORS, save
+from ssa_theory.plotting import COLORS, band, ci_err, colors, label, save
 from ssa_theory.rundir import load_arrays, load_frame, read_json, read_table
+
+
+def _models(run_dir: Path) -> tuple[dict[str, str], dict[str, str] | None]:
+    """The colour of each model label, and the run's label -> variant table (for legends)."""
+    variants = read_json(Path(run_dir) / "metrics.json").get("variants")
+    return colors(["vanilla", "ssa"], variants), variants
 
 
 def norm_histogram(run_dir: Path) -> None:
@@ -18,6 +24,7 @@ def norm_histogram(run_dir: Path) -> None:
     outlines (vanilla: any vanilla layer within ``accuracy`` nats of each row's floor; SSA: the same
     with the largest query temperature).
     """
+    col, variants = _models(run_dir)
     pt = read_table(run_dir, "per_token")
     task = load_arrays(run_dir, "task")
     m = read_json(Path(run_dir) / "metrics.json")
@@ -26,11 +33,11 @@ def norm_histogram(run_dir: Path) -> None:
     bins = np.linspace(0, hi, 40)
     for model in ("vanilla", "ssa"):
         x = pt[pt.model == model].norm
-        ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), color=COLORS[model], alpha=0.55, label=f"{model} (learned)")
-        ax.axvline(x.mean(), color=COLORS[model], ls="--", lw=1.5, label=f"{model} mean {x.mean():.2f}")
+        ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), color=col[model], alpha=0.55, label=f"{label(model, variants)} (learned)")
+        ax.axvline(x.mean(), color=col[model], ls="--", lw=1.5, label=f"{model} mean {x.mean():.2f}")
     for key, model in (("bound_vanilla", "vanilla"), ("bound_ssa", "ssa")):
         b = task[key]
-        ax.hist(b, bins=bins, weights=np.full(len(b), 1 / len(b)), histtype="step", color=COLORS[model], lw=1.2, ls=":",
+        ax.hist(b, bins=bins, weights=np.full(len(b), 1 / len(b)), histtype="step", color=col[model], lw=1.2, ls=":",
                 label=f"{model}: least norm for rows within {m['accuracy']:g} nats (closed form)")
     ax.set_xlabel("per-token norm ||W^T x_t||  (W = W_q W_k^T / sqrt(d))")
     ax.set_ylabel("probability of a token")
@@ -41,14 +48,15 @@ def norm_histogram(run_dir: Path) -> None:
 
 def norm_vs_spikiness(run_dir: Path) -> None:
     """Per token (first seed): norm against spikiness, coloured by model; the target's spikiness range shaded."""
+    col, variants = _models(run_dir)
     pt = read_table(run_dir, "per_token")
     task = load_arrays(run_dir, "task")
     seed = pt.seed.min()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for model in ("vanilla", "ssa"):
         p = pt[(pt.model == model) & (pt.seed == seed)]
-        axes[0].scatter(p.norm, p.spikiness, s=8, alpha=0.6, color=COLORS[model], label=model)
-        axes[1].scatter(p.degree, p.norm, s=8, alpha=0.6, color=COLORS[model], label=model)
+        axes[0].scatter(p.norm, p.spikiness, s=8, alpha=0.6, color=col[model], label=label(model, variants))
+        axes[1].scatter(p.degree, p.norm, s=8, alpha=0.6, color=col[model], label=label(model, variants))
     t = task["target_spikiness"]
     axes[0].axhspan(t.min(), t.max(), color="#999999", alpha=0.15, label="target P* rows")
     axes[0].set_xlabel("per-token norm ||W^T x_t||")
@@ -56,9 +64,9 @@ def norm_vs_spikiness(run_dir: Path) -> None:
     deg = task["degrees"]
     order = np.argsort(deg)
     eps = read_json(Path(run_dir) / "metrics.json")["accuracy"]
-    axes[1].plot(deg[order], task["bound_vanilla"][order], ls="--", color=COLORS["vanilla"],
+    axes[1].plot(deg[order], task["bound_vanilla"][order], ls="--", color=col["vanilla"],
                  label=f"vanilla: least norm for rows within {eps:g} nats")
-    axes[1].plot(deg[order], task["bound_ssa"][order], ls="--", color=COLORS["ssa"], label="SSA: the same at tau_max")
+    axes[1].plot(deg[order], task["bound_ssa"][order], ls="--", color=col["ssa"], label="SSA: the same at tau_max")
     axes[1].set_xlabel("degree of the query token")
     axes[1].set_ylabel("per-token norm")
     for ax in axes:
@@ -69,6 +77,7 @@ def norm_vs_spikiness(run_dir: Path) -> None:
 
 def training(run_dir: Path) -> None:
     """Mean per-token norm and exact CE against training step at the headline weight decay."""
+    col, variants = _models(run_dir)
     m = read_json(Path(run_dir) / "metrics.json")
     c = load_frame(run_dir, "curves")
     c = c[c.weight_decay == m["weight_decay"]]
@@ -76,8 +85,8 @@ def training(run_dir: Path) -> None:
     for model in ("vanilla", "ssa"):
         g = c[c.model == model].groupby("step")
         for ax, key in zip(axes, ("mean_norm", "ce")):
-            ax.plot(g[key].mean().index, g[key].mean(), color=COLORS[model], label=model)
-            ax.fill_between(g[key].mean().index, g[key].min(), g[key].max(), color=COLORS[model], alpha=0.2, lw=0)
+            ax.plot(g[key].mean().index, g[key].mean(), color=col[model], label=label(model, variants))
+            band(ax, g[key].mean().index, g[key].min(), g[key].max(), col[model], alpha=0.2)
     axes[1].axhline(m["ce_floor"], color=COLORS["theory"], ls="--", lw=1, label="floor: entropy of P*")
     axes[0].set_ylabel("mean per-token norm")
     axes[1].set_ylabel("expected cross-entropy (nats)")
@@ -91,14 +100,14 @@ def training(run_dir: Path) -> None:
 
 def weight_decay(run_dir: Path) -> None:
     """Final CE against final mean norm, one point per weight decay and model (mean, 95% CI)."""
+    col, variants = _models(run_dir)
     sw = read_table(run_dir, "weight_decay_sweep")
     m = read_json(Path(run_dir) / "metrics.json")
     fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     for model in ("vanilla", "ssa"):
         s = sw[sw.model == model].sort_values("weight_decay")
-        ax.errorbar(s.mean_norm, s.ce, xerr=np.nan_to_num(np.vstack([s.mean_norm - s.mean_norm_lo, s.mean_norm_hi - s.mean_norm])),
-                    yerr=np.nan_to_num(np.vstack([s.ce - s.ce_lo, s.ce_hi - s.ce])), marker="o", capsize=2,
-                    color=COLORS[model], label=model)
+        ax.errorbar(s.mean_norm, s.ce, xerr=ci_err(s, "mean_norm"), yerr=ci_err(s, "ce"), marker="o", capsize=2,
+                    color=col[model], label=label(model, variants))
         for _, r in s.iterrows():
             ax.annotate(f"{r.weight_decay:g}", (r.mean_norm, r.ce), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.axhline(m["ce_floor"], color=COLORS["theory"], ls="--", lw=1, label="floor")

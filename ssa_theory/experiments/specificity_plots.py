@@ -8,18 +8,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssa_theory.plotting import COLORS, save
+from ssa_theory.plotting import COLORS, band, colors, save
 from ssa_theory.rundir import load_frame, read_table
-
-# the matched pair (global, token term) in the house colours; the unbounded global scale in grey
-_COLORS = {"vanilla": COLORS["vanilla"], "global": COLORS["global"], "ssa_q_tok": COLORS["ssa"],
-           "ssa_q_pos": "#8172B3", "ssa": "#C44E52", "global_free": "#999999"}
-
-
-def _colors(strategies) -> dict:
-    cmap = plt.get_cmap("tab10")
-    return {s: _COLORS.get(s, cmap(i % 10)) for i, s in enumerate(strategies)}
-
 
 def _x(rho):
     """The closed forms' growth variable ``1 / ||x_a - x_b|| = 1 / sqrt(2 (1 - rho))``."""
@@ -34,7 +24,7 @@ def excess_and_norm(run_dir: Path) -> None:
     least norms that reproduce the targets exactly, vanilla and a per-query temperature in (0, 2]."""
     t = read_table(run_dir, "cells")
     strategies = list(dict.fromkeys(t.strategy))
-    col = _colors(strategies)
+    col = colors(strategies)
     contrasts = sorted(t.contrast.unique())
     fig, axes = plt.subplots(2, len(contrasts), figsize=(3.8 * len(contrasts), 6.6), layout="constrained",
                              squeeze=False, sharex=True)
@@ -45,7 +35,7 @@ def excess_and_norm(run_dir: Path) -> None:
             x = _x(d.rho)
             free = s == "global_free"  # unbounded: drawn apart, thin, without its (off-scale) dashed line
             ax_e.plot(x, d.excess, "o-", color=col[s], label=s + (" (unbounded)" if free else ""), ms=3, lw=0.8 if free else 1.2)
-            ax_e.fill_between(x, d.excess_lo.clip(lower=0), d.excess_hi, color=col[s], alpha=0.12, lw=0)
+            band(ax_e, x, d.excess_lo, d.excess_hi, col[s], alpha=0.12, bounds=(0, None))
             ax_n.plot(x, d.norm, "o-", color=col[s], ms=3, lw=0.8 if free else 1.2)
             if not free:
                 ax_n.plot(x, d.norm_vanilla_min, "--", color=col[s], lw=0.8)
@@ -79,7 +69,7 @@ def frontier(run_dir: Path) -> None:
     per_seed = per_seed[per_seed.contrast == c]
     rhos = sorted(per_seed.rho.unique())
     strategies = list(dict.fromkeys(per_seed.strategy))
-    col = _colors(strategies)
+    col = colors(strategies)
     n = len(rhos)
     cols = min(n, 4)
     rows = math.ceil(n / cols)
