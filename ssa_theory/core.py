@@ -26,8 +26,9 @@ HISTORY = {
     "1": "17472ccf2e3e9771",
     "2": "eb8094d3e345475f",  # the strategy table (ssa_theory.strategies) joins the core; the layer applies it
     "3": "d4331b1f4cfe5800",  # one helper each for empty rows, the sink's key and bias, and parameter initialisation
+    "4": "d181a5b6ce90c168",  # parameters_of / token_argument accessors, fit's one-sync monitor, the frontier's solver
 }
-VERSION = "3"
+VERSION = "4"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

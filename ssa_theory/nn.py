@@ -215,7 +215,8 @@ class SelectiveAttention(nn.Module):
         alpha_init: SSA's initial alpha of the position terms (sigmoid(-4) = 0.018: nearly vanilla).
 
     Projections are ``nn.Linear`` with torch's default initialisation; the strategies' parameters
-    live in ``temp`` (SSA's ``q_u`` ``(H, d)``, ``q_alpha`` ``(H,)``, ...; a scale's ``scale_*``).
+    are read and set by their declared names through ``parameters_of`` (SSA's query u ``(H, d)`` is
+    ``parameters_of("ssa_tok", "q")["u"]``, its alpha ``(H,)`` ``parameters_of("ssa_pos", "q")["alpha"]``).
     """
 
     def __init__(self, d_model: int, n_heads: int, *, variant: str | Variant = "ssa", n_kv_heads: int | None = None,

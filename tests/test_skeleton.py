@@ -162,8 +162,9 @@ def test_summarise_is_the_metrics_block():
 
 def test_parameters_of_is_the_public_way_to_a_strategy_parameter():
     layer = Attention("ssa", 8, generators=[torch.Generator().manual_seed(0)], n_heads=2)
-    assert layer.parameters_of("ssa_tok", "q")["u"] is layer.temp["q_u"]
-    assert layer.parameters_of("ssa_pos", "v")["alpha"] is layer.temp["v_alpha"]
+    named = dict(layer.named_parameters())
+    assert layer.parameters_of("ssa_tok", "q")["u"] is named["temp.q_u"]
+    assert layer.parameters_of("ssa_pos", "v")["alpha"] is named["temp.v_alpha"]
     with pytest.raises(KeyError, match="pass side="):
         layer.parameters_of("ssa_tok")
     with pytest.raises(KeyError, match="not placed .*placed: ssa_tok on q"):

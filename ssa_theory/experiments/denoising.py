@@ -434,7 +434,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="denoising",
-    version="4",
+    version="5",  # 5: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Table 2: value-selective attention denoises far better than vanilla attention and naive averaging, near Bayes",
     config=DenoisingConfig,
     run=run,

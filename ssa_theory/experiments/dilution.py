@@ -422,7 +422,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="dilution",
-    version="1",
+    version="2",  # 2: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Prop. 2: attention dilutes with context length; position temperature and competing strategies",
     config=DilutionConfig,
     run=run,

@@ -405,7 +405,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="4",
+    version="5",  # 5: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,

@@ -399,7 +399,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="5",
+    version="6",  # 6: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,

@@ -431,7 +431,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="specificity",
-    version="1",
+    version="2",  # 2: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Fig. p4 argument: similar queries that need different sparsity; token term vs a global scale",
     config=SpecificityConfig,
     run=run,

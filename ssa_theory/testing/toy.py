@@ -27,9 +27,9 @@ import pandas as pd
 
 from ssa_theory.config import require
 from ssa_theory.registry import Experiment, Preset
-from ssa_theory.rundir import RunContext, with_ci
+from ssa_theory.rundir import RunContext, summarise, with_ci
 from ssa_theory.seeding import numpy_rng
-from ssa_theory.stats import ci_columns, mean_ci
+from ssa_theory.stats import ci_columns
 
 REF = "ssa_theory.testing.toy:EXPERIMENT"
 
@@ -73,9 +73,7 @@ def run(cfg: ToyConfig, ctx: RunContext) -> None:
     ctx.save_arrays("values", seeds=np.asarray(ctx.seeds), values=values)
     table = pd.DataFrame([{"quantity": "mean", **ci_columns("value", values)}])
     ctx.write_table("summary", table, with_ci(table, ["value"]))
-    m, lo, hi = mean_ci(values)
-    ctx.write_metrics({"mean": m, "ci95": [lo, hi], "per_seed": {"value": values.tolist()},
-                       "inherited_parent_state": STATE["parent"]})
+    ctx.write_metrics({**summarise({"value": values}), "inherited_parent_state": STATE["parent"]})
 
 
 def plot(run_dir: Path) -> None:
