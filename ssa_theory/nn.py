@@ -45,7 +45,7 @@ from ssa_theory.attention import SDPA_ROW_LIMIT, Variant, _sdpa_rows, append_sin
 from ssa_theory.ensemble import linear
 from ssa_theory.strategies import Param, Strategy, register_strategy  # noqa: F401  (the public API)
 
-__all__ = ["selective_sdpa", "SelectiveAttention", "KVCache", "strategies", "register_strategy", "Strategy", "Param",
+__all__ = ["selective_sdpa", "sdpa_weights", "SelectiveAttention", "KVCache", "strategies", "register_strategy", "Strategy", "Param",
            "normalise_mask", "SDPA_ROW_LIMIT"]
 
 
@@ -106,6 +106,30 @@ def selective_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_scale
         mask, empty = open_empty_rows(mask)  # (B, H, Lq): queries that see no key get zero
     out = _sdpa_rows(q, k, v, mask, is_causal and attn_mask is None)
     return out if empty is None else out.masked_fill(empty[..., None], 0.0)
+
+
+def sdpa_weights(q: torch.Tensor, k: torch.Tensor, *, q_scale: torch.Tensor | None = None,
+                 attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+    """The attention probabilities ``selective_sdpa`` applies: ``(B, H, Lq, Lk)``, so that
+    ``sdpa_weights(q, k, ...) @ v`` is its output (tested). Same arguments (``k_scale`` already folded
+    into k); the explicit softmax, for reading a layer's attention, not for speed. A query with no
+    visible key gets zeros."""
+    if q_scale is not None:
+        q = q * q_scale[..., None]
+    k = _expand_kv(k, q.shape[1])
+    logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if is_causal:
+        attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    empty = None
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            visible = attn_mask.expand_as(logits)
+            empty = ~visible.any(-1, keepdim=True)
+            logits = logits.masked_fill(~visible, float("-inf")).masked_fill(empty, 0.0)
+        else:
+            logits = logits + attn_mask
+    w = torch.softmax(logits, dim=-1)
+    return w if empty is None else w.masked_fill(empty, 0.0)
 
 
 def normalise_mask(attn_mask: torch.Tensor, batch: int, lq: int, lk: int) -> torch.Tensor:
@@ -325,6 +349,37 @@ class SelectiveAttention(nn.Module):
                 over everything cached so far.
             k_freq: ``(B, L)``, each token's training frequency, for the ``freq`` strategy.
         """
+        q, k, v, tq, mask, is_causal = self._attend_inputs(x, positions, attn_mask, cache, k_freq)
+        out = selective_sdpa(q, k, v, q_scale=tq, attn_mask=mask, is_causal=is_causal)
+        gate = self._extra("out", x)
+        if gate is not None:
+            out = out * gate
+        B, L, _ = x.shape
+        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.n_heads * self.d_head))
+
+    def attention_weights(self, x: torch.Tensor, *, rows: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                          attn_mask: torch.Tensor | None = None, k_freq: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention probabilities the layer applies to x ``(B, L, D)``: ``(B, H, R, L)`` for the query
+        rows ``rows`` (indices (R,); default every row, R = L), every temperature included. A sink's
+        share is left out (each row then sums to 1 - p_sink); a query that sees no key gets zeros.
+        ``weights @ values`` is the layer's attention output before the gate and ``o_proj`` (tested)."""
+        q, k, _, tq, mask, is_causal = self._attend_inputs(x, positions, attn_mask, None, k_freq)
+        Lq, Lk = q.shape[-2], k.shape[-2]
+        if is_causal:  # the plain causal mask, made explicit for the rows asked for
+            mask = torch.ones(Lq, Lk, dtype=torch.bool, device=x.device).tril()[None, None]
+        if rows is not None:
+            rows = torch.as_tensor(rows, device=x.device)
+            B, H = q.shape[:2]
+            tq = None if tq is None else tq.expand(B, H, Lq)[:, :, rows]
+            mask = None if mask is None else mask.expand(B, -1, Lq, -1)[:, :, rows]
+            q = q[:, :, rows]
+        w = sdpa_weights(q, k, q_scale=tq, attn_mask=mask)
+        return w[..., : x.shape[1]]  # the sink's column, if any, dropped
+
+    def _attend_inputs(self, x, positions, attn_mask, cache, k_freq):
+        """Everything the attention call takes: q (B,H,L,d), k and v (B,H_kv,Lk,d) with tau_k and tau_v
+        folded in (and the cache written), tau_q (B,H,L) or None, the mask (None, boolean, or float with
+        the sink's column) and whether the plain causal mask is left to the kernel."""
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be (B, L, {self.d_model}), got {tuple(x.shape)}")
         B, L, _ = x.shape
@@ -364,11 +419,7 @@ class SelectiveAttention(nn.Module):
             if mask is None:
                 mask = torch.ones(L, Lk, dtype=torch.bool, device=x.device).tril()[None, None]
             k, v, mask = append_sink(k, v, mask, sink)
-        out = selective_sdpa(q, k, v, q_scale=tq, attn_mask=mask, is_causal=plain and sink is None)
-        gate = self._extra("out", x)
-        if gate is not None:
-            out = out * gate
-        return self.o_proj(out.transpose(1, 2).reshape(B, L, H * d))
+        return q, k, v, tq, mask, plain and sink is None
 
 
 def count_new_parameters(module: nn.Module) -> int:

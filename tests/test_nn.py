@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssa_theory import cli, strategies as st
+from ssa_theory import cli, nn as ssa_nn, strategies as st
 from ssa_theory.attention import VARIANTS, all_variants, get_variant
 from ssa_theory.nn import SelectiveAttention, normalise_mask, parameter_counts, selective_sdpa
 from ssa_theory.testing import StrategyError, assert_conforms, check_strategy
@@ -353,3 +353,53 @@ def test_a_plugin_by_dotted_path_without_installing(tmp_path):
                       "strategies=vanilla,ssa_uniform_scale:UNIFORM_SCALE", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "| ssa_uniform_scale:UNIFORM_SCALE |" in proc.stdout
+
+
+# --- reading the attention a layer applies -----------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "ssa", "ssmax", "sink", "freq"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_weights_are_what_the_layer_applies(variant, masked):
+    """``attention_weights`` times the values is the layer's attention output (before the gate and
+    o_proj), for the plain causal path and under a padding mask; a subset of rows is those rows."""
+    torch.manual_seed(0)
+    m = SelectiveAttention(D, H, variant=variant, train_length=8)
+    with torch.no_grad():
+        for p in m.temp.values():
+            p.normal_(0, 0.5, generator=torch.Generator().manual_seed(3))
+    x = x_()
+    B, L, _ = x.shape
+    mask = None
+    if masked:
+        mask = torch.ones(B, L, dtype=torch.bool)
+        mask[0, :2] = False
+    kf = torch.rand(B, L, generator=torch.Generator().manual_seed(4)) * 0.9 + 0.05
+    w = m.attention_weights(x, attn_mask=mask, k_freq=kf)
+    assert w.shape == (B, H, L, L)
+    assert torch.all(w[..., torch.triu_indices(L, L, 1)[0], torch.triu_indices(L, L, 1)[1]] == 0)  # causal
+    captured = {}
+    real = ssa_nn.selective_sdpa
+    with pytest.MonkeyPatch.context() as mp:
+        def spy(q, k, v, **kw):
+            captured["v"], captured["out"] = v, real(q, k, v, **kw)
+            return captured["out"]
+        mp.setattr(ssa_nn, "selective_sdpa", spy)
+        m(x, attn_mask=mask, k_freq=kf)
+    v = captured["v"][..., :L, :]  # without the sink's zero value
+    torch.testing.assert_close(w @ v, captured["out"], rtol=1e-5, atol=1e-6)
+    rows = torch.tensor([L - 1, 2])
+    torch.testing.assert_close(m.attention_weights(x, rows=rows, attn_mask=mask, k_freq=kf), w[:, :, rows])
+    sums = w.sum(-1)
+    assert torch.all(sums <= 1 + 1e-6) and (variant == "sink" or torch.allclose(sums[sums > 0], torch.ones(1)))
+
+
+def test_sdpa_weights_times_values_is_selective_sdpa():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))
+    tau = torch.rand(2, 4, 5, generator=g) + 0.5
+    keep = torch.rand(2, 1, 5, 5, generator=g) > 0.3
+    keep[0, 0, 1] = False  # a query that sees no key
+    for kw in ({"is_causal": True}, {"attn_mask": keep}, {}):
+        torch.testing.assert_close(ssa_nn.sdpa_weights(q, k, q_scale=tau, **kw) @ v,
+                                   ssa_nn.selective_sdpa(q, k, v, q_scale=tau, **kw), rtol=1e-5, atol=1e-6)

@@ -13,6 +13,8 @@ the task's headline measure relative to its floor, with a 95% CI over seeds:
     norm_spikiness     mean token norm over vanilla's least norm at the accuracy each token reached
     dilution           attention mass off the needle at n = 4096, trained on n <= 16
     specificity        excess CE at rho = 0.99, contrast 8
+    passkey            passkeys missed at n = 4096, trained on n <= 128 (1 digit)
+    flipflop           glitch rate on sparse flip-flop sequences (p_ignore 0.98)
 
 Each task says how it trains a variant (its ``registry.Ablation``): the ablation never imports an
 experiment module. Its tasks are every registered experiment that declares that hook

@@ -1,0 +1,84 @@
+"""Figures of ``passkey``, one function each, drawn only from a run directory's saved results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from ssa_theory.plotting import band, colors, save
+from ssa_theory.rundir import load_frame, read_json, read_table
+
+
+def haystack(run_dir: Path) -> None:
+    """The needle-in-a-haystack map per strategy: exact match (mean over seeds) by length and depth,
+    for the longest passkey."""
+    grid = load_frame(run_dir, "grid")
+    d = grid.digits.max()
+    g = grid[grid.digits == d]
+    strategies = list(dict.fromkeys(g.strategy))
+    cols = min(5, len(strategies))
+    rows = -(-len(strategies) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.2 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(strategies):]:
+        ax.set_visible(False)
+    for ax, s in zip(axes.flat, strategies):
+        p = g[g.strategy == s].groupby(["depth", "n"]).acc.mean().unstack("n")
+        im = ax.imshow(p.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+        ax.set_xticks(range(p.shape[1]), [str(n) for n in p.columns], fontsize=6)
+        ax.set_yticks(range(p.shape[0]), [f"{x:g}" for x in p.index], fontsize=6)
+        ax.set_title(s, fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("needle depth")
+    for ax in axes[-1]:
+        ax.set_xlabel("length n")
+    fig.colorbar(im, ax=axes, shrink=0.6, label=f"exact match ({d} digits)")
+    save(fig, run_dir, "haystack")
+
+
+def accuracy_and_mass(run_dir: Path) -> None:
+    """Exact match and the retrieval head's needle mass against length, per strategy (mean over seeds,
+    bootstrap 95% interval); dashed: the closed form with the training-length logits held fixed."""
+    t = read_table(run_dir, "by_length")
+    m = read_json(Path(run_dir) / "metrics.json")
+    d = t.digits.max()
+    t = t[t.digits == d]
+    strategies = list(dict.fromkeys(t.strategy))
+    col = colors(strategies)
+    fig, (ax_a, ax_m) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for s in strategies:
+        x = t[t.strategy == s]
+        ax_a.plot(x.n, x.acc, "o-", color=col[s], label=s, ms=3)
+        band(ax_a, x.n, x.acc_lo, x.acc_hi, col[s], bounds=(0, 1))
+        ax_m.plot(x.n, x.needle_mass, "o-", color=col[s], ms=3)
+        ax_m.plot(x.n, x.needle_mass_pred, "--", color=col[s], lw=0.8)
+    for ax in (ax_a, ax_m):
+        ax.set_xscale("log")
+        ax.axvspan(m["train_lengths"][0], m["train_lengths"][1], color="#dddddd", alpha=0.5, lw=0)
+        ax.set_xlabel("length n (shaded: training lengths)")
+    ax_a.set_ylabel(f"exact match ({d} digits)")
+    ax_m.set_ylabel("retrieval head's attention on the needle at the read")
+    ax_m.set_title("dashed: closed form, training-length logits held fixed", fontsize=8)
+    ax_a.legend(fontsize=7, ncol=2)
+    save(fig, run_dir, "accuracy_and_mass")
+
+
+def curves(run_dir: Path) -> None:
+    """Monitor loss and accuracy at the longest training length against step (mean over seeds)."""
+    c = load_frame(run_dir, "curves")
+    d = c.digits.max()
+    c = c[c.digits == d]
+    strategies = list(dict.fromkeys(c.strategy))
+    col = colors(strategies)
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    for s in strategies:
+        g = c[c.strategy == s].groupby("step")
+        ax_l.plot(g.loss.mean().index, g.loss.mean(), color=col[s], label=s)
+        ax_a.plot(g.acc.mean().index, g.acc.mean(), color=col[s])
+    ax_l.set_yscale("log")
+    ax_l.set_ylabel("answer cross-entropy (monitor set)")
+    ax_a.set_ylabel("exact match (monitor set)")
+    for ax in (ax_l, ax_a):
+        ax.set_xlabel("training step")
+    ax_l.legend(fontsize=7, ncol=2)
+    save(fig, run_dir, "curves")
