@@ -49,7 +49,9 @@ class Ablation:
     member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
     per seed, (S,), relative to its floor (``measure`` says what it is, ``floor`` what the best
     possible value is and why). ``overrides`` give the moderate version the ablation trains;
-    ``quick`` the smoke-test version.
+    ``quick`` the smoke-test version. ``bounded``: the measure is a fraction in [0, 1] (a mass, an
+    error rate), whose interval over seeds must stay inside it (``intervals.bootstrap_ci``, not a
+    t-interval).
     """
 
     measure: str
@@ -57,6 +59,7 @@ class Ablation:
     run: Callable[[Any, str, "RunContext"], Any]
     overrides: Mapping[str, Any] = field(default_factory=dict)
     quick: Mapping[str, Any] = field(default_factory=dict)
+    bounded: bool = False
 
 
 @dataclass(frozen=True)

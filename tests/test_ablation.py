@@ -74,3 +74,14 @@ def test_committed_table_covers_every_variant_on_every_task():
         assert sorted(m["tasks"][t]["variants"]) == sorted(VARIANTS), t
     table = pd.read_csv(ROOT / "experiments" / "ablation" / "ablation.csv")
     assert list(table.variant) == list(VARIANTS)
+
+
+def test_bounded_measures_keep_their_intervals_inside_0_1(quick):
+    """dilution's, passkey's and flipflop's cells are fractions: their intervals are bootstraps over
+    seeds, inside [0, 1]; the unbounded measures keep the t-interval."""
+    table = pd.read_csv(quick / "tables" / "ablation.csv")
+    bounded = [t for t in registry.with_ablation() if registry.get(t).ablation.bounded]
+    assert set(bounded) == {"dilution", "passkey", "flipflop"}
+    for t in bounded:
+        lo, hi = table[f"{t}_lo"].dropna(), table[f"{t}_hi"].dropna()
+        assert (lo >= 0).all() and (hi <= 1).all() and (lo <= table[t]).all(), t

@@ -42,6 +42,7 @@ from ssa_theory.config import ConfigError, UsageError, choice, require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.skeleton import Results, write_results
+from ssa_theory.intervals import bootstrap_ci, bounded_columns
 from ssa_theory.stats import ci_columns, mean_ci
 
 SCALES = ("moderate", "quick")
@@ -117,7 +118,7 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
     for v in cfg.variants:
         row = {"variant": v, "changes": describe(v)}
         for t in cfg.tasks:
-            row.update(ci_columns(t, at(t, v)))
+            row.update((bounded_columns if _task(t).ablation.bounded else ci_columns)(t, at(t, v)))
         wide.append(row)
     for t in cfg.tasks:
         spec = _task(t).ablation
@@ -125,7 +126,7 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
         metrics[t] = {"measure": spec.measure, "floor": spec.floor, "config": asdict(_task_config(_task(t), cfg.scale)),
                       "variants": {}}
         for v in cfg.variants:
-            entry = _cell(t, v, at(t, v), van)
+            entry = _cell(t, v, at(t, v), van, spec.bounded)
             long.append(entry)
             metrics[t]["variants"][v] = {"mean": entry["mean"], "ci95": [entry["lo"], entry["hi"]], "per_seed": at(t, v),
                                          **({"vs_vanilla": entry["vs_vanilla"]} if van is not None else {})}
@@ -139,9 +140,10 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
     return results
 
 
-def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None) -> dict:
-    """One cell of the long table: mean and CI over seeds, and against vanilla where it was trained."""
-    m, lo, hi = mean_ci(x)
+def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounded: bool = False) -> dict:
+    """One cell of the long table: mean and CI over seeds (a bootstrap one for a measure bounded in
+    [0, 1]), and against vanilla where it was trained."""
+    m, lo, hi = (bootstrap_ci if bounded else mean_ci)(x)
     entry = {"task": task, "variant": variant, "mean": m, "lo": lo, "hi": hi}
     if van is not None:
         d, dlo, dhi = paired(x, van)
@@ -172,7 +174,7 @@ def depends(cfg: AblationConfig) -> dict[str, str]:
 
 EXPERIMENT = Experiment(
     name="ablation",
-    version="1",
+    version="2",  # 2: intervals of bounded measures (dilution, passkey, flipflop) by bootstrap
     claim="the paper's Q/K/V x position/token ablation (p14-16), and every strategy, on every task",
     config=AblationConfig,
     run=run,

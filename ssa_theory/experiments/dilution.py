@@ -437,5 +437,5 @@ EXPERIMENT = Experiment(
     claims=claims,
     ablation=Ablation("attention mass off the needle at n = 4096, trained on n <= 16", "0: all mass on the needle",
                       ablate, overrides={"steps": 1000, "eval_lengths": (4096,), "n_eval": 128},
-                      quick={"steps": 100, "eval_lengths": (256,), "n_eval": 32, "log_every": 50}),
+                      quick={"steps": 100, "eval_lengths": (256,), "n_eval": 32, "log_every": 50}, bounded=True),
 )

@@ -275,5 +275,5 @@ EXPERIMENT = Experiment(
     },
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
-                      quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}),
+                      quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True),
 )

@@ -412,5 +412,6 @@ EXPERIMENT = Experiment(
     },
     ablation=Ablation("passkeys missed at n = 4096, trained on n <= 128 (1 digit)", "0: every passkey retrieved", ablate,
                       overrides={"steps": 160, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
-                      quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "log_every": 20}),
+                      quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "log_every": 20},
+                      bounded=True),
 )
