@@ -85,3 +85,12 @@ def test_bounded_measures_keep_their_intervals_inside_0_1(quick):
     for t in bounded:
         lo, hi = table[f"{t}_lo"].dropna(), table[f"{t}_hi"].dropna()
         assert (lo >= 0).all() and (hi <= 1).all() and (lo <= table[t]).all(), t
+
+
+def test_a_cell_against_a_vanilla_at_its_floor_has_no_finite_ratio():
+    """passkey's vanilla can miss no passkey at all: its mean is 0, and a ratio to it is undefined
+    (NaN) where the variant is at 0 too, infinite where it is not; nothing divides by zero."""
+    zero = np.zeros(3)
+    assert np.isnan(ablation._cell("passkey", "ssa", zero, zero, bounded=True)["vs_vanilla"])
+    assert ablation._cell("passkey", "ssa", np.array([0.0, 0.1, 0.0]), zero, bounded=True)["vs_vanilla"] == np.inf
+    assert ablation._cell("passkey", "ssa", np.array([0.2, 0.1]), np.array([0.4, 0.2]))["vs_vanilla"] == 0.5

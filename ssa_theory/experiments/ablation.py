@@ -29,6 +29,7 @@ prediction; an output gate there) trains as vanilla attention with inert paramet
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -147,7 +148,10 @@ def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounde
     entry = {"task": task, "variant": variant, "mean": m, "lo": lo, "hi": hi}
     if van is not None:
         d, dlo, dhi = paired(x, van)
-        entry.update({"vs_vanilla": m / float(van.mean()), "diff_lo": dlo, "diff_hi": dhi,
+        ref = float(van.mean())
+        # vanilla at its floor 0 (passkey: no passkey missed): the ratio is undefined where the variant is too
+        ratio = m / ref if ref != 0 else (math.inf if m > 0 else math.nan)
+        entry.update({"vs_vanilla": ratio, "diff_lo": dlo, "diff_hi": dhi,
                       # the paired 95% CI of (variant - vanilla) excludes 0
                       "differs": bool(dlo > 0 or dhi < 0) if not np.isnan(dlo) else False})
     return entry
