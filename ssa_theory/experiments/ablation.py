@@ -185,7 +185,7 @@ EXPERIMENT = Experiment(
     plot=plot,
     headline="ablation",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (minutes on 2 CPU cores)", minutes=7.1),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about 26 minutes on 2 CPU cores)", minutes=26.5),
         "quick": Preset({"scale": "quick", "variants": ("vanilla", "ssa", "global", "freq", "yarn")}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

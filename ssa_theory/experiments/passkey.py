@@ -368,10 +368,10 @@ def claims(exported: Path) -> list[Claim]:
     n1 = max(m["lengths"])
     return [
         Claim("C7", "passkey", "SSA improves passkey retrieval",
-              f"exact match at n = {n1}, SSA - vanilla ({d} digits; trained on n <= {m['train_lengths'][1]})",
+              f"exact match at n = {n1}, SSA - vanilla ({d}-digit passkey; trained on n <= {m['train_lengths'][1]})",
               diff, lo, hi, c7),
         Claim("C8", "passkey", "SSA reaches vanilla's loss with fewer training tokens",
-              f"steps to vanilla's final loss, SSA / vanilla ({d} digits)",
+              f"steps to vanilla's final loss, SSA / vanilla ({d}-digit passkey)",
               r["steps_ratio"], r["steps_ratio_lo"], r["steps_ratio_hi"], c8),
     ]
 
