@@ -9,8 +9,8 @@ by d digit tokens at a uniformly random depth, then a QUERY marker and the d dig
 is the cross-entropy of the answer digits only, each predicted from everything before it (so exact
 match under teacher forcing is exact match of greedy decoding). Every step draws fresh sequences at
 one length n, drawn uniformly from ``n_min..n_max`` (the task's stream, the same for every member),
-so that log n is not a constant in training. Members are (d, seed) pairs: d = 1 and d = 5 train
-together, each member on its own d.
+so that log n is not a constant in training. Members are (d, seed) pairs, one grid cell per passkey
+length of ``digits`` (the default trains d = 1; ``--set digits=1,5`` adds d = 5), each on its own d.
 
 The model is ``ssa_theory.lm`` (NoPE attention, a causal convolution of 2 taps for local order, 2
 pre-LayerNorm blocks), the attention variant being the strategy compared. No parameter pays a
