@@ -140,7 +140,7 @@ class Ensemble(nn.Module):
         stacked, buffers = stack_module_state(models)
         if buffers:
             raise ValueError(f"TinyLM has no buffers; got {sorted(buffers)}")
-        self.shape, self.n_members = shape, len(models)
+        self.shape = shape
         self.names = list(stacked)
         self.stacked = nn.ParameterList(nn.Parameter(stacked[k].detach().clone()) for k in self.names)
         self._base = [copy.deepcopy(models[0]).to("meta")]  # a list: not a registered submodule
@@ -156,14 +156,30 @@ class Ensemble(nn.Module):
             warnings.filterwarnings("ignore", message="There is a performance drop")
             return vmap(lambda p, t: functional_call(base, p, args(t)))(self._params(), tokens)
 
-    def stacked_parameters(self) -> dict[str, torch.Tensor]:
-        """Every stacked parameter (E, ...) by its name in ``TinyLM`` (``blocks.0.attn.temp.q_alpha``, ...)."""
-        return self._params()
-
     def temperatures(self) -> dict[str, torch.Tensor]:
         """The learned temperature parameters of every layer, per member: name -> (E, ...); e.g.
         ``blocks.0.attn.temp.q_alpha`` (E, H), read as sigmoid(alpha) by a position term."""
         return {k: v for k, v in self._params().items() if ".attn.temp." in k}
+
+
+def check_model_fields(cfg) -> None:
+    """The checks of the model fields an LM experiment's config shares (``strategies``, ``d_model``,
+    ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field and the fix."""
+    from ssa_theory.attention import check_variant_name
+    from ssa_theory.config import require
+
+    require(len(cfg.strategies) >= 1, "strategies must name at least one strategy")
+    for s in cfg.strategies:
+        check_variant_name("strategies", s)
+    for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
+        require(getattr(cfg, name) >= 1, f"{name} must be >= 1 (got {getattr(cfg, name)})")
+    require(cfg.d_model % cfg.n_heads == 0, f"d_model={cfg.d_model} must be a multiple of n_heads={cfg.n_heads}")
+    require(cfg.conv >= 0, f"conv must be >= 0 (got {cfg.conv})")
+
+
+def temperature_arrays(net: Ensemble) -> dict[str, np.ndarray]:
+    """The learned temperatures as ``Trained`` arrays: ``temp.NAME`` -> (E, ...), read by ``temperature_table``."""
+    return {f"temp.{k}": v.detach().cpu().numpy() for k, v in net.temperatures().items()}
 
 
 # --- training on next-token tasks scored at some positions ----------------------------------------

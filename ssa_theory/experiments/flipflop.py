@@ -31,7 +31,6 @@ import pandas as pd
 import torch
 
 from ssa_theory import lm
-from ssa_theory.attention import check_variant_name
 from ssa_theory.claims import Claim
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.intervals import bootstrap_ci, bounded_columns
@@ -73,13 +72,7 @@ class FlipflopConfig(TrainingConfig):
         for name in ("p_ignore", "sparse_p", "dense_p"):
             require(0 <= getattr(self, name) < 1, f"{name} must lie in [0, 1) (got {getattr(self, name)})")
         require(all(2 <= t <= 8192 for t in self.long_pairs), f"long_pairs must lie in 2..8192 (got {self.long_pairs})")
-        require(len(self.strategies) >= 1, "strategies must name at least one strategy")
-        for s in self.strategies:
-            check_variant_name("strategies", s)
-        for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
-        require(self.conv >= 0, f"conv must be >= 0 (got {self.conv})")
+        lm.check_model_fields(self)
         require(0 < self.glitch_target < 1, f"glitch_target must lie in (0, 1) (got {self.glitch_target})")
 
     @property
@@ -164,7 +157,7 @@ def evaluate(net: lm.Ensemble, cfg: FlipflopConfig, members: Members, device) ->
         glitch[:, i] = (wrong / count.clamp_min(1)).cpu().numpy()
     n_chunks = math.ceil(cfg.n_eval / 16)
     return {"glitch": glitch, "read_entropy": (entropy / n_chunks).cpu().numpy(),
-            **{f"temp.{k}": v.detach().cpu().numpy() for k, v in net.temperatures().items()}}
+            **lm.temperature_arrays(net)}
 
 
 def read_entropy(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,6 @@ import pandas as pd
 import torch
 
 from ssa_theory import lm, theory
-from ssa_theory.attention import check_variant_name
 from ssa_theory.claims import Claim, paired
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.intervals import bounded_columns
@@ -87,13 +86,7 @@ class PasskeyConfig(TrainingConfig):
                 f"eval_lengths must be >= n_max = {self.n_max}, the longest training length (got {self.eval_lengths})")
         require(max(self.eval_lengths) <= 16384, f"eval_lengths above 16384 would not fit (got {max(self.eval_lengths)})")
         require(len(self.depths) >= 1 and all(0 <= d <= 1 for d in self.depths), f"depths must lie in [0, 1] (got {self.depths})")
-        require(len(self.strategies) >= 1, "strategies must name at least one strategy")
-        for s in self.strategies:
-            check_variant_name("strategies", s)
-        for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.d_model % self.n_heads == 0, f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
-        require(self.conv >= 0, f"conv must be >= 0 (got {self.conv})")
+        lm.check_model_fields(self)
         require(0 < self.accuracy_target <= 1, f"accuracy_target must lie in (0, 1] (got {self.accuracy_target})")
 
     @property
@@ -231,7 +224,7 @@ def evaluate(net: lm.Ensemble, cfg: PasskeyConfig, members: Members, device) -> 
             head = m.reshape(len(members), -1).argmax(1)
         mass[:, i] = m.reshape(len(members), -1).gather(1, head[:, None])[:, 0].cpu().numpy()
     return {"acc": acc, "needle_mass": mass, "needle_mass_pred": predicted_mass(cfg, ds, mass[:, 0]),
-            **{f"temp.{k}": v.detach().cpu().numpy() for k, v in net.temperatures().items()}}
+            **lm.temperature_arrays(net)}
 
 
 def needle_weights(w: torch.Tensor, start: torch.Tensor, ds, reads) -> torch.Tensor:
@@ -361,10 +354,8 @@ def claims(exported: Path) -> list[Claim]:
         c7 = "not reproduced"
     rows = [r for r in m["time_to_learn"] if r["strategy"] == "ssa" and str(r["digits"]) == d]
     r = rows[0] if rows else {"steps_ratio": math.nan, "steps_ratio_lo": math.nan, "steps_ratio_hi": math.nan}
-    if not (r["steps_ratio_hi"] < 1.1 or r["steps_ratio_lo"] > 0.9 or r["steps_ratio_hi"] < 0.9):
-        c8 = "no clear difference"
-    else:
-        c8 = "reproduced" if r["steps_ratio_hi"] < 0.9 else ("not reproduced" if r["steps_ratio_lo"] > 1.1 else "no clear difference")
+    c8 = ("reproduced" if r["steps_ratio_hi"] < 0.9 else
+          "not reproduced" if r["steps_ratio_lo"] > 1.1 else "no clear difference")  # NaN bounds: no clear difference
     n1 = max(m["lengths"])
     return [
         Claim("C7", "passkey", "SSA improves passkey retrieval",
