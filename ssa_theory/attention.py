@@ -343,6 +343,23 @@ class Attention(nn.Module):
                 value = stacked_normal(generators, shape, qk_std) if init is None else stacked_full(E, shape, init)
                 self.temp[prefix + pname] = nn.Parameter(value)
 
+    def decayed_parameters(self) -> list[nn.Parameter]:
+        """What a weight-decay budget prices (the convention of ``paper_repro.md``, "One temperature
+        budget"): every weight matrix and vector, each (E, ...): ``W_q``, ``W_k``, ``W_v``, ``W_o`` and
+        every strategy parameter declared ``decayed`` (SSA's u and own projection, a gate's ``W_g``,
+        ASEntmax's w), all with neutral value 0. Per-head scalars (SSA's alpha, a global g, SSMax's s,
+        the released beta, a sink's logit) are never priced: their raw values have no common neutral
+        point, so decaying them toward 0 would pull each strategy toward a different law."""
+        out = [p for p in (self.w_q, self.w_k, self.w_v, self.w_o) if p is not None]
+        for _, strategy, prefix in self.placements:
+            out += [self.temp[prefix + name] for name, spec in strategy.params.items() if spec.decayed]
+        return out
+
+    def weight_l2(self) -> torch.Tensor:
+        """The budget's squared norm per member (E,): the sum of squares of ``decayed_parameters``; the
+        one penalty every experiment with a weight-decay budget adds, times its weight decay."""
+        return sum(p.pow(2).reshape(p.shape[0], -1).sum(1) for p in self.decayed_parameters())
+
     @property
     def w_gate(self) -> torch.Tensor | None:
         """The output gate's W_g (E, D, H d_value), or None without a gate."""

@@ -3,6 +3,13 @@
 A claim row puts what the paper says beside our headline number, its 95% CI over seeds and a
 verdict computed by a stated rule from the saved results, never typed by hand. ``reproduce``
 prints these rows, and ``paper_repro.md`` opens with the same table (``ssa_theory.report``).
+
+Every rule states its smallest effect before the data: a comparison is "reproduced" only when it is
+both clear (the 95% CI excludes no effect) and at least that large (the point estimate). The
+helpers below are the two forms every rule uses: ``smaller`` for a ratio of positive measures,
+``larger`` for a difference; ``decide`` turns a rule's outcome into a verdict, and says
+``ONE_SEED`` where one seed leaves no interval to judge by. ``tests/test_claims.py`` checks that
+every rule says "not reproduced" on data of its control kind (no effect) and ``ONE_SEED`` on one seed.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ssa_theory.stats import mean_ci
+from ssa_theory.stats import bootstrap_ci, mean_ci, ratio_ci
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,43 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]
     return mean_ci(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
 
 
-def above_zero(lo: float, mean: float) -> bool:
-    """The CI lies above zero (with one seed, where there is no CI, the mean does)."""
-    return lo > 0 if not math.isnan(lo) else mean > 0
+ONE_SEED = "inconclusive (one seed)"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A rule's comparison: ``value`` [``lo``, ``hi``] and whether it is clear and at least the declared
+    size (``ok``; False where there is no interval)."""
+
+    value: float
+    lo: float
+    hi: float
+    ok: bool
+    n: int  # seeds
+
+    @property
+    def ci(self) -> tuple[float, float, float]:
+        return self.value, self.lo, self.hi
+
+
+def smaller(a: Sequence[float], b: Sequence[float], by: float) -> Effect:
+    """``a`` below ``b`` by at least the fraction ``by``, per seed: the geometric mean of ``a / b`` and
+    its t-interval on log ratios (``stats.ratio_ci``); ``ok`` when the interval lies below 1 and the
+    ratio is at most ``1 - by``."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    m, lo, hi = ratio_ci(a / b)
+    return Effect(m, lo, hi, bool(not math.isnan(hi) and hi < 1 and m <= 1 - by), a.size)
+
+
+def larger(a: Sequence[float], b: Sequence[float], by: float, bounded: bool = False) -> Effect:
+    """``a`` above ``b`` by at least ``by``, paired by seed: the mean difference and its 95% interval (a
+    bootstrap one for a measure with a range, ``bounded``); ``ok`` when the interval lies above 0 and
+    the difference is at least ``by``."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    m, lo, hi = (bootstrap_ci if bounded else mean_ci)(diff)
+    return Effect(m, lo, hi, bool(not math.isnan(lo) and lo > 0 and m >= by), diff.size)
+
+
+def decide(ok: bool, n_seeds: int, yes: str = "reproduced", no: str = "not reproduced") -> str:
+    """The verdict of a rule whose outcome is ``ok``; ``ONE_SEED`` with fewer than two seeds."""
+    return ONE_SEED if n_seeds < 2 else (yes if ok else no)

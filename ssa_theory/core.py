@@ -27,8 +27,9 @@ HISTORY = {
     "2": "eb8094d3e345475f",  # the strategy table (ssa_theory.strategies) joins the core; the layer applies it
     "3": "d4331b1f4cfe5800",  # one helper each for empty rows, the sink's key and bias, and parameter initialisation
     "4": "d181a5b6ce90c168",  # parameters_of / token_argument accessors, fit's one-sync monitor, the frontier's solver
+    "5": "6b3b37ac55131bff",  # intervals inside their measure's range (stats.RANGES); the one budget, Attention.weight_l2
 }
-VERSION = "4"
+VERSION = "5"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

@@ -238,11 +238,11 @@ def time_to_learn(histories: dict, members, *, accuracy_key: str, accuracy_targe
                   cell_name: str, cell_values):
     """Per strategy and grid cell (C8): the steps each member needs to reach vanilla's final monitor
     loss (same seed and cell), over vanilla's own steps to it, as a geometric mean with an interval
-    (``intervals.ratio_ci``) and per seed; and the mean steps to ``accuracy_target`` of ``accuracy_key``.
+    (``stats.ratio_ci``) and per seed; and the mean steps to ``accuracy_target`` of ``accuracy_key``.
     A pandas DataFrame, empty without a vanilla run."""
     import pandas as pd
 
-    from ssa_theory.intervals import ratio_ci
+    from ssa_theory.stats import ratio_ci
 
     if "vanilla" not in histories:
         return pd.DataFrame()

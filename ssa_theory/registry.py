@@ -48,10 +48,12 @@ class Ablation:
     ``run(config, variant, ctx)`` trains ``variant`` (a name in ``attention.VARIANTS``) for every
     member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
     per seed, (S,), relative to its floor (``measure`` says what it is, ``floor`` what the best
-    possible value is and why). ``overrides`` give the moderate version the ablation trains;
-    ``quick`` the smoke-test version. ``bounded``: the measure is a fraction in [0, 1] (a mass, an
-    error rate), whose interval over seeds must stay inside it (``intervals.bootstrap_ci``, not a
-    t-interval).
+    possible value is and why; ``floor_value`` is that value, from which the ablation's figure reads
+    the share of vanilla's gap to the floor a variant closes). It may instead return a mapping with
+    that array under ``"value"`` and further per-seed measures beside it (dilution's accuracy), shown
+    next to the cell. ``overrides`` give the moderate version the ablation trains; ``quick`` the
+    smoke-test version. ``bounded``: the measure is a fraction in [0, 1] (a mass, an error rate),
+    whose interval over seeds must stay inside it (``stats.bootstrap_ci``, not a t-interval).
     """
 
     measure: str
@@ -60,6 +62,7 @@ class Ablation:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     quick: Mapping[str, Any] = field(default_factory=dict)
     bounded: bool = False
+    floor_value: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,21 @@ exported results under ``ROOT/experiments/``:
     <!-- generated: table NAME/TABLE columns=a,b,c -->  only those columns, in that order
     <!-- end generated -->
 
-``render`` rewrites the blocks and leaves the prose alone. ``stale_numbers`` lists every number
-quoted in the prose (outside code, links and generated blocks) that no committed table, metrics or
-config file contains to the digits quoted: prose may quote a result, but only one a command of the
-project produces. Constants and formulas belong in code spans, which are not checked.
+Every result quoted in the prose is a link from the number to the one cell it quotes (``SOURCE``:
+``[0.8951](experiments/denoising/value_gains.csv#gain;p_noisy=0.9;class=clean)``, a CSV column and
+the KEY=VALUE pairs that pick its row, or ``experiments/NAME/metrics.json#a/b/0``, a path into the
+metrics). ``render`` rewrites the blocks and rewrites every quoted number from its cell, at the
+digits quoted, leaving the words alone (``reproduce`` lists the numbers that moved, whose sentences
+need rereading). ``stale_numbers`` lists every decimal number in the prose that names no source,
+every source that does not resolve, and every quote its own cell does not round to: prose may quote
+a result, but only one a command of the project produces, and only from the cell it names.
+Constants and formulas belong in code spans, which are not checked.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
@@ -95,8 +102,9 @@ def render_block(spec: str, root: Path) -> str:
     raise ReportError(f"unknown generated block {spec!r} (known: 'summary', 'table NAME/TABLE [columns=...]')")
 
 
-def render(text: str, root: Path, kept: list[str] | None = None) -> str:
-    """``text`` with every generated block rendered from the results under ``root``.
+def render(text: str, root: Path, kept: list[str] | None = None, changed: list[str] | None = None) -> str:
+    """``text`` with every generated block rendered from the results under ``root``, and every quoted
+    result in the prose rewritten from its source (``fill_numbers``; those that changed go to ``changed``).
 
     With a ``kept`` list, a block whose results are not exported under ``root`` keeps its current
     content and its spec is appended to ``kept`` (a partial ``reproduce --only``); without one, such
@@ -112,69 +120,138 @@ def render(text: str, root: Path, kept: list[str] | None = None) -> str:
             body = m.group("body")
         return m.group(1) + body + m.group(4)
 
-    return BLOCK.sub(one, text)
+    return BLOCK.sub(one, fill_numbers(text, root, changed, lenient=kept is not None))
 
 
-# --- prose numbers --------------------------------------------------------------------------------
+# --- prose numbers, each tied to the cell it quotes ---------------------------------------------------------
 
+# A quoted result is a Markdown link from the number to the cell it quotes, e.g.
+#   [0.8951](experiments/denoising/value_gains.csv#gain;p_noisy=0.9;class=clean)   a CSV cell: COLUMN;KEY=VALUE...
+#   [0.7489](experiments/passkey/metrics.json#time_to_learn/0/steps_ratio)          a metrics value: its path
+# The rows are picked by every KEY=VALUE given (exactly one row must match; numbers compare as numbers).
+SOURCE = re.compile(r"\[(?P<num>-?\d+\.\d+(?:e[-+]?\d+)?)\]\((?P<src>(?P<path>experiments/[\w.-]+/[\w.-]+\.(?:csv|json))"
+                    r"#(?P<sel>[^)\s]+))\)")
 _NUMBER = re.compile(r"(?<![\w.])(-?\d+\.\d+(?:e[-+]?\d+)?)(?![\w.]*\d)")
 
 
+def _same(cell: str, want: str) -> bool:
+    if cell == want:
+        return True
+    try:
+        return math.isclose(float(cell), float(want), rel_tol=1e-9, abs_tol=1e-12)
+    except ValueError:
+        return False
+
+
+def source_value(src: str, root: Path) -> float:
+    """The number at a quoted source ``experiments/NAME/FILE#SELECTOR`` under ``root`` (``ReportError``
+    naming what does not resolve)."""
+    path, _, sel = src.partition("#")
+    file = Path(root) / path
+    if not file.is_file():
+        raise ReportError(f"quoted source {src}: no file {path}")
+    if file.suffix == ".json":
+        obj = json.loads(file.read_text())
+        for part in sel.split("/"):
+            try:
+                obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise ReportError(f"quoted source {src}: no entry {part!r}") from None
+        if not isinstance(obj, (int, float)) or isinstance(obj, bool):
+            raise ReportError(f"quoted source {src}: not a number ({type(obj).__name__})")
+        return float(obj)
+    column, *conditions = sel.split(";")
+    rows = list(csv.DictReader(io.StringIO(file.read_text())))
+    if rows and column not in rows[0]:
+        raise ReportError(f"quoted source {src}: no column {column!r} (has: {', '.join(rows[0])})")
+    for cond in conditions:
+        key, eq, want = cond.partition("=")
+        if not eq or (rows and key not in rows[0]):
+            raise ReportError(f"quoted source {src}: {cond!r} is not KEY=VALUE with KEY a column")
+        rows = [r for r in rows if _same(r[key], want)]
+    if len(rows) != 1:
+        raise ReportError(f"quoted source {src}: {len(rows)} rows match, not one")
+    try:
+        return float(rows[0][column])
+    except ValueError:
+        raise ReportError(f"quoted source {src}: {rows[0][column]!r} is not a number") from None
+
+
+def _digits(quoted: str) -> tuple[int, bool]:
+    """(decimals of the mantissa, e-notation?) of a quoted number."""
+    mantissa, _, _ = quoted.lower().partition("e")
+    return len(mantissa.split(".")[1]), "e" in quoted.lower()
+
+
+def format_like(value: float, quoted: str) -> str:
+    """``value`` written with as many digits as ``quoted`` (e.g. 0.45463 like "0.45" is "0.45")."""
+    decimals, sci = _digits(quoted)
+    out = f"{value:.{decimals}e}" if sci else f"{value:.{decimals}f}"
+    return out[1:] if out.startswith("-") and float(out) == 0 else out
+
+
+def _outside(text: str) -> list[tuple[int, int]]:
+    """The spans of ``text`` that are generated blocks or fenced code: quoted numbers are not there."""
+    return [m.span() for m in BLOCK.finditer(text)] + [m.span() for m in re.finditer(r"```.*?```", text, re.S)]
+
+
+def quoted_sources(text: str) -> list[re.Match]:
+    """Every quoted result (``SOURCE`` link) in the prose of ``text``."""
+    skip = _outside(text)
+    return [m for m in SOURCE.finditer(text) if not any(a <= m.start() < b for a, b in skip)]
+
+
+def fill_numbers(text: str, root: Path, changed: list[str] | None = None, lenient: bool = False) -> str:
+    """``text`` with every quoted result rewritten from its source, at the digits quoted; each one that
+    changed is appended to ``changed`` as ``"old -> new (source)"`` (its sentence needs rereading).
+    ``lenient``: a source that does not resolve under ``root`` (a partial or quick root) keeps its number."""
+    out, last = [], 0
+    for m in quoted_sources(text):
+        try:
+            new = format_like(source_value(m.group("src"), root), m.group("num"))
+        except ReportError:
+            if not lenient:
+                raise
+            new = m.group("num")
+        if new != m.group("num") and changed is not None:
+            changed.append(f"{m.group('num')} -> {new} ({m.group('src')})")
+        out += [text[last:m.start()], f"[{new}]({m.group('src')})"]
+        last = m.end()
+    return "".join(out) + text[last:]
+
+
 def prose(text: str) -> str:
-    """The hand-written prose: generated blocks, fenced code, inline code, link targets and HTML
-    comments removed."""
+    """The hand-written prose: generated blocks, fenced code, inline code, quoted results (``SOURCE``
+    links), other link targets and HTML comments removed."""
     text = BLOCK.sub("", text)
     text = re.sub(r"```.*?```", "", text, flags=re.S)
     text = re.sub(r"`[^`]*`", "", text)
+    text = SOURCE.sub("", text)
     text = re.sub(r"\]\([^)]*\)", "]", text)
     text = re.sub(r"arXiv[: ]\S+", "", text)
     return re.sub(r"<!--.*?-->", "", text, flags=re.S)
 
 
-def _numbers_in(obj) -> Iterable[float]:
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers_in(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _numbers_in(v)
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield float(obj)
-
-
-MAX_TABLE_ROWS = 200  # per-item tables (one row per node or token and seed) are too big to quote from
-
-
-def committed_numbers(root: Path) -> list[float]:
-    """Every number in the committed summary tables (CSV of at most ``MAX_TABLE_ROWS`` rows), metrics
-    and configs under ``root/experiments``. Per-item tables are left out: with thousands of values
-    almost any short number would match one by chance."""
-    values: list[float] = []
-    for path in sorted((Path(root) / "experiments").glob("*/*")):
-        if path.suffix == ".csv":
-            text = path.read_text()
-            if text.count("\n") > MAX_TABLE_ROWS + 1:
-                continue
-            for token in re.split(r"[,\n]", text):
-                try:
-                    values.append(float(token))
-                except ValueError:
-                    pass
-        elif path.suffix == ".json":
-            values.extend(_numbers_in(json.loads(path.read_text())))
-    return [v for v in values if math.isfinite(v)]
-
-
-def _matches(quoted: str, values: list[float]) -> bool:
-    """Whether some value rounds to ``quoted`` at the digits quoted (e.g. 0.455 matches 0.45463)."""
-    q = float(quoted)
-    mantissa = quoted.lower().split("e")[0]
+def _matches(quoted: str, value: float) -> bool:
+    """Whether ``value`` rounds to ``quoted`` at the digits quoted (e.g. 0.455 matches 0.45463)."""
+    decimals, _ = _digits(quoted)
     exponent = int(quoted.lower().split("e")[1]) if "e" in quoted.lower() else 0
-    half = 0.5 * 10.0 ** (exponent - len(mantissa.split(".")[1])) * (1 + 1e-9)
-    return any(abs(v - q) <= half for v in values)
+    half = 0.5 * 10.0 ** (exponent - decimals) * (1 + 1e-9)
+    return abs(value - float(quoted)) <= half
 
 
 def stale_numbers(text: str, root: Path) -> list[str]:
-    """Numbers quoted in the prose of ``text`` that no committed result under ``root`` contains."""
-    values = committed_numbers(root)
-    return [n for n in dict.fromkeys(_NUMBER.findall(prose(text))) if not _matches(n, values)]
+    """What is wrong with the numbers quoted in the prose of ``text``: a number that names no source
+    (``"0.93"``; constants and formulas belong in code spans), a source that does not resolve, or a
+    number that its own source does not round to (``"0.93 (experiments/...: 0.8951)"``). Each quote is
+    compared with its own cell only, never with the other committed values."""
+    problems = [n for n in dict.fromkeys(_NUMBER.findall(prose(text)))]
+    for m in quoted_sources(text):
+        try:
+            value = source_value(m.group("src"), root)
+        except ReportError as e:
+            problems.append(str(e))
+            continue
+        if not _matches(m.group("num"), value):
+            problems.append(f"{m.group('num')} ({m.group('src')}: {value:.6g})")
+    return problems

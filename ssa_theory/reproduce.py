@@ -193,7 +193,10 @@ def _render_report(root: Path, to: Path, *, scratch: bool, log) -> None:
         log(f"no {PAPER_REPRO} under {to}: tables and figures written, the report skipped")
         return
     kept: list[str] = []
-    rendered = report.render(template.read_text(), root, kept)
+    changed: list[str] = []
+    rendered = report.render(template.read_text(), root, kept, changed)
+    if changed and not scratch:
+        log(f"{PAPER_REPRO}: {len(changed)} quoted number(s) moved; reread their sentences: " + "; ".join(changed))
     if kept:
         log(f"{PAPER_REPRO}: kept {len(kept)} generated block(s) whose results are not under {root}: {', '.join(kept)}")
     target = root / PAPER_REPRO
@@ -201,7 +204,7 @@ def _render_report(root: Path, to: Path, *, scratch: bool, log) -> None:
         target.write_text(rendered)
     stale = [] if scratch else report.stale_numbers(rendered, root)
     if stale:
-        log(f"warning: {target} quotes numbers that no committed result contains: {', '.join(stale)}")
+        log(f"warning: {target}: prose numbers without a source, or not their source's: {'; '.join(stale)}")
 
 
 # --- check: a fresh reproduce against the committed results ----------------------------------------------

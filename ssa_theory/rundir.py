@@ -50,7 +50,7 @@ import torch
 from ssa_theory import __version__, core
 from ssa_theory.config import UsageError
 from ssa_theory.progress import Progress
-from ssa_theory.stats import mean_ci
+from ssa_theory.stats import interval
 from ssa_theory.train import Diverged
 
 DONE = "done"
@@ -192,10 +192,11 @@ def summarise(series: Mapping[str, Any]) -> dict[str, Any]:
     def mean(v):
         return {k: mean(x) for k, x in v.items()} if isinstance(v, Mapping) else float(np.mean(v))
 
-    def ci(v):
-        return {k: ci(x) for k, x in v.items()} if isinstance(v, Mapping) else list(mean_ci(v)[1:])
+    def ci(name, v):  # a measure with a range (stats.RANGES, by name) gets an interval inside it
+        return {k: ci(name, x) for k, x in v.items()} if isinstance(v, Mapping) else list(interval(name, v)[1:])
 
-    return {**{k: mean(v) for k, v in series.items()}, "per_seed": dict(series), "ci95": {k: ci(v) for k, v in series.items()}}
+    return {**{k: mean(v) for k, v in series.items()}, "per_seed": dict(series),
+            "ci95": {k: ci(k, v) for k, v in series.items()}}
 
 
 # --- a run in progress ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 
 from ssa_theory import cli
 from ssa_theory.experiments import flipflop as ff
-from ssa_theory.intervals import bootstrap_ci, ratio_ci
+from ssa_theory.stats import bootstrap_ci, ratio_ci
 
 
 def test_a_read_returns_the_last_written_bit():

@@ -32,9 +32,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ssa_theory.attention import VARIANTS, check_variant_name, get_variant
 from ssa_theory.claims import paired
@@ -43,8 +45,7 @@ from ssa_theory.config import ConfigError, UsageError, choice, require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.skeleton import Results, write_results
-from ssa_theory.intervals import bootstrap_ci, bounded_columns
-from ssa_theory.stats import ci_columns, mean_ci
+from ssa_theory.stats import bootstrap_ci, ci_columns, interval, mean_ci, measure_range
 
 SCALES = ("moderate", "quick")
 
@@ -98,62 +99,129 @@ def _task_config(experiment: Experiment, scale: str):
     return experiment.config(**overrides)
 
 
+def _values(result, n_seeds: int, task: str) -> dict[str, np.ndarray]:
+    """A task hook's result as ``{"value": (S,), extra measure: (S,), ...}``."""
+    out = dict(result) if isinstance(result, Mapping) else {"value": result}
+    out = {k: np.asarray(v, dtype=float) for k, v in out.items()}
+    if "value" not in out or any(v.shape != (n_seeds,) for v in out.values()):
+        raise RuntimeError(f"{task}'s ablation returned {({k: v.shape for k, v in out.items()})}, not one value per seed")
+    return out
+
+
 def run(cfg: AblationConfig, ctx: RunContext) -> None:
     rows = []
     for task in cfg.tasks:
         experiment = _task(task)
         task_cfg = _task_config(experiment, cfg.scale)
         for variant in cfg.variants:
-            values = np.asarray(experiment.ablation.run(task_cfg, variant, ctx), dtype=float)
-            if values.shape != (len(ctx.seeds),):
-                raise RuntimeError(f"{task}'s ablation returned shape {values.shape}, not one value per seed")
-            rows += [{"task": task, "variant": variant, "seed": s, "value": float(x)} for s, x in zip(ctx.seeds, values)]
+            values = _values(experiment.ablation.run(task_cfg, variant, ctx), len(ctx.seeds), task)
+            rows += [{"task": task, "variant": variant, "seed": s, **{k: float(v[i]) for k, v in values.items()}}
+                     for i, s in enumerate(ctx.seeds)]
     write_results(ctx, measure(cfg, pd.DataFrame(rows), list(ctx.seeds)))
 
 
+ALPHA = 0.05  # family-wise error rate of the "differs from vanilla" marks (Holm over every paired test)
+MATCHED = ("ssa_q_tok", "global")  # the range-matched comparison: both query temperatures in (0, 2)
+
+
+def extras(per_seed: pd.DataFrame) -> list[str]:
+    """The further per-seed measures some task hooks return beside their cell (dilution's accuracy)."""
+    return [c for c in per_seed.columns if c not in ("task", "variant", "seed", "value")]
+
+
 def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Results:
-    """The wide table (one row per variant, one column per task), the long one with each cell against
-    vanilla, the measures, and metrics.json."""
-    at = lambda t, v: per_seed[(per_seed.task == t) & (per_seed.variant == v)].sort_values("seed").value.to_numpy()  # noqa: E731
+    """The wide table (one row per variant, one column per task, and the extra measures beside their
+    task), the long one with each cell against vanilla (Holm-corrected marks, the share of vanilla's
+    gap to the floor closed), the matched-range comparison, the measures, and metrics.json."""
+    def at(t, v, key="value"):
+        d = per_seed[(per_seed.task == t) & (per_seed.variant == v)].sort_values("seed")
+        return d[key].to_numpy()
+
+    extra = {t: [k for k in extras(per_seed) if per_seed[per_seed.task == t][k].notna().any()] for t in cfg.tasks}
     wide, long, metrics = [], [], {}
     for v in cfg.variants:
         row = {"variant": v, "changes": describe(v)}
         for t in cfg.tasks:
-            row.update((bounded_columns if _task(t).ablation.bounded else ci_columns)(t, at(t, v)))
+            row.update(ci_columns(t, at(t, v), bounded=_task(t).ablation.bounded))
+            for k in extra[t]:
+                row.update(ci_columns(f"{t}_{k}", at(t, v, k), bounded=measure_range(k) is not None))
         wide.append(row)
     for t in cfg.tasks:
         spec = _task(t).ablation
         van = at(t, "vanilla") if "vanilla" in cfg.variants else None
-        metrics[t] = {"measure": spec.measure, "floor": spec.floor, "config": asdict(_task_config(_task(t), cfg.scale)),
-                      "variants": {}}
+        metrics[t] = {"measure": spec.measure, "floor": spec.floor, "floor_value": spec.floor_value,
+                      "config": asdict(_task_config(_task(t), cfg.scale)), "variants": {}}
         for v in cfg.variants:
-            entry = _cell(t, v, at(t, v), van, spec.bounded)
+            entry = _cell(t, v, at(t, v), van, spec.bounded, spec.floor_value)
+            for k in extra[t]:
+                entry[k] = float(np.mean(at(t, v, k)))
             long.append(entry)
             metrics[t]["variants"][v] = {"mean": entry["mean"], "ci95": [entry["lo"], entry["hi"]], "per_seed": at(t, v),
-                                         **({"vs_vanilla": entry["vs_vanilla"]} if van is not None else {})}
+                                         **({"vs_vanilla": entry["vs_vanilla"]} if van is not None else {}),
+                                         **{k: {"mean": entry[k], "per_seed": at(t, v, k)} for k in extra[t]}}
+    long = pd.DataFrame(long)
+    if "p" in long.columns:
+        long["p_holm"] = holm(long.p.to_numpy())
+        long["differs"] = long.p_holm < ALPHA  # NaN p (no spread, or vanilla itself) compares False
     results = Results()
     results.frames["per_seed"] = per_seed
-    results.table("ablation", pd.DataFrame(wide), ci=list(cfg.tasks))
-    results.table("cells", pd.DataFrame(long))
+    results.table("ablation", pd.DataFrame(wide), ci=[*cfg.tasks, *(f"{t}_{k}" for t in cfg.tasks for k in extra[t])])
+    results.table("cells", long)
+    if all(m in cfg.variants for m in MATCHED):
+        results.table("matched", _matched(cfg, at), ci=["diff"])
     results.table("measures", pd.DataFrame([{"task": t, "measure": _task(t).ablation.measure, "floor": _task(t).ablation.floor}
                                             for t in cfg.tasks]))
-    results.metrics = {"seeds": seeds, "scale": cfg.scale, "tasks": metrics}
+    results.metrics = {"seeds": seeds, "scale": cfg.scale, "alpha": ALPHA, "correction": "Holm", "tasks": metrics}
     return results
 
 
-def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounded: bool = False) -> dict:
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of p-values (NaN entries stay NaN and do not count as tests): the
+    family-wise error rate over every test stays below the level each adjusted value is compared with."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def _matched(cfg: AblationConfig, at) -> pd.DataFrame:
+    """Per task, ``ssa_q_tok`` (SSA's token term on the query) against ``global`` (one learned scale
+    per head): both query inverse temperatures in (0, 2), the comparison with the range matched. The
+    outcome reads the paired 95% CI of the difference (lower is better on every task)."""
+    rows = []
+    for t in cfg.tasks:
+        tok, glob = at(t, MATCHED[0]), at(t, MATCHED[1])
+        d, lo, hi = (bootstrap_ci if _task(t).ablation.bounded else mean_ci)(tok - glob)
+        outcome = "tie" if (np.isnan(lo) or lo <= 0 <= hi) else ("token term lower" if hi < 0 else "global lower")
+        rows.append({"task": t, MATCHED[0]: tok.mean(), MATCHED[1]: glob.mean(), "diff": d, "diff_lo": lo, "diff_hi": hi,
+                     "outcome": outcome})
+    return pd.DataFrame(rows)
+
+
+def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounded: bool = False,
+          floor: float = 0.0) -> dict:
     """One cell of the long table: mean and CI over seeds (a bootstrap one for a measure bounded in
-    [0, 1]), and against vanilla where it was trained."""
-    m, lo, hi = (bootstrap_ci if bounded else mean_ci)(x)
+    [0, 1]); against vanilla where it was trained: the ratio, the paired difference's CI and its
+    paired t-test's p (Holm-corrected over the table in ``measure``), and ``gap_closed``, the share of
+    vanilla's distance to the floor this variant removes (1: at the floor; 0: as vanilla; < 0: worse)."""
+    m, lo, hi = interval(task, x, bounded)
     entry = {"task": task, "variant": variant, "mean": m, "lo": lo, "hi": hi}
     if van is not None:
         d, dlo, dhi = paired(x, van)
         ref = float(van.mean())
         # vanilla at its floor 0 (passkey: no passkey missed): the ratio is undefined where the variant is too
         ratio = m / ref if ref != 0 else (math.inf if m > 0 else math.nan)
-        entry.update({"vs_vanilla": ratio, "diff_lo": dlo, "diff_hi": dhi,
-                      # the paired 95% CI of (variant - vanilla) excludes 0
-                      "differs": bool(dlo > 0 or dhi < 0) if not np.isnan(dlo) else False})
+        gap = ref - floor
+        diff = x - van
+        p = (float(stats.ttest_1samp(diff, 0.0).pvalue) if variant != "vanilla" and diff.size > 1 and diff.std() > 0
+             else math.nan)
+        entry.update({"vs_vanilla": ratio, "gap_closed": (ref - m) / gap if gap > 0 else math.nan,
+                      "diff_lo": dlo, "diff_hi": dhi, "p": p})
     return entry
 
 
@@ -178,7 +246,7 @@ def depends(cfg: AblationConfig) -> dict[str, str]:
 
 EXPERIMENT = Experiment(
     name="ablation",
-    version="2",  # 2: intervals of bounded measures (dilution, passkey, flipflop) by bootstrap
+    version="3",  # 3: Holm-corrected marks, gap share, the matched-range table, dilution's accuracy; the one budget
     claim="the paper's Q/K/V x position/token ablation (p14-16), and every strategy, on every task",
     config=AblationConfig,
     run=run,

@@ -31,9 +31,9 @@ import pandas as pd
 import torch
 
 from ssa_theory import lm
-from ssa_theory.claims import Claim
+from ssa_theory.claims import ONE_SEED, Claim
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.intervals import bootstrap_ci, bounded_columns
+from ssa_theory.stats import bootstrap_ci, ci_columns
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, derive_seed
@@ -190,7 +190,7 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
     for s, t in trained.items():
         row = {"strategy": s}
         for i, name in enumerate(names):
-            row.update(bounded_columns(name, t["glitch"][:, i]))
+            row.update(ci_columns(name, t["glitch"][:, i], bounded=True))
         row["read_entropy"] = float(t["read_entropy"].mean())
         rows.append(row)
     results.table("glitches", pd.DataFrame(rows), ci=names)
@@ -224,7 +224,9 @@ def claims(exported: Path) -> list[Claim]:
     van = np.asarray(m["strategies"]["vanilla"]["glitch"]["sparse"])
     ssa = np.asarray(m["strategies"]["ssa"]["glitch"]["sparse"])
     d, lo, hi = bootstrap_ci(van - ssa)
-    if van.mean() < 0.01 and ssa.mean() < 0.01:
+    if van.size < 2:
+        verdict = ONE_SEED
+    elif van.mean() < 0.01 and ssa.mean() < 0.01:
         verdict = "no difference: both below 1% glitches"
     elif ssa.mean() <= 0.5 * van.mean() and np.all(ssa < van):
         verdict = "reproduced"

@@ -50,7 +50,7 @@ import torch
 
 from ssa_theory import theory
 from ssa_theory.attention import SCORES, Attention, get_variant
-from ssa_theory.claims import Claim, above_zero, paired
+from ssa_theory.claims import ONE_SEED, Claim, decide, smaller
 from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
@@ -82,7 +82,7 @@ class GraphTransitionConfig(TrainingConfig):
     softcap_bound: float = 2.0  # B: scores in (-B, B)
     cosine_bound: float = 4.0  # B: scores in [-B, B]
     rownorm_bound: float = 5.0  # B: each score row has 2-norm B
-    dot_l2: float = 1e-4  # L2 penalty on W_q, W_k: the budget of the free dot-product geometry
+    dot_l2: float = 1e-4  # weight decay (Attention.weight_l2: W_q, W_k, SSA's u): the budget of the free dot-product geometry
     temp_penalty: float = 1e-2  # price of the inverse temperature: temp_penalty * mean tau^2
     d_head: int = 0  # query/key width; 0 means n_nodes
     steps: int = 4000
@@ -161,10 +161,10 @@ def train(spec: ModelSpec, cfg: GraphTransitionConfig, members: Members, ctx: Ru
         logp = net()
         cur, nxt = sample()
         loss = -logp[rows, cur, nxt].mean(1)
-        if spec.variant != "vanilla" and cfg.temp_penalty:
+        if cfg.temp_penalty:  # every model pays, parameter-free factors included (a constant for vanilla)
             loss = loss + cfg.temp_penalty * price(net)
         if score == "dot" and cfg.dot_l2:
-            loss = loss + cfg.dot_l2 * (net.attn.w_q.pow(2).sum((1, 2)) + net.attn.w_k.pow(2).sum((1, 2)))
+            loss = loss + cfg.dot_l2 * net.attn.weight_l2()  # the one budget (Attention.weight_l2)
         return loss
 
     history = fit(net.parameters(), member_loss, steps=cfg.steps, lr=cfg.lr,
@@ -179,6 +179,7 @@ def train(spec: ModelSpec, cfg: GraphTransitionConfig, members: Members, ctx: Ru
             "l1": (probs - P_t).abs().sum(-1).mean(-1),
             "temperature": 1.0 / net.inverse_temperature(),  # (E, K)
             "qk_norm": torch.linalg.matrix_norm(net.qk_matrix(), ord=2),
+            "price": price(net),
             "probs": probs,
         }
     return Trained(spec, members, {k: v.cpu().numpy() for k, v in arrays.items()}, history)
@@ -223,16 +224,22 @@ def temperature_slope(temps: np.ndarray, degrees: np.ndarray) -> np.ndarray:
     return (temps - temps.mean(1, keepdims=True)) @ d / (d @ d)
 
 
-def trend_label(slope: np.ndarray, temps: np.ndarray) -> str:
-    """Words for the direction of T against degree, judged by the slope's 95% CI over seeds."""
+MIN_RISE = 0.01  # C2's smallest effect: T rises by this much over the degrees measured (T lies in (1/2, 1])
+
+
+def trend_label(slope: np.ndarray, temps: np.ndarray, degree_span: float) -> str:
+    """Words for the direction of T against degree: a rise or fall of at least ``MIN_RISE`` over
+    ``degree_span`` degrees with the slope's 95% CI over seeds clear of 0; one seed is no trend."""
     if np.all(np.abs(temps - 1.0 / TAU_MAX) < 2e-3):
         return "none: every temperature at its lower limit 1/2"
+    if len(slope) < 2:
+        return "no clear trend (one seed)"
     m, lo, hi = mean_ci(slope)
-    if len(slope) > 1 and lo > 0 or len(slope) == 1 and m > 0:
+    if lo > 0 and m * degree_span >= MIN_RISE:
         return "rises with degree (as in Table 1)"
-    if len(slope) > 1 and hi < 0 or len(slope) == 1 and m < 0:
+    if hi < 0 and -m * degree_span >= MIN_RISE:
         return "falls with degree (reversed)"
-    return "no clear trend (CI spans 0)"
+    return "no clear trend (CI spans 0, or the change is below 0.01)"
 
 
 # --- run ----------------------------------------------------------------------------------------
@@ -298,7 +305,7 @@ def _geometry_tables(cfg: GraphTransitionConfig, task: GraphTask, trained: Mappi
             "excess_ce_global_pred": pred["ce_global_pred"][0] - floor,
             "T_global": glob["temperature"][:, 0].mean(), "T_global_pred": pred["T_global_pred"][0],
             **ci_columns("T_slope", slope),
-            "trend": trend_label(slope, ssa["temperature"]),
+            "trend": trend_label(slope, ssa["temperature"], float(degrees.max() - degrees.min())),
         })
     results.table("per_node", pd.DataFrame(per_node))
     by_geo = results.table("temperature_by_geometry", pd.DataFrame(by_geometry), ci=["T"])
@@ -354,30 +361,38 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
 # --- claims (from the exported results) --------------------------------------------------------
 
 
+MIN_CUT = 0.1  # C1's smallest effect: SSA's excess CE and L1 error at least 10% below vanilla's
+
+
 def claims(exported: Path) -> list[Claim]:
     """C1 and C2 from ``metrics.json``.
 
-    C1 rule: reproduced when SSA's CE and L1 error are both below vanilla's (paired 95% CI of the
-    per-seed difference above zero), at the headline geometry.
-    C2 rule: the slope of node temperature on degree at the headline geometry (95% CI over seeds);
-    the verdict names the geometries where T rises with degree (Table 1's order) and where it falls.
+    C1 rule: reproduced when SSA's excess CE over H(P*) and its L1 error are both at least
+    ``MIN_CUT`` (10%) below vanilla's, per seed (``claims.smaller``: the geometric-mean ratio at most
+    0.9 and its 95% CI below 1), at the headline geometry. The headline number is that excess-CE ratio.
+    C2 rule: T rises with degree at the headline geometry by at least ``MIN_RISE`` over the degrees
+    measured, the slope's 95% CI over seeds above 0 (``trend_label``); the verdict names the
+    geometries where T rises (Table 1's order) and where it falls.
     """
     m = read_json(Path(exported) / "metrics.json")
-    seeds = m["per_seed"]
-    ce, ce_lo, ce_hi = paired(seeds["ce_vanilla"], seeds["ce_ssa"])
-    l1, l1_lo, _ = paired(seeds["l1_vanilla"], seeds["l1_ssa"])
-    c1 = "reproduced" if above_zero(ce_lo, ce) and above_zero(l1_lo, l1) else "not reproduced"
+    seeds = {k: np.asarray(v, dtype=float) for k, v in m["per_seed"].items() if k != "temperature_by_degree"}
+    floor = m["ce_floor"]
+    ce = smaller(seeds["ce_ssa"] - floor, seeds["ce_vanilla"] - floor, MIN_CUT)
+    l1 = smaller(seeds["l1_ssa"], seeds["l1_vanilla"], MIN_CUT)
+    c1 = decide(ce.ok and l1.ok, ce.n)
     trends = m["trend_by_geometry"]
     rises = [g for g, t in trends.items() if t.startswith("rises")]
     falls = [g for g, t in trends.items() if t.startswith("falls")]
-    if m["score"] in rises:
+    if len(seeds["temperature_slope"]) < 2:
+        c2 = ONE_SEED
+    elif m["score"] in rises:
         c2 = f"reproduced under {', '.join(rises)}" + (f"; reversed under {', '.join(falls)}" if falls else "")
     else:
         c2 = f"not reproduced under {m['score']}" + (f"; reproduced under {', '.join(rises)}" if rises else "")
     slope = mean_ci(seeds["temperature_slope"])
     return [
         Claim("C1", "graph_transition", "SSA learns P* better than vanilla attention (lower CE and L1)",
-              f"CE vanilla - CE SSA, nats ({m['score']} scores)", ce, ce_lo, ce_hi, c1),
+              f"excess CE over H(P*), SSA / vanilla ({m['score']} scores)", *ce.ci, c1),
         Claim("C2", "graph_transition", "Table 1: fewer neighbours, lower temperature",
               f"slope of T on degree ({m['score']} scores)", *slope, c2),
     ]
@@ -387,11 +402,14 @@ def claims(exported: Path) -> list[Claim]:
 
 
 def ablate(cfg: GraphTransitionConfig, variant: str, ctx: RunContext) -> np.ndarray:
-    """The ablation's cell: ``variant`` trained in the headline geometry, its excess CE over H(P*) per
-    seed. Every temperature pays the same price on its logit multiplier (``price``)."""
+    """The ablation's cell: ``variant`` trained in the headline geometry; per seed, the objective it
+    minimised above vanilla's floor: its excess CE over H(P*) plus the price of its logit multiplier
+    beyond vanilla's, ``temp_penalty * (price - 1)``. Every multiplier pays the same price, a
+    parameter-free one (``log_n``) included: a factor that is free in the loss would otherwise buy
+    sharpness the others pay for (paper_repro.md, "One temperature budget")."""
     task = GraphTask.build(cfg.n_nodes, cfg.max_degree, cfg.graph_seed, cfg.smoothing)
     trained = train(ModelSpec.of(variant), cfg, Members.of(ctx.seeds), ctx, task=task, score=cfg.score)
-    return trained["ce"] - task.floor
+    return trained["ce"] - task.floor + cfg.temp_penalty * (trained["price"] - 1.0)
 
 
 def plot(run_dir: Path) -> None:
@@ -405,7 +423,7 @@ def plot(run_dir: Path) -> None:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="5",  # 5: rows labelled by variant; one metrics block (rundir.summarise)
+    version="6",  # 6: every model pays the multiplier's price; weight decay by Attention.weight_l2; C2's smallest rise
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,
@@ -413,7 +431,8 @@ EXPERIMENT = Experiment(
     headline="ce_l1",
     claims=claims,
     tasks={"graphs": graphs.VERSION, "pointer": pointer.VERSION},
-    ablation=Ablation("excess CE over H(P*), nats (softcap scores)", "0: the target rows' entropy",
+    ablation=Ablation("excess CE over H(P*) + the multiplier's price beyond vanilla's, nats (softcap scores)",
+                      "0: the target rows' entropy at multiplier 1",
                       ablate, overrides={"steps": 2000}, quick={"steps": 100, "log_every": 50}),
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about a minute on 2 CPU cores)", minutes=0.9),
