@@ -9,6 +9,8 @@ exported results under ``ROOT/experiments/``:
     <!-- end generated -->
     <!-- generated: table NAME/TABLE columns=a,b,c -->  only those columns, in that order
     <!-- end generated -->
+    <!-- generated: ranking -->                        the ablation's order against the default presets'
+    <!-- end generated -->
 
 Every result quoted in the prose is a link from the number to the one cell it quotes (``SOURCE``:
 ``[0.8951](experiments/denoising/value_gains.csv#gain;p_noisy=0.9;class=clean)``, a CSV column and
@@ -88,6 +90,14 @@ def render_block(spec: str, root: Path) -> str:
     kind, *args = spec.split()
     if kind == "summary" and not args:
         return summary_table(all_claims(root))
+    if kind == "ranking" and not args:
+        from ssa_theory.experiments import ablation
+        from ssa_theory.rundir import markdown_table
+
+        table = ablation.ranking_against_defaults(root)
+        if table.empty:
+            raise MissingResults("generated block 'ranking': no exported ablation and default runs to compare")
+        return markdown_table(table)
     if kind == "table" and args:
         path = Path(root) / "experiments" / f"{args[0]}.md"
         if not path.is_file():
@@ -99,7 +109,7 @@ def render_block(spec: str, root: Path) -> str:
                 raise ReportError(f"generated block {spec!r}: unknown option {key!r}")
             text = select_columns(text, value.split(","))
         return text
-    raise ReportError(f"unknown generated block {spec!r} (known: 'summary', 'table NAME/TABLE [columns=...]')")
+    raise ReportError(f"unknown generated block {spec!r} (known: 'summary', 'ranking', 'table NAME/TABLE [columns=...]')")
 
 
 def render(text: str, root: Path, kept: list[str] | None = None, changed: list[str] | None = None) -> str:
@@ -191,8 +201,13 @@ def format_like(value: float, quoted: str) -> str:
 
 
 def _outside(text: str) -> list[tuple[int, int]]:
-    """The spans of ``text`` that are generated blocks or fenced code: quoted numbers are not there."""
-    return [m.span() for m in BLOCK.finditer(text)] + [m.span() for m in re.finditer(r"```.*?```", text, re.S)]
+    """The spans of ``text`` that are generated blocks, fenced code or inline code (which may wrap a
+    line): quoted numbers are not there."""
+    spans = [m.span() for m in BLOCK.finditer(text)] + [m.span() for m in re.finditer(r"```.*?```", text, re.S)]
+    blank = list(text)
+    for a, b in spans:  # inline code is looked for with blocks and fences blanked out
+        blank[a:b] = " " * (b - a)
+    return spans + [m.span() for m in re.finditer(r"`[^`]*`", "".join(blank))]
 
 
 def quoted_sources(text: str) -> list[re.Match]:

@@ -259,3 +259,38 @@ EXPERIMENT = Experiment(
     },
     depends=depends,
 )
+
+
+# --- does the moderate size reorder the variants? ----------------------------------------------------------
+
+# A task whose default preset trains several of the ablation's variants, by name, with the ablation's
+# measure: (the default's table, its variant column, the measure from its row; lower is better).
+DEFAULT_MEASURES = {
+    "dilution": ("strategies", "strategy", lambda row: 1.0 - row["mass_max"]),  # mass off the needle at the longest n
+    "specificity": ("strategies", "strategy", lambda row: row["excess_hard"]),  # excess CE in the hard cell
+}
+TOP = 3
+
+
+def ranking_against_defaults(root: Path) -> pd.DataFrame:
+    """Whether the ablation's moderate sizes reorder the variants its tasks' default presets also train
+    (``DEFAULT_MEASURES``), from the exported results under ``root``: Kendall's tau between the two
+    orders, and the ``TOP`` best of each. Rows only for tasks exported in both."""
+    ablation = Path(root) / "experiments" / "ablation" / "metrics.json"
+    if not ablation.is_file():
+        return pd.DataFrame()
+    cells = json.loads(ablation.read_text())["tasks"]
+    rows = []
+    for task, (table, column, value) in DEFAULT_MEASURES.items():
+        path = Path(root) / "experiments" / task / f"{table}.csv"
+        if task not in cells or not path.is_file():
+            continue
+        default = {r[column]: float(value(r)) for r in pd.read_csv(path).to_dict("records")}
+        common = [v for v in cells[task]["variants"] if v in default]
+        moderate = {v: cells[task]["variants"][v]["mean"] for v in common}
+        by_moderate, by_default = sorted(common, key=moderate.get), sorted(common, key=default.get)
+        rows.append({"task": task, "variants": len(common),
+                     "kendall_tau": float(stats.kendalltau([moderate[v] for v in common], [default[v] for v in common]).statistic),
+                     f"top{TOP}_moderate": ", ".join(by_moderate[:TOP]), f"top{TOP}_default": ", ".join(by_default[:TOP]),
+                     f"same_top{TOP}": set(by_moderate[:TOP]) == set(by_default[:TOP])})
+    return pd.DataFrame(rows)

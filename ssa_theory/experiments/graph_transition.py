@@ -120,7 +120,7 @@ class GraphTransitionConfig(TrainingConfig):
 
     def budget(self, score: str) -> str:
         if score == "dot":
-            return f"L2 {self.dot_l2:g} on W_q, W_k"
+            return f"L2 {self.dot_l2:g} on every matrix and vector (W_q, W_k, SSA's u)"
         rel = {"softcap": "|score| < B", "cosine": "|score| <= B", "rownorm": "||score row|| = B"}[score]
         return f"{rel}, B = {self.bound(score):g}"
 
