@@ -94,3 +94,45 @@ def test_a_cell_against_a_vanilla_at_its_floor_has_no_finite_ratio():
     assert np.isnan(ablation._cell("passkey", "ssa", zero, zero, bounded=True)["vs_vanilla"])
     assert ablation._cell("passkey", "ssa", np.array([0.0, 0.1, 0.0]), zero, bounded=True)["vs_vanilla"] == np.inf
     assert ablation._cell("passkey", "ssa", np.array([0.2, 0.1]), np.array([0.4, 0.2]))["vs_vanilla"] == 0.5
+
+
+def test_holm_adjusts_step_down_and_leaves_untested_cells_out():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+    adj = ablation.holm(p)
+    # four tests: 0.01 * 4, then max(0.04, 0.03 * 3), then max(0.09, 0.04 * 2), then 0.5
+    assert np.allclose(adj[[0, 3, 1, 4]], [0.04, 0.09, 0.09, 0.5]) and np.isnan(adj[2])
+    assert (adj[~np.isnan(adj)] >= p[~np.isnan(p)]).all()
+
+
+def test_a_cell_reads_its_share_of_vanilla_gap_and_its_paired_test():
+    van, x = np.array([1.0, 1.1, 0.9]), np.array([0.5, 0.56, 0.44])
+    cell = ablation._cell("toy", "v", x, van, floor=0.0)
+    assert np.isclose(cell["gap_closed"], 0.5) and cell["p"] < 0.05
+    assert np.isnan(ablation._cell("toy", "vanilla", van, van)["p"])  # vanilla is never tested against itself
+    assert np.isnan(ablation._cell("toy", "v", van.copy(), van)["p"])  # identical seeds: no spread, no test
+    assert ablation._cell("toy", "v", np.array([2.0, 2.2, 1.8]), van, floor=0.0)["gap_closed"] < 0
+
+
+def test_committed_marks_are_holm_corrected_and_the_matched_table_is_the_token_term_against_global():
+    cells = pd.read_csv(ROOT / "experiments" / "ablation" / "cells.csv")
+    tested = cells.p.notna()
+    assert (cells.p_holm[tested] >= cells.p[tested]).all() and (cells.differs == (cells.p_holm < ablation.ALPHA)).all()
+    assert not cells.differs[~tested].any()
+    matched = pd.read_csv(ROOT / "experiments" / "ablation" / "matched.csv")
+    assert list(matched.columns[1:3]) == list(ablation.MATCHED) and set(matched.task) == set(cells.task)
+    for row in matched.itertuples():
+        tie = row.diff_lo <= 0 <= row.diff_hi
+        assert (row.outcome == "tie") == tie
+
+
+def test_dilution_cells_carry_their_accuracy(quick):
+    table = pd.read_csv(quick / "tables" / "ablation.csv")
+    acc = table["dilution_acc"]
+    assert acc.between(0, 1).all() and (table["dilution_acc_lo"].dropna() >= 0).all()
+
+
+def test_ranking_against_defaults_reads_the_committed_runs():
+    r = ablation.ranking_against_defaults(ROOT).set_index("task")
+    assert set(r.index) == set(ablation.DEFAULT_MEASURES)
+    assert r.loc["dilution", "variants"] == 12 and -1 <= r.loc["dilution", "kendall_tau"] <= 1
+    assert ablation.ranking_against_defaults(ROOT / "nowhere").empty

@@ -90,6 +90,40 @@ def test_vanilla_dilutes_in_the_quick_run(quick):
     assert v.mass.iloc[-1] < v.mass.iloc[0]
 
 
+def test_bayes_prediction_is_the_flagged_item_without_noise_and_the_posterior_with_it():
+    g = torch.Generator().manual_seed(0)
+    clean = dl.DilutionConfig()
+    needle, classes, noise = dl.draw_items(clean, g, (2, 64), 32)
+    x = dl.items(clean, needle, classes, noise)
+    target = classes.gather(-1, needle[..., None])[..., 0]
+    assert torch.equal(dl.bayes_prediction(clean, x), target)  # noise-free: the Bayes accuracy is 1
+    noisy = dl.DilutionConfig(flag_noise=0.3)
+    x = dl.items(noisy, *dl.draw_items(noisy, g, (1, 2000), 8))
+    post = torch.softmax(x[..., 0] / 0.09, -1)  # the needle's posterior, a softmax at a fixed temperature
+    by_hand = (post[..., None] * x[..., 1:1 + noisy.n_classes]).sum(-2).argmax(-1)
+    assert torch.equal(dl.bayes_prediction(noisy, x), by_hand)
+
+
+def test_noise_row_sits_at_or_below_the_bayes_accuracy(quick):
+    """The sensitivity row: each strategy retrained with flag noise. No model beats the Bayes accuracy
+    (up to the sampling error of n_eval contexts), and the Bayes accuracy falls with n."""
+    t = pd.read_csv(quick / "tables" / "flag_noise.csv")
+    assert set(t.strategy) == set(dl.EXPERIMENT.presets["quick"].overrides["noise_strategies"])
+    n_eval = dl.EXPERIMENT.presets["quick"].overrides["n_eval"]
+    assert (t.acc_max <= t.bayes_acc_max + 4 * np.sqrt(0.25 / n_eval)).all()
+    assert (t.bayes_acc_max < t.bayes_acc_train).all() and (t.flag_noise == 0.3).all()
+    assert {"decay", "decay_pred", "decay_pred_no_spread"} <= set(t.columns)
+
+
+def test_committed_default_has_twenty_seeds_the_learned_count_and_the_noise_row():
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments" / "dilution"
+    assert len(read_json(root / "metrics.json")["seeds"]) >= 20
+    s = pd.read_csv(root / "strategies.csv")
+    assert {"acc_train", "learned"} <= set(s.columns) and s.learned.str.endswith("/20").all()
+    noise = pd.read_csv(root / "flag_noise.csv")
+    assert (noise.flag_noise > 0).all() and set(dl.NOISE_STRATEGIES) == set(noise.strategy)
+
+
 @pytest.mark.slow
 def test_default_run_orders_vanilla_below_the_position_term(tmp_path):
     assert cli.main(["run", "dilution", "--quiet", "--out", str(tmp_path)]) == 0

@@ -125,3 +125,22 @@ def test_default_run_from_scratch_obeys_the_closed_forms_and_states_the_verdict(
     assert (d[d.strategy == "global"].norm_over_vanilla_min_worst >= 0.5 * (1 - 1e-4)).all()
     (claim,) = sp.claims(path)
     assert claim.verdict.startswith("reproduced")
+
+
+def test_rank_agreement_reads_each_contrast_and_is_nan_where_one_side_is_constant():
+    pred = pd.DataFrame({"contrast": [1.0] * 3 + [8.0] * 3, "rho": [0, 0.5, 0.9] * 2,
+                         "predicted": [1, 1, 1, 1, 2, 6], "measured": [1.0, 1.01, 1.02, 1.0, 1.8, 2.5]})
+    r = sp._rank_agreement(pred)
+    assert math.isnan(r["spearman_by_contrast"]["1"]) and r["spearman_by_contrast"]["8"] == 1.0 and r["cells"] == 6
+    pred.loc[3:, "measured"] = [2.5, 1.8, 1.0]
+    assert sp._rank_agreement(pred)["spearman_by_contrast"]["8"] == -1.0
+
+
+def test_committed_prediction_holds_at_contrast_8_and_not_at_contrast_2():
+    """What paper_repro.md says of the closed form over all 12 cells: it orders the contrast-8 cells,
+    and at contrast 2 it predicts an advantage the token term does not show (its temperatures unsplit)."""
+    m = read_json(ROOT / "experiments" / "specificity" / "metrics.json")["prediction"]
+    assert m["cells"] == 12 and m["spearman_by_contrast"]["8"] > 0.9 and m["spearman_by_contrast"]["2"] < 0
+    p = pd.read_csv(ROOT / "experiments" / "specificity" / "prediction.csv").set_index(["contrast", "rho"])
+    assert p.loc[(2.0, 0.99), "predicted"] > 3 and p.loc[(2.0, 0.99), "measured_lo"] < 1.05
+    assert abs(p.loc[(2.0, 0.99), "tau_split"]) < 0.01 < p.loc[(8.0, 0.99), "tau_split"]
