@@ -10,13 +10,16 @@ import numpy as np
 from ssa_theory.plotting import save
 from ssa_theory.rundir import read_table
 
+FADED = 0.3  # the colour scale of a cell that does not differ from vanilla
+
 
 def heatmap(run_dir: Path) -> None:
     """Rows are variants, columns tasks, as in the paper's ablation tables. Each cell prints the task's
     measure (relative to its floor; lower is better in every column) and is coloured by the share of
     vanilla's gap to the floor it closes (``gap_closed``: 1 at the floor, 0 as vanilla, below 0 worse;
-    clipped to [-1, 1]): blue better, red worse. Bold: differs from vanilla by a paired t-test at
-    family-wise level 0.05, Holm-corrected over every cell of the table."""
+    clipped to [-1, 1]): blue better, red worse. Bold and in full colour: differs from vanilla by a
+    paired t-test at family-wise level 0.05, Holm-corrected over every cell of the table; the other
+    cells are drawn faded (``FADED`` of their colour)."""
     cells = read_table(run_dir, "cells")
     measures = read_table(run_dir, "measures")
     tasks = list(measures.task)
@@ -28,7 +31,8 @@ def heatmap(run_dir: Path) -> None:
     differs = (cells.pivot(index="variant", columns="task", values="differs").loc[variants, tasks].to_numpy().astype(bool)
                if has_ref else np.zeros_like(val, dtype=bool))
     fig, ax = plt.subplots(figsize=(1.9 * len(tasks) + 2.2, 0.32 * len(variants) + 1.6), layout="constrained")
-    shade = np.clip(np.nan_to_num(share, nan=0.0), -1, 1)
+    # a cell that does not differ from vanilla after the correction is drawn faded: its colour is noise
+    shade = np.clip(np.nan_to_num(share, nan=0.0), -1, 1) * np.where(differs, 1.0, FADED)
     im = ax.imshow(shade, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
     for i in range(len(variants)):
         for j in range(len(tasks)):
@@ -41,6 +45,6 @@ def heatmap(run_dir: Path) -> None:
     for side in ("left", "bottom"):
         ax.spines[side].set_visible(False)
     fig.colorbar(im, ax=ax, shrink=0.6, label="share of vanilla's gap to the floor closed, clipped to [-1, 1]")
-    ax.set_title("each task's measure relative to its floor (lower is better); bold: differs from vanilla\n"
-                 "(paired t-test, Holm-corrected over every cell, family-wise level 0.05)")
+    ax.set_title("each task's measure relative to its floor (lower is better); bold, full colour: differs from vanilla\n"
+                 "(paired t-test, Holm-corrected over every cell, family-wise level 0.05); faded: does not")
     save(fig, run_dir, "ablation")
