@@ -28,6 +28,11 @@ here, so it is one learned constant); full SSA (``ssa``: query and value tempera
 the position term at n); ``freq`` (key-side, from each item's token frequency in training: the
 needle's is ``E[1/n]``, a distractor's ``1 - E[1/n]``); ``asentmax``.
 
+The noisy-flag sensitivity row (``noise_check``, default 0.3): ``noise_strategies`` retrained and
+tested with that flag noise, beside the Bayes accuracy (``bayes_prediction``: the needle's posterior
+is a softmax of the flags at a fixed temperature, whatever n) and the closed form's decay with and
+without the distractors' logit spread.
+
 The closed form beside each measurement is computed from the trained model's own logits at that
 length by one code path for every strategy: the needle's logit and the mean of ``exp`` of the
 distractors' logits, per class (``theory.dilution_mass_mixed``, with its second-order term).
