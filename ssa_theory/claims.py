@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ssa_theory.stats import bootstrap_ci, mean_ci, ratio_ci
+from ssa_theory.stats import interval, ratio_ci
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ class Claim:
         return f"{self.value:.4g} [{self.lo:.4g}, {self.hi:.4g}]"
 
 
-def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95% CI of the per-seed differences ``a - b`` (models trained on the same seeds)."""
-    return mean_ci(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
+def paired(a: Sequence[float], b: Sequence[float], bounded: bool = False) -> tuple[float, float, float]:
+    """Mean and 95% CI of the per-seed differences ``a - b`` (models trained on the same seeds): a
+    t-interval, or a bootstrap one for a difference of measures with a range (``bounded``)."""
+    return interval("difference", np.asarray(a, dtype=float) - np.asarray(b, dtype=float), bounded)
 
 
 ONE_SEED = "inconclusive (one seed)"
@@ -83,9 +84,8 @@ def larger(a: Sequence[float], b: Sequence[float], by: float, bounded: bool = Fa
     """``a`` above ``b`` by at least ``by``, paired by seed: the mean difference and its 95% interval (a
     bootstrap one for a measure with a range, ``bounded``); ``ok`` when the interval lies above 0 and
     the difference is at least ``by``."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    m, lo, hi = (bootstrap_ci if bounded else mean_ci)(diff)
-    return Effect(m, lo, hi, bool(not math.isnan(lo) and lo > 0 and m >= by), diff.size)
+    m, lo, hi = paired(a, b, bounded)
+    return Effect(m, lo, hi, bool(not math.isnan(lo) and lo > 0 and m >= by), len(a))
 
 
 def decide(ok: bool, n_seeds: int, yes: str = "reproduced", no: str = "not reproduced") -> str:

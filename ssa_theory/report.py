@@ -260,7 +260,7 @@ def stale_numbers(text: str, root: Path) -> list[str]:
     (``"0.93"``; constants and formulas belong in code spans), a source that does not resolve, or a
     number that its own source does not round to (``"0.93 (experiments/...: 0.8951)"``). Each quote is
     compared with its own cell only, never with the other committed values."""
-    problems = [n for n in dict.fromkeys(_NUMBER.findall(prose(text)))]
+    problems = list(dict.fromkeys(_NUMBER.findall(prose(text))))
     for m in quoted_sources(text):
         try:
             value = source_value(m.group("src"), root)

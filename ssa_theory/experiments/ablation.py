@@ -45,7 +45,7 @@ from ssa_theory.config import ConfigError, UsageError, choice, require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.skeleton import Results, write_results
-from ssa_theory.stats import bootstrap_ci, ci_columns, interval, mean_ci, measure_range
+from ssa_theory.stats import ci_columns, interval, measure_range
 
 SCALES = ("moderate", "quick")
 
@@ -196,7 +196,7 @@ def _matched(cfg: AblationConfig, at) -> pd.DataFrame:
     rows = []
     for t in cfg.tasks:
         tok, glob = at(t, MATCHED[0]), at(t, MATCHED[1])
-        d, lo, hi = (bootstrap_ci if _task(t).ablation.bounded else mean_ci)(tok - glob)
+        d, lo, hi = paired(tok, glob, bounded=_task(t).ablation.bounded)
         outcome = "tie" if (np.isnan(lo) or lo <= 0 <= hi) else ("token term lower" if hi < 0 else "global lower")
         rows.append({"task": t, MATCHED[0]: tok.mean(), MATCHED[1]: glob.mean(), "diff": d, "diff_lo": lo, "diff_hi": hi,
                      "outcome": outcome})

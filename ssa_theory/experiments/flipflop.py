@@ -31,9 +31,9 @@ import pandas as pd
 import torch
 
 from ssa_theory import lm
-from ssa_theory.claims import ONE_SEED, Claim
+from ssa_theory.claims import ONE_SEED, Claim, paired
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.stats import bootstrap_ci, ci_columns
+from ssa_theory.stats import ci_columns
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, derive_seed
@@ -223,7 +223,7 @@ def claims(exported: Path) -> list[Claim]:
     m = read_json(Path(exported) / "metrics.json")
     van = np.asarray(m["strategies"]["vanilla"]["glitch"]["sparse"])
     ssa = np.asarray(m["strategies"]["ssa"]["glitch"]["sparse"])
-    d, lo, hi = bootstrap_ci(van - ssa)
+    d, lo, hi = paired(van, ssa, bounded=True)
     if van.size < 2:
         verdict = ONE_SEED
     elif van.mean() < 0.01 and ssa.mean() < 0.01:
