@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ssa_theory.attention import VARIANTS, Attention
+from ssa_theory.attention import Attention
+from ssa_theory.variants import VARIANTS
 from ssa_theory.rundir import RunContext
 from ssa_theory.seeding import member_seeds, torch_generator, torch_generators
 
@@ -79,7 +80,7 @@ def attention(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int
         ref(x.to(dtype)).sum().backward()
 
     def step(layer: Attention) -> Callable[[], None]:
-        return lambda: layer(x[None], causal=True, k_freq=k_freq).sum().backward()
+        return lambda: layer(x[None], causal=True, extras={"k_freq": k_freq}).sum().backward()
 
     rows = []
     for name, layer in layers.items():

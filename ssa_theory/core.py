@@ -1,8 +1,9 @@
 """The core's version: one constant for the code every experiment's numbers run through.
 
 ``VERSION`` enters every run hash (``ssa_theory.rundir.run_payload``), beside each experiment's own
-version and its shared tasks' versions. The core is the modules in ``SOURCES``: the attention layer
-and its strategy table, the ensemble axis, the training loop, the data sampler and seeding, and the measures, statistics and
+version and its shared tasks' versions. The core is the modules in ``SOURCES``: the attention core
+(``functional``), its two shells (the ensemble layer and the public module the LM is built from), the
+variant vocabulary and the strategy table, the ensemble axis, the training loop, the data sampler and seeding, and the measures, statistics and
 closed forms that turn trained models into table cells. Changing any of them can change results,
 so a cached run made by other core code must not be reused.
 
@@ -18,8 +19,8 @@ import ast
 import hashlib
 from pathlib import Path
 
-SOURCES = ("attention.py", "ensemble.py", "measures.py", "sampling.py", "seeding.py", "stats.py", "strategies.py",
-           "theory.py", "train.py")
+SOURCES = ("attention.py", "ensemble.py", "functional.py", "measures.py", "nn.py", "sampling.py", "seeding.py",
+           "stats.py", "strategies.py", "theory.py", "train.py", "variants.py")
 
 # version -> fingerprint of SOURCES at that version (append only)
 HISTORY = {
@@ -28,8 +29,9 @@ HISTORY = {
     "3": "d4331b1f4cfe5800",  # one helper each for empty rows, the sink's key and bias, and parameter initialisation
     "4": "d181a5b6ce90c168",  # parameters_of / token_argument accessors, fit's one-sync monitor, the frontier's solver
     "5": "6b3b37ac55131bff",  # intervals inside their measure's range (stats.RANGES); the one budget, Attention.weight_l2
+    "6": "6141ff0bbc839c1e",  # one attention core (functional.py) under both layers; masks by name, positions after padding
 }
-VERSION = "5"
+VERSION = "6"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

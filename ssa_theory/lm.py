@@ -77,15 +77,15 @@ class Block(nn.Module):
                                        train_length=shape.train_length)
         self.mlp = nn.Sequential(nn.Linear(D, shape.d_mlp), nn.GELU(), nn.Linear(shape.d_mlp, D))
 
-    def forward(self, x: torch.Tensor, read: torch.Tensor | None = None, k_freq: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, read: torch.Tensor | None = None, extras: dict | None = None):
         """x (B, L, D) -> (B, L, D); with ``read`` (indices (R,)), also the attention weights
-        (B, H, R, L) that those rows pay, as the layer applies them. ``k_freq`` (B, L): each token's
-        training frequency, for the ``freq`` strategy."""
+        (B, H, R, L) that those rows pay, as the layer applies them. ``extras``: the strategies' per-token
+        data (``{"k_freq": (B, L)}``, each token's training frequency, for the ``freq`` strategy)."""
         if self.conv is not None:
             x = x + self.conv(self.ln_c(x))
         h = self.ln_a(x)
-        weights = None if read is None else self.attn.attention_weights(h, rows=read, k_freq=k_freq)
-        x = x + self.attn(h, k_freq=k_freq)
+        weights = None if read is None else self.attn.attention_weights(h, rows=read, extras=extras)
+        x = x + self.attn(h, extras=extras)
         x = x + self.mlp(self.ln_m(x))
         return x if read is None else (x, weights)
 
@@ -105,13 +105,13 @@ class TinyLM(nn.Module):
         those rows, stacked (n_layers, B, H, R, L). ``token_freq`` (V,): each vocabulary token's
         training frequency, which the ``freq`` strategy reads for every key."""
         x = self.embed(tokens)
-        k_freq = None if token_freq is None else token_freq[tokens]
+        extras = None if token_freq is None else {"k_freq": token_freq[tokens]}
         weights = []
         for block in self.blocks:
             if read is None:
-                x = block(x, k_freq=k_freq)
+                x = block(x, extras=extras)
             else:
-                x, w = block(x, read, k_freq)
+                x, w = block(x, read, extras)
                 weights.append(w)
         logits = self.head(self.ln(x))
         return logits if read is None else (logits, torch.stack(weights))
@@ -165,7 +165,7 @@ class Ensemble(nn.Module):
 def check_model_fields(cfg) -> None:
     """The checks of the model fields an LM experiment's config shares (``strategies``, ``d_model``,
     ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field and the fix."""
-    from ssa_theory.attention import check_variant_name
+    from ssa_theory.variants import check_variant_name
     from ssa_theory.config import require
 
     require(len(cfg.strategies) >= 1, "strategies must name at least one strategy")
@@ -175,6 +175,18 @@ def check_model_fields(cfg) -> None:
         require(getattr(cfg, name) >= 1, f"{name} must be >= 1 (got {getattr(cfg, name)})")
     require(cfg.d_model % cfg.n_heads == 0, f"d_model={cfg.d_model} must be a multiple of n_heads={cfg.n_heads}")
     require(cfg.conv >= 0, f"conv must be >= 0 (got {cfg.conv})")
+
+
+def presets(minutes: float, quick: dict, gpu: dict) -> dict:
+    """The LM experiments' presets: ``default`` (3 seeds, the run ``paper_repro.md`` reports;
+    ``minutes`` is its measured time, for scheduling), ``quick`` (a smoke test with ``quick``'s
+    overrides) and ``gpu`` (``gpu``'s overrides, 5 seeds)."""
+    from ssa_theory.registry import Preset
+
+    return {"default": Preset({}, seeds=3, about="the run paper_repro.md reports (about 5 minutes on 2 CPU cores)",
+                              minutes=minutes),
+            "quick": Preset(quick, seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
+            "gpu": Preset(gpu, seeds=5, about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?")}
 
 
 def temperature_arrays(net: Ensemble) -> dict[str, np.ndarray]:

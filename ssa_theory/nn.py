@@ -12,12 +12,15 @@ and a KV cache.
     for t in range(100):
         y_t = attn(x[:, t:t + 1], cache=cache)                          # equals y[:, t:t + 1]
 
-Conventions are PyTorch's: boolean masks say True where a query may attend; ``selective_sdpa``
-takes ``(B, H, L, d)``; ``positions`` are 0-based token indices. The temperatures come from the
-strategy table (``ssa_theory.strategies``, listed by ``strategies()``): this module builds the
-inputs each formula reads and applies it through the table, exactly as the experiments' ensemble
-layer (``ssa_theory.attention.Attention``) does, so there is one formula per strategy, not a copy.
-The experiments' layer holds E seeds at once; here E = 1 and every parameter drops that axis.
+Conventions are PyTorch's and Hugging Face's: ``attn_mask`` is boolean, True where a query may
+attend (``(Lq, Lk)``, ``(B, Lq, Lk)``, ``(B, 1 or H, Lq, Lk)``; a 2-D mask is always ``(Lq, Lk)``);
+padding is ``attention_mask`` ``(B, L)``, True / 1 = a real token; ``selective_sdpa`` takes
+``(B, H, L, d)``; ``positions`` are 0-based integers, by default each row's real tokens counted from
+0. Everything between the projections and the output (visibility, n, the temperatures from the
+strategy table, the sink, the gate, the kernel) is the one attention core, ``ssa_theory.functional``,
+which the experiments' ensemble layer (``ssa_theory.attention.Attention``) runs too: one formula per
+strategy and one pipeline, not a copy. The experiments' layer holds E seeds at once; here E = 1 and
+every parameter drops that axis.
 
 Where temperatures go in the block (the order matters, and follows the study of where they go in a
 modern block: litgpt, OLMo-core):
@@ -25,8 +28,9 @@ modern block: litgpt, OLMo-core):
 - with weight sharing the token term reads the projection before RoPE, so it stays a function of
   the token, not of its position; a per-row scalar commutes with RoPE, so the scale itself can be
   applied before or after it;
-- tau_k and tau_v multiply k and v before they are written to the cache;
-- n, the keys a query sees, and the position terms come from the cache offset while decoding.
+- tau_k and tau_v are computed when a token is written to the cache, from its own position;
+- n, the keys a query sees, counts the visible real keys, cached ones included; positions continue
+  each row's own count while decoding, so a left-padded batch decodes as each row alone.
 
 Rows with no visible key (a fully padded query) give an output of zero on every path.
 """
@@ -35,15 +39,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from ssa_theory import functional as core
 from ssa_theory import strategies as st
-from ssa_theory.attention import SDPA_ROW_LIMIT, Variant, _sdpa_rows, append_sink, get_variant, open_empty_rows
-from ssa_theory.ensemble import linear
+from ssa_theory.functional import SDPA_ROW_LIMIT
 from ssa_theory.strategies import Param, Strategy, register_strategy  # noqa: F401  (the public API)
+from ssa_theory.variants import Variant, get_variant
 
 __all__ = ["selective_sdpa", "sdpa_weights", "SelectiveAttention", "KVCache", "strategies", "register_strategy", "Strategy", "Param",
            "normalise_mask", "SDPA_ROW_LIMIT"]
@@ -57,16 +62,31 @@ def strategies() -> list[dict]:
              "about": s.about, "origin": s.origin} for s in st.table()]
 
 
-# --- the functional core ------------------------------------------------------------------------------------
+# --- the functional core, in SDPA's layout -------------------------------------------------------------------
 
 
-def _expand_kv(t: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(B, H_kv, L, d) -> (B, H, L, d) for grouped-query heads (each kv head serves H / H_kv query heads)."""
-    if t.shape[1] == n_heads:
-        return t
-    if n_heads % t.shape[1]:
-        raise ValueError(f"{n_heads} query heads cannot share {t.shape[1]} key/value heads evenly")
-    return t.repeat_interleave(n_heads // t.shape[1], dim=1)
+def _functional(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal):
+    """``selective_sdpa``'s arguments as the core takes them: (E = 1, B, H, L, .) tensors, scales, the
+    visibility (with its empty rows opened) and whether the plain causal mask is left to the kernel."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"selective_sdpa takes (B, H, L, d) tensors; got q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                         f"v {tuple(v.shape)}")
+    B, H, Lq, _ = q.shape
+    Hk, Lk = k.shape[1], k.shape[2]
+    if H % Hk or v.shape[1] != Hk:
+        raise ValueError(f"{H} query heads cannot share {Hk} key and {v.shape[1]} value heads evenly")
+    if v_scale is not None:
+        v = v * v_scale[..., None]
+    k, v, tk = core.expand_kv(k, H, 1), core.expand_kv(v, H, 1), core.expand_kv(k_scale, H, 1)
+    mask = None if attn_mask is None else core.mask5(attn_mask, 1, B, H, Lq, Lk)
+    visible = None if mask is None and not is_causal else core.visibility(Lq, Lk, causal=is_causal, attn_mask=mask,
+                                                                          device=q.device)
+    plain = is_causal and mask is None
+    empty = None
+    if visible is not None and not plain:
+        visible, empty = core.open_empty_rows(visible)
+    lift = lambda t: None if t is None else t[None]  # noqa: E731
+    return lift(q), lift(k), lift(v), lift(q_scale), lift(tk), (None if plain else visible), empty, plain
 
 
 def selective_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_scale: torch.Tensor | None = None,
@@ -80,78 +100,39 @@ def selective_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_scale
         q_scale: ``(B, H, Lq)``, each query's inverse temperature tau_q (multiplies its logits).
         k_scale: ``(B, H_kv, Lk)``, each key's tau_k (multiplies the logits it receives).
         v_scale: ``(B, H_kv, Lk)``, each value's tau_v (multiplies the value it contributes).
-        attn_mask: boolean, broadcastable to ``(B, H, Lq, Lk)``, True where a query may attend; or a
-            float mask added to the logits, as ``F.scaled_dot_product_attention`` takes it.
-        is_causal: as in ``F.scaled_dot_product_attention`` (query i sees keys 0..i, top-left aligned).
+        attn_mask: boolean, True where a query may attend: ``(Lq, Lk)``, ``(B, Lq, Lk)``, ``(B, 1, Lq, Lk)``
+            or ``(B, H, Lq, Lk)`` (a 2-D mask is always ``(Lq, Lk)``).
+        is_causal: query i sees keys 0..i (top-left aligned, as in ``F.scaled_dot_product_attention``);
+            with ``attn_mask`` both apply.
 
     The scales are folded into q, k and v and one fused kernel call is made (in calls of at most
-    ``SDPA_ROW_LIMIT`` batch x head rows). A query with no visible key gets a zero output.
+    ``SDPA_ROW_LIMIT`` batch x head rows), by the attention core (``ssa_theory.functional``). A query
+    with no visible key gets a zero output.
     """
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"selective_sdpa takes (B, H, L, d) tensors; got q {tuple(q.shape)}, k {tuple(k.shape)}, "
-                         f"v {tuple(v.shape)}")
-    if q_scale is not None:
-        q = q * q_scale[..., None]
-    if k_scale is not None:
-        k = k * k_scale[..., None]
-    if v_scale is not None:
-        v = v * v_scale[..., None]
-    H = q.shape[1]
-    k, v = _expand_kv(k, H), _expand_kv(v, H)
-    mask = None
-    if attn_mask is not None:
-        mask = attn_mask.expand(q.shape[0], H, q.shape[2], k.shape[2])
-    empty = None
-    if mask is not None:
-        mask, empty = open_empty_rows(mask)  # (B, H, Lq): queries that see no key get zero
-    out = _sdpa_rows(q, k, v, mask, is_causal and attn_mask is None)
-    return out if empty is None else out.masked_fill(empty[..., None], 0.0)
+    q, k, v, tq, tk, visible, empty, plain = _functional(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal)
+    out = core.fused(q, k, v, tq, tk, visible, plain, None)
+    return (out if empty is None else out.masked_fill(empty[..., None], 0.0))[0]
 
 
 def sdpa_weights(q: torch.Tensor, k: torch.Tensor, *, q_scale: torch.Tensor | None = None,
-                 attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+                 k_scale: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
+                 is_causal: bool = False) -> torch.Tensor:
     """The attention probabilities ``selective_sdpa`` applies: ``(B, H, Lq, Lk)``, so that
-    ``sdpa_weights(q, k, ...) @ v`` is its output (tested). Same arguments (``k_scale`` already folded
-    into k); the explicit softmax, for reading a layer's attention, not for speed. A query with no
-    visible key gets zeros."""
-    if q_scale is not None:
-        q = q * q_scale[..., None]
-    k = _expand_kv(k, q.shape[1])
-    logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-    if is_causal:
-        attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
-    empty = None
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            visible = attn_mask.expand_as(logits)
-            empty = ~visible.any(-1, keepdim=True)
-            logits = logits.masked_fill(~visible, float("-inf")).masked_fill(empty, 0.0)
-        else:
-            logits = logits + attn_mask
-    w = torch.softmax(logits, dim=-1)
-    return w if empty is None else w.masked_fill(empty, 0.0)
+    ``sdpa_weights(q, k, ...) @ v`` is its output (tested). Same arguments; the explicit softmax of the
+    core, for reading a layer's attention, not for speed. A query with no visible key gets zeros."""
+    q, k, _, tq, tk, visible, empty, plain = _functional(q, k, k, q_scale, k_scale, None, attn_mask, is_causal)
+    _, w = core.explicit(q, k, k, tq, tk, visible, plain, None)
+    return (w if empty is None else w.masked_fill(empty[..., None], 0.0))[0]
 
 
-def normalise_mask(attn_mask: torch.Tensor, batch: int, lq: int, lk: int) -> torch.Tensor:
-    """Any accepted mask as a boolean ``(B, 1, Lq, Lk)`` (True = may attend).
+def normalise_mask(attn_mask: torch.Tensor, batch: int, lq: int, lk: int, n_heads: int = 1) -> torch.Tensor:
+    """A boolean ``attn_mask`` as 4-D, broadcastable to ``(B, H, Lq, Lk)`` (True = may attend).
 
-    Accepted shapes: ``(Lq, Lk)``, ``(B, Lq, Lk)``, ``(B, 1, Lq, Lk)``, and ``(B, Lk)``, a key-padding
-    mask (True = a real token). A ``(B, Lq, Lk)`` mask is a batch axis, never a head axis.
+    Accepted shapes: ``(Lq, Lk)`` (a 2-D mask is always this), ``(B, Lq, Lk)`` (a batch axis, never
+    heads), ``(B, 1, Lq, Lk)`` and ``(B, H, Lq, Lk)``. Padding is not a mask shape: it is
+    ``attention_mask`` ``(B, Lk)``, and a ``(B, Lk)`` tensor given here is refused with that name.
     """
-    if attn_mask.dtype != torch.bool:
-        raise ValueError(f"attn_mask must be boolean (True = may attend), got {attn_mask.dtype}")
-    shape = tuple(attn_mask.shape)
-    if shape == (lq, lk):
-        return attn_mask[None, None].expand(batch, 1, lq, lk)
-    if shape == (batch, lk) and not (lq == batch and shape == (lq, lk)):
-        return attn_mask[:, None, None, :].expand(batch, 1, lq, lk)
-    if shape == (batch, lq, lk):
-        return attn_mask[:, None]
-    if shape == (batch, 1, lq, lk):
-        return attn_mask
-    raise ValueError(f"attn_mask of shape {shape} is not one of (Lq, Lk) = {(lq, lk)}, (B, Lq, Lk) = "
-                     f"{(batch, lq, lk)}, (B, 1, Lq, Lk) = {(batch, 1, lq, lk)} or a key-padding mask (B, Lk) = "
-                     f"{(batch, lk)}")
+    return core.mask5(attn_mask, 1, batch, n_heads, lq, lk)[0]
 
 
 # --- the cache ----------------------------------------------------------------------------------------------
@@ -159,34 +140,72 @@ def normalise_mask(attn_mask: torch.Tensor, batch: int, lq: int, lk: int) -> tor
 
 @dataclass
 class KVCache:
-    """Keys and values written so far, for incremental decoding: ``k`` ``(B, H_kv, max_len, d)`` and
-    ``v`` ``(B, H_kv, max_len, d_v)``, tau_k and tau_v already applied and RoPE applied to k, and
-    ``length``, the tokens written so far (the next token's 0-based position)."""
+    """What incremental decoding keeps, for ``batch_size`` rows of up to ``max_len`` slots:
+
+    - ``k`` ``(B, H_kv, max_len, d)``: keys after RoPE (and QK-norm), without their temperature;
+    - ``k_scale`` ``(B, H_kv, max_len)``: each key's tau_k, or None for a variant without one;
+    - ``v`` ``(B, H_kv, max_len, d_v)``: values, tau_v applied;
+    - ``valid`` ``(B, max_len)``: which slots hold a real token (False: padding from the prompt call);
+    - ``count`` ``(B,)``: each row's real tokens so far, its next token's 0-based position;
+    - ``length``: the slots written so far (the same in every row).
+
+    The prompt call gives the padding (``attention_mask``); later calls pass only their new tokens,
+    which are real tokens at each row's next positions, unless a mask says otherwise.
+    """
 
     k: torch.Tensor
     v: torch.Tensor
+    valid: torch.Tensor
+    count: torch.Tensor
+    k_scale: torch.Tensor | None = None
     length: int = 0
 
     @property
     def max_len(self) -> int:
         return self.k.shape[2]
 
-    def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append L tokens (k ``(B, H_kv, L, d)``, v likewise); return everything cached, ``(B, H_kv, length, .)``."""
-        L = k.shape[2]
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[0]
+
+    def check(self, x: torch.Tensor) -> None:
+        """One line for each misuse: a batch of another size, another dtype or device."""
+        if x.shape[0] != self.batch_size:
+            raise ValueError(f"the cache holds {self.batch_size} rows, but this call has a batch of {x.shape[0]} "
+                             "(make a cache per batch with new_cache(batch_size=...))")
+        if x.dtype != self.k.dtype or x.device != self.k.device:
+            raise ValueError(f"the cache is {self.k.dtype} on {self.k.device}, but the input is {x.dtype} on "
+                             f"{x.device} (make it with new_cache(..., dtype=, device=) to match)")
+
+    def valid_with(self, new: torch.Tensor) -> torch.Tensor:
+        """(B, length + L): which slots are real tokens once ``new`` (B, L) is written."""
+        L = new.shape[-1]
         if self.length + L > self.max_len:
             raise ValueError(f"the cache holds {self.max_len} tokens; {self.length} are written and {L} more do not "
                              "fit (make it with a larger max_len)")
-        self.k[:, :, self.length:self.length + L], self.v[:, :, self.length:self.length + L] = k, v
-        self.length += L
-        return self.k[:, :, :self.length], self.v[:, :, :self.length]
+        return torch.cat([self.valid[:, :self.length], new], -1)
+
+    def append(self, k, v, tk, valid, pos):
+        """Write L new slots (k, v (1, B, H_kv, L, .), tk (1, B, H_kv, L) or None, valid (B, L) or None);
+        return every cached (k, v, tk) with the leading member axis."""
+        L, end = k.shape[-2], self.length + k.shape[-2]
+        self.k[:, :, self.length:end], self.v[:, :, self.length:end] = k[0], v[0]
+        if tk is not None:
+            if self.k_scale is None:
+                self.k_scale = self.k.new_ones(self.k.shape[:3])
+            self.k_scale[:, :, self.length:end] = tk[0]
+        self.valid[:, self.length:end] = True if valid is None else valid
+        self.count = self.count + (L if valid is None else valid.sum(-1))
+        self.length = end
+        tk_all = None if self.k_scale is None else self.k_scale[None, :, :, :end]
+        return self.k[None, :, :, :end], self.v[None, :, :, :end], tk_all
 
 
 # --- the module ---------------------------------------------------------------------------------------------
 
 
 def _rope(t: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary position embedding of t ``(B, H, L, d)`` at 0-based ``positions`` ``(B, L)`` (halves rotated)."""
+    """Rotary position embedding of t ``(..., B, H, L, d)`` at 0-based ``positions`` ``(B or 1, L)`` (halves rotated)."""
     d = t.shape[-1]
     half = d // 2
     freqs = base ** (-torch.arange(half, device=t.device, dtype=torch.float32) / half)  # (d/2,)
@@ -208,28 +227,13 @@ class _RMSNorm(nn.Module):
         return t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def _positions(positions: torch.Tensor | None, B: int, L: int, offset: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSA's n, each token's 1-based position ((L,) or (B, 1, L), broadcasting over heads), and the
-    0-based positions (B, L), from ``positions`` (L,) or (B, L); default ``offset .. offset + L - 1``."""
-    if positions is None:
-        positions = torch.arange(offset, offset + L, device=device)
-    positions = positions.to(device)
-    if positions.dim() == 1:
-        if positions.shape[0] != L:
-            raise ValueError(f"positions must have length L = {L}, got {tuple(positions.shape)}")
-        return positions + 1, positions.expand(B, L)
-    if positions.shape == (B, L):
-        return (positions + 1)[:, None, :], positions
-    raise ValueError(f"positions must be (L,) or (B, L) = {(B, L)}, got {tuple(positions.shape)}")
-
-
 class SelectiveAttention(nn.Module):
     """Multi-head self-attention ``(B, L, D) -> (B, L, D)`` with SSA or any temperature strategy.
 
     Args:
         d_model: D. n_heads: H query heads. n_kv_heads: key/value heads (default H; a divisor of H
             gives grouped-query attention). d_head: per-head width (default D // H).
-        variant: a name of ``ssa_theory.attention.VARIANTS`` (``"ssa"``: query and value temperature,
+        variant: a name of ``ssa_theory.variants.VARIANTS`` (``"ssa"``: query and value temperature,
             both terms; ``"vanilla"``), a strategy's name or ``package.module:attr``, or a ``Variant``.
         causal: whether query i sees only keys 0..i (default True).
         rope_base: RoPE's base (e.g. 10000.0); None for no RoPE.
@@ -282,13 +286,16 @@ class SelectiveAttention(nn.Module):
                 f"variant={self.variant.name!r}, causal={self.causal}, rope_base={self.rope_base}")
 
     def new_cache(self, batch_size: int, max_len: int, *, device=None, dtype=None) -> KVCache:
-        """An empty cache for ``batch_size`` sequences of up to ``max_len`` tokens."""
+        """An empty cache for ``batch_size`` sequences of up to ``max_len`` tokens (on the layer's device
+        and dtype unless given)."""
+        if not (isinstance(batch_size, int) and batch_size >= 1 and isinstance(max_len, int) and max_len >= 1):
+            raise ValueError(f"new_cache needs batch_size >= 1 and max_len >= 1 (got {batch_size}, {max_len})")
         w = self.q_proj.weight
         device, dtype = device or w.device, dtype or w.dtype
         shape = (batch_size, self.n_kv_heads, max_len, self.d_head)
-        return KVCache(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
-
-    # the strategy table, applied with E = 1 (the formulas are written for the ensemble layer)
+        return KVCache(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype),
+                       torch.zeros(batch_size, max_len, dtype=torch.bool, device=device),
+                       torch.zeros(batch_size, dtype=torch.long, device=device))
 
     def parameters_of(self, strategy: str, side: str | None = None) -> dict[str, nn.Parameter]:
         """The parameters of a placed strategy by their declared names, without a member axis:
@@ -296,130 +303,78 @@ class SelectiveAttention(nn.Module):
         its alpha (H,). ``KeyError`` naming what is placed otherwise."""
         return st.parameters_of(self.placements, self.temp, strategy, side)
 
-    def _params(self, prefix: str, strategy: Strategy) -> dict[str, torch.Tensor]:
-        return {pname: self.temp[prefix + pname][None] for pname in strategy.params}
-
-    def _heads_of(self, n: int):
-        return lambda t: t.reshape(*t.shape[:-1], n, -1).transpose(-2, -3)  # (E, B, L, n w) -> (E, B, n, L, w)
-
-    def _side_tau(self, side: str, x: torch.Tensor, proj: torch.Tensor, pos: torch.Tensor, n: torch.Tensor | None,
-                  q: torch.Tensor | None, k_freq: torch.Tensor | None) -> torch.Tensor | None:
-        """tau of ``side`` (B, H_side, L) from the table: 1 + SSA's terms, times the side's factors; None if 1."""
-        placed = [(s, prefix) for sd, s, prefix in self.placements if sd == side]
-        if not placed:
-            return None
-        heads = self.n_heads if side in ("q", "out") else self.n_kv_heads
-        inputs = st.Inputs(x=x[None], proj=proj[None], pos=pos, n=n, q=None if q is None else q[None], k_freq=k_freq,
-                           train_length=self.train_length, heads=self._heads_of(heads), linear=linear)
-        placed = [(s, self._params(prefix, s)) for s, prefix in placed]
-        tau = st.ssa_temperature([t for t in placed if t[0].combine == "add"], inputs)
-        factor = st.product([t for t in placed if t[0].combine == "mul"], inputs)
-        tau = factor if tau is None else (tau if factor is None else tau * factor)
-        B, L = x.shape[0], x.shape[1]
-        return tau.expand(1, B, heads, L)[0]
-
-    def _extra(self, side: str, x: torch.Tensor) -> torch.Tensor | None:
-        """An ``out`` factor (B, H, Lq, w or 1) or a ``sink`` logit (1, H, 1, 1), from the table."""
-        inputs = st.Inputs(x=x[None], proj=None, pos=None, n=None, q=None, k_freq=None, train_length=self.train_length,
-                           heads=self._heads_of(self.n_heads), linear=linear)
-        value = st.product([(s, self._params(prefix, s)) for sd, s, prefix in self.placements if sd == side], inputs)
-        return None if value is None else value[0]
-
-    def _visible(self, pos_b: torch.Tensor, Lk: int, cached: bool, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        """Visibility (B, 1, Lq, Lk) over all keys (cached and new): causal by positions, the user's mask."""
-        B, L = pos_b.shape
-        key_pos = torch.arange(Lk, device=pos_b.device).expand(B, Lk) if cached else pos_b
-        visible = torch.ones(B, 1, L, Lk, dtype=torch.bool, device=pos_b.device)
-        if self.causal:
-            visible = visible & (key_pos[:, None, None, :] <= pos_b[:, None, :, None])
-        if attn_mask is not None:
-            visible = visible & normalise_mask(attn_mask.to(pos_b.device), B, L, Lk)
-        return visible
+    def strategies(self) -> core.Strategies:
+        """The layer's strategies as the attention core takes them: every parameter with a member axis of 1."""
+        return core.Strategies(self.placements, {k: p[None] for k, p in self.temp.items()}, self.train_length,
+                               self.n_heads, self.n_kv_heads)
 
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, k_freq: torch.Tensor | None = None) -> torch.Tensor:
+                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Attend within x ``(B, L, D)``; return ``(B, L, D)``.
 
         Args:
-            positions: 0-based token indices ``(L,)`` or ``(B, L)``; default ``offset .. offset + L - 1``,
-                the offset being the cache's length (0 without a cache).
-            attn_mask: boolean, True = may attend: ``(Lq, Lk)``, ``(B, Lq, Lk)``, ``(B, 1, Lq, Lk)``, or a
-                key-padding mask ``(B, Lk)``, Lk counting the cached keys too. Combined with the causal mask.
-            cache: from ``new_cache``; this step's keys and values are appended and the queries attend
+            positions: 0-based token indices, integers >= 0, ``(L,)`` or ``(B, L)``. Default: each row's
+                real tokens counted from 0 (from ``attention_mask``; 0..L-1 without padding), continuing
+                from the cache's positions when decoding. They feed RoPE and the strategies; which key a
+                query sees is decided by slot (causal) and by the masks, never by positions.
+            attn_mask: boolean, True = may attend: ``(Lq, Lk)`` (a 2-D mask is always this), ``(B, Lq, Lk)``,
+                ``(B, 1, Lq, Lk)`` or ``(B, H, Lq, Lk)``, Lk counting the cached keys too. Combined with the
+                causal mask.
+            attention_mask: padding, in Hugging Face's convention: ``(B, L)`` boolean or 0/1, True / 1 = a
+                real token. With a cache, ``(B, L)`` for the new tokens or ``(B, length + L)`` for all of
+                them (as Hugging Face passes it); the prompt call's padding is remembered, so later calls
+                need none.
+            cache: from ``new_cache``; this call's keys and values are appended and the queries attend
                 over everything cached so far.
-            k_freq: ``(B, L)``, each token's training frequency, for the ``freq`` strategy.
+            extras: per-token data a strategy reads (``ssa_theory.strategies.EXTRAS``):
+                ``{"k_freq": (B, L)}``, each token's training frequency, for the ``freq`` strategy.
         """
-        q, k, v, tq, mask, is_causal = self._attend_inputs(x, positions, attn_mask, cache, k_freq)
-        out = selective_sdpa(q, k, v, q_scale=tq, attn_mask=mask, is_causal=is_causal)
-        gate = self._extra("out", x)
-        if gate is not None:
-            out = out * gate
+        out, _ = self._attend(x, positions, attn_mask, attention_mask, cache, extras)
         B, L, _ = x.shape
-        return self.o_proj(out.transpose(1, 2).reshape(B, L, self.n_heads * self.d_head))
+        return self.o_proj(out[0].transpose(1, 2).reshape(B, L, self.n_heads * self.d_head))
 
     def attention_weights(self, x: torch.Tensor, *, rows: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                          attn_mask: torch.Tensor | None = None, k_freq: torch.Tensor | None = None) -> torch.Tensor:
+                          attn_mask: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                          extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The attention probabilities the layer applies to x ``(B, L, D)``: ``(B, H, R, L)`` for the query
         rows ``rows`` (indices (R,); default every row, R = L), every temperature included. A sink's
         share is left out (each row then sums to 1 - p_sink); a query that sees no key gets zeros.
         ``weights @ values`` is the layer's attention output before the gate and ``o_proj`` (tested)."""
-        q, k, _, tq, mask, is_causal = self._attend_inputs(x, positions, attn_mask, None, k_freq)
-        Lq, Lk = q.shape[-2], k.shape[-2]
-        if is_causal:  # the plain causal mask, made explicit for the rows asked for
-            mask = torch.ones(Lq, Lk, dtype=torch.bool, device=x.device).tril()[None, None]
-        if rows is not None:
-            rows = torch.as_tensor(rows, device=x.device)
-            B, H = q.shape[:2]
-            tq = None if tq is None else tq.expand(B, H, Lq)[:, :, rows]
-            mask = None if mask is None else mask.expand(B, -1, Lq, -1)[:, :, rows]
-            q = q[:, :, rows]
-        w = sdpa_weights(q, k, q_scale=tq, attn_mask=mask)
-        return w[..., : x.shape[1]]  # the sink's column, if any, dropped
+        rows = None if rows is None else torch.as_tensor(rows, device=x.device, dtype=torch.long)
+        _, w = self._attend(x, positions, attn_mask, attention_mask, None, extras, return_probs=True, rows=rows)
+        return w[0]
 
-    def _attend_inputs(self, x, positions, attn_mask, cache, k_freq):
-        """Everything the attention call takes: q (B,H,L,d), k and v (B,H_kv,Lk,d) with tau_k and tau_v
-        folded in (and the cache written), tau_q (B,H,L) or None, the mask (None, boolean, or float with
-        the sink's column) and whether the plain causal mask is left to the kernel."""
+    def _attend(self, x, positions, attn_mask, attention_mask, cache, extras, return_probs=False, rows=None):
+        """The core's call: projections (E = 1), positions, padding and masks by name, RoPE, the cache."""
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be (B, L, {self.d_model}), got {tuple(x.shape)}")
         B, L, _ = x.shape
-        offset = cache.length if cache is not None else 0
-        default_positions = positions is None
-        pos, pos_b = _positions(positions, B, L, offset, x.device)
+        offset = 0
+        if cache is not None:
+            cache.check(x)
+            offset = cache.length
+        valid = None
+        if attention_mask is not None:
+            if cache is not None and attention_mask.dim() == 2 and attention_mask.shape[-1] == offset + L != L:
+                attention_mask = attention_mask[:, offset:]  # the full padding mask, as Hugging Face passes it
+            valid = core.padding_valid(attention_mask, B, L)
+        if positions is not None:
+            positions = core.check_positions(positions, B, L).to(x.device)
+        elif valid is not None or cache is not None:
+            positions = core.positions_from_padding(torch.ones(B, L, dtype=torch.bool, device=x.device)
+                                                    if valid is None else valid, 0 if cache is None else cache.count)
         H, Hk, d = self.n_heads, self.n_kv_heads, self.d_head
         q = self.q_proj(x).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
         k = self.k_proj(x).view(B, L, Hk, d).transpose(1, 2)  # (B, H_kv, L, d)
         v = self.v_proj(x).view(B, L, Hk, d).transpose(1, 2)
-        if self.q_norm is not None:
+        if self.q_norm is not None:  # before the temperature: a norm after it would undo it
             q, k = self.q_norm(q), self.k_norm(k)
-
-        Lk = offset + L
-        # the plain causal case goes to the fused kernel as is_causal=True, without a mask tensor
-        plain = attn_mask is None and cache is None and self.causal and default_positions
-        visible = None if plain else self._visible(pos_b, Lk, cache is not None, attn_mask)
-        # n, the keys each query sees: (Lq,), or (1, B, 1, Lq) counted from the mask
-        n = torch.arange(1, L + 1, device=x.device, dtype=x.dtype) if plain else visible.sum(-1).to(x.dtype)[None]
-
-        # temperatures from the table (the token term reads the pre-RoPE projections)
-        tq = self._side_tau("q", x, q, pos, n, q, k_freq)
-        tk = self._side_tau("k", x, k, pos, None, None, k_freq)
-        tv = self._side_tau("v", x, v, pos, None, None, k_freq)
-        if self.rope_base is not None:
-            q, k = _rope(q, pos_b, self.rope_base), _rope(k, pos_b, self.rope_base)
-        if tk is not None:
-            k = k * tk[..., None]
-        if tv is not None:
-            v = v * tv[..., None]
-        if cache is not None:
-            k, v = cache.write(k, v)
-
-        sink = self._extra("sink", x)
-        mask = visible
-        if sink is not None:  # a zero key and value whose logit is the sink's: a float mask
-            if mask is None:
-                mask = torch.ones(L, Lk, dtype=torch.bool, device=x.device).tril()[None, None]
-            k, v, mask = append_sink(k, v, mask, sink)
-        return q, k, v, tq, mask, plain and sink is None
+        mask = None if attn_mask is None else core.mask5(attn_mask.to(x.device), 1, B, H, L, offset + L)
+        rotate = None if self.rope_base is None else (lambda t, pos: _rope(t, pos, self.rope_base))
+        return core.attend(self.strategies(), q[None], k[None], v[None], x=x[None], q_pos=positions, k_pos=positions,
+                           causal=self.causal, attn_mask=mask, key_valid=valid, rotate=rotate, cache=cache,
+                           extras=extras, return_probs=return_probs, rows=rows)
 
 
 def count_new_parameters(module: nn.Module) -> int:

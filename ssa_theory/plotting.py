@@ -36,6 +36,29 @@ def colors(names, variants: dict[str, str] | None = None) -> dict[str, str]:
     return {n: COLORS.get((variants or {}).get(n, n), cmap(i % 20)) for i, n in enumerate(names)}
 
 
+def by_strategy(frame, column: str = "strategy") -> tuple[list[str], dict[str, str]]:
+    """The strategies of a results frame in run order, and a colour each."""
+    names = list(dict.fromkeys(frame[column]))
+    return names, colors(names)
+
+
+def training_curves(run_dir: Path, frame, panels, name: str = "curves") -> None:
+    """Monitor curves against training step, one panel per ``(column, ylabel, log scale, floor)`` of
+    ``panels`` and one line per strategy (mean over seeds; values below ``floor`` drawn at it)."""
+    strategies, col = by_strategy(frame)
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.6), layout="constrained", squeeze=False)
+    for ax, (column, ylabel, log, floor) in zip(axes[0], panels):
+        for s in strategies:
+            mean = frame[frame.strategy == s].groupby("step")[column].mean()
+            ax.plot(mean.index, mean if floor is None else mean.clip(lower=floor), color=col[s], label=s)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    save(fig, run_dir, name)
+
+
 def label(model: str, variants: dict[str, str] | None) -> str:
     """A legend entry naming the layer: ``"ssa (ssa_q_tok)"`` from a run's ``metrics["variants"]``."""
     v = (variants or {}).get(model)

@@ -51,7 +51,7 @@ def eval_chunk(rows_per_item: int, cap: int) -> int:
     """How many items (contexts) one evaluation call takes: at most ``cap`` (for memory), and few enough
     that ``items x rows_per_item`` stays within the fused kernel's row limit (``rows_per_item`` is
     E x H for a batch of E members and H heads), at any seed count."""
-    from ssa_theory.attention import SDPA_ROW_LIMIT
+    from ssa_theory.functional import SDPA_ROW_LIMIT
 
     return max(1, min(cap, SDPA_ROW_LIMIT // max(1, rows_per_item)))
 

@@ -49,6 +49,14 @@ def member_seeds(seed: int, n_seeds: int) -> list[int]:
     return [seed + i for i in range(n_seeds)]
 
 
+def step_lengths(task_seed: int, low: int, high: int, steps: int) -> list[int]:
+    """The context length of every training step, uniform in ``low..high``, drawn from the task's own
+    stream (``derive_seed(task_seed, "task")``): identical for every member, so that a batch of seeds
+    trains on lengths of one schedule."""
+    g = torch.Generator().manual_seed(derive_seed(task_seed, "task"))
+    return torch.randint(low, high + 1, (steps,), generator=g).tolist()
+
+
 @dataclass(frozen=True)
 class Members:
     """The ensemble members of one batched training: every member's seed, its grid cell and a label.

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ssa_theory.attention import get_variant
+from ssa_theory.variants import get_variant
 from ssa_theory.rundir import RunContext, with_ci
 from ssa_theory.seeding import Members
 
@@ -115,3 +115,17 @@ def with_variant(df: pd.DataFrame, after: str, variants: Mapping[str, str]) -> p
     out = df.copy()
     out.insert(out.columns.get_loc(after) + 1, "variant", [variants.get(v, "") for v in out[after]])
     return out
+
+
+def figures(module: str, *names: str):
+    """An experiment's ``plot``: the figure functions ``names`` of ``module`` (imported when drawn, so
+    that running an experiment never imports matplotlib), each drawn from the run directory."""
+    def plot(run_dir) -> None:
+        import importlib
+
+        plots = importlib.import_module(module)
+        for name in names:
+            getattr(plots, name)(run_dir)
+
+    plot.__doc__ = f"The figures {', '.join(names)} of {module}."
+    return plot

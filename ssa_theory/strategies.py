@@ -10,7 +10,8 @@ A *strategy* is one way of changing attention's temperature, declared once as a 
     params    its parameters, their shapes, initial and neutral values (``Param``)
     formula   its value from ``Inputs`` (n, the keys each query sees; positions; the side's inputs
               and projections; the train length; the key frequencies) and its parameters
-    needs     what it needs from the caller (``train_length``, ``k_freq``), checked once
+    needs     what it needs from the caller (``train_length``; an entry of ``extras``, the per-token
+              data a caller passes a layer: ``k_freq``), checked once
     range     the range of its factor (or of ``1 + term``), which experiments read instead of their
               own copies of a bound
     neutral   ``params``: every parameter at its neutral value makes it the identity;
@@ -44,7 +45,9 @@ import torch
 import torch.nn.functional as F
 
 SIDES = ("q", "k", "v", "out", "sink")
-NEEDS = ("train_length", "k_freq")
+EXTRAS = ("k_freq",)  # per-token data a caller may pass a layer for its strategies (``extras=``)
+EXTRA_ABOUT = {"k_freq": "each key token's training frequency, (B, Lk)"}
+NEEDS = ("train_length", *EXTRAS)
 ENTRY_POINT_GROUP = "ssa_theory.strategies"
 
 
@@ -63,20 +66,28 @@ class Param:
 
 @dataclass
 class Inputs:
-    """What a formula may read. Tensors are on the layer's device and dtype; None where not given."""
+    """What a formula may read, filled by the attention core (``ssa_theory.functional``) from what
+    the layer computed and what its caller passed. Tensors are on the layer's device and dtype;
+    None where not given."""
 
     x: torch.Tensor  # the side's inputs (E, B, L, D)
-    proj: torch.Tensor | None  # the side's projection split into heads (E, B, H, L, w)
-    pos: torch.Tensor | None  # 1-based positions of the side's tokens, broadcastable to (L,)
-    n: torch.Tensor | None  # keys each query sees, broadcastable to (E, B, H, Lq) (q side)
+    proj: torch.Tensor | None  # the side's projection split into heads (E, B, H, L, w), before RoPE
+    pos: torch.Tensor | None  # 1-based positions of the side's tokens, broadcastable to (B, 1, L); None: 1..L
+    n: torch.Tensor | None  # q side: the visible keys each query sees, broadcastable to (E, B, H, Lq);
+    #                         k and v sides: the keys token j sees as a query of the same call (B, 1, Lk)
     q: torch.Tensor | None  # the queries (E, B, H, Lq, d), for query-dependent scales
-    k_freq: torch.Tensor | None  # each key token's training frequency, (B, Lk) or (E, B, Lk)
     train_length: int | None
     heads: Callable[[torch.Tensor], torch.Tensor]  # (E, B, L, H*w) -> (E, B, H, L, w)
     linear: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-member x @ W
+    extras: Mapping[str, torch.Tensor] = field(default_factory=dict)  # per-token data the caller gave (EXTRAS)
+
+    @property
+    def k_freq(self) -> torch.Tensor | None:
+        """Each key token's training frequency, (B, Lk) or (E, B, Lk): ``extras["k_freq"]``."""
+        return self.extras.get("k_freq")
 
     def log_pos(self) -> torch.Tensor:
-        """log of the 1-based positions (L,), default 1..L."""
+        """log of the 1-based positions, default 1..L."""
         pos = self.pos if self.pos is not None else torch.arange(1, self.x.shape[-2] + 1, device=self.x.device)
         return torch.log(pos.to(self.x.dtype))
 
@@ -115,12 +126,13 @@ class Strategy:
         if not (self.range[0] <= self.range[1]):
             raise ValueError(f"strategy {self.name!r}: range {self.range} is empty")
 
-    def check_inputs(self, *, train_length: int | None = None, k_freq=None, where: str = "") -> None:
+    def check_inputs(self, *, train_length: int | None = None, extras: Mapping | None = None, where: str = "") -> None:
         """Raise a ``ValueError`` naming what the caller must give this strategy, once."""
         if "train_length" in self.needs and not (train_length and train_length >= 2):
             raise ValueError(f"strategy {self.name!r} needs train_length >= 2 (got {train_length}){where}")
-        if "k_freq" in self.needs and k_freq is None:
-            raise ValueError(f"the {self.name!r} strategy needs k_freq: each key token's training frequency, (B, Lk)")
+        for name in EXTRAS:
+            if name in self.needs and (extras is None or extras.get(name) is None):
+                raise ValueError(f"the {self.name!r} strategy needs extras={{{name!r}: ...}}: {EXTRA_ABOUT[name]}")
 
 
 # --- the built-in formulas ---------------------------------------------------------------------------------
@@ -351,10 +363,20 @@ def _import_path(path: str) -> Strategy:
     return load(path, Strategy, "strategy")
 
 
-def resolve(name: str | Strategy) -> Strategy:
-    """A strategy by name (the table, then plug-ins' entry points) or by dotted path ``module:attr``."""
+def resolve(name) -> Strategy:
+    """A strategy by name (the table, then plug-ins' entry points), by dotted path ``module:attr``, or
+    by the formula ``register_strategy`` decorated; a ``Strategy`` passes through."""
     if isinstance(name, Strategy):
         return name
+    if callable(name):
+        found = [s for s in table() if s.formula is name]
+        if not found:
+            raise ValueError(f"{getattr(name, '__qualname__', name)!r} is not the formula of a registered strategy "
+                             "(decorate it with register_strategy, or pass a Strategy)")
+        return found[0]
+    if not isinstance(name, str):
+        raise ValueError(f"a strategy is a name, a dotted path module:attr, a Strategy or its decorated formula; "
+                         f"got {type(name).__name__}")
     if ":" in name:
         s = _import_path(name)
         return s if s.name in _REGISTRY and _REGISTRY[s.name] is s else _with_origin(s, f"dotted path {name}")
@@ -437,7 +459,7 @@ def product(factors: Placed, inputs: Inputs) -> torch.Tensor | None:
     checked first)."""
     out = None
     for strategy, params in factors:
-        strategy.check_inputs(train_length=inputs.train_length, k_freq=inputs.k_freq)
+        strategy.check_inputs(train_length=inputs.train_length, extras=inputs.extras)
         f = apply(strategy, inputs, params)
         out = f if out is None else out * f
     return out

@@ -63,11 +63,14 @@ def parse_grid(experiment, pairs: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def check_cells(experiment, preset: str, grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every cell's config built (and so validated) before any task starts; the cells."""
+def check_cells(experiment, preset: str, grid: dict[str, list[Any]], check=None) -> list[dict[str, Any]]:
+    """Every cell's config built (and so validated) before any task starts, and given to ``check``
+    (the CLI's plug-in check) where one is passed; the cells."""
     cells = cells_of(grid)
     for c in cells:
-        build_config(experiment.config, experiment.presets[preset].overrides, c)
+        config = build_config(experiment.config, experiment.presets[preset].overrides, c)
+        if check is not None:
+            check(config)
     return cells
 
 
@@ -89,8 +92,9 @@ def run_cell(name: str, preset: str, overrides: dict[str, Any], seeds: list[int]
     import torch
 
     from ssa_theory.rundir import execute
+    from ssa_theory.threads import use_threads
 
-    torch.set_num_threads(threads)
+    use_threads(threads)
     experiment = registry.get(name)
     config = build_config(experiment.config, experiment.presets[preset].overrides, overrides)
     path, _ = execute(experiment, config, seeds=seeds, device=torch.device(device), out=Path(out), preset=preset,

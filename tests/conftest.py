@@ -4,6 +4,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+from ssa_theory.threads import use_threads
+
 # Property tests draw the same examples on every run (CI is reproducible); set
 # HYPOTHESIS_PROFILE=explore to search new, random examples.
 settings.register_profile("default", derandomize=True, print_blob=True)
@@ -20,9 +22,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# One thread per test process: the suite's models are tiny, and on a shared 2-core machine PyTorch's
-# default (a thread per core) made the suite about 15x slower when another process competed.
-torch.set_num_threads(1)
+# One thread per test process, and for every process a test starts (use_threads writes the setting to
+# the environment children inherit): the suite's models are tiny, and on a shared 2-core machine
+# PyTorch's default (a thread per core) made the suite about 15x slower when another process competed;
+# a child at another thread count also computes another run hash.
+use_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ def test_neutral_ssa_equals_vanilla(name, score):
     ssa = neutralise(make(name, score, 2.0))
     copy_weights(vanilla, ssa)
     out_v, p_v = vanilla(x, causal=True, return_probs=True)
-    out_s, p_s = ssa(x, causal=True, return_probs=True, k_freq=freq())
+    out_s, p_s = ssa(x, causal=True, return_probs=True, extras={"k_freq": freq()})
     torch.testing.assert_close(p_s, p_v, rtol=0, atol=1e-12)
     torch.testing.assert_close(out_s, out_v, rtol=0, atol=1e-12)
 
@@ -81,7 +81,7 @@ def test_rows_are_distributions_and_causal_mask_holds(name, score, causal):
     with torch.no_grad():  # non-trivial temperatures
         for p in layer.temp.values():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(3))
-    _, probs = layer(inputs(), causal=causal, return_probs=True, k_freq=freq())
+    _, probs = layer(inputs(), causal=causal, return_probs=True, extras={"k_freq": freq()})
     torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs.sum(-1)))
     assert (probs >= 0).all()
     future = torch.triu(torch.ones(L, L, dtype=torch.bool), diagonal=1)
@@ -109,8 +109,8 @@ def test_fused_path_matches_explicit(name, causal):
         for p in layer.temp.values():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(4))
     x = inputs()
-    fused = layer(x, causal=causal, k_freq=freq())
-    explicit, _ = layer(x, causal=causal, return_probs=True, k_freq=freq())
+    fused = layer(x, causal=causal, extras={"k_freq": freq()})
+    explicit, _ = layer(x, causal=causal, return_probs=True, extras={"k_freq": freq()})
     torch.testing.assert_close(fused, explicit)
 
 
@@ -196,7 +196,7 @@ def test_gradients_reach_temperature_parameters(name):
         for pname, p in layer.temp.items():
             if pname.endswith("_u") or pname.startswith("scale_w"):
                 p.normal_(0, 0.1, generator=torch.Generator().manual_seed(7))
-    out = layer(inputs(), causal=True, k_freq=freq())
+    out = layer(inputs(), causal=True, extras={"k_freq": freq()})
     out.pow(2).sum().backward()
     assert layer.temp, "variant has no temperature parameters"
     for pname, p in layer.temp.items():
@@ -330,7 +330,7 @@ def test_freq_scales_each_keys_logits_by_its_rarity():
         layer.parameters_of("freq")["g"].fill_(0.5)
     x, f = inputs(), freq()
     expected = base.logits(x) * (1 + 0.5 * torch.log(1 / f))[None, :, None, None, :]
-    torch.testing.assert_close(layer.logits(x, k_freq=f), expected)
+    torch.testing.assert_close(layer.logits(x, extras={"k_freq": f}), expected)
     with pytest.raises(ValueError, match="k_freq"):
         layer.logits(x)
 
@@ -346,10 +346,10 @@ def test_query_and_key_inverse_temperatures_are_every_factor_on_the_logits(name)
     x, f = inputs(), freq()
     L = x.shape[2]
     tq = layer.query_inverse_temperature(x, L)
-    tk = layer.key_inverse_temperature(x, k_freq=f)
+    tk = layer.key_inverse_temperature(x, extras={"k_freq": f})
     assert (tk is None) == (name == "vanilla")
     expected = base.logits(x) * tq[..., :, None] * (1.0 if tk is None else tk[..., None, :])
-    torch.testing.assert_close(layer.logits(x, k_freq=f), expected)
+    torch.testing.assert_close(layer.logits(x, extras={"k_freq": f}), expected)
 
 
 def test_strategies_that_need_a_training_length_say_so():
@@ -406,8 +406,8 @@ def test_cuda_fused_matches_cpu_explicit(name, causal):
         for p in layer.temp.values():
             p.normal_(0, 0.5, generator=torch.Generator().manual_seed(11))
     x, f = inputs().float(), freq().float()
-    cpu, _ = layer(x, causal=causal, return_probs=True, k_freq=f)
-    gpu = layer.to("cuda")(x.to("cuda"), causal=causal, k_freq=f.to("cuda")).cpu()
+    cpu, _ = layer(x, causal=causal, return_probs=True, extras={"k_freq": f})
+    gpu = layer.to("cuda")(x.to("cuda"), causal=causal, extras={"k_freq": f.to("cuda")}).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-4)
 
 
@@ -426,7 +426,7 @@ def test_cuda_matches_cpu():
 def test_fused_calls_stay_within_the_row_limit_and_give_the_same_numbers(monkeypatch):
     """With the limit lowered to 5 (batch x head) rows, a 2-member, 4-context, 2-head batch (16 rows) goes
     to SDPA in calls of at most 4 rows, and the output equals the one-call output exactly."""
-    import ssa_theory.attention as attention_module
+    import ssa_theory.functional as attention_module
 
     layer = Attention("ssa", 8, generators=[torch.Generator().manual_seed(i) for i in range(2)], n_heads=2)
     x = torch.randn(2, 4, 6, 8, generator=torch.Generator().manual_seed(1))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssa_theory import cli, nn as ssa_nn, strategies as st
+from ssa_theory import cli, functional as core, nn as ssa_nn, strategies as st
 from ssa_theory.attention import VARIANTS, all_variants, get_variant
 from ssa_theory.nn import SelectiveAttention, normalise_mask, parameter_counts, selective_sdpa
 from ssa_theory.testing import StrategyError, assert_conforms, check_strategy
@@ -93,10 +93,12 @@ def test_every_mask_shape_means_the_same_and_never_the_head_axis():
     keep = torch.ones(4, 5, dtype=torch.bool)
     keep[0, -1] = False
     outs = {shape: m(x, attn_mask=mask) for shape, mask in {
-        "key padding (B, Lk)": keep,
         "(B, Lq, Lk)": keep[:, None, :].expand(4, 5, 5),
         "(B, 1, Lq, Lk)": keep[:, None, None, :].expand(4, 1, 5, 5),
+        "(B, H, Lq, Lk)": keep[:, None, None, :].expand(4, 4, 5, 5),
     }.items()}
+    # padding by its own keyword, not by shape; positions then count real tokens (key 4 is the last: none move)
+    outs["key padding (B, Lk)"] = m(x, attention_mask=keep)
     plain = m(x)
     for name, out in outs.items():
         torch.testing.assert_close(out, outs["key padding (B, Lk)"], msg=name)
@@ -118,6 +120,8 @@ def _causal_copy(m):
 def test_a_mask_of_another_shape_is_refused_with_the_accepted_ones():
     with pytest.raises(ValueError, match=r"not one of \(Lq, Lk\) = \(5, 5\), \(B, Lq, Lk\)"):
         normalise_mask(torch.ones(2, 3, 5, 5, dtype=torch.bool), 2, 5, 5)
+    with pytest.raises(ValueError, match=r"is a padding mask: pass it as attention_mask="):
+        normalise_mask(torch.ones(2, 5, dtype=torch.bool), 2, 4, 5)
     with pytest.raises(ValueError, match="must be boolean"):
         normalise_mask(torch.zeros(5, 5), 2, 5, 5)
 
@@ -171,8 +175,9 @@ def test_rope_is_relative_and_the_token_term_reads_the_pre_rope_projection():
     torch.testing.assert_close(m(x, positions=torch.arange(L) + 5), m(x), atol=1e-5, rtol=0)
     # the same token at two positions gets the same token temperature (it reads q before RoPE)
     same = x[:, :1].expand(B, L, D)
-    q = m.q_proj(same).view(B, L, H, -1).transpose(1, 2)
-    tau = m._side_tau("q", same, q, torch.arange(1, L + 1), torch.arange(1.0, L + 1), q, None)
+    q = m.q_proj(same).view(B, L, H, -1).transpose(1, 2)[None]
+    s = m.strategies()
+    tau = s.tau("q", s.inputs("q", same[None], proj=q, pos=torch.arange(1, L + 1), n=torch.arange(1.0, L + 1), q=q))
     torch.testing.assert_close(tau, tau[..., :1].expand_as(tau))
 
 
@@ -210,10 +215,11 @@ def test_the_query_temperature_acts_after_qk_norm():
 # --- a small causal LM built from the layer (the issue's acceptance) -----------------------------------
 
 
-def readme_snippet() -> str:
+def readme_snippet(k: int = 0) -> str:
+    """Code block k of the README's section "Use it in your model"."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Use it in your model", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text.split("## Use it in your model", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)[k]
 
 
 def test_the_readmes_model_trains_and_decodes_with_the_cache_as_without():
@@ -223,6 +229,14 @@ def test_the_readmes_model_trains_and_decodes_with_the_cache_as_without():
     exec(compile(readme_snippet(), "README.md", "exec"), namespace)
     assert namespace["losses"][-1] < namespace["losses"][0]
     assert namespace["cached"] == namespace["uncached"] and len(namespace["cached"]) >= 8
+
+
+def test_the_readmes_left_padded_batch_generates_what_each_row_generates_alone():
+    namespace: dict = {}
+    exec(compile(readme_snippet(0), "README.md", "exec"), namespace)
+    exec(compile(readme_snippet(1), "README.md", "exec"), namespace)
+    assert [len(t) for t in namespace["alone"]] == [8, 8, 8]
+    assert namespace["together"].tolist() == [t.tolist() for t in namespace["alone"]]
 
 
 # --- the strategy table, the registry, plug-ins ----------------------------------------------------------
@@ -371,25 +385,25 @@ def test_attention_weights_are_what_the_layer_applies(variant, masked):
     x = x_()
     B, L, _ = x.shape
     mask = None
-    if masked:
+    if masked:  # row 0 left-padded by two tokens
         mask = torch.ones(B, L, dtype=torch.bool)
         mask[0, :2] = False
     kf = torch.rand(B, L, generator=torch.Generator().manual_seed(4)) * 0.9 + 0.05
-    w = m.attention_weights(x, attn_mask=mask, k_freq=kf)
+    w = m.attention_weights(x, attention_mask=mask, extras={"k_freq": kf})
     assert w.shape == (B, H, L, L)
     assert torch.all(w[..., torch.triu_indices(L, L, 1)[0], torch.triu_indices(L, L, 1)[1]] == 0)  # causal
     captured = {}
-    real = ssa_nn.selective_sdpa
+    real = core.fused
     with pytest.MonkeyPatch.context() as mp:
-        def spy(q, k, v, **kw):
-            captured["v"], captured["out"] = v, real(q, k, v, **kw)
-            return captured["out"]
-        mp.setattr(ssa_nn, "selective_sdpa", spy)
-        m(x, attn_mask=mask, k_freq=kf)
-    v = captured["v"][..., :L, :]  # without the sink's zero value
-    torch.testing.assert_close(w @ v, captured["out"], rtol=1e-5, atol=1e-6)
+        def spy(q, k, v, *args):
+            captured["v"], captured["out"] = v[0], real(q, k, v, *args)[0]  # v: tau_v applied, no sink column yet
+            return captured["out"][None]
+        mp.setattr(core, "fused", spy)
+        m(x, attention_mask=mask, extras={"k_freq": kf})
+    sees = w.sum(-1, keepdim=True) > 0  # the kernel's rows before a query with no key is zeroed
+    torch.testing.assert_close(w @ captured["v"], captured["out"] * sees, rtol=1e-5, atol=1e-6)
     rows = torch.tensor([L - 1, 2])
-    torch.testing.assert_close(m.attention_weights(x, rows=rows, attn_mask=mask, k_freq=kf), w[:, :, rows])
+    torch.testing.assert_close(m.attention_weights(x, rows=rows, attention_mask=mask, extras={"k_freq": kf}), w[:, :, rows])
     sums = w.sum(-1)
     assert torch.all(sums <= 1 + 1e-6) and (variant == "sink" or torch.allclose(sums[sums > 0], torch.ones(1)))
 
@@ -403,3 +417,70 @@ def test_sdpa_weights_times_values_is_selective_sdpa():
     for kw in ({"is_causal": True}, {"attn_mask": keep}, {}):
         torch.testing.assert_close(ssa_nn.sdpa_weights(q, k, q_scale=tau, **kw) @ v,
                                    ssa_nn.selective_sdpa(q, k, v, q_scale=tau, **kw), rtol=1e-5, atol=1e-6)
+
+
+# --- plug-ins, checked where they enter ---------------------------------------------------------------
+
+
+def _readme_block(heading: str, lang: str, k: int = 0) -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)[k]
+
+
+def test_the_readmes_own_strategy_block_runs_as_written(capsys):
+    namespace: dict = {}
+    try:
+        exec(compile(_readme_block("**Your own strategy.**", "python"), "README.md", "exec"), namespace)
+    finally:
+        st.unregister("half_log_n")
+    printed = capsys.readouterr().out
+    assert printed.count("conforms (8 passed, 0 failed") == 2, printed
+    assert "half_log_n_obj" not in {s.name for s in st.table()}  # checked, then removed
+
+
+def test_the_readmes_plugin_commands_run(installed_plugin, tmp_path):
+    lines = [ln.split("#")[0].split() for ln in _readme_block("**Your own strategy.**", "bash").splitlines() if ln.strip()]
+    assert lines[0][:4] == ["python", "-m", "pip", "install"]  # done by the fixture, into a folder of its own
+    for line in lines[1:]:
+        assert line[:3] == ["python", "-m", "ssa_theory"], line
+        proc = _with_path(installed_plugin, *line[3:], "--quiet", "--out", str(tmp_path))
+        assert proc.returncode == 0, proc.stderr
+        assert "| vanilla |" in proc.stdout
+
+
+_PEEKING = '''
+import math, torch
+from ssa_theory.strategies import Param, Strategy
+
+def peek(inputs, params):  # reads the mean of every token, future ones included: not causal
+    return 1 + torch.sigmoid(params["c"]).view(-1, 1, 1, 1) * torch.tanh(inputs.x.mean((-2, -1)))[..., None, None]
+
+PEEK = Strategy("peek", "q", "mul", peek, {"c": Param((), 0.0, -math.inf)}, range=(0, 2), source="a broken plug-in")
+'''
+
+
+def test_a_plugin_that_reads_the_future_is_stopped_before_training_unless_no_check(tmp_path):
+    (tmp_path / "peeking.py").write_text(_PEEKING)
+    args = ["run", "dilution", "--quick", "--quiet", "--set", "strategies=vanilla,peeking:PEEK", "--out", str(tmp_path / "runs")]
+    proc = _with_path(tmp_path, *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "fails the conformance check (causal:" in proc.stderr
+    assert "--no-check" in proc.stderr and not (tmp_path / "runs").exists()
+    proc = _with_path(tmp_path, *args, "--no-check")
+    assert proc.returncode == 0, proc.stderr
+    assert "| peeking:PEEK |" in proc.stdout
+
+
+def test_check_strategy_takes_the_function_the_object_and_the_name():
+    from ssa_theory.testing.conformance import FAST
+
+    ns: dict = {}
+    exec(_PEEKING, ns)
+    report = check_strategy(ns["PEEK"], fast=True)
+    assert [f.split(":")[0] for f in report.failures] == ["causal", "padding"]  # it reads every token, padding too
+    assert report.passed == ["gradients"] and len(FAST) == 3
+    assert "peek" not in {s.name for s in st.table()}
+    assert check_strategy("log_n").ok and check_strategy(st.resolve("log_n")).ok
+    with pytest.raises(ValueError, match="not the formula of a registered strategy"):
+        check_strategy(ns["peek"])

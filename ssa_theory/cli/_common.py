@@ -70,6 +70,8 @@ def experiment_options(p: argparse.ArgumentParser, seeds: bool = True) -> None:
     group.add_argument("--preset", default=None, help="a named preset of the experiment (default: default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field (repeatable); tuples are comma-separated")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the fast conformance check of plug-in strategies (dotted paths, entry points)")
     if seeds:
         p.add_argument("--seeds", type=n_seeds, default=None, metavar="N",
                        help=f"number of independently initialised models, trained as one batch, 1..{MAX_SEEDS} "
@@ -93,7 +95,45 @@ def resolve(args: argparse.Namespace, default_preset: str = "default"):
     preset = experiment.presets[preset_name]
     overrides = parse_overrides(experiment.config, args.overrides, experiment.name)
     config = build_config(experiment.config, preset.overrides, overrides)
+    if not getattr(args, "no_check", False):
+        check_plugins(config)
     return experiment, preset_name, preset, config
+
+
+def plugin_strategies(config) -> list:
+    """The plug-in strategies (from a dotted path or an entry point) that a config names in any of its
+    string fields, once each."""
+    import dataclasses
+
+    from ssa_theory.variants import get_variant
+
+    names = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        names += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+            if isinstance(value, tuple) else []
+    found = {}
+    for name in names:
+        try:
+            placements = get_variant(name).placements()
+        except ValueError:
+            continue  # not a variant (another kind of name): its own field checks it
+        for _, strategy, _ in placements:
+            if strategy.origin.startswith(("dotted path", "entry point")):
+                found.setdefault(strategy.name, (name if ":" in name else strategy.name))
+    return list(found.values())
+
+
+def check_plugins(config) -> None:
+    """The fast conformance check (causality, padding, finite values and gradients) of every plug-in
+    strategy the config names, before anything trains: a ``UsageError`` naming the failed property."""
+    from ssa_theory.testing.conformance import check_strategy
+
+    for ref in plugin_strategies(config):
+        report = check_strategy(ref, fast=True)
+        if not report.ok:
+            raise UsageError(f"strategy {ref!r} fails the conformance check ({report.failures[0]}); fix it, or pass "
+                             "--no-check to run it anyway")
 
 
 def member_seeds(seed: int, n: int) -> list[int]:
@@ -114,11 +154,11 @@ def resolve_device(name: str):
 
 
 def compute(args: argparse.Namespace):
-    """Apply --threads and resolve --device (before anything is computed)."""
-    import torch
+    """Apply --threads (here and in every child process) and resolve --device (before anything is computed)."""
+    from ssa_theory.threads import use_threads
 
     device = resolve_device(args.device)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     return device
 
 

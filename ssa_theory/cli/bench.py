@@ -50,7 +50,7 @@ def execute(args: argparse.Namespace) -> None:
 
     if args.bench in ("attention", "module"):
         for name in args.variants or []:
-            from ssa_theory.attention import get_variant
+            from ssa_theory.variants import get_variant
 
             try:
                 get_variant(name)
@@ -67,7 +67,7 @@ def execute(args: argparse.Namespace) -> None:
                               repeats=args.repeats, variants=args.variants, device=device)
             print(markdown_table(df), end="")
             print("\nnew parameters per variant in a GPT-2-small-shaped layer (D 768, 12 heads; the paper: under 0.5%):\n")
-            from ssa_theory.attention import all_variants
+            from ssa_theory.variants import all_variants
 
             print(markdown_table(pd.DataFrame(parameter_counts(all_variants()))), end="")
             print(f"\nflash kernel on the plain causal path: {bench.flash_without_mask(device)}")

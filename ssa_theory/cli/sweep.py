@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ssa_theory import rundir
-from ssa_theory.cli._common import (FORMAT, PROG, bounded_int, experiment_options, member_seeds, pool, resolve,
+from ssa_theory.cli._common import (FORMAT, PROG, bounded_int, check_plugins, experiment_options, member_seeds, pool, resolve,
                                     resolve_device)
 from ssa_theory.config import UsageError
 
@@ -42,7 +42,7 @@ def execute(args: argparse.Namespace) -> int:
     if args.overrides:
         raise UsageError("sweep takes no --set: put fixed values in a one-value --grid key=value")
     grid = sweep.parse_grid(experiment, args.grid)
-    sweep.check_cells(experiment, preset_name, grid)
+    sweep.check_cells(experiment, preset_name, grid, check=None if args.no_check else check_plugins)
     seeds = member_seeds(args.seed, args.seeds or preset.seeds)
     device = resolve_device(args.device)
     executor = pool(args.executor, args.workers, args.address, device)

@@ -38,13 +38,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ssa_theory.attention import VARIANTS, check_variant_name, get_variant
+from ssa_theory.variants import VARIANTS, check_variant_name, get_variant
 from ssa_theory.claims import paired
 from ssa_theory import registry
 from ssa_theory.config import ConfigError, UsageError, choice, require
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
-from ssa_theory.skeleton import Results, write_results
+from ssa_theory.skeleton import Results, figures, write_results
 from ssa_theory.stats import ci_columns, interval, measure_range
 
 SCALES = ("moderate", "quick")
@@ -225,10 +225,6 @@ def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounde
     return entry
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import ablation_plots as plots
-
-    plots.heatmap(run_dir)
 
 
 def depends(cfg: AblationConfig) -> dict[str, str]:
@@ -250,7 +246,7 @@ EXPERIMENT = Experiment(
     claim="the paper's Q/K/V x position/token ablation (p14-16), and every strategy, on every task",
     config=AblationConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.ablation_plots", "heatmap"),
     headline="ablation",
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about 26 minutes on 2 CPU cores)", minutes=26.5),

@@ -55,7 +55,7 @@ from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream, eval_chunk, in_chunks
 from ssa_theory.seeding import Members
-from ssa_theory.skeleton import ModelSpec, Results, Trained, with_variant, write_results
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, with_variant, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.train import fit
 
@@ -192,11 +192,11 @@ class DenoisingModel(nn.Module):
         q, ctx = batch.query(), batch.tokens()
         if self.sink:
             ctx = torch.cat([ctx, q], dim=2)
-        k_freq = None
+        extras = {}
         if self.p_noisy is not None:  # a token's class frequency: p_noisy if noisy, 1 - p_noisy if clean
             p = self.p_noisy[:, None, None]
-            k_freq = torch.where(batch.noisy, p, 1.0 - p).clamp_min(1e-6)
-        return self.attn(q, ctx, k_freq=k_freq)[:, :, 0]  # (E, B, d)
+            extras = {"k_freq": torch.where(batch.noisy, p, 1.0 - p).clamp_min(1e-6)}
+        return self.attn(q, ctx, extras=extras)[:, :, 0]  # (E, B, d)
 
     def value_gain(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Mean effective value gain per class (E,): tau_v times W_v's mean diagonal on x."""
@@ -426,21 +426,13 @@ def ablate(cfg: DenoisingConfig, variant: str, ctx: RunContext) -> np.ndarray:
     return errors.mean(1) / bayes
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import denoising_plots as plots
-
-    plots.risk_sweep(run_dir)
-    plots.value_gains(run_dir)
-    plots.training_curves(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="denoising",
     version="6",  # 6: value gains' intervals by bootstrap (stats.RANGES)
     claim="Table 2: value-selective attention denoises far better than vanilla attention and naive averaging, near Bayes",
     config=DenoisingConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.denoising_plots", "risk_sweep", "value_gains", "training_curves"),
     headline="table2",
     claims=claims,
     ablation=Ablation("MSE / Bayes risk (p_noisy 0.9, sigma_noisy 10)", "1: the Bayes posterior mean", ablate,

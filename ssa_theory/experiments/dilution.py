@@ -51,14 +51,15 @@ import torch
 from torch import nn
 
 from ssa_theory import theory
-from ssa_theory.attention import Attention, check_variant_name
+from ssa_theory.attention import Attention
+from ssa_theory.variants import check_variant_name
 from ssa_theory.claims import ONE_SEED, Claim, larger, smaller
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream
-from ssa_theory.seeding import Members, derive_seed
-from ssa_theory.skeleton import ModelSpec, Results, Trained, write_results
+from ssa_theory.seeding import Members, derive_seed, step_lengths
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.train import fit
 
@@ -151,8 +152,7 @@ def items(cfg: DilutionConfig, needle: torch.Tensor, classes: torch.Tensor, nois
 
 def train_lengths(cfg: DilutionConfig) -> list[int]:
     """The length of every training step: the task's own stream, identical for every member."""
-    g = torch.Generator().manual_seed(derive_seed(cfg.task_seed, "task"))
-    return torch.randint(cfg.n_min, cfg.n_max + 1, (cfg.steps,), generator=g).tolist()
+    return step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class NeedleModel(nn.Module):
         needle_freq, other_freq = self.freq
         k_freq = torch.where(flag > 0.5, needle_freq, other_freq)  # (E, B, n): each member's own items
         return {"x": self.query.expand(E, B, 1, -1), "context": x, "q_pos": torch.full((1,), n, device=x.device),
-                "k_pos": torch.full((n,), n, device=x.device), "k_freq": k_freq}
+                "k_pos": torch.full((n,), n, device=x.device), "extras": {"k_freq": k_freq}}
 
     def forward(self, x: torch.Tensor, flag: torch.Tensor, return_probs: bool = False):
         """Class logits (E,B,C) for items x (E,B,n,D), and with ``return_probs`` the attention (E,B,n)."""
@@ -499,20 +499,13 @@ def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
     return {"value": 1.0 - summary["mass"], "acc": summary["acc"]}
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import dilution_plots as plots
-
-    plots.mass_and_accuracy(run_dir)
-    plots.effective_gap(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="dilution",
     version="3",  # 3: the one budget (scalars free), 20 seeds, the Bayes accuracy, the noisy-flag row
     claim="Prop. 2: attention dilutes with context length; position temperature and competing strategies",
     config=DilutionConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.dilution_plots", "mass_and_accuracy", "effective_gap"),
     headline="strategies",
     presets={
         "default": Preset({}, seeds=20, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=4.0),

@@ -34,10 +34,10 @@ from ssa_theory import lm
 from ssa_theory.claims import ONE_SEED, Claim, paired
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.stats import ci_columns
-from ssa_theory.registry import Ablation, Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, derive_seed
-from ssa_theory.skeleton import ModelSpec, Results, Trained, write_results
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "ssa_q_pos", "ssa_q", "ssa")
 W, R, I, BIT0 = 0, 1, 2, 3  # tokens: instructions, then the bits 0 and 1
@@ -243,31 +243,19 @@ def ablate(cfg: FlipflopConfig, variant: str, ctx: RunContext) -> np.ndarray:
     return evaluate(net, cfg, members, ctx.device)["glitch"][:, 1]
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import flipflop_plots as plots
-
-    plots.glitches(run_dir)
-    plots.curves(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="flipflop",
     version="1",
     claim="flip-flop: does a temperature remove attention glitches on sparse and long sequences?",
     config=FlipflopConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.flipflop_plots", "glitches", "curves"),
     headline="glitches",
     claims=claims,
-    presets={
-        "default": Preset({}, seeds=3, about="the run paper_repro.md reports (about 5 minutes on 2 CPU cores)", minutes=5.1),
-        "quick": Preset({"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
-                         "strategies": ("vanilla", "ssa")}, seeds=2,
-                        about="a smoke test in seconds; numbers are not converged", scratch=True),
-        "gpu": Preset({"d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 5000, "batch_size": 64, "pairs": 256,
-                       "long_pairs": (1024, 4096), "n_eval": 256}, seeds=5,
-                      about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?"),
-    },
+    presets=lm.presets(5.1, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
+                                   "strategies": ("vanilla", "ssa")},
+                       gpu={"d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 5000, "batch_size": 64, "pairs": 256,
+                            "long_pairs": (1024, 4096), "n_eval": 256}),
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
                       quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True),

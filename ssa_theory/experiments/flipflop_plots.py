@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssa_theory.plotting import colors, save
+from ssa_theory.plotting import colors, save, training_curves
 from ssa_theory.rundir import load_frame, read_json, read_table
 
 
@@ -41,18 +41,5 @@ def glitches(run_dir: Path) -> None:
 
 def curves(run_dir: Path) -> None:
     """Monitor loss and glitch rate against training step (mean over seeds)."""
-    c = load_frame(run_dir, "curves")
-    strategies = list(dict.fromkeys(c.strategy))
-    col = colors(strategies)
-    fig, (ax_l, ax_g) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
-    for s in strategies:
-        g = c[c.strategy == s].groupby("step")
-        ax_l.plot(g.loss.mean().index, g.loss.mean(), color=col[s], label=s)
-        ax_g.plot(g.glitch.mean().index, g.glitch.mean().clip(lower=1e-4), color=col[s])
-    for ax in (ax_l, ax_g):
-        ax.set_yscale("log")
-        ax.set_xlabel("training step")
-    ax_l.set_ylabel("read-bit cross-entropy (monitor set)")
-    ax_g.set_ylabel("glitch rate (monitor set)")
-    ax_l.legend(fontsize=7, ncol=2)
-    save(fig, run_dir, "curves")
+    training_curves(run_dir, load_frame(run_dir, "curves"), [("loss", "read-bit cross-entropy (monitor set)", True, None),
+                                                             ("glitch", "glitch rate (monitor set)", True, 1e-4)])

@@ -49,13 +49,14 @@ import pandas as pd
 import torch
 
 from ssa_theory import theory
-from ssa_theory.attention import SCORES, Attention, get_variant
+from ssa_theory.attention import SCORES, Attention
+from ssa_theory.variants import get_variant
 from ssa_theory.claims import ONE_SEED, Claim, decide, smaller
 from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members
-from ssa_theory.skeleton import ModelSpec, Results, Trained, specs, write_results
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, specs, write_results
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.tasks import graphs, pointer
 from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
@@ -92,14 +93,7 @@ class GraphTransitionConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.n_nodes >= 3, f"n_nodes must be >= 3 (got {self.n_nodes})")
-        require(self.max_degree >= 1, f"max_degree must be >= 1 (got {self.max_degree})")
-        require(
-            self.max_degree < self.n_nodes,
-            f"max_degree={self.max_degree} must be < n_nodes={self.n_nodes}: a node has at most n_nodes - 1 "
-            "neighbours; lower max_degree or raise n_nodes",
-        )
-        require(0.0 <= self.smoothing < 1.0, f"smoothing must lie in [0, 1) (got {self.smoothing})")
+        graphs.check_graph("n_nodes", self.n_nodes, self.max_degree, self.smoothing)
         choice("score", self.score, SCORES)
         for s in self.compare:
             choice("compare", s, SCORES)
@@ -412,22 +406,13 @@ def ablate(cfg: GraphTransitionConfig, variant: str, ctx: RunContext) -> np.ndar
     return trained["ce"] - task.floor + cfg.temp_penalty * (trained["price"] - 1.0)
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import graph_transition_plots as plots
-
-    plots.panels(run_dir)
-    plots.error_maps(run_dir)
-    plots.ce_curves(run_dir)
-    plots.temperature_by_degree(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="graph_transition",
     version="6",  # 6: every model pays the multiplier's price; weight decay by Attention.weight_l2; C2's smallest rise
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.graph_transition_plots", "panels", "error_maps", "ce_curves", "temperature_by_degree"),
     headline="ce_l1",
     claims=claims,
     tasks={"graphs": graphs.VERSION, "pointer": pointer.VERSION},

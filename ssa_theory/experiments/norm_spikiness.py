@@ -44,13 +44,14 @@ import pandas as pd
 import torch
 
 from ssa_theory import measures, theory
-from ssa_theory.attention import Attention, get_variant
+from ssa_theory.attention import Attention
+from ssa_theory.variants import get_variant
 from ssa_theory.claims import Claim, decide, smaller
 from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import ModelSpec, Results, Trained, with_variant, write_results
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, with_variant, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.tasks import graphs, pointer
 from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
@@ -83,14 +84,7 @@ class NormSpikinessConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.n_tokens >= 3, f"n_tokens must be >= 3 (got {self.n_tokens})")
-        require(self.max_degree >= 1, f"max_degree must be >= 1 (got {self.max_degree})")
-        require(
-            self.max_degree < self.n_tokens,
-            f"max_degree={self.max_degree} must be < n_tokens={self.n_tokens}: a node has at most n_tokens - 1 "
-            "neighbours; lower max_degree or raise n_tokens",
-        )
-        require(0.0 <= self.smoothing < 1.0, f"smoothing must lie in [0, 1) (got {self.smoothing})")
+        graphs.check_graph("n_tokens", self.n_tokens, self.max_degree, self.smoothing)
         for name in ("embed_dim", "d_head"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
@@ -380,22 +374,13 @@ def ablate(cfg: NormSpikinessConfig, variant: str, ctx: RunContext) -> np.ndarra
     return np.array(out)
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import norm_spikiness_plots as plots
-
-    plots.norm_histogram(run_dir)
-    plots.norm_vs_spikiness(run_dir)
-    plots.training(run_dir)
-    plots.weight_decay(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="norm_spikiness",
     version="6",  # 6: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.norm_spikiness_plots", "norm_histogram", "norm_vs_spikiness", "training", "weight_decay"),
     headline="summary",
     claims=claims,
     tasks={"graphs": graphs.VERSION, "pointer": pointer.VERSION},

@@ -41,10 +41,10 @@ import torch
 from ssa_theory import lm, theory
 from ssa_theory.claims import ONE_SEED, Claim, paired
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.registry import Ablation, Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment
 from ssa_theory.rundir import RunContext, read_json
-from ssa_theory.seeding import Members, derive_seed
-from ssa_theory.skeleton import ModelSpec, Results, Trained, write_results
+from ssa_theory.seeding import Members, derive_seed, step_lengths
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 from ssa_theory.stats import ci_columns
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "qwen", "llama4", "ssa_q_pos", "ssa_released", "ssa_q", "ssa")
@@ -143,8 +143,7 @@ def sequences(cfg: PasskeyConfig, g: torch.Generator, count: int, n: int, d: int
 
 def train_lengths(cfg: PasskeyConfig) -> list[int]:
     """The length of every training step: the task's own stream, identical for every member."""
-    g = torch.Generator().manual_seed(derive_seed(cfg.task_seed, "task"))
-    return torch.randint(cfg.n_min, cfg.n_max + 1, (cfg.steps,), generator=g).tolist()
+    return step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps)
 
 
 def member_digits(cfg: PasskeyConfig, members: Members) -> list[int]:
@@ -378,32 +377,20 @@ def ablate(cfg: PasskeyConfig, variant: str, ctx: RunContext) -> np.ndarray:
     return 1.0 - evaluate(net, cfg, members, ctx.device)["acc"][:, -1].mean(1)
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import passkey_plots as plots
-
-    plots.haystack(run_dir)
-    plots.accuracy_and_mass(run_dir)
-    plots.curves(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="passkey",
     version="1",
     claim="LM claims: SSA improves passkey retrieval past the training length (C7) and learns faster (C8)",
     config=PasskeyConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.passkey_plots", "haystack", "accuracy_and_mass", "curves"),
     headline="strategies",
     claims=claims,
-    presets={
-        "default": Preset({}, seeds=3, about="the run paper_repro.md reports (about 5 minutes on 2 CPU cores)", minutes=5.5),
-        "quick": Preset({"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
-                         "strategies": ("vanilla", "ssa"), "n_monitor": 8, "log_every": 20, "n_min": 24, "n_max": 64},
-                        seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
-        "gpu": Preset({"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000, "batch_size": 64,
-                       "eval_lengths": (128, 1024, 4096, 16384), "n_eval": 32}, seeds=5,
-                      about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?"),
-    },
+    presets=lm.presets(5.5, quick={"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
+                                   "strategies": ("vanilla", "ssa"), "n_monitor": 8, "log_every": 20, "n_min": 24,
+                                   "n_max": 64},
+                       gpu={"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000,
+                            "batch_size": 64, "eval_lengths": (128, 1024, 4096, 16384), "n_eval": 32}),
     ablation=Ablation("passkeys missed at n = 4096, trained on n <= 128 (1 digit)", "0: every passkey retrieved", ablate,
                       overrides={"steps": 160, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
                       quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "log_every": 20},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ssa_theory.plotting import band, colors, save
+from ssa_theory.plotting import band, by_strategy, save, training_curves
 from ssa_theory.rundir import load_frame, read_json, read_table
 
 
@@ -43,8 +43,7 @@ def accuracy_and_mass(run_dir: Path) -> None:
     m = read_json(Path(run_dir) / "metrics.json")
     d = t.digits.max()
     t = t[t.digits == d]
-    strategies = list(dict.fromkeys(t.strategy))
-    col = colors(strategies)
+    strategies, col = by_strategy(t)
     fig, (ax_a, ax_m) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for s in strategies:
         x = t[t.strategy == s]
@@ -66,19 +65,5 @@ def accuracy_and_mass(run_dir: Path) -> None:
 def curves(run_dir: Path) -> None:
     """Monitor loss and accuracy at the longest training length against step (mean over seeds)."""
     c = load_frame(run_dir, "curves")
-    d = c.digits.max()
-    c = c[c.digits == d]
-    strategies = list(dict.fromkeys(c.strategy))
-    col = colors(strategies)
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
-    for s in strategies:
-        g = c[c.strategy == s].groupby("step")
-        ax_l.plot(g.loss.mean().index, g.loss.mean(), color=col[s], label=s)
-        ax_a.plot(g.acc.mean().index, g.acc.mean(), color=col[s])
-    ax_l.set_yscale("log")
-    ax_l.set_ylabel("answer cross-entropy (monitor set)")
-    ax_a.set_ylabel("exact match (monitor set)")
-    for ax in (ax_l, ax_a):
-        ax.set_xlabel("training step")
-    ax_l.legend(fontsize=7, ncol=2)
-    save(fig, run_dir, "curves")
+    training_curves(run_dir, c[c.digits == c.digits.max()], [("loss", "answer cross-entropy (monitor set)", True, None),
+                                                            ("acc", "exact match (monitor set)", False, None)])

@@ -52,13 +52,14 @@ import torch
 from scipy import stats
 
 from ssa_theory import theory
-from ssa_theory.attention import VARIANTS, Attention, check_variant_name, get_variant
+from ssa_theory.attention import Attention
+from ssa_theory.variants import VARIANTS, check_variant_name, get_variant
 from ssa_theory.claims import Claim, decide, smaller
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import ModelSpec, Results, Trained, write_results
+from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 from ssa_theory.stats import ci_columns, ratio_ci
 from ssa_theory.tasks import pointer
 from ssa_theory.tasks.pointer import PointerModel
@@ -463,20 +464,13 @@ def ablate(cfg: SpecificityConfig, variant: str, ctx: RunContext) -> np.ndarray:
     return t["excess_rows"].mean(1)
 
 
-def plot(run_dir: Path) -> None:
-    from ssa_theory.experiments import specificity_plots as plots
-
-    plots.excess_and_norm(run_dir)
-    plots.frontier(run_dir)
-
-
 EXPERIMENT = Experiment(
     name="specificity",
     version="3",  # 3: the one budget (scalars free), the prediction table, C6 as an interaction
     claim="Fig. p4 argument: similar queries that need different sparsity; token term vs a global scale",
     config=SpecificityConfig,
     run=run,
-    plot=plot,
+    plot=figures("ssa_theory.experiments.specificity_plots", "excess_and_norm", "frontier"),
     headline="strategies",
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=1.0),

@@ -21,6 +21,18 @@ from ssa_theory.seeding import derive_seed
 VERSION = "1"
 
 
+def check_graph(size_name: str, n_nodes: int, max_degree: int, smoothing: float) -> None:
+    """A config's graph fields (its node count is called ``size_name``): ``ConfigError`` naming the
+    field and the fix. Both experiments on the graph task check them here."""
+    from ssa_theory.config import require
+
+    require(n_nodes >= 3, f"{size_name} must be >= 3 (got {n_nodes})")
+    require(max_degree >= 1, f"max_degree must be >= 1 (got {max_degree})")
+    require(max_degree < n_nodes, f"max_degree={max_degree} must be < {size_name}={n_nodes}: a node has at most "
+                                  f"{size_name} - 1 neighbours; lower max_degree or raise {size_name}")
+    require(0.0 <= smoothing < 1.0, f"smoothing must lie in [0, 1) (got {smoothing})")
+
+
 def degree_sequence(n_nodes: int, max_degree: int) -> list[int]:
     """Sorted degrees cycling through 1..D; one repeated degree is raised by one if the sum is odd.
 

@@ -39,6 +39,10 @@ class PointerModel(nn.Module):
         self.register_buffer("k_pos", k_pos)
         self.register_buffer("k_freq", k_freq)
 
+    def extras(self) -> dict[str, torch.Tensor]:
+        """The per-token data the strategies may read: each key's frequency, where the task has one."""
+        return {} if self.k_freq is None else {"k_freq": self.k_freq}
+
     @staticmethod
     def _members(t: torch.Tensor, E: int) -> torch.Tensor:
         return t.expand(E, 1, *t.shape) if t.dim() == 2 else t  # (E, 1, n, D)
@@ -57,7 +61,7 @@ class PointerModel(nn.Module):
 
     def forward(self) -> torch.Tensor:
         """Log predicted rows (E, Q, K): row i is log softmax of query i's logits, every temperature applied."""
-        logits = self.attn.logits(self.x(), self.context(), q_pos=self.q_pos, k_pos=self.k_pos, k_freq=self.k_freq)
+        logits = self.attn.logits(self.x(), self.context(), q_pos=self.q_pos, k_pos=self.k_pos, extras=self.extras())
         return torch.log_softmax(logits[:, 0, 0], dim=-1)
 
     def inverse_temperature(self) -> torch.Tensor:
@@ -67,7 +71,7 @@ class PointerModel(nn.Module):
 
     def key_inverse_temperature(self) -> torch.Tensor | None:
         """What multiplies key j's logits (E, K), or None where that is 1."""
-        tau = self.attn.key_inverse_temperature(self.context(), self.k_pos, self.k_freq)
+        tau = self.attn.key_inverse_temperature(self.context(), self.k_pos, self.extras())
         return None if tau is None else tau[:, 0, 0]
 
     def qk_matrix(self) -> torch.Tensor:

@@ -7,14 +7,20 @@ plug-in. It checks, on small float32 layers with fixed generators:
     causal         changing a future token changes no earlier output
     n per query    under a causal mask, query i's output equals the last output of the prefix
                    0..i (so the strategy reads the keys each query sees, not the row length)
-    padding        a batch row padded with junk keys (masked out) gives the unpadded row's outputs
-    cache          cached decoding, one token at a time, equals the full forward pass at every step
+    padding        a row padded with junk tokens on the left or on the right (``attention_mask``) gives
+                   the unpadded row's outputs at its real tokens, its positions counted from its
+                   first real token (so the strategy reads n and positions of real tokens only)
+    cache          cached decoding, one token at a time, equals the full forward pass at every step;
+                   and a left-padded batch decoded with the cache equals each row decoded alone
     fused          the fused path (SDPA) equals the explicit one (softmax of the logits)
     independent    batch rows do not mix, and neither do ensemble members
     gradients      finite at initialisation and after a few steps of training
 
 A failed property is one line naming it. ``check_strategy`` returns a ``Report``; ``assert_conforms``
-raises ``StrategyError`` with those lines.
+raises ``StrategyError`` with those lines. Both take a strategy's name, its dotted path
+``module:attr``, the ``Strategy`` object, or the function ``register_strategy`` decorated.
+``FAST`` is the subset that guards a plug-in where it enters (``run``, ``card``): causality, padding,
+finite values and gradients.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ssa_theory import strategies as st
-from ssa_theory.attention import Attention, Variant
+from ssa_theory.attention import Attention
+from ssa_theory.variants import Variant
 
 D, H, L, B = 8, 2, 6, 3
+PAD = 3  # junk tokens added by the padding property
 TOL = 1e-6  # float32: outputs are O(1), so 1e-6 is a few ulps of accumulated rounding, far below any real change
 TOL_PATH = 2e-5  # two computation orders (cache vs full, fused vs explicit, prefix vs full) in float32
 
@@ -103,6 +111,10 @@ class _Case:
     x: torch.Tensor  # (B, L, D)
     kf: torch.Tensor | None  # (B, L) key frequencies, where a placement reads them
 
+    def extras(self, kf: torch.Tensor | None = None) -> dict:
+        kf = self.kf if kf is None else kf
+        return {} if kf is None else {"k_freq": kf}
+
     def make(self, v=None, seed: int = 0):
         from ssa_theory.nn import SelectiveAttention
 
@@ -117,7 +129,7 @@ def _neutral(c: _Case) -> str | None:
     m.load_state_dict({**m.state_dict(), **{k: v for k, v in vanilla.state_dict().items()}}, strict=False)
     if c.strategy.neutral == "params":
         _neutralise(m, m.placements)
-    ok, diff = _close(m(c.x, k_freq=c.kf), vanilla(c.x), TOL)
+    ok, diff = _close(m(c.x, extras=c.extras()), vanilla(c.x), TOL)
     return None if ok else f"differs from vanilla attention by {diff:.2e} at its neutral setting (tolerance {TOL:g})"
 
 
@@ -129,7 +141,7 @@ def _causal(c: _Case) -> str | None:
     kf2 = None if c.kf is None else c.kf.clone()
     if kf2 is not None:
         kf2[:, -1] = 0.5
-    a, b = m(c.x, k_freq=c.kf), m(y, k_freq=kf2)
+    a, b = m(c.x, extras=c.extras()), m(y, extras=c.extras(kf2))
     ok, diff = _close(a[:, :-1], b[:, :-1], TOL)
     return None if ok else f"changing the last token changed earlier outputs by {diff:.2e}"
 
@@ -137,9 +149,9 @@ def _causal(c: _Case) -> str | None:
 def _per_query(c: _Case) -> str | None:
     m = c.make()
     _perturb(m, 4)
-    full = m(c.x, k_freq=c.kf)
+    full = m(c.x, extras=c.extras())
     for i in range(L):
-        part = m(c.x[:, :i + 1], k_freq=None if c.kf is None else c.kf[:, :i + 1])[:, -1]
+        part = m(c.x[:, :i + 1], extras={k: f[:, :i + 1] for k, f in c.extras().items()})[:, -1]
         ok, diff = _close(full[:, i], part, TOL_PATH)
         if not ok:
             return (f"query {i}'s output under the causal mask differs from the prefix's by {diff:.2e}: it does "
@@ -150,25 +162,56 @@ def _per_query(c: _Case) -> str | None:
 def _padding(c: _Case) -> str | None:
     m = c.make()
     _perturb(m, 5)
-    pad = 3
-    junk = torch.randn(B, pad, D, generator=torch.Generator().manual_seed(9)) * 5
-    xp = torch.cat([c.x, junk], 1)
-    keep = torch.ones(B, L + pad, dtype=torch.bool)
-    keep[:, L:] = False
-    kfp = None if c.kf is None else torch.cat([c.kf, torch.full((B, pad), 0.5)], 1)
-    a = m(xp, attn_mask=keep, k_freq=kfp)[:, :L]
-    ok, diff = _close(a, m(c.x, k_freq=c.kf), TOL_PATH)
-    return None if ok else f"a row padded with masked keys differs from the unpadded row by {diff:.2e}"
+    alone = m(c.x, extras=c.extras())
+    junk = torch.randn(B, PAD, D, generator=torch.Generator().manual_seed(9)) * 5
+    for side in ("left", "right"):
+        xp = torch.cat([junk, c.x] if side == "left" else [c.x, junk], 1)
+        real = torch.ones(B, L + PAD, dtype=torch.bool)
+        real[:, slice(0, PAD) if side == "left" else slice(L, None)] = False
+        kfp = None if c.kf is None else (torch.cat([torch.full((B, PAD), 0.5), c.kf], 1) if side == "left"
+                                         else torch.cat([c.kf, torch.full((B, PAD), 0.5)], 1))
+        out = m(xp, attention_mask=real, extras=c.extras(kfp))
+        a = out[:, PAD:] if side == "left" else out[:, :L]
+        ok, diff = _close(a, alone, TOL_PATH)
+        if not ok:
+            return (f"a row {side}-padded (attention_mask) differs from the unpadded row at its real tokens by "
+                    f"{diff:.2e}: it reads the padding, or positions and n that count it")
+    return None
 
 
 def _cache(c: _Case) -> str | None:
     m = c.make()
     _perturb(m, 6)
-    full = m(c.x, k_freq=c.kf)
+    full = m(c.x, extras=c.extras())
     cache = m.new_cache(B, L)
-    steps = [m(c.x[:, t:t + 1], cache=cache, k_freq=None if c.kf is None else c.kf[:, t:t + 1]) for t in range(L)]
+    steps = [m(c.x[:, t:t + 1], cache=cache, extras={k: f[:, t:t + 1] for k, f in c.extras().items()}) for t in range(L)]
     ok, diff = _close(torch.cat(steps, 1), full, TOL_PATH)
-    return None if ok else f"cached decoding differs from the full forward pass by {diff:.2e}"
+    if not ok:
+        return f"cached decoding differs from the full forward pass by {diff:.2e}"
+    # a batch of prompts of different lengths, left-padded, then decoded one token at a time
+    lengths = [L - 2 - (b % 3) for b in range(B)]
+    start = max(lengths)
+    xp = torch.zeros(B, start, D)
+    real = torch.zeros(B, start, dtype=torch.bool)
+    for b, n in enumerate(lengths):
+        xp[b, start - n:], real[b, start - n:] = c.x[b, :n], True
+    kf = None if c.kf is None else torch.full((B, start), 0.5)
+    if kf is not None:
+        for b, n in enumerate(lengths):
+            kf[b, start - n:] = c.kf[b, :n]
+    cache = m.new_cache(B, start + 2)
+    first = m(xp, attention_mask=real, cache=cache, extras=c.extras(kf))[:, -1]
+    nxt = torch.stack([c.x[b, n] for b, n in enumerate(lengths)])[:, None]  # each row's next real token
+    kf_next = None if c.kf is None else torch.stack([c.kf[b, n] for b, n in enumerate(lengths)])[:, None]
+    second = m(nxt, cache=cache, extras=c.extras(kf_next))[:, -1]
+    for b, n in enumerate(lengths):
+        ref = m(c.x[b:b + 1, :n + 1], extras={k: f[b:b + 1, :n + 1] for k, f in c.extras().items()})[0]
+        for got, want, what in ((first[b], ref[n - 1], "prompt"), (second[b], ref[n], "next token")):
+            ok, diff = _close(got, want, TOL_PATH)
+            if not ok:
+                return (f"batched left-padded cached decoding differs from the row decoded alone by {diff:.2e} "
+                        f"(row {b}, its {what})")
+    return None
 
 
 def _fused(c: _Case) -> str | None:
@@ -176,8 +219,8 @@ def _fused(c: _Case) -> str | None:
     layer = Attention(c.variant, D, generators=gens, n_heads=H, train_length=c.train_length)
     _perturb(layer, 7)
     xe = c.x[None].expand(2, B, L, D)
-    a = layer(xe, causal=True, k_freq=c.kf)
-    b, _ = layer(xe, causal=True, return_probs=True, k_freq=c.kf)
+    a = layer(xe, causal=True, extras=c.extras())
+    b, _ = layer(xe, causal=True, return_probs=True, extras=c.extras())
     ok, diff = _close(a, b, TOL_PATH)
     return None if ok else f"the fused path differs from the explicit one by {diff:.2e}"
 
@@ -187,19 +230,19 @@ def _independent(c: _Case) -> str | None:
     _perturb(m, 8)
     y = c.x.clone()
     y[1:] += torch.randn(B - 1, L, D, generator=torch.Generator().manual_seed(10))
-    ok, diff = _close(m(c.x, k_freq=c.kf)[0], m(y, k_freq=c.kf)[0], TOL)
+    ok, diff = _close(m(c.x, extras=c.extras())[0], m(y, extras=c.extras())[0], TOL)
     if not ok:
         return f"changing other batch rows changed row 0 by {diff:.2e}"
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     layer = Attention(c.variant, D, generators=gens, n_heads=H, train_length=c.train_length)
     _perturb(layer, 11)
     xe = c.x[None].expand(2, B, L, D).contiguous()
-    before = layer(xe, causal=True, k_freq=c.kf)[0]
+    before = layer(xe, causal=True, extras=c.extras())[0]
     with torch.no_grad():
         for p in layer.temp.values():
             p[1].add_(0.7)
         layer.w_q[1].mul_(2.0)
-    ok, diff = _close(layer(xe, causal=True, k_freq=c.kf)[0], before, TOL)
+    ok, diff = _close(layer(xe, causal=True, extras=c.extras())[0], before, TOL)
     return None if ok else f"changing ensemble member 1 changed member 0 by {diff:.2e}"
 
 
@@ -208,7 +251,7 @@ def _gradients(c: _Case) -> str | None:
     opt = torch.optim.Adam(m.parameters(), lr=0.05)
     target = torch.randn(B, L, D, generator=torch.Generator().manual_seed(12))
     for step in range(6):
-        loss = (m(c.x, k_freq=c.kf) - target).pow(2).mean()
+        loss = (m(c.x, extras=c.extras()) - target).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         bad = [n for n, p in m.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
@@ -236,29 +279,41 @@ def _run(report: Report, name: str, fn, case: _Case) -> None:
         report.failures.append(f"{name}: {failure}")
 
 
-def check_strategy(strategy: str | st.Strategy) -> Report:
-    """Run every property on ``strategy`` (a name, a dotted path ``module:attr``, or a ``Strategy``)."""
-    if isinstance(strategy, st.Strategy):
-        if st._REGISTRY.get(strategy.name) is not strategy:
-            raise ValueError(f"register {strategy.name!r} (register_strategy or strategies.register) or pass its "
-                             "dotted path module:attr, so that a layer can find it by name")
-        ref = strategy.name
+FAST = ("causal", "padding", "gradients")  # the subset that guards a plug-in where it enters: causality, padding, finite values
+
+
+def check_strategy(strategy, *, fast: bool = False) -> Report:
+    """Run every property (``fast``: those of ``FAST``) on ``strategy``: its name, a dotted path
+    ``module:attr``, a ``Strategy``, or the function ``register_strategy`` decorated. A ``Strategy``
+    that is not registered is registered for the check and removed after it."""
+    if isinstance(strategy, st.Strategy) and strategy.name not in st._REGISTRY:
+        st.register(strategy)
+        try:
+            return check_strategy(strategy, fast=fast)
+        finally:
+            st.unregister(strategy.name)
+    resolved = st.resolve(strategy)
+    if isinstance(strategy, str) and ":" in strategy:
+        ref = strategy
     else:
-        ref, strategy = strategy, st.resolve(strategy)
+        ref = resolved.name
+        if st._REGISTRY.get(ref) is not resolved:
+            raise ValueError(f"another strategy named {ref!r} is registered; pass this one's dotted path module:attr")
     report = Report(ref)
-    for variant in _variants(strategy, ref):
-        where = f" [{variant.name}]" if strategy.side is None else ""
+    for variant in _variants(resolved, ref):
+        where = f" [{variant.name}]" if resolved.side is None else ""
         needs_freq = any("k_freq" in s.needs for _, s, _ in variant.placements())
-        case = _Case(strategy, variant, L + 1 if strategy.neutral == "train_length" else 3,
+        case = _Case(resolved, variant, L + 1 if resolved.neutral == "train_length" else 3,
                      torch.randn(B, L, D, generator=torch.Generator().manual_seed(1)), _freq(B, L) if needs_freq else None)
         for prop, fn in PROPERTIES:
-            _run(report, f"{prop}{where}", fn, case)
+            if not fast or prop in FAST:
+                _run(report, f"{prop}{where}", fn, case)
     return report
 
 
-def assert_conforms(strategy: str | st.Strategy) -> Report:
+def assert_conforms(strategy, *, fast: bool = False) -> Report:
     """``check_strategy``, raising ``StrategyError`` (one line per failed property) if any fails."""
-    report = check_strategy(strategy)
+    report = check_strategy(strategy, fast=fast)
     if not report.ok:
         raise StrategyError("\n".join([f"strategy {report.strategy!r} fails the conformance kit:",
                                        *(f"  {f}" for f in report.failures)]))
