@@ -1,6 +1,7 @@
 """Measure every speed and memory target of ssa_theory on this machine; write benchmarks/RESULTS.md.
 
-    python benchmarks/run_all.py                  # everything (about 35 minutes on 2 CPU cores)
+    python benchmarks/run_all.py                  # everything (about 2 hours on 2 CPU cores)
+    python benchmarks/run_all.py --skip-jobs1     # without the one-job reproduce (about 40 minutes)
     python benchmarks/run_all.py --skip-default   # without the default `reproduce` from scratch
     python benchmarks/run_all.py --runs DIR       # keep the from-scratch --jobs 2 runs in DIR (a fresh folder),
                                                   # so that `reproduce --out DIR` then exports them
@@ -42,16 +43,6 @@ def timed(args: list[str], env: dict | None = None, log: Path | None = None) -> 
     out = sh([sys.executable, "-c", probe, str(log or ""), *args], env={**os.environ, **(env or {})})
     wall, kib = out.split()
     return float(wall), float(kib) / 1024
-
-
-def per_experiment(log: Path) -> dict[str, str]:
-    """Each experiment's wall time from a one-job reproduce's log lines ``[i/N] NAME: ran PATH (m:ss)``."""
-    times = {}
-    for line in log.read_text().splitlines():
-        if line.startswith("[") and ": ran " in line and line.endswith(")"):
-            name = line.split("] ", 1)[1].split(":", 1)[0]
-            times[name] = line.rsplit("(", 1)[1].rstrip(")")
-    return times
 
 
 def tables_in(text: str) -> list[str]:
@@ -96,7 +87,13 @@ def concurrent(args: list[str], n: int) -> float:
     return time.perf_counter() - start
 
 
-SECTIONS = ("attention", "module", "seeds", "threads", "reproduce", "gpu")
+SECTIONS = ("attention", "module", "seeds", "threads", "reproduce", "suite", "gpu")
+
+
+def bench_tables(kind: str, threads: int) -> tuple[str, list[str], str]:
+    """``bench KIND --threads T --repeats 7``: (its command line, its Markdown tables, its full output)."""
+    text = sh([*CLI, "bench", kind, "--threads", str(threads), "--repeats", "7"])
+    return f"`python -m ssa_theory bench {kind} --threads {threads} --repeats 7`", tables_in(text), text
 
 
 def section_attention(args) -> str:
@@ -105,9 +102,13 @@ def section_attention(args) -> str:
            "float32, same projections; median of the per-round ratios, rounds interleaved. Targets: "
            "`vanilla` <= 1.02x, `ssa` (query and value temperature, both terms) <= 1.10x.\n")
     for threads in (1, 2):
-        cmd = [*CLI, "bench", "attention", "--threads", str(threads), "--repeats", "7"]
-        out += f"\n`python -m ssa_theory bench attention --threads {threads} --repeats 7`:\n\n" + table_after(sh(cmd))
+        cmd, tables, _ = bench_tables("attention", threads)
+        out += f"\n{cmd}:\n\n" + tables[0]
     return out
+
+
+PROFILE = ("import sys; from ssa_theory import bench; from ssa_theory.rundir import markdown_table; import torch; "
+           "torch.set_num_threads(1); sys.stdout.write(markdown_table(bench.profile('ssa')))")
 
 
 def section_module(args) -> str:
@@ -116,15 +117,16 @@ def section_module(args) -> str:
            "`nn.Linear`, SDPA `is_causal=True`, output `nn.Linear`): forward plus backward at batch 8, 4 heads, "
            "length 1024, head width 64, float32, rounds interleaved, median ratio. Target: `ssa` <= 1.05x.\n")
     for threads in (1, 2):
-        cmd = [*CLI, "bench", "module", "--threads", str(threads), "--repeats", "7"]
-        text = sh(cmd)
-        tables = tables_in(text)
-        out += f"\n`python -m ssa_theory bench module --threads {threads} --repeats 7`:\n\n" + tables[0]
+        cmd, tables, text = bench_tables("module", threads)
+        out += f"\n{cmd}:\n\n" + tables[0]
         if threads == 2:
             out += ("\nNew parameters per variant in a GPT-2-small-shaped layer (D 768, 12 heads; the paper says under "
                     "0.5%), from the same command:\n\n" + tables[1])
             flash = [line for line in text.splitlines() if line.startswith("flash kernel")]
             out += "\n" + (flash[0] if flash else "") + "\n"
+    out += ("\nWhere `ssa`'s extra time goes (`ssa_theory.bench.profile`: torch.profiler's self time per operator, "
+            "ms per forward-plus-backward step, one thread, the same shape, `ssa` against `vanilla`):\n\n"
+            + sh([sys.executable, "-c", PROFILE]))
     return out
 
 
@@ -152,41 +154,85 @@ def section_threads(args) -> str:
             "| threads per process | one process, s | two processes at once, s |\n|---|---|---|\n"
             + "".join(f"| {t} | {alone[t]:.1f} | {together[t]:.1f} |\n" for t in (1, 2)))
 
+def task_times(log: Path) -> dict[str, float]:
+    """Each task's wall time in seconds from a parallel reproduce's log: ``[k/N done] LABEL done in m:ss``."""
+    times = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("[") and " done in " in line:
+            label, took = line.split("] ", 1)[1].split("; in flight", 1)[0].rsplit(" done in ", 1)
+            parts = [int(x) for x in took.split(":")]
+            times[label] = float(sum(v * 60 ** i for i, v in enumerate(reversed(parts))))
+    return times
+
+
 def section_reproduce(args) -> str:
     parts: list[str] = []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parts.append("\n## `reproduce`: wall time and peak memory, from scratch\n\n"
+    parts.append("\n## `reproduce`: wall time, balance and peak memory, from scratch\n\n"
                  f"Every experiment at one PyTorch thread per process on this {cores}-core machine. `--jobs N` runs N "
-                 "experiments at once, each in its own process, longest first; its peak memory is that of the largest "
-                 "single process. Target: `--jobs 2` at most 0.6x the wall time of `--jobs 1`.\n\n"
-                 "| command | wall time | peak memory | ratio to --jobs 1 | target | met |\n|---|---|---|---|---|---|\n")
+                 "tasks at once, each in its own process, longest first: every experiment is a task, except the "
+                 "ablation, whose cells (one per variant and task) are tasks of their own and which then only "
+                 "collects them. Targets: at `--jobs 2` a wall time within 1.15x of (the sum of every task's "
+                 "single-core time) / 2, and at most 0.55x of the `--jobs 1` time; no task over 1/10 of the sum.\n\n"
+                 "| command | wall time | peak memory | target | met |\n|---|---|---|---|---|\n")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
         root.mkdir()
         shutil.copy(ROOT / "paper_repro.md", root / "paper_repro.md")
         wall, mib = timed([*CLI, "reproduce", "--quick", "--quiet", "--out", f"{tmp}/runs", "--to", str(root)])
-        parts.append(f"| `python -m ssa_theory reproduce --quick` | {wall:.0f} s | {mib:.0f} MiB | | < 90 s | "
+        parts.append(f"| `python -m ssa_theory reproduce --quick` | {wall:.0f} s | {mib:.0f} MiB | < 90 s | "
                      f"{'yes' if wall < 90 else 'no'} |\n")
-        times: dict[str, str] = {}
         if args.skip_default:
-            parts.append("| `python -m ssa_theory reproduce --jobs 1` | not measured in this run | | | | |\n")
-        else:
-            log = Path(tmp) / "jobs1.log"
-            one, mib1 = timed([*CLI, "reproduce", "--jobs", "1", "--out", f"{tmp}/runs1", "--to", str(root)], log=log)
-            times = per_experiment(log)
-            runs2 = str(args.runs) if args.runs else f"{tmp}/runs2"
-            two, mib2 = timed([*CLI, "reproduce", "--jobs", "2", "--quiet", "--out", runs2, "--to", str(root)])
-            parts.append(f"| `python -m ssa_theory reproduce --jobs 1` | {one / 60:.1f} min | {mib1:.0f} MiB | 1 | | |\n")
-            parts.append(f"| `python -m ssa_theory reproduce --jobs 2` | {two / 60:.1f} min | {mib2:.0f} MiB | "
-                         f"{two / one:.2f} | <= 0.6 | {'yes' if two / one <= 0.6 else 'no'} |\n")
+            parts.append("| `python -m ssa_theory reproduce --jobs 2` | not measured in this run | | | |\n")
+            return "".join(parts)
+        log = Path(tmp) / "jobs2.log"
+        runs2 = str(args.runs) if args.runs else f"{tmp}/runs2"
+        two, mib2 = timed([*CLI, "reproduce", "--jobs", "2", "--out", runs2, "--to", str(root)], log=log)
+        times = task_times(log)
+        work = sum(times.values())
+        longest = max(times, key=times.get)
+        parts.append(f"| `python -m ssa_theory reproduce --jobs 2` | {two / 60:.1f} min | {mib2:.0f} MiB | | |\n")
+        one = None
+        if not args.skip_jobs1:
+            one, mib1 = timed([*CLI, "reproduce", "--jobs", "1", "--quiet", "--out", f"{tmp}/runs1", "--to", str(root)])
+            parts.append(f"| `python -m ssa_theory reproduce --jobs 1` | {one / 60:.1f} min | {mib1:.0f} MiB | | |\n")
+        ratio_work = two / (work / 2)
+        parts.append(f"\n- tasks: {len(times)}; the sum of their single-core times: {work / 60:.1f} min; half of it: "
+                     f"{work / 120:.1f} min\n- `--jobs 2` wall time over half the sum: {ratio_work:.3f} (target <= 1.15: "
+                     f"{'met' if ratio_work <= 1.15 else 'not met'})\n- the longest task: {longest}, "
+                     f"{times[longest] / 60:.2f} min, {times[longest] / work:.3f} of the sum (target <= 0.1: "
+                     f"{'met' if times[longest] <= 0.1 * work else 'not met'})\n")
+        if one is not None:
+            parts.append(f"- `--jobs 2` over `--jobs 1`: {two / one:.3f} (target <= 0.55: {'met' if two <= 0.55 * one else 'not met'})\n")
             same = all((Path(f"{tmp}/runs1") / p.relative_to(runs2)).read_bytes() == p.read_bytes()
                        for p in sorted(Path(runs2).glob("*/*/tables/*.csv")))
-            parts.append(f"\nThe `--jobs 2` tables equal the `--jobs 1` tables byte for byte: {'yes' if same else 'NO'}.\n")
-        if times:
-            parts.append("\nEach experiment's wall time within the `--jobs 1` run (what `Preset.minutes` records, "
-                         "for scheduling only):\n\n| experiment | wall time (m:ss) |\n|---|---|\n"
-                         + "".join(f"| {n} | {t} |\n" for n, t in times.items()))
+            parts.append(f"- the `--jobs 2` tables equal the `--jobs 1` tables byte for byte: {'yes' if same else 'NO'}\n")
+        else:
+            parts.append("- `--jobs 1`: not measured in this run (`--skip-jobs1`)\n")
+        experiments = {k: v for k, v in times.items() if " cell " not in k}
+        cells = {k: v for k, v in times.items() if " cell " in k}
+        by_task: dict[str, list[float]] = {}
+        for k, v in cells.items():
+            by_task.setdefault(k.split("task=", 1)[1].split()[0], []).append(v)
+        parts.append("\nEach experiment's wall time on one core within that run (what `Preset.minutes` records, for "
+                     "scheduling only), and the ablation's cells by task (what `Ablation.minutes` records):\n\n"
+                     "| task | wall time (m:ss) |\n|---|---|\n"
+                     + "".join(f"| {n} | {int(t // 60)}:{int(t % 60):02d} |\n" for n, t in experiments.items())
+                     + "".join(f"| ablation cells on {t} ({len(v)}) | mean {sum(v) / len(v):.0f} s, longest {max(v):.0f} s |\n"
+                               for t, v in by_task.items()))
     return "".join(parts)
+
+
+def section_suite(args) -> str:
+    """The default test suite, run exactly as the README writes it, without any thread variable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    summary = [line for line in proc.stdout.splitlines() if " passed" in line or " failed" in line][-1:]
+    return ("\n## The default test suite\n\n`python -m pytest`, as the README writes it (no thread variable set; "
+            f"`-n auto` in pyproject.toml runs one test process per core): {wall:.0f} s, exit code {proc.returncode}; "
+            f"{summary[0].strip('= ') if summary else 'no summary line'}. Target: at most 180 s on the 2-core machine.\n")
 
 
 def section_gpu(args) -> str:
@@ -225,6 +271,7 @@ def _split(text: str) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
+    parser.add_argument("--skip-jobs1", action="store_true", help="skip the default reproduce at --jobs 1 (over an hour here)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--runs", type=Path, default=None,
                         help="a fresh folder for the --jobs 2 runs from scratch (kept; default: a temporary one)")

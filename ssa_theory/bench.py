@@ -161,6 +161,40 @@ def module(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 
     return pd.DataFrame(rows)
 
 
+def profile(variant: str = "ssa", *, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 64,
+            steps: int = 3, top: int = 8) -> pd.DataFrame:
+    """Where ``SelectiveAttention(variant)``'s forward plus backward spends the time it takes beyond
+    vanilla's, on the CPU: torch.profiler's self time per operator, ms per step, for both, sorted by
+    the difference (the ``top`` largest, and the rest summed)."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from ssa_theory.nn import SelectiveAttention
+
+    D = heads * d_head
+    x = torch.randn(batch, length, D, generator=torch_generator(1, "data"))
+    per_op = {}
+    for name in ("vanilla", variant):
+        torch.manual_seed(0)
+        layer = SelectiveAttention(D, heads, variant=name, train_length=max(2, length // 4))
+        layer(x).sum().backward()  # warm-up
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                layer(x).sum().backward()
+        per_op[name] = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+    ops = set(per_op["vanilla"]) | set(per_op[variant])
+    rows = [{"op": op, f"ms_{variant}": per_op[variant].get(op, 0.0), "ms_vanilla": per_op["vanilla"].get(op, 0.0)}
+            for op in ops]
+    df = pd.DataFrame(rows)
+    df["extra_ms"] = df[f"ms_{variant}"] - df["ms_vanilla"]
+    df = df.sort_values("extra_ms", ascending=False, ignore_index=True)
+    rest = df.iloc[top:][[f"ms_{variant}", "ms_vanilla", "extra_ms"]].sum()
+    head = df.iloc[:top]
+    total = pd.DataFrame([{"op": "all other operators", **rest.to_dict()},
+                          {"op": "total", f"ms_{variant}": df[f"ms_{variant}"].sum(), "ms_vanilla": df["ms_vanilla"].sum(),
+                           "extra_ms": df["extra_ms"].sum()}])
+    return pd.concat([head, total], ignore_index=True)
+
+
 def flash_without_mask(device: torch.device) -> str:
     """On CUDA: whether SelectiveAttention's plain causal path runs on the flash kernel (SDPA with only
     the flash backend enabled must accept it, which it does only without a materialised mask)."""

@@ -45,7 +45,7 @@ class Preset:
 class Ablation:
     """How the ``ablation`` experiment trains any attention variant on this experiment's task.
 
-    ``run(config, variant, ctx)`` trains ``variant`` (a name in ``attention.VARIANTS``) for every
+    ``run(config, variant, ctx)`` trains ``variant`` (a name in ``variants.VARIANTS``) for every
     member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
     per seed, (S,), relative to its floor (``measure`` says what it is, ``floor`` what the best
     possible value is and why; ``floor_value`` is that value, from which the ablation's figure reads
@@ -63,6 +63,7 @@ class Ablation:
     quick: Mapping[str, Any] = field(default_factory=dict)
     bounded: bool = False
     floor_value: float = 0.0
+    minutes: float = 0.3  # one cell's measured wall time at the moderate size, one thread (for scheduling only)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class Experiment:
     ablation: Ablation | None = None  # how the ``ablation`` experiment trains any variant on this task
     # what else the results depend on, given the config (the ablation: the experiments it trains); enters the run hash
     depends: Callable[[Any], Mapping[str, str]] | None = None
+    # the independent runs this one is collected from, given the config: (experiment reference
+    # "module:ATTR", config overrides, minutes) each; ``reproduce`` schedules them as tasks of their own
+    # before this one, which then reuses them (the ablation: one cell per variant and task)
+    cells: Callable[[Any], list[tuple[str, Mapping[str, Any], float]]] | None = None
 
     def __post_init__(self) -> None:
         missing = {"default", "quick"} - set(self.presets)

@@ -13,7 +13,9 @@ committed one (``compare_tables``).
 Parallel runs (``jobs > 1``, or a Dask pool). The experiments are independent computations (the
 ablation trains its own models; it reads no other experiment's run), so each is one task of the
 sweep machinery (``ssa_theory.sweep``), run in a fresh process at the same thread count, longest
-first (``Preset.minutes``). Each run's numbers depend only on its hash, not on which process made it
+first (``Preset.minutes``). The ablation, about half of the work, is split into its cells (one run
+directory per variant and task, ``Experiment.cells``), each a task of its own in the same pool, so
+that any number of workers stays busy; the ablation itself runs last and collects them. Each run's numbers depend only on its hash, not on which process made it
 or what ran before, so the results are byte-identical to ``jobs=1``. Exports and the report are
 written afterwards, in registration order, by this process.
 
@@ -113,43 +115,69 @@ def _run_sequential(plan, preset, *, device, out, force, quiet, log) -> list[tup
     return results
 
 
+def _jobs(plan, refs, preset, *, device, out, force) -> list[tuple[str, dict, int | None]]:
+    """The pool's tasks, in the order they start: (label, task, index in ``plan`` or None for a cell).
+
+    An experiment collected from cells (``Experiment.cells``: the ablation) is split into them: each
+    cell is a task of its own, and the experiment follows every cell and every other task, so that it
+    finds its cells finished (or waits on the lock of one still running) and only collects them.
+    The rest go longest first (``Preset.minutes``; a cell's own estimate)."""
+    threads = torch.get_num_threads()
+
+    def task(ref, p, overrides, seeds):
+        return {"name": ref, "preset": p, "overrides": overrides, "seeds": seeds, "device": device.type,
+                "out": str(Path(out).resolve()), "threads": threads, "force": force}
+
+    timed, collectors = [], []
+    for i, (e, config, seeds) in enumerate(plan):
+        if e.cells is None:
+            timed.append((e.presets[preset].minutes, (e.name, task(refs[i], preset, {}, seeds), i)))
+            continue
+        cell_preset = "quick" if e.presets[preset].scratch else "default"
+        for ref, overrides, minutes in e.cells(config):
+            label = f"{e.name} cell " + " ".join(f"{k}={v}" for k, v in overrides.items())
+            timed.append((minutes, (label, task(ref, cell_preset, dict(overrides), seeds), None)))
+        collectors.append((e.name, task(refs[i], preset, {}, seeds), i))
+    timed.sort(key=lambda t: -t[0])  # stable: equal estimates keep the plan's order
+    return [job for _, job in timed] + collectors
+
+
 def _run_parallel(plan, refs, preset, *, device, out, force, pool, log) -> list[tuple[Path, bool]]:
-    """Every experiment as one task on ``pool`` (``sweep.LocalPool`` or ``sweep.DaskPool``), longest first."""
-    names = [e.name for e, _, _ in plan]
+    """Every experiment (the ablation as its cells) as tasks on ``pool`` (``sweep.LocalPool`` or
+    ``sweep.DaskPool``), longest first."""
     reused = [is_complete(run_dir(out, e, c, s, device)) and not force for e, c, s in plan]
-    order = sorted(range(len(plan)), key=lambda i: -plan[i][0].presets[preset].minutes)
-    tasks = [{"name": refs[i], "preset": preset, "overrides": {}, "seeds": plan[i][2],
-              "device": device.type, "out": str(Path(out).resolve()), "threads": torch.get_num_threads(),
-              "force": force} for i in order]
+    jobs = _jobs(plan, refs, preset, device=device, out=out, force=force)
+    labels = [label for label, _, _ in jobs]
     started: dict[int, float] = {}
     results: dict[int, tuple[str, str | None]] = {}
 
     def in_flight() -> str:
         now = time.perf_counter()
-        running = [f"{names[order[j]]} {clock(now - t)}" for j, t in started.items() if j not in results]
+        running = [f"{labels[j]} {clock(now - t)}" for j, t in started.items() if j not in results]
         return ", ".join(running) or "nothing"
 
     def on_event(j: int, status: str, info: str | None) -> None:
-        name = names[order[j]]
         if status == "running":
             started[j] = time.perf_counter()
-            log(f"started {name}; in flight: {in_flight()}")
+            log(f"started {labels[j]}; in flight: {in_flight()}")
         elif status in ("done", "failed", "cancelled"):
             results[j] = (status, info)
             took = f" in {clock(time.perf_counter() - started[j])}" if j in started else ""
-            what = "reused" if status == "done" and reused[order[j]] else status
-            log(f"[{sum(r[0] == 'done' for r in results.values())}/{len(plan)} done] {name} {what}{took}"
+            plan_index = jobs[j][2]
+            what = "reused" if status == "done" and plan_index is not None and reused[plan_index] else status
+            log(f"[{sum(r[0] == 'done' for r in results.values())}/{len(jobs)} done] {labels[j]} {what}{took}"
                 + (f": {info}" if status != "done" and info else "") + f"; in flight: {in_flight()}")
         elif status == "retrying":
             started.pop(j, None)
-            log(f"{name}: {info}; running it again")
+            log(f"{labels[j]}: {info}; running it again")
 
-    pool.run(tasks, on_event, heartbeat=lambda: log(f"in flight: {in_flight()}"))
-    failed = [f"{names[order[j]]} ({info})" for j, (status, info) in sorted(results.items()) if status != "done"]
-    if failed or len(results) < len(plan):
-        raise ReproduceFailed(f"{len(failed)} of {len(plan)} experiments did not finish: {'; '.join(failed)}; "
-                              "nothing was exported (rerun to retry: finished experiments are reused)")
-    return [(Path(results[order.index(i)][1]), reused[i]) for i in range(len(plan))]
+    pool.run([t for _, t, _ in jobs], on_event, heartbeat=lambda: log(f"in flight: {in_flight()}"))
+    failed = [f"{labels[j]} ({info})" for j, (status, info) in sorted(results.items()) if status != "done"]
+    if failed or len(results) < len(jobs):
+        raise ReproduceFailed(f"{len(failed)} of {len(jobs)} tasks did not finish: {'; '.join(failed)}; "
+                              "nothing was exported (rerun to retry: finished runs are reused)")
+    where = {i: j for j, (_, _, i) in enumerate(jobs) if i is not None}
+    return [(Path(results[where[i]][1]), reused[i]) for i in range(len(plan))]
 
 
 def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: Path, to: Path,
@@ -165,7 +193,8 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
         if preset not in e.presets:
             raise UsageError(f"{e.name} has no preset {preset!r}; presets: {', '.join(e.presets)}")
     plan = _plan(experiments, preset, seed)
-    parallel = pool is not None or min(jobs, len(plan)) > 1
+    n_tasks = sum(1 + (len(e.cells(c)) if e.cells else 0) for e, c, _ in plan)  # the ablation counts its cells
+    parallel = pool is not None or min(jobs, n_tasks) > 1
     refs = [_worker_ref(n) for n in names] if parallel else None  # checked before anything is written
     root = Path(out) / f"reproduce-check-{preset}" if check else export_root(preset, out, to)
     prepare_out(out)
@@ -175,7 +204,7 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
         if pool is None:
             from ssa_theory.sweep import LocalPool
 
-            pool = LocalPool(min(jobs, len(plan)), max_attempts=2)
+            pool = LocalPool(min(jobs, n_tasks), max_attempts=2)
         runs = _run_parallel(plan, refs, preset, device=device, out=out, force=force, pool=pool, log=log)
     else:
         runs = _run_sequential(plan, preset, device=device, out=out, force=force, quiet=quiet, log=log)

@@ -210,6 +210,7 @@ class RunContext:
     seeds: list[int]
     device: torch.device
     quiet: bool = False
+    out: Path | None = None  # the root of run directories this run lives under (for runs it is collected from)
 
     def progress(self, label: str, total: int) -> Progress:
         return Progress(label, total, enabled=not self.quiet)
@@ -437,7 +438,7 @@ def execute(experiment, config, *, seeds: list[int], device: torch.device, out: 
             tmp.mkdir()
             write_json(tmp / "config.json", {**payload, "preset": preset, "run_hash": final.name})
             write_json(tmp / "env.json", env_info(device))
-            ctx = RunContext(tmp, list(seeds), device, quiet)
+            ctx = RunContext(tmp, list(seeds), device, quiet, Path(out))
             experiment.run(config, ctx)
             experiment.plot(tmp)
             (tmp / DONE).write_text("")

@@ -21,7 +21,7 @@ A *strategy* is one way of changing attention's temperature, declared once as a 
 
 The attention layers (``ssa_theory.attention.Attention``, the experiments' ensemble layer, and
 ``ssa_theory.nn.SelectiveAttention``, its public face) apply every strategy through ``apply``: one
-formula each, never a second copy. A *variant* (``attention.VARIANTS``) is a list of strategies
+formula each, never a second copy. A *variant* (``variants.VARIANTS``) is a list of strategies
 placed on sides; SSA's own terms (``ssa_pos``, ``ssa_tok``, ``ssa_tok_own``) are strategies too.
 
 Strategies from outside the package come in three ways (``register_strategy``, a dotted path

@@ -205,15 +205,16 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
 # --- reproduce ----------------------------------------------------------------------------------------
 
 
-def _digest(paths):
+def _digest(paths, root=ROOT):
     h = hashlib.sha256()
     for p in paths:
         for f in sorted(Path(p).rglob("*")) if Path(p).is_dir() else [Path(p)]:
             if f.is_file():
-                h.update(str(f.relative_to(ROOT)).encode() + f.read_bytes())
+                h.update(str(f.relative_to(root)).encode() + f.read_bytes())
     return h.hexdigest()
 
 
+@pytest.mark.slow  # about 35 s; the toy version below checks the same promise in the default suite
 def test_quick_reproduce_never_touches_the_committed_results_and_is_idempotent(quick_run, capsys):
     for name in registry.names():
         out, _ = quick_run(name)  # every quick run already made once this session, under one root
@@ -229,6 +230,30 @@ def test_quick_reproduce_never_touches_the_committed_results_and_is_idempotent(q
         assert any((scratch / "figures" / name).glob("*.png"))
     assert report.BLOCK.search((scratch / "paper_repro.md").read_text())
     assert "| claim | the paper says |" in printed and "C1 (`graph_transition`)" in printed
+    first = {f: f.read_bytes() for f in scratch.rglob("*") if f.is_file()}
+    assert cli.main(args) == 0
+    assert {f: f.read_bytes() for f in scratch.rglob("*") if f.is_file()} == first
+
+
+def test_a_scratch_reproduce_never_touches_the_committed_results_and_is_idempotent(tmp_path, capsys):
+    """The promise above on the toy experiments: a --quick reproduce into a root that holds committed
+    results and a paper_repro.md writes only under OUT/reproduce-quick/, and a second one changes no byte."""
+    from ssa_theory.testing import toy as toy_module
+
+    root = tmp_path / "root"
+    (root / "experiments" / "toy").mkdir(parents=True)
+    (root / "experiments" / "toy" / "summary.csv").write_text("committed\n")
+    (root / "figures").mkdir()
+    shutil.copy(ROOT / "paper_repro.md", root / "paper_repro.md")
+    before = _digest([root / "experiments", root / "figures", root / "paper_repro.md"], root)
+    out = tmp_path / "runs"
+    args = ["reproduce", "--quick", "--quiet", "--only", toy_module.REF, toy_module.OTHER_REF, "--out", str(out),
+            "--to", str(root)]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert _digest([root / "experiments", root / "figures", root / "paper_repro.md"], root) == before
+    scratch = out / "reproduce-quick"
+    assert (scratch / "experiments" / "toy" / "metrics.json").is_file() and (scratch / "paper_repro.md").is_file()
     first = {f: f.read_bytes() for f in scratch.rglob("*") if f.is_file()}
     assert cli.main(args) == 0
     assert {f: f.read_bytes() for f in scratch.rglob("*") if f.is_file()} == first

@@ -6,6 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import torch
 
 from ssa_theory import cli, registry, reproduce
 from ssa_theory.testing import toy as toy_module
@@ -41,7 +43,7 @@ def test_a_failing_experiment_stops_a_parallel_reproduce_with_one_line(tmp_path,
                    "--out", str(tmp_path / "runs"), "--to", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1, err
-    assert "1 of 2 experiments did not finish: toy_failing (RuntimeError: the toy experiment was asked to fail)" in err
+    assert "1 of 2 tasks did not finish: toy_failing (RuntimeError: the toy experiment was asked to fail)" in err
     assert "nothing was exported" in err
     assert not (tmp_path / "experiments").exists() or not any((tmp_path / "experiments").iterdir())
 
@@ -99,6 +101,7 @@ def test_compare_tables_flags_text_shape_and_one_sided_nan(tmp_path):
     assert not bool(reproduce.compare_tables(fresh, committed, ["x"]).within.any())
 
 
+@pytest.mark.slow  # about 45 s; the plumbing is tested on the toy (test_parallel_reproduce_equals_one_job_...)
 def test_quick_reproduce_in_parallel_regenerates_the_in_process_runs(quick_run, tmp_path):
     """Every real experiment's quick preset from scratch in two worker processes: the tables and metrics
     equal, byte for byte, those of the same runs made one after another in this process."""
@@ -110,3 +113,23 @@ def test_quick_reproduce_in_parallel_regenerates_the_in_process_runs(quick_run, 
         exported = fresh / "reproduce-quick" / "experiments" / name
         for f in sorted((path / "tables").glob("*.csv")) + [path / "metrics.json"]:
             assert (exported / f.name).read_bytes() == f.read_bytes(), f"{name}/{f.name}"
+
+
+def test_the_ablation_goes_to_the_pool_as_its_cells_longest_first_and_is_collected_last():
+    names = registry.names()
+    experiments = [registry.get(n) for n in names]
+    plan = reproduce._plan(experiments, "default", 0)
+    jobs = reproduce._jobs(plan, names, "default", device=torch.device("cpu"), out=Path("runs"), force=False)
+    labels = [label for label, _, _ in jobs]
+    ablation = registry.get("ablation")
+    n_cells = len(ablation.config().tasks) * len(ablation.config().variants)
+    assert len(jobs) == len(names) + n_cells and labels[-1] == "ablation"
+    cells = [t for label, t, i in jobs if i is None]
+    assert len(cells) == n_cells and all(t["name"] == "ssa_theory.experiments.ablation:CELL" for t in cells)
+    assert {(t["overrides"]["task"], t["overrides"]["variant"]) for t in cells} == \
+        {(t, v) for t in ablation.config().tasks for v in ablation.config().variants}
+    minutes = {n: registry.get(n).presets["default"].minutes for n in names if n != "ablation"}
+    est = [minutes[label] if i is not None else registry.get(t["overrides"]["task"]).ablation.minutes
+           for label, t, i in jobs[:-1]]
+    assert est == sorted(est, reverse=True)  # longest first, the collector after everything
+    assert all(t["seeds"] == plan[names.index("ablation")][2] for t in cells)

@@ -18,8 +18,6 @@ import pytest
 from ssa_theory import cli, registry, sweep
 from ssa_theory.config import ConfigError
 
-distributed = pytest.importorskip("distributed")
-
 from ssa_theory.testing import toy as toy_module
 
 # The toy experiment (no training, well under a second a cell), by reference so that spawned workers find it.
@@ -77,6 +75,7 @@ def local_sweep(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dask_client():
     """One LocalCluster of two worker processes for the whole module."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed (pip install -e '.[dask]')")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = distributed.Client(cluster)
     yield client

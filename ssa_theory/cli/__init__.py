@@ -23,7 +23,7 @@ import sys
 from typing import Sequence
 
 from ssa_theory import __version__
-from ssa_theory.cli import bench, listing, reproduce, run, show_config, sweep
+from ssa_theory.cli import bench, card, listing, reproduce, run, show_config, sweep
 from ssa_theory.cli._common import PROG, Parser
 from ssa_theory.config import UsageError
 from ssa_theory.train import Diverged
@@ -43,6 +43,7 @@ examples:
   {PROG} reproduce --quick                        the same as a smoke test, into runs/reproduce-quick/
   {PROG} sweep graph_transition --grid smoothing=0.02,0.05,0.1 --seeds 2 --quick --executor dask --workers 2
   {PROG} collect runs/sweeps/graph_transition-HASH  tidy tables and a figure of a sweep
+  {PROG} card ssa_q_pos --quick                   one strategy's report card: every ablation task, beside vanilla, global, ssa
   {PROG} bench attention                          every attention variant against the fused SDPA kernel
   {PROG} bench module                             the public SelectiveAttention against nanoGPT's attention
   {PROG} bench seeds graph_transition --seeds 16  time 16 batched seeds against 1
@@ -53,7 +54,7 @@ tables/, figures/, done). A finished run is reused unless --force.
 
 
 
-VERBS = (listing, run, reproduce, sweep, show_config, bench)  # the order ``--help`` lists them in
+VERBS = (listing, run, reproduce, sweep, card, show_config, bench)  # the order ``--help`` lists them in
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -100,18 +100,23 @@ def resolve(args: argparse.Namespace, default_preset: str = "default"):
     return experiment, preset_name, preset, config
 
 
-def plugin_strategies(config) -> list:
-    """The plug-in strategies (from a dotted path or an entry point) that a config names in any of its
-    string fields, once each."""
+def config_names(config) -> list[str]:
+    """Every string a config holds in its fields (strings, and strings in tuples)."""
     import dataclasses
-
-    from ssa_theory.variants import get_variant
 
     names = []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         names += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
             if isinstance(value, tuple) else []
+    return names
+
+
+def plugin_strategies(names) -> list[str]:
+    """The plug-in strategies (from a dotted path or an entry point) among variant names, once each,
+    as the name or path to check them by."""
+    from ssa_theory.variants import get_variant
+
     found = {}
     for name in names:
         try:
@@ -124,16 +129,18 @@ def plugin_strategies(config) -> list:
     return list(found.values())
 
 
-def check_plugins(config) -> None:
+def check_plugins(config=None, *, names=(), anyway: str = "run it anyway") -> None:
     """The fast conformance check (causality, padding, finite values and gradients) of every plug-in
-    strategy the config names, before anything trains: a ``UsageError`` naming the failed property."""
+    strategy that ``config``'s fields or ``names`` name, before anything trains: a ``UsageError``
+    naming the failed property."""
     from ssa_theory.testing.conformance import check_strategy
 
-    for ref in plugin_strategies(config):
+    for ref in plugin_strategies([*(config_names(config) if config is not None else []), *names]):
         report = check_strategy(ref, fast=True)
         if not report.ok:
             raise UsageError(f"strategy {ref!r} fails the conformance check ({report.failures[0]}); fix it, or pass "
-                             "--no-check to run it anyway")
+                             f"--no-check to {anyway}")
+
 
 
 def member_seeds(seed: int, n: int) -> list[int]:

@@ -2,7 +2,7 @@
 
 The paper ablates its temperature over {Q, K, V} and over {position, token, both} (appendix, p14-15),
 and compares temperature strategies (p16), on language-model perplexity only. Here every variant of
-``attention.VARIANTS`` (query / key / value side; position term, token term, both; shared or own
+``variants.VARIANTS`` (query / key / value side; position term, token term, both; shared or own
 projection; the output gate; every competing temperature strategy) is trained on every registered
 task that trains attention, each task at a moderate size, with the task's own budget. Each cell is
 the task's headline measure relative to its floor, with a 95% CI over seeds:
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -108,16 +110,91 @@ def _values(result, n_seeds: int, task: str) -> dict[str, np.ndarray]:
     return out
 
 
+# --- the cells: one run directory per (variant, task) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """One cell of the ablation: ``variant`` trained on ``task`` at the ablation's ``scale``."""
+
+    task: str = "graph_transition"
+    variant: str = "vanilla"
+    scale: str = "moderate"
+
+    def __post_init__(self) -> None:
+        _task(self.task)
+        check_variant_name("variant", self.variant)
+        choice("scale", self.scale, SCALES)
+
+
+def run_cell(cfg: CellConfig, ctx: RunContext) -> None:
+    """Train the cell's variant on its task for every member seed; its values per seed (``per_seed``)."""
+    experiment = _task(cfg.task)
+    values = _values(experiment.ablation.run(_task_config(experiment, cfg.scale), cfg.variant, ctx), len(ctx.seeds),
+                     cfg.task)
+    rows = [{"task": cfg.task, "variant": cfg.variant, "seed": s, **{k: float(v[i]) for k, v in values.items()}}
+            for i, s in enumerate(ctx.seeds)]
+    ctx.write_table("per_seed", pd.DataFrame(rows))
+    ctx.write_metrics({"task": cfg.task, "variant": cfg.variant, "scale": cfg.scale, "seeds": list(ctx.seeds),
+                       **{k: v.tolist() for k, v in values.items()}})
+
+
+def _task_depends(task: str) -> dict[str, str]:
+    """What a task's cells depend on besides their config: the experiment's version, its shared
+    tasks, and the sizes the ablation trains it at (they enter the run hash)."""
+    e = _task(task)
+    return {f"experiment:{e.name}": e.version, **e.tasks,
+            f"ablation:{e.name}": json.dumps({"overrides": dict(e.ablation.overrides), "quick": dict(e.ablation.quick)},
+                                             sort_keys=True, default=list)}
+
+
+CELL = Experiment(
+    name="ablation_cell",
+    version="1",
+    claim="one (variant, task) cell of the ablation (collected by ablation; not a result of its own)",
+    config=CellConfig,
+    run=run_cell,
+    plot=lambda run_dir: None,
+    headline="per_seed",
+    presets={"default": Preset({}, seeds=5, about="a cell at the moderate size"),
+             "quick": Preset({"scale": "quick"}, seeds=2, about="a cell at the quick size", scratch=True)},
+    depends=lambda cfg: _task_depends(cfg.task),
+)
+CELL_REF = "ssa_theory.experiments.ablation:CELL"  # how worker processes find it (it is not registered: no list entry)
+
+
+def cells(cfg: AblationConfig) -> list[tuple[str, dict, float]]:
+    """Every (task, variant) cell of the config: (reference, overrides, minutes), for ``reproduce``."""
+    return [(CELL_REF, {"task": t, "variant": v, "scale": cfg.scale},
+             _task(t).ablation.minutes * (1.0 if cfg.scale == "moderate" else 0.05))
+            for t in cfg.tasks for v in cfg.variants]
+
+
+def collect_cells(cfg: AblationConfig, ctx: RunContext, log=None) -> pd.DataFrame:
+    """The per-seed values of every cell, each trained (or reused, when finished) as its own run
+    directory under ``ctx.out``: rows (task, variant, seed, value, extra measures)."""
+    from ssa_theory.rundir import execute, read_json
+
+    out = ctx.out if ctx.out is not None else ctx.path / "cells"
+    frames, todo = [], cells(cfg)
+    for i, (_, overrides, _) in enumerate(todo):
+        start = time.perf_counter()
+        path, reused = execute(CELL, CellConfig(**overrides), seeds=list(ctx.seeds), device=ctx.device, out=out,
+                               preset="default" if cfg.scale == "moderate" else "quick", quiet=True)
+        if log is not None:
+            log(f"cell {i + 1}/{len(todo)} {overrides['variant']} on {overrides['task']}: "
+                f"{'reused' if reused else 'trained'} ({time.perf_counter() - start:.1f} s)")
+        m = read_json(path / "metrics.json")  # JSON: every float exactly as computed (a CSV read back may not be)
+        measures = {k: v for k, v in m.items() if k not in ("task", "variant", "scale", "seeds")}
+        frames += [{"task": m["task"], "variant": m["variant"], "seed": s,
+                    **{k: math.nan if v[i] is None else float(v[i]) for k, v in measures.items()}}
+                   for i, s in enumerate(m["seeds"])]
+    return pd.DataFrame(frames)
+
+
 def run(cfg: AblationConfig, ctx: RunContext) -> None:
-    rows = []
-    for task in cfg.tasks:
-        experiment = _task(task)
-        task_cfg = _task_config(experiment, cfg.scale)
-        for variant in cfg.variants:
-            values = _values(experiment.ablation.run(task_cfg, variant, ctx), len(ctx.seeds), task)
-            rows += [{"task": task, "variant": variant, "seed": s, **{k: float(v[i]) for k, v in values.items()}}
-                     for i, s in enumerate(ctx.seeds)]
-    write_results(ctx, measure(cfg, pd.DataFrame(rows), list(ctx.seeds)))
+    say = None if ctx.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    write_results(ctx, measure(cfg, collect_cells(cfg, ctx, say), list(ctx.seeds)))
 
 
 ALPHA = 0.05  # family-wise error rate of the "differs from vanilla" marks (Holm over every paired test)
@@ -228,15 +305,10 @@ def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounde
 
 
 def depends(cfg: AblationConfig) -> dict[str, str]:
-    """What the results depend on besides the config: each trained experiment's version, its shared
-    tasks, and the sizes the ablation trains it at (they enter the run hash)."""
+    """What the results depend on besides the config: every task's (``_task_depends``)."""
     out = {}
     for t in cfg.tasks:
-        e = _task(t)
-        out[f"experiment:{e.name}"] = e.version
-        out.update(e.tasks)
-        out[f"ablation:{e.name}"] = json.dumps({"overrides": dict(e.ablation.overrides), "quick": dict(e.ablation.quick)},
-                                               sort_keys=True, default=list)
+        out.update(_task_depends(t))
     return out
 
 
@@ -254,6 +326,7 @@ EXPERIMENT = Experiment(
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
     depends=depends,
+    cells=cells,
 )
 
 

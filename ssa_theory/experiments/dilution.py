@@ -20,7 +20,7 @@ equals a single run with seed e); evaluation runs at ``eval_lengths`` up to 256x
 training length. Example: at n = 4096 a vanilla layer trained on n <= 16 with a logit gap of 6
 puts ``1 / (1 + 4095 e^-6) = 0.09`` of its attention on the needle.
 
-Strategies (``attention.VARIANTS``; n is the number of items the query sees):
+Strategies (``variants.VARIANTS``; n is the number of items the query sees):
 vanilla; ``global`` (one learned inverse temperature); ``log_n``; ``ssmax`` (``s log n``); ``yarn``
 (fixed factor for the ratio n / n_max); ``qwen``; SSA's position term (``ssa_q_pos``); the authors'
 released form (``ssa_released``); SSA's token term (``ssa_q_tok``: the query token never changes

@@ -7,15 +7,27 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssa_theory.plotting import COLORS, band, colors, save
+from ssa_theory.plotting import COLORS, band, by_strategy, save
 from ssa_theory.rundir import load_frame, read_json, read_table
 
 
 def _by_length(run_dir: Path):
     """The per-length table, the strategies in run order, and one colour each (house colours first)."""
     t = read_table(run_dir, "by_length")
-    strategies = list(dict.fromkeys(t.strategy))
-    return t, strategies, colors(strategies)
+    strategies, col = by_strategy(t)
+    return t, strategies, col
+
+
+def _per_strategy(t, strategies, col, *panels) -> list:
+    """One line per strategy of each ``(axis, column)`` of ``panels`` against n; returns (strategy, its
+    rows of the per-length table) for what a figure adds per strategy."""
+    out = []
+    for s in strategies:
+        d = t[t.strategy == s]
+        for ax, column in panels:
+            ax.plot(d.n, d[column], "o-", color=col[s], label=s, ms=3, lw=1.2)
+        out.append((s, d))
+    return out
 
 
 def mass_and_accuracy(run_dir: Path) -> None:
@@ -26,13 +38,10 @@ def mass_and_accuracy(run_dir: Path) -> None:
     t, strategies, col = _by_length(run_dir)
     curves = load_frame(run_dir, "theory_curves")
     fig, (ax_m, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for s in strategies:
-        d = t[t.strategy == s]
-        ax_m.plot(d.n, d.mass, "o-", color=col[s], label=s, ms=3, lw=1.2)
+    for s, d in _per_strategy(t, strategies, col, (ax_m, "mass"), (ax_a, "acc")):
         band(ax_m, d.n, d.mass_lo, d.mass_hi, col[s], alpha=0.12, bounds=(0, 1))
         c = curves[curves.strategy == s]
         ax_m.plot(c.n, c.mass_pred, "--", color=col[s], lw=0.8)
-        ax_a.plot(d.n, d.acc, "o-", color=col[s], label=s, ms=3, lw=1.2)
         band(ax_a, d.n, d.acc_lo, d.acc_hi, col[s], bounds=(0, 1))
     for ax in (ax_m, ax_a):
         ax.set_xscale("log")
@@ -56,9 +65,7 @@ def effective_gap(run_dir: Path) -> None:
     t, strategies, col = _by_length(run_dir)
     s_tab = read_table(run_dir, "strategies")
     fig, (ax_g, ax_c) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for s in strategies:
-        d = t[t.strategy == s]
-        ax_g.plot(d.n, d.gap, "o-", color=col[s], label=s, ms=3, lw=1.2)
+    _per_strategy(t, strategies, col, (ax_g, "gap"))
     ax_g.set_xscale("log")
     ax_g.set_xlabel("items n (log scale)")
     ax_g.set_ylabel("logit gap: needle - log mean exp(distractors)")

@@ -79,7 +79,7 @@ class SpecificityConfig(TrainingConfig):
     beta_sharp: float = 4.0  # the sharp query's target is softmax(beta_sharp z)
     contrasts: tuple[float, ...] = (1.0, 2.0, 8.0)  # beta_sharp / beta_flat; 1 is the control: no contrast
     rhos: tuple[float, ...] = (0.0, 0.5, 0.9, 0.99)  # cosine similarity of the two queries of a pair
-    strategies: tuple[str, ...] = STRATEGIES  # any name in attention.VARIANTS
+    strategies: tuple[str, ...] = STRATEGIES  # any name in variants.VARIANTS
     d_head: int = 0  # query/key width; 0 means 2 n_pairs (the rank the pairs need)
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     steps: int = 3000

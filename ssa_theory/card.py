@@ -1,0 +1,280 @@
+"""``card STRATEGY``: one strategy's report card, as a row of the ablation.
+
+The strategy (a built-in variant or strategy, a dotted path ``module:NAME``, or an entry point) is
+trained on every task of the ablation, through the ablation's own cells (``ablation.CELL``: one run
+directory per variant and task, so a finished cell is reused), beside three references: vanilla
+attention, the range-matched ``global`` scale and full ``ssa``. The card says, per task, the
+strategy's measure beside the references', each with its 95% CI; whether it differs from vanilla
+(a paired t-test per task, Holm's correction over the card's tasks, at family-wise 5%); the share of
+vanilla's gap to the task's floor it closes (the floor being the task's closed form where it has
+one: the Bayes risk, H(P*), the least norm); and at the top, the conformance kit's result, the
+parameters it adds to a GPT-2-small-shaped layer, its forward-plus-backward time against the fused
+SDPA kernel, and the temperature it learned on ``dilution``.
+
+References come from the committed ablation (``experiments/ablation/metrics.json``) when its core
+version, scale, tasks and seeds are the card's; otherwise they are trained like the strategy.
+``--quick`` trains everything at the ablation's quick size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+REFERENCES = ("vanilla", "global", "ssa")
+ALPHA = 0.05
+
+
+def card_name(strategy: str) -> str:
+    """A folder name for the strategy: a dotted path ``pkg.mod:NAME`` becomes ``pkg.mod-NAME``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", strategy)
+
+
+@dataclass
+class Plan:
+    strategy: str
+    scale: str  # the ablation's "moderate" or "quick"
+    seeds: list[int]
+    tasks: list[str]
+
+
+def committed_references(root: Path, plan: Plan) -> dict[tuple[str, str], np.ndarray]:
+    """Per-seed values of the references (and of the strategy, if the ablation has it) from the
+    committed ablation, when it was made by this core at this scale, on these tasks and seeds;
+    otherwise nothing."""
+    from ssa_theory import core
+    from ssa_theory.rundir import read_json
+
+    folder = Path(root) / "experiments" / "ablation"
+    try:
+        config, metrics = read_json(folder / "config.json"), read_json(folder / "metrics.json")
+    except (OSError, ValueError):
+        return {}
+    if (config.get("core") != core.VERSION or metrics.get("scale") != plan.scale or metrics.get("seeds") != plan.seeds
+            or any(t not in metrics.get("tasks", {}) for t in plan.tasks)):
+        return {}
+    out = {}
+    for t in plan.tasks:
+        for v, entry in metrics["tasks"][t]["variants"].items():
+            if v in (*REFERENCES, plan.strategy):
+                out[(t, v)] = np.asarray([np.nan if x is None else x for x in entry["per_seed"]], dtype=float)
+    return out
+
+
+def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int, log: Callable[[str], None],
+                skip: dict) -> dict[tuple[str, str], np.ndarray]:
+    """The cells (task, variant) not in ``skip``, trained or reused under ``out`` (``jobs`` workers):
+    per-seed values."""
+    import torch
+
+    from ssa_theory.experiments.ablation import CELL, CELL_REF, CellConfig
+    from ssa_theory.rundir import execute, read_json
+
+    todo = [(t, v) for t in plan.tasks for v in variants if (t, v) not in skip]
+    preset = "default" if plan.scale == "moderate" else "quick"
+    paths: dict[tuple[str, str], Path] = {}
+    if jobs > 1 and len(todo) > 1:
+        from ssa_theory.sweep import LocalPool
+
+        tasks = [{"name": CELL_REF, "preset": preset, "overrides": {"task": t, "variant": v, "scale": plan.scale},
+                  "seeds": plan.seeds, "device": device.type, "out": str(Path(out).resolve()),
+                  "threads": torch.get_num_threads(), "force": False} for t, v in todo]
+        done: dict[int, str] = {}
+
+        def on_event(j, status, info):
+            if status in ("done", "failed", "cancelled"):
+                done[j] = status
+                log(f"[{len(done)}/{len(todo)}] {todo[j][1]} on {todo[j][0]}: {status}")
+                if status == "done":
+                    paths[todo[j]] = Path(info)
+
+        LocalPool(min(jobs, len(todo)), max_attempts=2).run(tasks, on_event)
+        failed = [f"{v} on {t}" for j, (t, v) in enumerate(todo) if done.get(j) != "done"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} cells did not finish: {', '.join(failed)}")
+    else:
+        for i, (t, v) in enumerate(todo):
+            start = time.perf_counter()
+            path, reused = execute(CELL, CellConfig(task=t, variant=v, scale=plan.scale), seeds=plan.seeds,
+                                   device=device, out=out, preset=preset, quiet=True)
+            log(f"[{i + 1}/{len(todo)}] {v} on {t}: {'reused' if reused else 'trained'} ({time.perf_counter() - start:.1f} s)")
+            paths[(t, v)] = path
+    values = {}
+    for key, path in paths.items():
+        m = read_json(path / "metrics.json")
+        values[key] = np.asarray([np.nan if x is None else x for x in m["value"]], dtype=float)
+    return values
+
+
+def task_rows(plan: Plan, values: dict[tuple[str, str], np.ndarray], sources: dict[tuple[str, str], str]) -> pd.DataFrame:
+    """One row per task: the strategy's measure and the references', each with its 95% CI, the paired
+    comparison with vanilla (Holm over the card's tasks), and the share of vanilla's gap closed."""
+    from ssa_theory import registry
+    from ssa_theory.claims import paired
+    from ssa_theory.experiments.ablation import holm
+    from ssa_theory.stats import interval
+    from scipy import stats
+
+    rows = []
+    for t in plan.tasks:
+        spec = registry.get(t).ablation
+        row = {"task": t, "measure": spec.measure, "floor": spec.floor, "floor_value": spec.floor_value}
+        for v in dict.fromkeys((plan.strategy, *REFERENCES)):
+            m, lo, hi = interval(t, values[(t, v)], spec.bounded)
+            row.update({v: m, f"{v}_lo": lo, f"{v}_hi": hi})
+        x, van = values[(t, plan.strategy)], values[(t, "vanilla")]
+        d, dlo, dhi = paired(x, van, bounded=spec.bounded)
+        diff = x - van
+        row.update({"diff": d, "diff_lo": dlo, "diff_hi": dhi,
+                    "p": float(stats.ttest_1samp(diff, 0.0).pvalue) if plan.strategy != "vanilla" and diff.size > 1
+                    and diff.std() > 0 else math.nan})
+        gap = float(van.mean()) - spec.floor_value
+        row["gap_closed"] = (float(van.mean()) - float(x.mean())) / gap if gap > 0 else math.nan
+        row["references_from"] = sources.get((t, "vanilla"), "trained")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["p_holm"] = holm(df.p.to_numpy())
+    df["differs"] = df.p_holm < ALPHA
+    return df
+
+
+def header(strategy: str, *, fast: bool, no_check: bool) -> dict:
+    """The card's top: conformance, parameters in a GPT-2-small layer, speed against SDPA."""
+    from ssa_theory import bench
+    from ssa_theory.nn import parameter_counts
+    from ssa_theory.testing.conformance import check_strategy
+    from ssa_theory.variants import get_variant
+
+    variant = get_variant(strategy)
+    placed = list({s.name: s for _, s, _ in variant.placements()}.values())  # SSA's terms sit on several sides
+    reports = [check_strategy(s if s.origin == "built-in" else (strategy if ":" in strategy else s.name)) for s in placed]
+    conformance = [str(r) for r in reports] or ["vanilla attention: no strategy to check"]
+    counts = parameter_counts([strategy])[0]
+    size = dict(batch=2, length=256, repeats=2) if fast else dict(batch=8, length=1024, repeats=3)
+    timing = bench.module(variants=(strategy,), heads=4, d_head=64, **size).iloc[0]
+    return {"conformance": conformance, "conforms": all(r.ok for r in reports), "no_check": no_check,
+            "new_parameters": int(counts["new_parameters"]), "share_percent": float(counts["share_percent"]),
+            "ms": float(timing["ms_module"]), "ms_sdpa": float(timing["ms_nanogpt"]), "speed_ratio": float(timing["ratio"]),
+            "speed_shape": f"batch {size['batch']}, 4 heads, length {size['length']}, head width 64, float32, forward "
+                           "plus backward, median of interleaved rounds"}
+
+
+def learned_temperature(strategy: str, scale: str, seeds: list[int], device) -> pd.DataFrame:
+    """The query inverse temperature the strategy learns on ``dilution`` (at the ablation's size):
+    per seed, at the longest training length and at 256 and 4096 items."""
+    from ssa_theory import registry
+    from ssa_theory.experiments import dilution as dl
+    from ssa_theory.experiments.ablation import _task_config
+    from ssa_theory.rundir import RunContext
+    from ssa_theory.seeding import Members
+    from ssa_theory.skeleton import ModelSpec
+
+    cfg = _task_config(registry.get("dilution"), scale)
+    net = dl._fit(ModelSpec.of(strategy), cfg, Members.of(seeds), RunContext(Path("."), seeds, device, quiet=True))
+    rows = []
+    for n in (cfg.n_max, 256, 4096):
+        tau = net.query_temperature(n).cpu().numpy()
+        rows.append({"n": n, "tau_q_mean": float(tau.mean()), "tau_q_min": float(tau.min()), "tau_q_max": float(tau.max())})
+    return pd.DataFrame(rows)
+
+
+def _fmt(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.4g}"
+
+
+def write_card(folder: Path, plan: Plan, top: dict, tasks: pd.DataFrame, temps: pd.DataFrame) -> Path:
+    """``card.md``, ``card.csv`` and ``card.png`` in ``folder``; returns card.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssa_theory.plotting import colors
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks.to_csv(folder / "card.csv", index=False)
+    s = plan.strategy
+    lines = [f"# Report card: `{s}`", "",
+             f"Trained as a row of the ablation ({plan.scale} size, seeds {plan.seeds[0]}..{plan.seeds[-1]}) on "
+             f"{len(plan.tasks)} tasks, beside vanilla, the range-matched `global` and full `ssa`. Lower is better "
+             "on every task; each measure is relative to the task's floor. Made by `python -m ssa_theory card "
+             f"{s}{' --quick' if plan.scale == 'quick' else ''}`.", "",
+             "## At a glance", ""]
+    lines.append("- **Conformance kit:** " + ("passes" if top["conforms"] else "FAILS")
+                 + (" (run with --no-check)" if top["no_check"] and not top["conforms"] else ""))
+    lines += [f"  - `{line.strip()}`" for block in top["conformance"] for line in block.splitlines()]
+    lines.append(f"- **New parameters** in a GPT-2-small-shaped layer (D 768, 12 heads): {top['new_parameters']} "
+                 f"({top['share_percent']:.3g}% of the layer's).")
+    lines.append(f"- **Speed:** forward plus backward {top['ms']:.1f} ms against {top['ms_sdpa']:.1f} ms for nanoGPT's "
+                 f"attention on the fused SDPA kernel, ratio {top['speed_ratio']:.3f} ({top['speed_shape']}; one "
+                 "measurement on this machine, which is shared and noisy).")
+    t = temps
+    lines.append("- **Learned query inverse temperature** on `dilution` (mean over seeds [min, max]): "
+                 + "; ".join(f"n = {int(r.n)}: {r.tau_q_mean:.4g} [{r.tau_q_min:.4g}, {r.tau_q_max:.4g}]" for r in t.itertuples()))
+    lines += ["", "## Per task", "",
+              f"| task | {s} | vanilla | global | ssa | differs from vanilla (Holm) | gap closed | floor |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in tasks.to_dict("records"):
+        cell = lambda v: f"{_fmt(r[v])} [{_fmt(r[v + '_lo'])}, {_fmt(r[v + '_hi'])}]"  # noqa: E731
+        mark = "—" if s == "vanilla" else (("yes: lower" if r["diff"] < 0 else "yes: higher") if r["differs"]
+                                           else f"no (p_holm {_fmt(r['p_holm'])})")
+        lines.append(f"| {r['task']} | {cell(s)} | {cell('vanilla')} | {cell('global')} | {cell('ssa')} | {mark} | "
+                     f"{_fmt(r['gap_closed'])} | {r['floor']} |")
+    lines += ["", "How to read it: a cell is the task's measure (what each task's row of `experiments/ablation` "
+              "means: excess over the floor, a ratio to it, or a miss rate), its 95% interval over seeds in brackets "
+              "(a bootstrap inside [0, 1] for fractions). *differs* is the paired t-test of the strategy against "
+              "vanilla on the same seeds, Holm-corrected over this card's tasks at 5%; *gap closed* is the share of "
+              "vanilla's distance to the floor that the strategy removes (1: at the floor; 0: as vanilla; negative: "
+              "worse). The floor is the task's best value, a closed form where the task has one.", "",
+              f"References: {', '.join(sorted(set(tasks.references_from)))}.", "", "![card](card.png)", ""]
+    (folder / "card.md").write_text("\n".join(lines))
+    col = colors([s, *REFERENCES])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.0 * len(tasks), 2.8), layout="constrained", squeeze=False)
+    for ax, r in zip(axes[0], tasks.to_dict("records")):
+        names = list(dict.fromkeys((s, *REFERENCES)))
+        for i, v in enumerate(names):
+            m, lo, hi = r[v], r[v + "_lo"], r[v + "_hi"]
+            err = [[max(m - lo, 0)], [max(hi - m, 0)]] if np.isfinite(lo) and np.isfinite(hi) else None
+            ax.errorbar([i], [m], yerr=err, fmt="o", color=col[v], capsize=2)
+        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+        ax.set_title(r["task"], fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+    fig.suptitle(f"{s}: each task's measure (lower is better), 95% CI", fontsize=9)
+    fig.savefig(folder / "card.png", dpi=110)
+    plt.close(fig)
+    return folder / "card.md"
+
+
+def make_card(strategy: str, *, quick: bool, seeds: list[int], out: Path, device, jobs: int, no_check: bool,
+              root: Path = Path("."), tasks: list[str] | None = None,
+              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> Path:
+    """Everything above, on ``tasks`` (default: every task of the ablation); returns the card's folder
+    (``OUT/cards/NAME``)."""
+    from ssa_theory import registry
+
+    plan = Plan(strategy, "quick" if quick else "moderate", seeds, list(tasks or registry.with_ablation()))
+    log(f"card {strategy}: conformance, parameters and speed")
+    top = header(strategy, fast=quick, no_check=no_check)
+    committed = {} if quick else committed_references(root, plan)
+    sources = {k: "the committed ablation (experiments/ablation)" for k in committed}
+    variants = list(dict.fromkeys((strategy, *REFERENCES)))
+    log(f"card {strategy}: {len(plan.tasks) * len(variants) - len(committed)} cells to train or reuse "
+        f"({len(committed)} read from the committed ablation)")
+    values = {**committed, **train_cells(plan, variants, out=out, device=device, jobs=jobs, log=log, skip=committed)}
+    tasks = task_rows(plan, values, sources)
+    log(f"card {strategy}: the learned temperature on dilution")
+    temps = learned_temperature(strategy, plan.scale, seeds, device)
+    folder = Path(out) / "cards" / card_name(strategy)
+    write_card(folder, plan, top, tasks, temps)
+    (folder / "card.json").write_text(json.dumps({"strategy": strategy, "scale": plan.scale, "seeds": seeds,
+                                                  **{k: v for k, v in top.items()}}, indent=1, default=str))
+    return folder

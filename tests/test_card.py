@@ -1,0 +1,110 @@
+"""``card STRATEGY``: a strategy's report card from the ablation's own cells, beside vanilla, global and ssa."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ssa_theory import cli
+from ssa_theory.card import Plan, committed_references, make_card
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ["norm_spikiness", "specificity"]  # the two quickest tasks
+
+
+def test_a_card_reuses_the_ablations_cells_and_reads_against_vanilla(tmp_path, capsys):
+    from ssa_theory.experiments import ablation
+
+    out = tmp_path / "runs"
+    folder = make_card("log_n", quick=True, seeds=[0, 1], out=out, device=torch.device("cpu"), jobs=1, no_check=False,
+                       tasks=TASKS, log=lambda m: None)
+    card = pd.read_csv(folder / "card.csv")
+    assert list(card.task) == TASKS and {"log_n", "vanilla", "global", "ssa", "p_holm", "gap_closed"} <= set(card.columns)
+    assert (folder / "card.png").is_file() and "## Per task" in (folder / "card.md").read_text()
+    # the cells are the ablation's: the same values as an ablation run of the same cells, reused
+    cells = sorted(p.parent.name for p in (out / "ablation_cell").glob("*/done"))
+    assert len(cells) == 2 * 4
+    cfg = ablation.AblationConfig(tasks=tuple(TASKS), variants=("vanilla", "log_n"), scale="quick")
+    from ssa_theory.rundir import execute
+
+    path, _ = execute(registry_get("ablation"), cfg, seeds=[0, 1], device=torch.device("cpu"), out=out, preset="quick",
+                      quiet=True)
+    assert sorted(p.parent.name for p in (out / "ablation_cell").glob("*/done")) == cells  # nothing retrained
+    per_seed = pd.read_csv(path / "arrays" / "per_seed.csv") if (path / "arrays" / "per_seed.csv").is_file() else None
+    long = pd.read_csv(path / "tables" / "cells.csv")
+    for t in TASKS:
+        mean = long[(long.task == t) & (long.variant == "log_n")]["mean"].item()
+        assert mean == pytest.approx(card[card.task == t].log_n.item(), rel=1e-12)
+    assert per_seed is None or set(per_seed.variant) == {"vanilla", "log_n"}
+
+
+def registry_get(name):
+    from ssa_theory import registry
+
+    return registry.get(name)
+
+
+def test_committed_references_are_read_only_when_core_scale_tasks_and_seeds_match(tmp_path):
+    from ssa_theory import core
+    from ssa_theory.rundir import write_json
+
+    folder = tmp_path / "experiments" / "ablation"
+    folder.mkdir(parents=True)
+    metrics = {"scale": "moderate", "seeds": [0, 1], "tasks": {t: {"variants": {v: {"per_seed": [0.1, 0.2]}
+                                                                                 for v in ("vanilla", "global", "ssa", "x")}}
+                                                                for t in TASKS}}
+    write_json(folder / "metrics.json", metrics)
+    write_json(folder / "config.json", {"core": core.VERSION})
+    plan = Plan("log_n", "moderate", [0, 1], TASKS)
+    got = committed_references(tmp_path, plan)
+    assert set(got) == {(t, v) for t in TASKS for v in ("vanilla", "global", "ssa")}
+    assert np.allclose(got[(TASKS[0], "vanilla")], [0.1, 0.2])
+    for other in (Plan("log_n", "quick", [0, 1], TASKS), Plan("log_n", "moderate", [0, 1, 2], TASKS),
+                  Plan("log_n", "moderate", [0, 1], TASKS + ["dilution"])):
+        assert committed_references(tmp_path, other) == {}
+    write_json(folder / "config.json", {"core": core.VERSION + "-old"})
+    assert committed_references(tmp_path, plan) == {}
+
+
+def test_card_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert cli.main(["card", "log_m", "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'log_n'" in err and len(err.strip().splitlines()) == 1
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert cli.main(["card", "log_n", "--quick", "--out", str(blocked / "sub")]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+_PEEKING = '''
+import math, torch
+from ssa_theory.strategies import Param, Strategy
+
+def peek(inputs, params):
+    return 1 + torch.sigmoid(params["c"]).view(-1, 1, 1, 1) * torch.tanh(inputs.x.mean((-2, -1)))[..., None, None]
+
+PEEK = Strategy("peek", "q", "mul", peek, {"c": Param((), 0.0, -math.inf)}, range=(0, 2), source="a broken plug-in")
+'''
+
+
+def test_a_failing_plugin_stops_the_card_unless_no_check(tmp_path):
+    (tmp_path / "peeking.py").write_text(_PEEKING)
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "ssa_theory", "card", "peeking:PEEK", "--quick", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and "fails the conformance check (causal:" in proc.stderr and "--no-check" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_card_quick_for_a_builtin_a_dotted_path_and_the_example_plugins_entry_point(tmp_path):
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "examples" / "uniform_scale_plugin")}
+    for strategy in ("ssa_q_pos", "ssa_uniform_scale:UNIFORM_SCALE"):
+        proc = subprocess.run([sys.executable, "-m", "ssa_theory", "card", strategy, "--quick", "--jobs", "2", "--out",
+                               str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert "| graph_transition |" in proc.stdout
