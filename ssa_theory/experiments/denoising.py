@@ -436,9 +436,9 @@ EXPERIMENT = Experiment(
     headline="table2",
     claims=claims,
     ablation=Ablation("MSE / Bayes risk (p_noisy 0.9, sigma_noisy 10)", "1: the Bayes posterior mean", ablate,
-                      overrides={"steps": 1500, "n_eval": 2048}, quick={"steps": 100, "n_eval": 512, "log_every": 50}, floor_value=1.0),
+                      overrides={"steps": 1500, "n_eval": 2048}, quick={"steps": 100, "n_eval": 512, "log_every": 50}, floor_value=1.0, minutes=0.13),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=2.5),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=4.8),
         "quick": Preset({"steps": 200, "sweep_p": (0.5,), "sweep_sigma": (2.0,), "n_eval": 1024, "log_every": 50},
                         seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

@@ -252,11 +252,11 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.flipflop_plots", "glitches", "curves"),
     headline="glitches",
     claims=claims,
-    presets=lm.presets(5.1, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
+    presets=lm.presets(10.5, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
                                    "strategies": ("vanilla", "ssa")},
                        gpu={"d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 5000, "batch_size": 64, "pairs": 256,
                             "long_pairs": (1024, 4096), "n_eval": 256}),
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
-                      quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True),
+                      quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True, minutes=0.83),
 )

@@ -387,9 +387,9 @@ EXPERIMENT = Experiment(
     ablation=Ablation("mean token norm / mean of vanilla's least norms at the accuracy reached (weight decay 1e-5)",
                       "none fixed: 1 is vanilla's closed-form least norm; below 1 only where a temperature carries the logit scale (0 is the gap share's reference)",
                       ablate, overrides={"steps": 1000},
-                      quick={"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 100, "log_every": 50}),
+                      quick={"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 100, "log_every": 50}, minutes=0.28),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=4.0),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=9.5),
         "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
                          "sweep_weight_decay": (0.0,), "log_every": 50, "compare_variants": ("ssa_q_pos",)}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),

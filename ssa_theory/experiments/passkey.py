@@ -386,7 +386,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.passkey_plots", "haystack", "accuracy_and_mass", "curves"),
     headline="strategies",
     claims=claims,
-    presets=lm.presets(5.5, quick={"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
+    presets=lm.presets(11.3, quick={"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
                                    "strategies": ("vanilla", "ssa"), "n_monitor": 8, "log_every": 20, "n_min": 24,
                                    "n_max": 64},
                        gpu={"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000,
@@ -394,5 +394,5 @@ EXPERIMENT = Experiment(
     ablation=Ablation("passkeys missed at n = 4096, trained on n <= 128 (1 digit)", "0: every passkey retrieved", ablate,
                       overrides={"steps": 160, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
                       quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "log_every": 20},
-                      bounded=True),
+                      bounded=True, minutes=0.43),
 )

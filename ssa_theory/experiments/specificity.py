@@ -473,7 +473,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.specificity_plots", "excess_and_norm", "frontier"),
     headline="strategies",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=1.0),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=1.5),
         "quick": Preset({"steps": 200, "rhos": (0.0, 0.99), "contrasts": (1.0, 8.0), "n_pairs": 4,
                          "strategies": ("vanilla", "global", "ssa_q_tok"), "log_every": 50}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
@@ -481,5 +481,5 @@ EXPERIMENT = Experiment(
     claims=claims,
     tasks={"pointer": pointer.VERSION},
     ablation=Ablation("excess CE per query at rho = 0.99, contrast 8", "0: the target rows' entropy", ablate,
-                      quick={"steps": 100, "n_pairs": 4, "log_every": 50}),
+                      quick={"steps": 100, "n_pairs": 4, "log_every": 50}, minutes=0.1),
 )
