@@ -31,21 +31,15 @@ def test_a_card_reuses_the_ablations_cells_and_reads_against_vanilla(tmp_path, c
     cfg = ablation.AblationConfig(tasks=tuple(TASKS), variants=("vanilla", "log_n"), scale="quick")
     from ssa_theory.rundir import execute
 
-    path, _ = execute(registry_get("ablation"), cfg, seeds=[0, 1], device=torch.device("cpu"), out=out, preset="quick",
+    from ssa_theory import registry
+
+    path, _ = execute(registry.get("ablation"), cfg, seeds=[0, 1], device=torch.device("cpu"), out=out, preset="quick",
                       quiet=True)
     assert sorted(p.parent.name for p in (out / "ablation_cell").glob("*/done")) == cells  # nothing retrained
-    per_seed = pd.read_csv(path / "arrays" / "per_seed.csv") if (path / "arrays" / "per_seed.csv").is_file() else None
     long = pd.read_csv(path / "tables" / "cells.csv")
     for t in TASKS:
         mean = long[(long.task == t) & (long.variant == "log_n")]["mean"].item()
         assert mean == pytest.approx(card[card.task == t].log_n.item(), rel=1e-12)
-    assert per_seed is None or set(per_seed.variant) == {"vanilla", "log_n"}
-
-
-def registry_get(name):
-    from ssa_theory import registry
-
-    return registry.get(name)
 
 
 def test_committed_references_are_read_only_when_core_scale_tasks_and_seeds_match(tmp_path):
