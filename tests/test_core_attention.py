@@ -14,7 +14,6 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as hs
 
-from ssa_theory import functional as core
 from ssa_theory import strategies as st
 from ssa_theory.attention import Attention
 from ssa_theory.nn import SelectiveAttention

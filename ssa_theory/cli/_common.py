@@ -142,7 +142,6 @@ def check_plugins(config=None, *, names=(), anyway: str = "run it anyway") -> No
                              f"--no-check to {anyway}")
 
 
-
 def member_seeds(seed: int, n: int) -> list[int]:
     """The member seeds ``seed..seed+n-1``, refused with a usage error if they run past ``MAX_SEED``."""
     if seed + n - 1 > MAX_SEED:
