@@ -170,9 +170,10 @@ def section_reproduce(args) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts.append("\n## `reproduce`: wall time, balance and peak memory, from scratch\n\n"
                  f"Every experiment at one PyTorch thread per process on this {cores}-core machine. `--jobs N` runs N "
-                 "tasks at once, each in its own process, longest first: every experiment is a task, except the "
-                 "ablation, whose cells (one per variant and task) are tasks of their own and which then only "
-                 "collects them. Targets: at `--jobs 2` a wall time within 1.15x of (the sum of every task's "
+                 "tasks at once, each in its own process, longest first: every experiment is a task, except those "
+                 "collected from runs of their own, whose runs are tasks too (the ablation's cells, one per variant "
+                 "and task; the models of dilution, norm_spikiness, passkey and flipflop, one per strategy), the "
+                 "experiment then only collecting and measuring them. Targets: at `--jobs 2` a wall time within 1.15x of (the sum of every task's "
                  "single-core time) / 2, and at most 0.55x of the `--jobs 1` time; no task over 1/10 of the sum.\n\n"
                  "| command | wall time | peak memory | target | met |\n|---|---|---|---|---|\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,17 +210,22 @@ def section_reproduce(args) -> str:
             parts.append(f"- the `--jobs 2` tables equal the `--jobs 1` tables byte for byte: {'yes' if same else 'NO'}\n")
         else:
             parts.append("- `--jobs 1`: not measured in this run (`--skip-jobs1`)\n")
-        experiments = {k: v for k, v in times.items() if " cell " not in k}
-        cells = {k: v for k, v in times.items() if " cell " in k}
+        experiments = {k: v for k, v in times.items() if " cell " not in k and " model " not in k}
         by_task: dict[str, list[float]] = {}
-        for k, v in cells.items():
-            by_task.setdefault(k.split("task=", 1)[1].split()[0], []).append(v)
-        parts.append("\nEach experiment's wall time on one core within that run (what `Preset.minutes` records, for "
-                     "scheduling only), and the ablation's cells by task (what `Ablation.minutes` records):\n\n"
+        for k, v in times.items():
+            if " cell " in k:
+                by_task.setdefault(f"ablation cells on {k.split('task=', 1)[1].split()[0]}", []).append(v)
+            elif " model " in k:
+                by_task.setdefault(f"{k.split(' model ', 1)[0]} models", []).append(v)
+        mmss = lambda t: f"{int(t // 60)}:{int(t % 60):02d}"  # noqa: E731
+        parts.append("\nEach task's wall time on one core within that run: an experiment's own task (for one collected "
+                     "from runs, the collection and its measures), and the runs it is collected from, by experiment "
+                     "(their sum is what `Preset.minutes` records, for scheduling only; the ablation's cells, what "
+                     "`Ablation.minutes` records):\n\n"
                      "| task | wall time (m:ss) |\n|---|---|\n"
-                     + "".join(f"| {n} | {int(t // 60)}:{int(t % 60):02d} |\n" for n, t in experiments.items())
-                     + "".join(f"| ablation cells on {t} ({len(v)}) | mean {sum(v) / len(v):.0f} s, longest {max(v):.0f} s |\n"
-                               for t, v in by_task.items()))
+                     + "".join(f"| {n} | {mmss(t)} |\n" for n, t in experiments.items())
+                     + "".join(f"| {t} ({len(v)}) | sum {mmss(sum(v))}, mean {sum(v) / len(v):.0f} s, longest "
+                               f"{max(v):.0f} s |\n" for t, v in by_task.items()))
     return "".join(parts)
 
 

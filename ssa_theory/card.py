@@ -22,7 +22,6 @@ import json
 import math
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,45 +73,14 @@ def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int
                 skip: dict) -> dict[tuple[str, str], np.ndarray]:
     """The cells (task, variant) not in ``skip``, trained or reused under ``out`` (``jobs`` workers):
     per-seed values."""
-    import torch
-
-    from ssa_theory.experiments.ablation import CELL, CELL_REF, CellConfig
-    from ssa_theory.rundir import execute, read_json
+    from ssa_theory.cells import execute_all
+    from ssa_theory.experiments.ablation import CELL_REF, cell_rows
 
     todo = [(t, v) for t in plan.tasks for v in variants if (t, v) not in skip]
-    preset = "default" if plan.scale == "moderate" else "quick"
-    paths: dict[tuple[str, str], Path] = {}
-    if jobs > 1 and len(todo) > 1:
-        from ssa_theory.sweep import LocalPool
-
-        tasks = [{"name": CELL_REF, "preset": preset, "overrides": {"task": t, "variant": v, "scale": plan.scale},
-                  "seeds": plan.seeds, "device": device.type, "out": str(Path(out).resolve()),
-                  "threads": torch.get_num_threads(), "force": False} for t, v in todo]
-        done: dict[int, str] = {}
-
-        def on_event(j, status, info):
-            if status in ("done", "failed", "cancelled"):
-                done[j] = status
-                log(f"[{len(done)}/{len(todo)}] {todo[j][1]} on {todo[j][0]}: {status}")
-                if status == "done":
-                    paths[todo[j]] = Path(info)
-
-        LocalPool(min(jobs, len(todo)), max_attempts=2).run(tasks, on_event)
-        failed = [f"{v} on {t}" for j, (t, v) in enumerate(todo) if done.get(j) != "done"]
-        if failed:
-            raise RuntimeError(f"{len(failed)} cells did not finish: {', '.join(failed)}")
-    else:
-        for i, (t, v) in enumerate(todo):
-            start = time.perf_counter()
-            path, reused = execute(CELL, CellConfig(task=t, variant=v, scale=plan.scale), seeds=plan.seeds,
-                                   device=device, out=out, preset=preset, quiet=True)
-            log(f"[{i + 1}/{len(todo)}] {v} on {t}: {'reused' if reused else 'trained'} ({time.perf_counter() - start:.1f} s)")
-            paths[(t, v)] = path
-    values = {}
-    for key, path in paths.items():
-        m = read_json(path / "metrics.json")
-        values[key] = np.asarray([np.nan if x is None else x for x in m["value"]], dtype=float)
-    return values
+    paths = execute_all([(CELL_REF, {"task": t, "variant": v, "scale": plan.scale}) for t, v in todo],
+                        [f"{v} on {t}" for t, v in todo], seeds=plan.seeds, device=device, out=out,
+                        preset="default" if plan.scale == "moderate" else "quick", jobs=jobs, log=log)
+    return {key: np.asarray([row["value"] for row in cell_rows(path)], dtype=float) for key, path in zip(todo, paths)}
 
 
 def task_rows(plan: Plan, values: dict[tuple[str, str], np.ndarray], sources: dict[tuple[str, str], str]) -> pd.DataFrame:

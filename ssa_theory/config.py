@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import typing
 from typing import Any, Mapping, Sequence
@@ -147,6 +148,29 @@ def parse_overrides(cls: type, pairs: Sequence[str], experiment: str) -> dict[st
 def build_config(cls: type, preset: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
     """The config: dataclass defaults, then the preset, then the overrides (validated on creation)."""
     return cls(**{**preset, **overrides})
+
+
+def to_json(config: Any) -> str:
+    """A config as canonical JSON (keys sorted, tuples as lists): one text per config, so that it can
+    travel to another process as a string and enter a run hash."""
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def from_json(cls: type, text: str) -> Any:
+    """The config of ``cls`` that ``to_json`` wrote (lists become the tuples the fields declare);
+    a ``ConfigError`` for text that is not such a config."""
+    try:
+        values = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"not a JSON config of {cls.__name__}: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"not a JSON config of {cls.__name__}: a {type(values).__name__}, not an object")
+    types = field_types(cls)
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(f"unknown config keys for {cls.__name__}: {', '.join(unknown)}")
+    return cls(**{k: tuple(v) if typing.get_origin(types[k]) is tuple and isinstance(v, list) else v
+                  for k, v in values.items()})
 
 
 def describe(config: Any) -> list[tuple[str, str, str]]:

@@ -67,6 +67,24 @@ class Ablation:
 
 
 @dataclass(frozen=True)
+class Models:
+    """An experiment whose run trains independent models and then measures them together.
+
+    ``keys(config)`` names the models in the order ``run`` measures them; ``train(config, key, ctx)``
+    trains one of them for every member seed of ``ctx`` and returns its ``skeleton.Trained`` record.
+    Each model must draw only from its own generators (``seeding.Members``), so that training it alone
+    gives the numbers it gives beside the others. Each model is then a run directory of its own
+    (``ssa_theory.cells``): ``reproduce`` spreads them over its workers, a finished one is reused, and
+    the experiment's ``run`` collects them with ``cells.trained``. ``weight(config, key)`` is a model's
+    share of the experiment's time, relative to the others (for scheduling only; default: equal).
+    """
+
+    keys: Callable[[Any], list[str]]
+    train: Callable[[Any, str, "RunContext"], Any]
+    weight: Callable[[Any, str], float] | None = None
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A registered experiment.
 
@@ -80,7 +98,8 @@ class Experiment:
     every cached run that depends on it. ``ablation`` (optional) lets the ``ablation`` experiment
     train every attention variant on this experiment's task. ``depends(config)`` (optional) adds
     entries to ``tasks`` that depend on the config (the ablation: the versions of the experiments it
-    trains), so that they enter the run hash too.
+    trains), so that they enter the run hash too. ``cells`` or ``models`` (optional, not both) say that
+    the run is collected from runs of its own, which ``reproduce`` schedules as tasks (``split``).
     """
 
     name: str
@@ -100,13 +119,29 @@ class Experiment:
     # "module:ATTR", config overrides, minutes) each; ``reproduce`` schedules them as tasks of their own
     # before this one, which then reuses them (the ablation: one cell per variant and task)
     cells: Callable[[Any], list[tuple[str, Mapping[str, Any], float]]] | None = None
+    # the independent models its run trains, each a run directory of its own (``Models``)
+    models: Models | None = None
 
     def __post_init__(self) -> None:
+        if self.cells is not None and self.models is not None:
+            raise ValueError(f"experiment {self.name!r}: declare cells or models, not both")
         missing = {"default", "quick"} - set(self.presets)
         if missing:
             raise ValueError(f"experiment {self.name!r} lacks presets {sorted(missing)}")
         if not self.presets["quick"].scratch or self.presets["default"].scratch:
             raise ValueError(f"experiment {self.name!r}: the quick preset must be scratch and the default must not")
+
+    def split(self, config: Any, minutes: float) -> list[tuple[str, Mapping[str, Any], float]]:
+        """The runs this one is collected from, for ``config``: (experiment reference, config overrides,
+        estimated minutes) each, ``minutes`` being this run's own estimate (shared out among its models
+        by their weights); none for an experiment that trains in one piece."""
+        if self.cells is not None:
+            return self.cells(config)
+        if self.models is not None:
+            from ssa_theory.cells import model_cells
+
+            return model_cells(self, config, minutes)
+        return []
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -157,9 +192,12 @@ def _import_ref(ref: str) -> Experiment:
 def get(name: str) -> Experiment:
     """The experiment called ``name`` (or at the reference ``module:attr``); a ``UsageError`` naming
     the closest ones otherwise."""
-    if ":" in name:
-        return _import_ref(name)
     registry = _loaded()
+    if ":" in name:
+        experiment = _import_ref(name)
+        if experiment.name not in registry:  # how to reach it again from a fresh process (``ref``)
+            _REFS.setdefault(experiment.name, name)
+        return experiment
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
@@ -175,5 +213,6 @@ def with_ablation() -> list[str]:
 
 def ref(name: str) -> str:
     """The string that reaches the experiment ``name`` from a fresh process: its reference if it was
-    registered with one, else its name (built-ins register on import)."""
+    registered with one or imported by one (``get("module:ATTR")``), else its name (built-ins register
+    on import)."""
     return _REFS.get(name, name)

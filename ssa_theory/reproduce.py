@@ -13,9 +13,10 @@ committed one (``compare_tables``).
 Parallel runs (``jobs > 1``, or a Dask pool). The experiments are independent computations (the
 ablation trains its own models; it reads no other experiment's run), so each is one task of the
 sweep machinery (``ssa_theory.sweep``), run in a fresh process at the same thread count, longest
-first (``Preset.minutes``). The ablation, about half of the work, is split into its cells (one run
-directory per variant and task, ``Experiment.cells``), each a task of its own in the same pool, so
-that any number of workers stays busy; the ablation itself runs last and collects them. Each run's numbers depend only on its hash, not on which process made it
+first (``Preset.minutes``). An experiment collected from runs of its own (``Experiment.split``: the
+ablation's cells, one per variant and task; the models of a split experiment, ``Experiment.models``)
+is split into them, each a task of its own in the same pool, so that any number of workers stays
+busy; the experiment itself runs last and only collects them. Each run's numbers depend only on its hash, not on which process made it
 or what ran before, so the results are byte-identical to ``jobs=1``. Exports and the report are
 written afterwards, in registration order, by this process.
 
@@ -118,9 +119,10 @@ def _run_sequential(plan, preset, *, device, out, force, quiet, log) -> list[tup
 def _jobs(plan, refs, preset, *, device, out, force) -> list[tuple[str, dict, int | None]]:
     """The pool's tasks, in the order they start: (label, task, index in ``plan`` or None for a cell).
 
-    An experiment collected from cells (``Experiment.cells``: the ablation) is split into them: each
-    cell is a task of its own, and the experiment follows every cell and every other task, so that it
-    finds its cells finished (or waits on the lock of one still running) and only collects them.
+    An experiment collected from runs (``Experiment.split``: the ablation's cells, a split experiment's
+    models) is split into them: each is a task of its own, and the experiment follows every other
+    task, so that it finds its runs finished (or waits on the lock of one still running) and only
+    collects them.
     The rest go longest first (``Preset.minutes``; a cell's own estimate)."""
     threads = torch.get_num_threads()
 
@@ -130,16 +132,24 @@ def _jobs(plan, refs, preset, *, device, out, force) -> list[tuple[str, dict, in
 
     timed, collectors = [], []
     for i, (e, config, seeds) in enumerate(plan):
-        if e.cells is None:
+        split = e.split(config, e.presets[preset].minutes)
+        if not split:
             timed.append((e.presets[preset].minutes, (e.name, task(refs[i], preset, {}, seeds), i)))
             continue
         cell_preset = "quick" if e.presets[preset].scratch else "default"
-        for ref, overrides, minutes in e.cells(config):
-            label = f"{e.name} cell " + " ".join(f"{k}={v}" for k, v in overrides.items())
-            timed.append((minutes, (label, task(ref, cell_preset, dict(overrides), seeds), None)))
+        for ref, overrides, minutes in split:
+            timed.append((minutes, (f"{e.name} {_label(overrides)}", task(ref, cell_preset, dict(overrides), seeds),
+                                    None)))
         collectors.append((e.name, task(refs[i], preset, {}, seeds), i))
     timed.sort(key=lambda t: -t[0])  # stable: equal estimates keep the plan's order
     return [job for _, job in timed] + collectors
+
+
+def _label(overrides) -> str:
+    """A cell's name in progress lines: a model's key (a split experiment's), else its overrides."""
+    if "model" in overrides:
+        return f"model {overrides['model']}"
+    return "cell " + " ".join(f"{k}={v}" for k, v in overrides.items())
 
 
 def _run_parallel(plan, refs, preset, *, device, out, force, pool, log) -> list[tuple[Path, bool]]:
@@ -193,7 +203,7 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
         if preset not in e.presets:
             raise UsageError(f"{e.name} has no preset {preset!r}; presets: {', '.join(e.presets)}")
     plan = _plan(experiments, preset, seed)
-    n_tasks = sum(1 + (len(e.cells(c)) if e.cells else 0) for e, c, _ in plan)  # the ablation counts its cells
+    n_tasks = sum(1 + len(e.split(c, 0.0)) for e, c, _ in plan)  # an experiment collected from runs counts them
     parallel = pool is not None or min(jobs, n_tasks) > 1
     refs = [_worker_ref(n) for n in names] if parallel else None  # checked before anything is written
     root = Path(out) / f"reproduce-check-{preset}" if check else export_root(preset, out, to)

@@ -445,7 +445,7 @@ def execute(experiment, config, *, seeds: list[int], device: torch.device, out: 
             swap_in(tmp, final)
         except Diverged as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            e.experiment = experiment.name
+            e.experiment = e.experiment or experiment.name  # a run collected from runs: the innermost names it
             raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -3,7 +3,6 @@ the needle, intervals stay in [0, 1], and the claim rules are tested from both s
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch

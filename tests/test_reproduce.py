@@ -123,13 +123,24 @@ def test_the_ablation_goes_to_the_pool_as_its_cells_longest_first_and_is_collect
     labels = [label for label, _, _ in jobs]
     ablation = registry.get("ablation")
     n_cells = len(ablation.config().tasks) * len(ablation.config().variants)
-    assert len(jobs) == len(names) + n_cells and labels[-1] == "ablation"
-    cells = [t for label, t, i in jobs if i is None]
+    n_models = sum(len(e.models.keys(c)) for e, c, _ in plan if e.models is not None)  # tests/test_cells.py
+    assert len(jobs) == len(names) + n_cells + n_models and labels[-1] == "ablation"
+    cells = [t for label, t, i in jobs if i is None and "task" in t["overrides"]]
     assert len(cells) == n_cells and all(t["name"] == "ssa_theory.experiments.ablation:CELL" for t in cells)
     assert {(t["overrides"]["task"], t["overrides"]["variant"]) for t in cells} == \
         {(t, v) for t in ablation.config().tasks for v in ablation.config().variants}
-    minutes = {n: registry.get(n).presets["default"].minutes for n in names if n != "ablation"}
-    est = [minutes[label] if i is not None else registry.get(t["overrides"]["task"]).ablation.minutes
-           for label, t, i in jobs[:-1]]
-    assert est == sorted(est, reverse=True)  # longest first, the collector after everything
+    minutes = {n: registry.get(n).presets["default"].minutes for n in names}
+    models = {(e.name, o["model"]): m for e, c, _ in plan for _, o, m in e.split(c, minutes[e.name]) if e.models}
+
+    def estimate(label, t, i):
+        if i is not None:
+            return minutes[label]
+        if "task" in t["overrides"]:
+            return registry.get(t["overrides"]["task"]).ablation.minutes
+        return models[(label.split(" model ")[0], t["overrides"]["model"])]
+
+    collectors = [j for j in jobs if j[2] is not None and registry.get(j[0]).split(plan[j[2]][1], 0.0)]
+    assert jobs[-len(collectors):] == collectors and len(collectors) == 5
+    est = [estimate(*j) for j in jobs[:-len(collectors)]]
+    assert est == sorted(est, reverse=True)  # longest first, the collectors after everything
     assert all(t["seeds"] == plan[names.index("ablation")][2] for t in cells)

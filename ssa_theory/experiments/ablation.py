@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -173,23 +172,26 @@ def cells(cfg: AblationConfig) -> list[tuple[str, dict, float]]:
 def collect_cells(cfg: AblationConfig, ctx: RunContext, log=None) -> pd.DataFrame:
     """The per-seed values of every cell, each trained (or reused, when finished) as its own run
     directory under ``ctx.out``: rows (task, variant, seed, value, extra measures)."""
-    from ssa_theory.rundir import execute, read_json
+    from ssa_theory.cells import execute_all
 
-    out = ctx.out if ctx.out is not None else ctx.path / "cells"
-    frames, todo = [], cells(cfg)
-    for i, (_, overrides, _) in enumerate(todo):
-        start = time.perf_counter()
-        path, reused = execute(CELL, CellConfig(**overrides), seeds=list(ctx.seeds), device=ctx.device, out=out,
-                               preset="default" if cfg.scale == "moderate" else "quick", quiet=True)
-        if log is not None:
-            log(f"cell {i + 1}/{len(todo)} {overrides['variant']} on {overrides['task']}: "
-                f"{'reused' if reused else 'trained'} ({time.perf_counter() - start:.1f} s)")
-        m = read_json(path / "metrics.json")  # JSON: every float exactly as computed (a CSV read back may not be)
-        measures = {k: v for k, v in m.items() if k not in ("task", "variant", "scale", "seeds")}
-        frames += [{"task": m["task"], "variant": m["variant"], "seed": s,
-                    **{k: math.nan if v[i] is None else float(v[i]) for k, v in measures.items()}}
-                   for i, s in enumerate(m["seeds"])]
-    return pd.DataFrame(frames)
+    todo = cells(cfg)
+    paths = execute_all([(ref, overrides) for ref, overrides, _ in todo],
+                        [f"cell {o['variant']} on {o['task']}" for _, o, _ in todo], seeds=ctx.seeds, device=ctx.device,
+                        out=ctx.out if ctx.out is not None else ctx.path / "cells",
+                        preset="default" if cfg.scale == "moderate" else "quick", log=log)
+    return pd.DataFrame([row for path in paths for row in cell_rows(path)])
+
+
+def cell_rows(path: Path) -> list[dict]:
+    """A finished cell's rows (task, variant, seed, value, extra measures), from its ``metrics.json``
+    (JSON: every float exactly as computed; a CSV read back may not be)."""
+    from ssa_theory.rundir import read_json
+
+    m = read_json(Path(path) / "metrics.json")
+    measures = {k: v for k, v in m.items() if k not in ("task", "variant", "scale", "seeds")}
+    return [{"task": m["task"], "variant": m["variant"], "seed": s,
+             **{k: math.nan if v[i] is None else float(v[i]) for k, v in measures.items()}}
+            for i, s in enumerate(m["seeds"])]
 
 
 def run(cfg: AblationConfig, ctx: RunContext) -> None:

@@ -50,12 +50,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ssa_theory import theory
+from ssa_theory import cells, theory
 from ssa_theory.attention import Attention
 from ssa_theory.variants import check_variant_name
 from ssa_theory.claims import ONE_SEED, Claim, larger, smaller
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.registry import Ablation, Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream
 from ssa_theory.seeding import Members, derive_seed, step_lengths
@@ -343,15 +343,28 @@ def learned_coefficients(net: NeedleModel) -> dict[str, np.ndarray]:
 # --- run -----------------------------------------------------------------------------------------------
 
 
-def run(cfg: DilutionConfig, ctx: RunContext) -> None:
+NOISY = "noisy:"  # the key of a model of the noisy-flag row: NOISY + its strategy
+
+
+def models(cfg: DilutionConfig) -> list[str]:
+    """The models a run trains: every strategy, then the noisy-flag row's (``NOISY`` + strategy)."""
+    return [*cfg.strategies, *((NOISY + s for s in cfg.noise_strategies) if cfg.noise_check > 0 else ())]
+
+
+def train_model(cfg: DilutionConfig, key: str, ctx: RunContext) -> Trained:
+    """One model of ``models``, for every member seed of ``ctx``."""
     members = Members.of(ctx.seeds)
-    trained = {strategy: train(ModelSpec.of(strategy), cfg, members, ctx) for strategy in cfg.strategies}
-    noisy = {}
-    if cfg.noise_check > 0:
-        noisy_cfg = replace(cfg, flag_noise=cfg.noise_check)
-        noisy = {s: train(ModelSpec(f"{s} (flag noise {cfg.noise_check:g})", s), noisy_cfg, members, ctx)
-                 for s in cfg.noise_strategies}
-    write_results(ctx, measure(cfg, trained, noisy))
+    if key.startswith(NOISY):
+        s = key[len(NOISY):]
+        return train(ModelSpec(f"{s} (flag noise {cfg.noise_check:g})", s), replace(cfg, flag_noise=cfg.noise_check),
+                     members, ctx)
+    return train(ModelSpec.of(key), cfg, members, ctx)
+
+
+def run(cfg: DilutionConfig, ctx: RunContext) -> None:
+    trained = cells.trained(EXPERIMENT, cfg, ctx)  # each model its own run directory (reproduce spreads them)
+    noisy = {k[len(NOISY):]: t for k, t in trained.items() if k.startswith(NOISY)}
+    write_results(ctx, measure(cfg, {s: trained[s] for s in cfg.strategies}, noisy))
 
 
 def measure(cfg: DilutionConfig, trained: Mapping[str, Trained], noisy: Mapping[str, Trained] | None = None) -> Results:
@@ -517,4 +530,5 @@ EXPERIMENT = Experiment(
     ablation=Ablation("attention mass off the needle at n = 4096, trained on n <= 16", "0: all mass on the needle",
                       ablate, overrides={"steps": 1000, "eval_lengths": (4096,), "n_eval": 128},
                       quick={"steps": 100, "eval_lengths": (256,), "n_eval": 32, "log_every": 50}, bounded=True, minutes=0.1),
+    models=Models(models, train_model),
 )

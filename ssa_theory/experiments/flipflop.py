@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ssa_theory import lm
+from ssa_theory import cells, lm
 from ssa_theory.claims import ONE_SEED, Claim, paired
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.stats import ci_columns
-from ssa_theory.registry import Ablation, Experiment
+from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, derive_seed
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
@@ -173,10 +173,14 @@ def read_entropy(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # --- run -----------------------------------------------------------------------------------------
 
 
+def train_model(cfg: FlipflopConfig, strategy: str, ctx: RunContext) -> Trained:
+    """One strategy's model, for every member of the run (``Experiment.models``)."""
+    return train(ModelSpec.of(strategy), cfg, Members.of(ctx.seeds), ctx)
+
+
 def run(cfg: FlipflopConfig, ctx: RunContext) -> None:
-    members = Members.of(ctx.seeds)
-    trained = {s: train(ModelSpec.of(s), cfg, members, ctx) for s in cfg.strategies}
-    write_results(ctx, measure(cfg, members, trained))
+    trained = cells.trained(EXPERIMENT, cfg, ctx)  # each strategy its own run directory (reproduce spreads them)
+    write_results(ctx, measure(cfg, Members.of(ctx.seeds), trained))
 
 
 def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained]) -> Results:
@@ -259,4 +263,5 @@ EXPERIMENT = Experiment(
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
                       quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True, minutes=0.83),
+    models=Models(lambda cfg: list(cfg.strategies), train_model),
 )

@@ -43,12 +43,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ssa_theory import measures, theory
+from ssa_theory import cells, measures, theory
 from ssa_theory.attention import Attention
 from ssa_theory.variants import get_variant
 from ssa_theory.claims import Claim, decide, smaller
 from ssa_theory.config import TrainingConfig, choice, require
-from ssa_theory.registry import Ablation, Experiment, Preset
+from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, with_variant, write_results
@@ -181,16 +181,32 @@ def train(spec: ModelSpec, cfg: NormSpikinessConfig, members: Members, ctx: RunC
     return Trained(spec, members, {k: v.cpu().numpy() for k, v in arrays.items()}, hist)
 
 
-def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
-    task = Task.build(cfg)
+COMPARE = "compare:"  # the key of a compared variant's model: COMPARE + its variant
+
+
+def models(cfg: NormSpikinessConfig) -> list[str]:
+    """The models a run trains: the headline ones over every weight decay (``model_specs``), then
+    each compared variant that is not already a headline model's (``COMPARE`` + variant)."""
+    headline = model_specs(cfg)
+    own = {spec.variant for spec in headline.values()}
+    return [*headline, *(COMPARE + v for v in dict.fromkeys(cfg.compare_variants) if v not in own)]
+
+
+def train_model(cfg: NormSpikinessConfig, key: str, ctx: RunContext) -> Trained:
+    """One model of ``models``: a headline one for every (weight decay, seed), a compared variant at
+    the headline weight decay only."""
     members = members_of(cfg, ctx.seeds)
-    trained = {label: train(spec, cfg, members, ctx, task=task) for label, spec in model_specs(cfg).items()}
-    head = members.select_cell(0)  # the compared variants train at the headline weight decay only
-    compared = {t.spec.variant: t.select(members.in_cell(0)) for t in trained.values()}
-    for v in cfg.compare_variants:
-        if v not in compared:
-            compared[v] = train(ModelSpec.of(v), cfg, head, ctx, task=task)
-    write_results(ctx, measure(cfg, task, trained, compared))
+    if key.startswith(COMPARE):
+        return train(ModelSpec.of(key[len(COMPARE):]), cfg, members.select_cell(0), ctx, task=Task.build(cfg))
+    return train(model_specs(cfg)[key], cfg, members, ctx, task=Task.build(cfg))
+
+
+def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
+    models = cells.trained(EXPERIMENT, cfg, ctx)  # each model its own run directory (reproduce spreads them)
+    trained = {label: models[label] for label in model_specs(cfg)}
+    compared = {t.spec.variant: t.select(t.members.in_cell(0)) for t in trained.values()}
+    compared.update({k[len(COMPARE):]: t for k, t in models.items() if k.startswith(COMPARE)})
+    write_results(ctx, measure(cfg, Task.build(cfg), trained, compared))
 
 
 # --- measurements beside the closed form, into tables ------------------------------------------------
@@ -394,4 +410,7 @@ EXPERIMENT = Experiment(
                          "sweep_weight_decay": (0.0,), "log_every": 50, "compare_variants": ("ssa_q_pos",)}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
+    # a headline model trains every weight decay at once, a compared one the headline's only
+    models=Models(models, train_model,
+                  weight=lambda cfg, key: 1.0 if key.startswith(COMPARE) else float(len(cfg.weight_decays))),
 )

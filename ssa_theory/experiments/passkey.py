@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ssa_theory import lm, theory
+from ssa_theory import cells, lm, theory
 from ssa_theory.claims import ONE_SEED, Claim, paired
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.registry import Ablation, Experiment
+from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, derive_seed, step_lengths
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
@@ -250,10 +250,14 @@ def predicted_mass(cfg: PasskeyConfig, ds, mass0: np.ndarray) -> np.ndarray:
 # --- run -----------------------------------------------------------------------------------------
 
 
+def train_model(cfg: PasskeyConfig, strategy: str, ctx: RunContext) -> Trained:
+    """One strategy's model, for every member of the run (``Experiment.models``)."""
+    return train(ModelSpec.of(strategy), cfg, Members.grid(cfg.digits, ctx.seeds, lambda d: f"d={d}"), ctx)
+
+
 def run(cfg: PasskeyConfig, ctx: RunContext) -> None:
-    members = Members.grid(cfg.digits, ctx.seeds, lambda d: f"d={d}")
-    trained = {s: train(ModelSpec.of(s), cfg, members, ctx) for s in cfg.strategies}
-    write_results(ctx, measure(cfg, members, trained))
+    trained = cells.trained(EXPERIMENT, cfg, ctx)  # each strategy its own run directory (reproduce spreads them)
+    write_results(ctx, measure(cfg, Members.grid(cfg.digits, ctx.seeds, lambda d: f"d={d}"), trained))
 
 
 def measure(cfg: PasskeyConfig, members: Members, trained: Mapping[str, Trained]) -> Results:
@@ -395,4 +399,5 @@ EXPERIMENT = Experiment(
                       overrides={"steps": 160, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
                       quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "log_every": 20},
                       bounded=True, minutes=0.43),
+    models=Models(lambda cfg: list(cfg.strategies), train_model),
 )

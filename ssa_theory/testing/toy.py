@@ -9,6 +9,9 @@ real experiment. Switches make a run misbehave on purpose:
     fail=true      ``run`` raises a RuntimeError
     sleep_s=S      ``run`` sleeps S seconds first (to hold a run while another process races it)
 
+``SPLIT`` is the toy split into three models (``Experiment.models``), each its own run directory
+(``ssa_theory.cells``), for tests of experiments collected from their models.
+
 Not registered by default. A test registers it (``registry.register(toy.EXPERIMENT, ref=toy.REF)``)
 or names it by reference, ``ssa_theory.testing.toy:EXPERIMENT``, which fresh worker processes can
 import.
@@ -26,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from ssa_theory.config import require
-from ssa_theory.registry import Experiment, Preset
+from ssa_theory.registry import Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, summarise, with_ci
-from ssa_theory.seeding import numpy_rng
+from ssa_theory.seeding import Members, numpy_rng
+from ssa_theory.skeleton import ModelSpec, Trained
 from ssa_theory.stats import ci_columns
 
 REF = "ssa_theory.testing.toy:EXPERIMENT"
@@ -109,3 +113,37 @@ OTHER_REF = "ssa_theory.testing.toy:OTHER"
 FAILING = dataclasses.replace(EXPERIMENT, name="toy_failing", presets={
     **EXPERIMENT.presets, "default": dataclasses.replace(EXPERIMENT.presets["default"], overrides={"fail": True})})
 FAILING_REF = "ssa_theory.testing.toy:FAILING"
+
+
+# The toy split into models: model k draws each member's numbers as the toy does, shifted by k's index,
+# and keeps a training history of two dtypes; ``fail=true`` makes model "b" fail. The run tabulates them.
+SPLIT_MODELS = ("a", "b", "c")
+SPLIT_REF = "ssa_theory.testing.toy:SPLIT"
+
+
+def train_split_model(cfg: ToyConfig, key: str, ctx: RunContext) -> Trained:
+    if cfg.fail and key == "b":
+        raise RuntimeError("the toy's model b was asked to fail")
+    if os.environ.get(LOG_ENV):
+        with open(os.environ[LOG_ENV], "a") as f:
+            f.write(f"model {key}\n")
+    shift = cfg.shift + SPLIT_MODELS.index(key)
+    values = np.array([numpy_rng(s, "data").standard_normal(cfg.n).mean() + shift for s in ctx.seeds])
+    history = {"step": np.arange(3), "loss": np.outer([3.0, 2.0, 1.0], values).astype(np.float32)}
+    return Trained(ModelSpec(key, "vanilla", {"shift": shift}), Members.of(ctx.seeds), {"values": values}, history)
+
+
+def run_split(cfg: ToyConfig, ctx: RunContext) -> None:
+    from ssa_theory import cells
+
+    trained = cells.trained(SPLIT, cfg, ctx)
+    values = np.concatenate([t["values"] for t in trained.values()])
+    ctx.save_arrays("values", seeds=np.tile(ctx.seeds, len(trained)), values=values)
+    table = pd.DataFrame([{"model": k, **ci_columns("value", t["values"])} for k, t in trained.items()])
+    ctx.write_table("summary", table, with_ci(table, ["value"]))
+    ctx.write_metrics({k: {**summarise({"value": t["values"]}), "final_loss": t.history["loss"][-1]}
+                       for k, t in trained.items()})
+
+
+SPLIT = dataclasses.replace(EXPERIMENT, name="toy_split", run=run_split, models=Models(
+    lambda cfg: list(SPLIT_MODELS), train_split_model, weight=lambda cfg, key: 1.0 + SPLIT_MODELS.index(key)))
