@@ -35,12 +35,17 @@ def quick_run(tmp_path_factory):
     from ssa_theory import cli
 
     cache = {}
-    out = tmp_path_factory.mktemp("quick-runs")  # one root, as `reproduce --quick --out` would use
+    # One root for every test process of the session (pytest-xdist gives each worker a folder of its own
+    # below a shared one), as `reproduce --quick --out` would use: a run is computed by the first worker
+    # that asks for it, and a second one waits on its lock (rundir.run_lock) and reuses it.
+    base = tmp_path_factory.getbasetemp()
+    out = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "quick-runs"
+    out.mkdir(exist_ok=True)
 
     def get(name):
         if name not in cache:
             assert cli.main(["run", name, "--quick", "--quiet", "--out", str(out)]) == 0
-            (path,) = (out / name).iterdir()
+            (path,) = [p for p in (out / name).iterdir() if not p.name.startswith(".")]  # not a partial
             cache[name] = (out, path)
         return cache[name]
 

@@ -1,6 +1,7 @@
 """Experiments collected from runs of their own (``ssa_theory.cells``): a split experiment's models
 each a run directory, kept bit for bit, reused when finished, spread over a pool by ``reproduce`` and
-collected into the tables the experiment computes when it trains every model itself."""
+collected into the tables the experiment computes when it trains every model itself. (A parallel
+reproduce of a split experiment against one job: test_reproduce.py.)"""
 
 import dataclasses
 import hashlib
@@ -63,20 +64,6 @@ def test_a_failing_model_fails_the_run_and_saves_no_experiment(tmp_path):
         execute(toy.SPLIT, toy.ToyConfig(fail=True), seeds=[0], device=CPU, out=tmp_path, preset="default", quiet=True)
     assert not (tmp_path / "toy_split").exists() or list((tmp_path / "toy_split").iterdir()) == []
     assert len(list((tmp_path / "model_cell").iterdir())) == 1  # model a finished, and is kept for the rerun
-
-
-def test_parallel_reproduce_spreads_the_models_and_equals_one_job(tmp_path, capsys):
-    roots = {}
-    for jobs in ("1", "2"):
-        to = tmp_path / f"to-{jobs}"
-        to.mkdir()
-        rc = cli.main(["reproduce", "--only", toy.SPLIT_REF, toy.OTHER_REF, "--jobs", jobs, "--out",
-                       str(tmp_path / f"runs-{jobs}"), "--to", str(to)])
-        assert rc == 0
-        roots[jobs] = to
-    err = capsys.readouterr().err
-    assert "started toy_split model a" in err and "started toy_split model c" in err
-    assert _files(roots["1"]) == _files(roots["2"]) and (roots["2"] / "experiments" / "toy_split" / "summary.csv").is_file()
 
 
 def test_reproduce_schedules_every_model_of_every_split_experiment_and_no_task_is_a_tenth_of_the_work():

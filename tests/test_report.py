@@ -247,8 +247,8 @@ def test_a_scratch_reproduce_never_touches_the_committed_results_and_is_idempote
     shutil.copy(ROOT / "paper_repro.md", root / "paper_repro.md")
     before = _digest([root / "experiments", root / "figures", root / "paper_repro.md"], root)
     out = tmp_path / "runs"
-    args = ["reproduce", "--quick", "--quiet", "--only", toy_module.REF, toy_module.OTHER_REF, "--out", str(out),
-            "--to", str(root)]
+    args = ["reproduce", "--quick", "--quiet", "--jobs", "1", "--only", toy_module.REF, toy_module.OTHER_REF,
+            "--out", str(out), "--to", str(root)]  # one job: worker processes are not what this test is about
     assert cli.main(args) == 0
     capsys.readouterr()
     assert _digest([root / "experiments", root / "figures", root / "paper_repro.md"], root) == before

@@ -23,19 +23,23 @@ def _files(root: Path) -> dict[str, str]:
 def _reproduce(tmp_path, tag, *extra):
     to = tmp_path / f"to-{tag}"
     to.mkdir()
-    rc = cli.main(["reproduce", "--only", *TOYS, "--out", str(tmp_path / f"runs-{tag}"), "--to", str(to), *extra])
+    only = [] if "--only" in extra else ["--only", *TOYS]
+    rc = cli.main(["reproduce", *only, "--out", str(tmp_path / f"runs-{tag}"), "--to", str(to), *extra])
     return rc, to
 
 
 def test_parallel_reproduce_equals_one_job_and_shows_what_is_in_flight(tmp_path, capsys):
-    rc, one = _reproduce(tmp_path, "one", "--jobs", "1")
+    """With a split experiment among them (the toy's three models, tasks of their own in the pool)."""
+    args = ["--only", *TOYS, toy_module.SPLIT_REF]
+    rc, one = _reproduce(tmp_path, "one", *args, "--jobs", "1")
     assert rc == 0
     capsys.readouterr()
-    rc, two = _reproduce(tmp_path, "two", "--jobs", "2")
+    rc, two = _reproduce(tmp_path, "two", *args, "--jobs", "2")
     err = capsys.readouterr().err
     assert rc == 0
-    assert _files(one) == _files(two) and (two / "experiments" / "toy" / "summary.csv").is_file()
-    assert "2 job(s)" in err and "started toy" in err and "in flight: " in err and "[2/2 done]" in err
+    assert _files(one) == _files(two) and (two / "experiments" / "toy_split" / "summary.csv").is_file()
+    assert "2 job(s)" in err and "started toy" in err and "in flight: " in err and "[6/6 done]" in err
+    assert "started toy_split model a" in err and "started toy_split model c" in err
 
 
 def test_a_failing_experiment_stops_a_parallel_reproduce_with_one_line(tmp_path, capsys):
@@ -66,7 +70,7 @@ def test_check_reports_every_table_within_tolerance_and_catches_a_change(tmp_pat
     rc, to = _reproduce(tmp_path, "c", "--jobs", "1")
     assert rc == 0
     capsys.readouterr()
-    args = ["reproduce", "--only", *TOYS, "--check", "--out", str(tmp_path / "runs-check"), "--to", str(to)]
+    args = ["reproduce", "--only", *TOYS, "--check", "--jobs", "1", "--out", str(tmp_path / "runs-check"), "--to", str(to)]
     before = _files(to)
     assert cli.main(args) == 0
     out = capsys.readouterr().out
