@@ -87,7 +87,7 @@ def concurrent(args: list[str], n: int) -> float:
     return time.perf_counter() - start
 
 
-SECTIONS = ("attention", "module", "seeds", "threads", "reproduce", "suite", "gpu")
+SECTIONS = ("attention", "module", "hf", "seeds", "threads", "reproduce", "suite", "gpu")
 
 
 def bench_tables(kind: str, threads: int) -> tuple[str, list[str], str]:
@@ -128,6 +128,20 @@ def section_module(args) -> str:
             "ms per forward-plus-backward step, one thread, the same shape, `ssa` against `vanilla`):\n\n"
             + sh([sys.executable, "-c", PROFILE]))
     return out
+
+
+def section_hf(args) -> str:
+    out = ("\n## A Hugging Face model after `ssa_theory.hf.apply`\n\n"
+           "A transformers Llama (hidden 256, 4 layers, 4 heads, batch 4, length 512, float32) after "
+           "`ssa_theory.hf.apply(model, VARIANT)` against the same model on transformers' own `sdpa` attention: "
+           "forward plus backward of the language-model loss, rounds interleaved, median ratio, one thread. "
+           "Target: `ssa` <= 1.10x.\n")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return out + "\nNot measured: transformers is not installed (the `hf` extra).\n"
+    cmd = [*CLI, "bench", "hf", "--threads", "1", "--repeats", "7"]
+    return out + "\n`python -m ssa_theory bench hf --threads 1 --repeats 7`:\n\n" + tables_in(sh(cmd))[0]
 
 
 def section_seeds(args) -> str:

@@ -10,6 +10,8 @@
   against a plain causal attention module of the same shape, as in nanoGPT: a qkv ``nn.Linear``,
   ``F.scaled_dot_product_attention(..., is_causal=True)``, an output ``nn.Linear``; forward plus
   backward, interleaved, median ratio. Target for ``ssa``: at most 1.05x.
+- ``hf``: a tiny Hugging Face Llama after ``ssa_theory.hf.apply`` against its own ``sdpa`` path,
+  forward plus backward, interleaved, median ratio. Target for ``ssa``: at most 1.10x.
 - ``seeds``: an experiment's training with N batched seeds against 1 seed.
 """
 
@@ -46,6 +48,18 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
     fn()
     _sync(device)
     return time.perf_counter() - start
+
+
+def _rounds(reference: Callable[[], None], candidate: Callable[[], None], repeats: int,
+            device: torch.device) -> tuple[list[float], list[float]]:
+    """Times of ``reference`` and ``candidate``, interleaved, ``repeats`` rounds after a warm-up round."""
+    t_ref, t_var = [], []
+    for r in range(repeats + 1):
+        a, b = _timed(reference, device), _timed(candidate, device)
+        if r:
+            t_ref.append(a)
+            t_var.append(b)
+    return t_ref, t_var
 
 
 def reference_layer(d_model: int, n_heads: int, device: torch.device) -> tuple[Callable, list[torch.Tensor]]:
@@ -146,13 +160,7 @@ def module(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 
     rows = []
     for name in variants:
         layer = SelectiveAttention(D, heads, variant=name, train_length=max(2, length // 4)).to(device)
-        t_ref, t_var = [], []
-        for r in range(repeats + 1):  # round 0 warms up
-            a = _timed(lambda: ref(x).sum().backward(), device)
-            b = _timed(lambda: layer(x).sum().backward(), device)
-            if r:
-                t_ref.append(a)
-                t_var.append(b)
+        t_ref, t_var = _rounds(lambda: ref(x).sum().backward(), lambda: layer(x).sum().backward(), repeats, device)
         ratio = statistics.median(b / a for a, b in zip(t_ref, t_var))
         target = MODULE_TARGETS.get(name, float("nan"))
         rows.append({"variant": name, "ms_module": 1e3 * statistics.median(t_var), "ms_nanogpt": 1e3 * statistics.median(t_ref),
@@ -193,6 +201,40 @@ def profile(variant: str = "ssa", *, batch: int = 8, heads: int = 4, length: int
                           {"op": "total", f"ms_{variant}": df[f"ms_{variant}"].sum(), "ms_vanilla": df["ms_vanilla"].sum(),
                            "extra_ms": df["extra_ms"].sum()}])
     return pd.concat([head, total], ignore_index=True)
+
+
+HF_TARGET = 1.10  # ssa_theory.hf.apply(model, "ssa") against the model's own sdpa path
+
+
+def hf_model(*, hidden: int = 256, layers: int = 4, heads: int = 4, length: int = 512, batch: int = 4, repeats: int = 5,
+             variants: Sequence[str] = ("vanilla", "ssa"), device: torch.device = torch.device("cpu")) -> pd.DataFrame:
+    """Median forward+backward time of a tiny Hugging Face Llama after ``ssa_theory.hf.apply(model, v)``
+    against the same model on transformers' own ``sdpa`` attention, interleaved (new parameters at
+    their initial values, ``neutral=False``, so that every term is computed and trained)."""
+    import copy
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ssa_theory import hf
+
+    config = LlamaConfig(vocab_size=1000, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=length)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ref = LlamaForCausalLM(config).to(device)
+    ref.set_attn_implementation("sdpa")
+    ids = torch.randint(0, 1000, (batch, length), generator=torch_generator(1, "data")).to(device)
+    rows = []
+    for name in variants:
+        model = hf.apply(copy.deepcopy(ref), name, **({} if name == "vanilla" else {"neutral": False}))
+        t_ref, t_var = _rounds(lambda: ref(ids, labels=ids).loss.backward(),
+                               lambda: model(ids, labels=ids).loss.backward(), repeats, device)
+        ratio = statistics.median(b / a for a, b in zip(t_ref, t_var))
+        rows.append({"variant": name, "ms_hf_apply": 1e3 * statistics.median(t_var),
+                     "ms_sdpa": 1e3 * statistics.median(t_ref), "ratio": ratio,
+                     "target": HF_TARGET if name == "ssa" else float("nan"),
+                     "met": ("yes" if ratio <= HF_TARGET else "no") if name == "ssa" else ""})
+    return pd.DataFrame(rows)
 
 
 def flash_without_mask(device: torch.device) -> str:

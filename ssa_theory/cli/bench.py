@@ -34,6 +34,16 @@ def add(sub, epilog: str) -> None:
                          "nn.Linear), interleaved, median ratio; and the new parameters of each variant in a "
                          "GPT-2-small-shaped layer (D 768, 12 heads).", epilog=epilog, formatter_class=FORMAT)
     _shape_options(b, variants=["vanilla", "ssa"])
+    b = bench.add_parser("hf", help="a Hugging Face Llama after ssa_theory.hf.apply against its own sdpa path",
+                         description="Forward plus backward of a tiny transformers Llama (hidden 256, 4 layers, batch 4, "
+                         "length 512 by default) after ssa_theory.hf.apply(model, VARIANT) against the same model on "
+                         "transformers' sdpa attention, interleaved, median ratio (needs the [hf] extra).",
+                         epilog=epilog, formatter_class=FORMAT)
+    for flag, default in (("--hidden", 256), ("--layers", 4), ("--heads", 4), ("--length", 512), ("--batch", 4)):
+        b.add_argument(flag, type=count, default=default)
+    b.add_argument("--variants", nargs="+", default=["vanilla", "ssa"], metavar="NAME", help="default: vanilla ssa")
+    b.add_argument("--repeats", type=count, default=5, help="timed rounds (default: 5)")
+    compute_options(b)
     b = bench.add_parser("seeds", help="time N batched seeds against 1, side by side",
                          description="Time the experiment's training with 1 seed and with N seeds, interleaved, "
                          "and report the median ratio. Defaults to the quick preset.", epilog=epilog, formatter_class=FORMAT)
@@ -48,7 +58,7 @@ def execute(args: argparse.Namespace) -> None:
     from ssa_theory import bench
     from ssa_theory.rundir import markdown_table
 
-    if args.bench in ("attention", "module"):
+    if args.bench in ("attention", "module", "hf"):
         for name in args.variants or []:
             from ssa_theory.variants import get_variant
 
@@ -57,6 +67,20 @@ def execute(args: argparse.Namespace) -> None:
             except ValueError as e:
                 raise UsageError(str(e)) from None
         device = compute(args)
+        if args.bench == "hf":
+            try:
+                import transformers  # noqa: F401
+            except ImportError:
+                raise UsageError("bench hf needs transformers: python -m pip install 'ssa_theory[hf]'") from None
+            if args.hidden % args.heads:
+                raise UsageError(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
+            print(f"bench hf: a transformers Llama (hidden {args.hidden}, {args.layers} layers, {args.heads} heads) after "
+                  f"ssa_theory.hf.apply vs its own sdpa path, batch {args.batch}, length {args.length}, forward+backward, "
+                  f"device {device}, {args.threads} thread(s), {args.repeats} rounds", flush=True)
+            df = bench.hf_model(hidden=args.hidden, layers=args.layers, heads=args.heads, length=args.length,
+                                batch=args.batch, repeats=args.repeats, variants=args.variants, device=device)
+            print(markdown_table(df), end="")
+            return
         if args.bench == "module":
             from ssa_theory.nn import parameter_counts
 
