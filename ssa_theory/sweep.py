@@ -155,6 +155,22 @@ class _Worker:
         self.conn.close()
 
 
+TICK = 1.0  # seconds: the longest the parent waits on its workers before it looks at pending signals
+
+
+def _wait(objects, timeout: float, wait_ready) -> list:
+    """``multiprocessing.connection.wait`` in ticks of ``TICK`` seconds, up to ``timeout``: the ready
+    objects, or [] at the timeout. A process-directed signal (Ctrl-C) may be taken by another thread
+    of this process (torch starts some), and then it does not interrupt the main thread's wait; Python
+    runs its handler (KeyboardInterrupt) only once the main thread wakes, so it wakes every tick."""
+    start = time.monotonic()
+    while True:
+        left = timeout - (time.monotonic() - start)
+        ready = wait_ready(objects, timeout=max(0.0, min(TICK, left)))
+        if ready or left <= TICK:
+            return ready
+
+
 class LocalPool:
     """``workers`` spawned processes on this machine, one cell each at a time.
 
@@ -215,7 +231,7 @@ class LocalPool:
                         w.conn.send(tasks[i])
                         on_event(i, "running", None)
                 busy = [w for w in pool if w.cell is not None]
-                if not wait_ready([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=every):
+                if not _wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], every, wait_ready):
                     if heartbeat is not None:
                         heartbeat()
                     continue
