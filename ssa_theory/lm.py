@@ -183,7 +183,7 @@ def presets(minutes: float, quick: dict, gpu: dict) -> dict:
     overrides) and ``gpu`` (``gpu``'s overrides, 5 seeds)."""
     from ssa_theory.registry import Preset
 
-    return {"default": Preset({}, seeds=3, about="the run paper_repro.md reports (about 5 minutes on 2 CPU cores)",
+    return {"default": Preset({}, seeds=3, about="the run paper_repro.md reports: one model per strategy, 10 to 14 minutes of one core, spread over every core",
                               minutes=minutes),
             "quick": Preset(quick, seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
             "gpu": Preset(gpu, seeds=5, about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?")}

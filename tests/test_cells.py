@@ -29,7 +29,7 @@ def test_a_model_run_keeps_the_trained_record_bit_for_bit(tmp_path):
     gives back: every array and the history, values and dtypes."""
     dilution = registry.get("dilution")
     cfg = dilution.config(**{**dilution.presets["quick"].overrides, "strategies": ("vanilla", "log_n"),
-                             "noise_strategies": ("log_n",)})
+                             "noise_strategies": ("log_n",), "steps": 30, "log_every": 10, "n_eval": 16})
     ctx = RunContext(tmp_path / "direct", [0], CPU, quiet=True, out=tmp_path / "runs")
     (tmp_path / "direct").mkdir()
     got = cells.trained(dilution, cfg, ctx)

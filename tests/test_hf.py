@@ -6,20 +6,35 @@ logits as they were; off neutral, cached generation must equal a full recompute,
 left-padded prompts must equal each prompt alone."""
 
 import copy
+import functools
+import importlib
+import importlib.util
 import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
-transformers = pytest.importorskip("transformers", reason="ssa_theory.hf needs the [hf] extra (transformers)")
+from ssa_theory import hf
+from ssa_theory.variants import VARIANTS, get_variant
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as hst  # noqa: E402
+if importlib.util.find_spec("transformers") is None:
+    pytest.skip("ssa_theory.hf needs the [hf] extra (transformers): pip install -e '.[hf]'", allow_module_level=True)
 
-from ssa_theory import hf  # noqa: E402
-from ssa_theory.variants import VARIANTS, get_variant  # noqa: E402
+# transformers is imported by the first test that runs, not when the suite is collected (every test
+# process collects every module), and the whole file runs in one test process
+pytestmark = pytest.mark.xdist_group("hf")
+
+
+class _Transformers:
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("transformers"), name)
+
+
+transformers = _Transformers()
 
 ROOT = Path(__file__).resolve().parent.parent
 V = 61  # vocabulary
@@ -101,15 +116,20 @@ def test_vanilla_equals_transformers_sdpa_under_left_padding(family):
 @given(pads=hst.lists(hst.integers(0, 4), min_size=1, max_size=5), length=hst.integers(1, 6), seed=hst.integers(0, 9))
 def test_vanilla_equals_sdpa_for_any_padding_and_batch(pads, length, seed):
     """Llama with grouped heads; batch sizes and lengths of every kind, B == L among them."""
-    base = _LLAMA
     pads = [min(p, length - 1) for p in pads]
     ids, mask = _batch(pads, length, seed)
     real = mask.bool()
-    assert (_logits(_LLAMA_VANILLA, ids, mask) - _logits(base, ids, mask))[real].abs().max() <= TOL
+    assert (_logits(_llama_vanilla(), ids, mask) - _logits(_llama(), ids, mask))[real].abs().max() <= TOL
 
 
-_LLAMA = _tiny("llama")
-_LLAMA_VANILLA = hf.apply(copy.deepcopy(_LLAMA), "vanilla")
+@functools.cache
+def _llama():
+    return _tiny("llama")
+
+
+@functools.cache
+def _llama_vanilla():
+    return hf.apply(copy.deepcopy(_llama()), "vanilla")
 
 NEUTRAL = [v for v in VARIANTS if all(s.neutral is not None and not (s.needs - {"train_length"})
                                       for _, s, _ in get_variant(v).placements())]
@@ -199,7 +219,7 @@ def test_off_neutral_the_logits_change_and_cached_and_batched_generation_agree(f
 
 
 def test_the_cached_logits_equal_the_full_recompute_at_every_step():
-    model = _off_neutral(hf.apply(copy.deepcopy(_LLAMA), "ssa"))
+    model = _off_neutral(hf.apply(copy.deepcopy(_llama()), "ssa"))
     ids, mask = _batch(pads=(2, 0))
     out = model.generate(ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0,
                          output_logits=True, return_dict_in_generate=True)
@@ -212,7 +232,7 @@ def test_the_cached_logits_equal_the_full_recompute_at_every_step():
 
 
 def test_gradients_reach_every_new_parameter_and_a_plain_loop_trains():
-    model = hf.apply(copy.deepcopy(_LLAMA), "ssa", neutral=False).train()
+    model = hf.apply(copy.deepcopy(_llama()), "ssa", neutral=False).train()
     new = {n: p for n, p in model.named_parameters() if ".ssa_temp." in n}
     assert len(new) == 2 * 2 * 2  # 2 layers x (q, v) x (u, alpha)
     ids, mask = _batch(pads=(0, 0, 0), length=12)
@@ -229,7 +249,7 @@ def test_gradients_reach_every_new_parameter_and_a_plain_loop_trains():
 
 
 def test_at_neutral_ssas_position_term_gets_no_gradient_as_documented():
-    model = hf.apply(copy.deepcopy(_LLAMA), "ssa").train()
+    model = hf.apply(copy.deepcopy(_llama()), "ssa").train()
     ids, _ = _batch(pads=(0, 0), length=8)
     model(ids, labels=ids).loss.backward()
     grads = {n.rsplit(".", 1)[1]: p.grad for n, p in model.named_parameters() if ".ssa_temp." in n}
@@ -238,7 +258,7 @@ def test_at_neutral_ssas_position_term_gets_no_gradient_as_documented():
 
 def test_transformers_trainer_runs_and_moves_the_new_parameters(tmp_path):
     pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (the [hf] extra)")
-    model = hf.apply(copy.deepcopy(_LLAMA), "ssa", neutral=False)
+    model = hf.apply(copy.deepcopy(_llama()), "ssa", neutral=False)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if ".ssa_temp." in n}
     ids, _ = _batch(pads=(0,) * 8, length=10)
     data = [{"input_ids": r, "labels": r} for r in ids]
@@ -262,18 +282,18 @@ def test_save_and_from_pretrained_round_trip_the_logits_exactly(name, tmp_path):
 
 
 def test_from_pretrained_refuses_a_model_saved_without_a_strategy(tmp_path):
-    _LLAMA.save_pretrained(tmp_path)
+    _llama().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="saved without a strategy of ssa_theory.hf.*call ssa_theory.hf.apply"):
         hf.from_pretrained(transformers.LlamaForCausalLM, tmp_path)
 
 
 def test_remove_restores_the_models_own_attention():
     ids, mask = _batch()
-    model = _off_neutral(hf.apply(copy.deepcopy(_LLAMA), "ssa"))
+    model = _off_neutral(hf.apply(copy.deepcopy(_llama()), "ssa"))
     hf.remove(model)
     assert model.config._attn_implementation == "sdpa" and not hasattr(model.config, "ssa_theory")
     assert not any(".ssa_temp." in k for k in model.state_dict())
-    assert torch.equal(_logits(model, ids, mask), _logits(_LLAMA, ids, mask))
+    assert torch.equal(_logits(model, ids, mask), _logits(_llama(), ids, mask))
     hf.apply(model, "global")  # and a strategy can be applied again
     with pytest.raises(ValueError, match="already has a strategy applied; call ssa_theory.hf.remove"):
         hf.apply(model, "ssa")
@@ -292,7 +312,7 @@ def test_remove_restores_the_models_own_attention():
 ])
 def test_bad_input_is_one_line_naming_the_fix(call, message):
     with pytest.raises(ValueError, match=message) as e:
-        call(copy.deepcopy(_LLAMA))
+        call(copy.deepcopy(_llama()))
     assert "\n" not in str(e.value)
 
 

@@ -83,6 +83,7 @@ def dask_client():
     cluster.close()
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_local_sweep_records_cells_and_collects(local_sweep):
     out, sdir = local_sweep
     m = json.loads((sdir / sweep.MANIFEST).read_text())
@@ -96,6 +97,7 @@ def test_local_sweep_records_cells_and_collects(local_sweep):
     assert (sdir / "figures" / "summary.png").is_file() and (sdir / "figures" / "summary.pdf").is_file()
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_cells_equal_the_same_run_alone(local_sweep, tmp_path):
     _, sdir = local_sweep
     alone = tmp_path / "alone"
@@ -105,6 +107,7 @@ def test_cells_equal_the_same_run_alone(local_sweep, tmp_path):
     assert _metrics(sdir)[json.dumps({"n": 40, "shift": 1.0}, sort_keys=True)] == (path / "metrics.json").read_text()
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_rerun_reuses_finished_cells(local_sweep, capsys):
     out, sdir = local_sweep
     stamps = {p: p.stat().st_mtime_ns for p in (out / "toy").glob("*/done")}
@@ -115,17 +118,18 @@ def test_rerun_reuses_finished_cells(local_sweep, capsys):
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path):
     """A sweep stopped after one cell: the rerun computes only the missing one."""
     one = tmp_path / "o"
-    assert cli.main(["sweep", TOY, "--seeds", "2", "--grid", "shift=0", "--grid", "n=40", "--out", str(one)]) == 0
+    one_worker = ["--workers", "1"]  # resumption is the subject, not parallelism
+    assert cli.main(["sweep", TOY, "--seeds", "2", "--grid", "shift=0", "--grid", "n=40", *one_worker, "--out", str(one)]) == 0
     (first,) = (one / "toy").iterdir()
     stamp = (first / "done").stat().st_mtime_ns
-    assert cli.main([*BASE, "--out", str(one)]) == 0
+    assert cli.main([*BASE, *one_worker, "--out", str(one)]) == 0
     assert (first / "done").stat().st_mtime_ns == stamp
     assert len(list((one / "toy").iterdir())) == 2
 
 
 def test_failed_cell_does_not_stop_the_others(tmp_path, capsys):
     """A cell that raises fails alone; the other cell finishes; exit code 1; what finished is collected."""
-    rc = cli.main(["sweep", TOY, "--seeds", "1", "--grid", "fail=false,true", "--out", str(tmp_path)])
+    rc = cli.main(["sweep", TOY, "--seeds", "1", "--grid", "fail=false,true", "--workers", "1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 1 and "asked to fail" in err and "1 of 2 cells did not finish" in err
     (sdir,) = (tmp_path / "sweeps").iterdir()
@@ -185,8 +189,8 @@ def test_two_sweeps_sharing_one_out_compute_each_cell_once(tmp_path):
     """Started together over one grid and one --out: both exit 0, the same cells.csv, and every cell was
     computed once (the other process waited on its lock and reused it)."""
     log = tmp_path / "computed.txt"
-    args = [sys.executable, "-m", "ssa_theory", "sweep", TOY, "--seeds", "2", "--workers", "2",
-            "--grid", "shift=0,1,2", "--grid", "sleep_s=0.5", "--out", str(tmp_path / "out")]
+    args = [sys.executable, "-m", "ssa_theory", "sweep", TOY, "--seeds", "2", "--workers", "1",  # the race is between
+            "--grid", "shift=0,1,2", "--grid", "sleep_s=0.5", "--out", str(tmp_path / "out")]  # the two sweeps
     env = {**os.environ, toy_module.LOG_ENV: str(log)}
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]
@@ -211,6 +215,7 @@ def test_a_one_cell_sweep_on_cuda(tmp_path):
                      "--out", str(tmp_path)]) == 0
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_dask_local_cluster_gives_the_local_executors_metrics(local_sweep, dask_client, tmp_path):
     _, local_dir = local_sweep
     grid = sweep.parse_grid(toy_module.EXPERIMENT, ["shift=0,1", "n=40"])
@@ -219,6 +224,7 @@ def test_dask_local_cluster_gives_the_local_executors_metrics(local_sweep, dask_
     assert _metrics(sdir) == _metrics(local_dir)
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_dask_executor_from_the_command_line(dask_client, tmp_path):
     """--executor dask --address joins a running scheduler (the module's cluster)."""
     address = dask_client.scheduler.address
@@ -228,6 +234,7 @@ def test_dask_executor_from_the_command_line(dask_client, tmp_path):
     assert json.loads((sdir / sweep.MANIFEST).read_text())["cells"][0]["status"] == "done"
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_a_worker_killed_mid_task_loses_nothing(local_sweep, dask_client, tmp_path):
     """SIGKILL the Dask worker process that holds a cell: the scheduler reruns the cell elsewhere, the
     sweep completes, and every cell's metrics equal those of the same cell run alone."""
@@ -262,6 +269,7 @@ def test_a_worker_killed_mid_task_loses_nothing(local_sweep, dask_client, tmp_pa
     client.wait_for_workers(2, timeout=60)
 
 
+@pytest.mark.xdist_group("sweep_fixtures")  # one process builds the module's sweep and cluster
 def test_reproduce_on_a_dask_cluster_equals_one_job(dask_client, tmp_path):
     """reproduce's experiments as tasks on the module's Dask cluster: the same exports as one job here."""
     import torch

@@ -323,7 +323,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.ablation_plots", "heatmap"),
     headline="ablation",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports: 147 cells, about 46 minutes of one core; it then only collects them", minutes=0.3),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports: 147 cells, 46 to 58 minutes of one core; it then only collects them", minutes=0.3),
         "quick": Preset({"scale": "quick", "variants": ("vanilla", "ssa", "global", "freq", "yarn")}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

@@ -74,7 +74,7 @@ LABEL = {"naive": "Naive averaging", "bayes": "Bayes optimal", "vanilla": "Vanil
 
 @dataclass(frozen=True)
 class DenoisingConfig(TrainingConfig):
-    """Settings of ``denoising``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
+    """Settings of ``denoising``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     n_tokens: int = 16  # n, context length
     dim: int = 8  # d, dimension of mu
@@ -438,7 +438,7 @@ EXPERIMENT = Experiment(
     ablation=Ablation("MSE / Bayes risk (p_noisy 0.9, sigma_noisy 10)", "1: the Bayes posterior mean", ablate,
                       overrides={"steps": 1500, "n_eval": 2048}, quick={"steps": 100, "n_eval": 512, "log_every": 50}, floor_value=1.0, minutes=0.13),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=4.8),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (5 to 9 minutes of one core)", minutes=4.8),
         "quick": Preset({"steps": 200, "sweep_p": (0.5,), "sweep_sigma": (2.0,), "n_eval": 1024, "log_every": 50},
                         seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

@@ -75,7 +75,7 @@ NOISE_STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "qwen", "ssa_q_pos", 
 
 @dataclass(frozen=True)
 class DilutionConfig(TrainingConfig):
-    """Settings of ``dilution``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
+    """Settings of ``dilution``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     n_classes: int = 8  # C: the needle's content
     n_min: int = 5  # training lengths n_min..n_max, uniform per step
@@ -521,7 +521,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.dilution_plots", "mass_and_accuracy", "effective_gap"),
     headline="strategies",
     presets={
-        "default": Preset({}, seeds=20, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=11.7),
+        "default": Preset({}, seeds=20, about="the run paper_repro.md reports: 20 models, 11 to 13 minutes of one core, spread over every core", minutes=12.7),
         "quick": Preset({"steps": 150, "eval_lengths": (16, 256), "n_eval": 64, "log_every": 50, "noise_strategies": ("vanilla", "log_n"),
                          "strategies": ("vanilla", "log_n", "ssa_q_pos", "ssa", "freq")}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),

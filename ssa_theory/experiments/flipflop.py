@@ -46,7 +46,7 @@ VOCAB = 5
 
 @dataclass(frozen=True)
 class FlipflopConfig(TrainingConfig):
-    """Settings of ``flipflop``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
+    """Settings of ``flipflop``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     pairs: int = 64  # T, instruction/bit pairs per training sequence (2T tokens)
     p_ignore: float = 0.8
@@ -256,7 +256,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.flipflop_plots", "glitches", "curves"),
     headline="glitches",
     claims=claims,
-    presets=lm.presets(10.5, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
+    presets=lm.presets(10.6, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
                                    "strategies": ("vanilla", "ssa")},
                        gpu={"d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 5000, "batch_size": 64, "pairs": 256,
                             "long_pairs": (1024, 4096), "n_eval": 256}),

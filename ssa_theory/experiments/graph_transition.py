@@ -420,7 +420,7 @@ EXPERIMENT = Experiment(
                       "0: the target rows' entropy at multiplier 1",
                       ablate, overrides={"steps": 2000}, quick={"steps": 100, "log_every": 50}, minutes=0.08),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about a minute on 2 CPU cores)", minutes=2.0),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (2 to 3 minutes of one core)", minutes=2.0),
         "quick": Preset({"steps": 300, "compare": ("rownorm",), "log_every": 50, "batch_size": 256}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

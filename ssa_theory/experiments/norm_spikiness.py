@@ -64,7 +64,7 @@ COMPARE_VARIANTS = (*SSA_VARIANTS, "global", "global_free")  # and the global st
 
 @dataclass(frozen=True)
 class NormSpikinessConfig(TrainingConfig):
-    """Settings of ``norm_spikiness``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
+    """Settings of ``norm_spikiness``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     n_tokens: int = 256  # K, vocabulary and context length
     max_degree: int = 32  # degrees cycle through 1..D
@@ -405,7 +405,7 @@ EXPERIMENT = Experiment(
                       ablate, overrides={"steps": 1000},
                       quick={"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 100, "log_every": 50}, minutes=0.28),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=9.5),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports: 6 models, 9 to 13 minutes of one core, spread over every core", minutes=13.2),
         "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
                          "sweep_weight_decay": (0.0,), "log_every": 50, "compare_variants": ("ssa_q_pos",)}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),

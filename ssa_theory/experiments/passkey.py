@@ -53,7 +53,7 @@ DIGITS = 10  # tokens 0..9 are the digits
 
 @dataclass(frozen=True)
 class PasskeyConfig(TrainingConfig):
-    """Settings of ``passkey``; the defaults are the default preset (about 5 minutes on 2 CPU cores)."""
+    """Settings of ``passkey``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     digits: tuple[int, ...] = (1,)  # passkey lengths d, one grid cell each (5 digits: see paper_repro.md)
     n_filler: int = 8  # filler token types
@@ -390,7 +390,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.passkey_plots", "haystack", "accuracy_and_mass", "curves"),
     headline="strategies",
     claims=claims,
-    presets=lm.presets(11.3, quick={"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
+    presets=lm.presets(14.0, quick={"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
                                    "strategies": ("vanilla", "ssa"), "n_monitor": 8, "log_every": 20, "n_min": 24,
                                    "n_max": 64},
                        gpu={"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000,

@@ -72,7 +72,7 @@ TAU_MAX = VARIANTS["global"].query_range()[1]  # equal to ssa_q_tok's (tested)
 
 @dataclass(frozen=True)
 class SpecificityConfig(TrainingConfig):
-    """Settings of ``specificity``; the defaults are the default preset (a few minutes on 2 CPU cores)."""
+    """Settings of ``specificity``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     n_keys: int = 32  # K
     n_pairs: int = 8  # P pairs of similar queries per model
@@ -473,7 +473,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.specificity_plots", "excess_and_norm", "frontier"),
     headline="strategies",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (a few minutes on 2 CPU cores)", minutes=1.5),
+        "default": Preset({}, seeds=5, about="the run paper_repro.md reports (about 2 minutes of one core)", minutes=1.5),
         "quick": Preset({"steps": 200, "rhos": (0.0, 0.99), "contrasts": (1.0, 8.0), "n_pairs": 4,
                          "strategies": ("vanilla", "global", "ssa_q_tok"), "log_every": 50}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
