@@ -192,12 +192,12 @@ def _import_ref(ref: str) -> Experiment:
 def get(name: str) -> Experiment:
     """The experiment called ``name`` (or at the reference ``module:attr``); a ``UsageError`` naming
     the closest ones otherwise."""
-    registry = _loaded()
-    if ":" in name:
+    if ":" in name:  # imported, not registered (and the registry is not loaded for it)
         experiment = _import_ref(name)
-        if experiment.name not in registry:  # how to reach it again from a fresh process (``ref``)
+        if experiment.name not in _REGISTRY:  # how to reach it again from a fresh process (``ref``)
             _REFS.setdefault(experiment.name, name)
         return experiment
+    registry = _loaded()
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
