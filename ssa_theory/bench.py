@@ -98,12 +98,7 @@ def attention(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int
 
     rows = []
     for name, layer in layers.items():
-        t_ref, t_var = [], []
-        for r in range(repeats + 1):  # round 0 warms up
-            a, b = _timed(step_ref, device), _timed(step(layer), device)
-            if r:
-                t_ref.append(a)
-                t_var.append(b)
+        t_ref, t_var = _rounds(step_ref, step(layer), repeats, device)
         ratios = [b / a for a, b in zip(t_ref, t_var)]
         row = {"variant": name, "ms_variant": 1e3 * statistics.median(t_var), "ms_sdpa": 1e3 * statistics.median(t_ref),
                "ratio": statistics.median(ratios), "target": TARGETS.get(name, float("nan"))}

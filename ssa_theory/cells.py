@@ -46,11 +46,10 @@ def execute_all(tasks: Sequence[tuple[str, Mapping[str, Any]]], labels: Sequence
     say = log or (lambda msg: None)
     paths: list[Path | None] = [None] * len(tasks)
     if jobs > 1 and len(tasks) > 1:
-        from ssa_theory.sweep import LocalPool
+        from ssa_theory.sweep import LocalPool, task
 
-        pool_tasks = [{"name": ref, "preset": preset, "overrides": dict(overrides), "seeds": list(seeds),
-                       "device": device.type, "out": str(Path(out).resolve()), "threads": torch.get_num_threads(),
-                       "force": False} for ref, overrides in tasks]
+        pool_tasks = [task(ref, preset, overrides, seeds, device=device.type, out=out, threads=torch.get_num_threads())
+                      for ref, overrides in tasks]
         failed: dict[int, str] = {}
 
         def on_event(j: int, status: str, info: str | None) -> None:

@@ -124,11 +124,12 @@ def _jobs(plan, refs, preset, *, device, out, force) -> list[tuple[str, dict, in
     task, so that it finds its runs finished (or waits on the lock of one still running) and only
     collects them.
     The rest go longest first (``Preset.minutes``; a cell's own estimate)."""
+    from ssa_theory import sweep
+
     threads = torch.get_num_threads()
 
     def task(ref, p, overrides, seeds):
-        return {"name": ref, "preset": p, "overrides": overrides, "seeds": seeds, "device": device.type,
-                "out": str(Path(out).resolve()), "threads": threads, "force": force}
+        return sweep.task(ref, p, overrides, seeds, device=device.type, out=out, threads=threads, force=force)
 
     timed, collectors = [], []
     for i, (e, config, seeds) in enumerate(plan):
@@ -138,8 +139,7 @@ def _jobs(plan, refs, preset, *, device, out, force) -> list[tuple[str, dict, in
             continue
         cell_preset = "quick" if e.presets[preset].scratch else "default"
         for ref, overrides, minutes in split:
-            timed.append((minutes, (f"{e.name} {_label(overrides)}", task(ref, cell_preset, dict(overrides), seeds),
-                                    None)))
+            timed.append((minutes, (f"{e.name} {_label(overrides)}", task(ref, cell_preset, overrides, seeds), None)))
         collectors.append((e.name, task(refs[i], preset, {}, seeds), i))
     timed.sort(key=lambda t: -t[0])  # stable: equal estimates keep the plan's order
     return [job for _, job in timed] + collectors

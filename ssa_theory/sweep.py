@@ -102,6 +102,14 @@ def run_cell(name: str, preset: str, overrides: dict[str, Any], seeds: list[int]
     return str(path)
 
 
+def task(name: str, preset: str, overrides: dict[str, Any], seeds, *, device: str, out: Path, threads: int,
+         force: bool = False) -> dict[str, Any]:
+    """``run_cell``'s keyword arguments for one task: what a pool sends a worker (sweeps, ``reproduce``,
+    ``cells.execute_all``)."""
+    return {"name": name, "preset": preset, "overrides": dict(overrides), "seeds": list(seeds), "device": device,
+            "out": str(Path(out).resolve()), "threads": threads, "force": force}
+
+
 # --- executors -------------------------------------------------------------------------------------------
 
 
@@ -365,8 +373,7 @@ def run_sweep(name: str, preset: str, grid: dict[str, list[Any]], *, seeds: list
                 "device": device, "threads": threads, "out": str(Path(out).resolve()),
                 "cells": [{"overrides": c, "status": "pending", "run_dir": None, "error": None} for c in cells]}
     _write_manifest(sdir, manifest)
-    tasks = [{"name": ref, "preset": preset, "overrides": c, "seeds": seeds, "device": device,
-              "out": str(Path(out).resolve()), "threads": threads} for c in cells]
+    tasks = [task(ref, preset, c, seeds, device=device, out=out, threads=threads) for c in cells]
 
     def on_event(i: int, status: str, info: str | None) -> None:
         cell = manifest["cells"][i]
