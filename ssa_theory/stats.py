@@ -23,7 +23,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 # The measures with a range that an interval must respect, by name: a column or metrics key is the
 # measure itself or begins with it and an underscore (``acc_train``, ``mass_at_max_len``).
@@ -57,7 +56,9 @@ def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[
     m = float(x.mean())
     if x.size == 1:
         return m, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, df=x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    from scipy.special import stdtrit  # the Student-t quantile (scipy.stats.t.ppf's own); scipy.stats costs a second to import
+
+    half = float(stdtrit(x.size - 1, 0.5 + level / 2) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - half, m + half
 
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
-from scipy.stats import binom
 
 __all__ = [
     "logit_gap",
@@ -224,6 +222,8 @@ def predicted_inverse_temperature(
     # The objective is increasing beyond ``need`` (CE is flat there, the penalty grows), so the
     # minimiser lies in (0, min(need, tau_max)].
     hi = min(need, tau_max)
+    from scipy.optimize import minimize_scalar
+
     res = minimize_scalar(objective, bounds=(1e-9, hi), method="bounded", options={"xatol": 1e-10})
     return float(res.x)
 
@@ -290,6 +290,8 @@ def noisy_count_pmf(n: int, p: float) -> np.ndarray:
     """P(k of n tokens are noisy), k = 0..n, each token noisy independently with probability p."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1] (got {p})")
+    from scipy.stats import binom
+
     return binom.pmf(np.arange(n + 1), n, p)
 
 
@@ -354,6 +356,8 @@ def gap_for_accuracy(K: int, s: int, g: float, eps: float) -> float:
         hi = 1.0
         while row_ce_at_gap(K, s, g, hi) > target:
             hi *= 2.0
+    from scipy.optimize import brentq
+
     return brentq(lambda G: row_ce_at_gap(K, s, g, G) - target, 0.0, hi, xtol=1e-12)
 
 

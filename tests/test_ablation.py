@@ -41,6 +41,12 @@ def quick(quick_run):
     return path
 
 
+# The tests that read the quick ablation stay in one process: in two, the second waited on the first's
+# lock for the whole run (20 s of a core idle).
+ON_QUICK = pytest.mark.xdist_group("ablation_quick")
+
+
+@ON_QUICK
 def test_quick_run_fills_every_cell_and_neutral_variants_equal_vanilla(quick):
     cells = pd.read_csv(quick / "tables" / "cells.csv")
     cfg = ablation.AblationConfig(**registry.get("ablation").presets["quick"].overrides)
@@ -76,6 +82,7 @@ def test_committed_table_covers_every_variant_on_every_task():
     assert list(table.variant) == list(VARIANTS)
 
 
+@ON_QUICK
 def test_bounded_measures_keep_their_intervals_inside_0_1(quick):
     """dilution's, passkey's and flipflop's cells are fractions: their intervals are bootstraps over
     seeds, inside [0, 1]; the unbounded measures keep the t-interval."""
@@ -125,6 +132,7 @@ def test_committed_marks_are_holm_corrected_and_the_matched_table_is_the_token_t
         assert (row.outcome == "tie") == tie
 
 
+@ON_QUICK
 def test_dilution_cells_carry_their_accuracy(quick):
     table = pd.read_csv(quick / "tables" / "ablation.csv")
     acc = table["dilution_acc"]

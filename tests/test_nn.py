@@ -343,6 +343,11 @@ def installed_plugin(tmp_path_factory):
     return target
 
 
+# A plug-in's way into an experiment is the subject of the tests that train one, not what it learns:
+# dilution at a tenth of its quick steps, one evaluation length and no noisy-flag row (3 s a model less).
+SMALL = ("--set", "steps=15", "--set", "eval_lengths=16", "--set", "n_eval=16", "--set", "noise_check=0")
+
+
 def _with_path(path, *args):
     env = {**__import__("os").environ, "PYTHONPATH": str(path)}
     return subprocess.run([sys.executable, "-m", "ssa_theory", *args], capture_output=True, text=True, env=env,
@@ -358,13 +363,6 @@ def test_the_installed_plugin_runs_in_an_experiment_and_passes_the_kit(installed
                             "print(assert_conforms('uniform_scale'))"], capture_output=True, text=True,
                            env={**__import__("os").environ, "PYTHONPATH": str(installed_plugin)}, timeout=300)
     assert check.returncode == 0 and "conforms" in check.stdout, check.stderr
-
-
-def test_a_plugin_by_dotted_path_without_installing(tmp_path):
-    proc = _with_path(ROOT / "examples" / "uniform_scale_plugin", "run", "dilution", "--quick", "--quiet", "--set",
-                      "strategies=vanilla,ssa_uniform_scale:UNIFORM_SCALE", "--set", "noise_check=0", "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    assert "| ssa_uniform_scale:UNIFORM_SCALE |" in proc.stdout
 
 
 # --- reading the attention a layer applies -----------------------------------------------------
@@ -441,9 +439,12 @@ def test_the_readmes_own_strategy_block_runs_as_written(capsys):
 def test_the_readmes_plugin_commands_run(installed_plugin, tmp_path):
     lines = [ln.split("#")[0].split() for ln in _readme_block("**Your own strategy.**", "bash").splitlines() if ln.strip()]
     assert lines[0][:4] == ["python", "-m", "pip", "install"]  # done by the fixture, into a folder of its own
-    for line in lines[1:]:
+    entry_point, dotted = lines[1:]
+    assert "strategies=vanilla,uniform_scale" in entry_point and ":UNIFORM_SCALE" in dotted[-1]
+    # by its entry point where it is installed; by its dotted path from its source folder, not installed
+    for line, path in ((entry_point, installed_plugin), (dotted, ROOT / "examples" / "uniform_scale_plugin")):
         assert line[:3] == ["python", "-m", "ssa_theory"], line
-        proc = _with_path(installed_plugin, *line[3:], "--quiet", "--out", str(tmp_path))
+        proc = _with_path(path, *line[3:], "--quiet", *SMALL, "--out", str(tmp_path))
         assert proc.returncode == 0, proc.stderr
         strategy = line[-1].split(",")[-1]  # strategies=vanilla,PLUGIN: the plug-in trained beside vanilla
         assert "| vanilla |" in proc.stdout and f"| {strategy} |" in proc.stdout
@@ -462,8 +463,8 @@ PEEK = Strategy("peek", "q", "mul", peek, {"c": Param((), 0.0, -math.inf)}, rang
 
 def test_a_plugin_that_reads_the_future_is_stopped_before_training_unless_no_check(tmp_path):
     (tmp_path / "peeking.py").write_text(_PEEKING)
-    args = ["run", "dilution", "--quick", "--quiet", "--set", "strategies=vanilla,peeking:PEEK", "--set", "noise_check=0",
-            "--out", str(tmp_path / "runs")]  # (no noisy-flag row: the plug-in check is the subject)
+    args = ["run", "dilution", "--quick", "--quiet", "--set", "strategies=vanilla,peeking:PEEK", *SMALL,
+            "--out", str(tmp_path / "runs")]
     proc = _with_path(tmp_path, *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "fails the conformance check (causal:" in proc.stderr

@@ -37,7 +37,6 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ssa_theory.variants import VARIANTS, check_variant_name, get_variant
 from ssa_theory.claims import paired
@@ -288,6 +287,8 @@ def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounde
     [0, 1]); against vanilla where it was trained: the ratio, the paired difference's CI and its
     paired t-test's p (Holm-corrected over the table in ``measure``), and ``gap_closed``, the share of
     vanilla's distance to the floor this variant removes (1: at the floor; 0: as vanilla; < 0: worse)."""
+    from scipy.stats import ttest_1samp  # here: scipy.stats costs every process a second to import
+
     m, lo, hi = interval(task, x, bounded)
     entry = {"task": task, "variant": variant, "mean": m, "lo": lo, "hi": hi}
     if van is not None:
@@ -297,7 +298,7 @@ def _cell(task: str, variant: str, x: np.ndarray, van: np.ndarray | None, bounde
         ratio = m / ref if ref != 0 else (math.inf if m > 0 else math.nan)
         gap = ref - floor
         diff = x - van
-        p = (float(stats.ttest_1samp(diff, 0.0).pvalue) if variant != "vanilla" and diff.size > 1 and diff.std() > 0
+        p = (float(ttest_1samp(diff, 0.0).pvalue) if variant != "vanilla" and diff.size > 1 and diff.std() > 0
              else math.nan)
         entry.update({"vs_vanilla": ratio, "gap_closed": (ref - m) / gap if gap > 0 else math.nan,
                       "diff_lo": dlo, "diff_hi": dhi, "p": p})
@@ -347,6 +348,8 @@ def ranking_against_defaults(root: Path) -> pd.DataFrame:
     """Whether the ablation's moderate sizes reorder the variants its tasks' default presets also train
     (``DEFAULT_MEASURES``), from the exported results under ``root``: Kendall's tau between the two
     orders, and the ``TOP`` best of each. Rows only for tasks exported in both."""
+    from scipy.stats import kendalltau  # here: scipy.stats costs every process a second to import
+
     ablation = Path(root) / "experiments" / "ablation" / "metrics.json"
     if not ablation.is_file():
         return pd.DataFrame()
@@ -361,7 +364,7 @@ def ranking_against_defaults(root: Path) -> pd.DataFrame:
         moderate = {v: cells[task]["variants"][v]["mean"] for v in common}
         by_moderate, by_default = sorted(common, key=moderate.get), sorted(common, key=default.get)
         rows.append({"task": task, "variants": len(common),
-                     "kendall_tau": float(stats.kendalltau([moderate[v] for v in common], [default[v] for v in common]).statistic),
+                     "kendall_tau": float(kendalltau([moderate[v] for v in common], [default[v] for v in common]).statistic),
                      f"top{TOP}_moderate": ", ".join(by_moderate[:TOP]), f"top{TOP}_default": ", ".join(by_default[:TOP]),
                      f"same_top{TOP}": set(by_moderate[:TOP]) == set(by_default[:TOP])})
     return pd.DataFrame(rows)

@@ -49,7 +49,6 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from ssa_theory import theory
 from ssa_theory.attention import Attention
@@ -344,10 +343,12 @@ def _prediction(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
 def _rank_agreement(prediction: pd.DataFrame) -> dict:
     """How well the predicted advantage orders the measured one: Spearman's rank correlation over every
     cell, and within each contrast."""
+    from scipy.stats import spearmanr  # here: scipy.stats costs every process a second to import
+
     def spearman(d: pd.DataFrame) -> float:  # NaN where either side is constant (contrast 1 predicts 1 everywhere)
         if len(d) < 3 or d.predicted.nunique() < 2 or d.measured.nunique() < 2:
             return math.nan
-        return float(stats.spearmanr(d.predicted, d.measured).statistic)
+        return float(spearmanr(d.predicted, d.measured).statistic)
 
     return {"spearman_all": spearman(prediction), "cells": int(len(prediction)),
             "spearman_by_contrast": {f"{c:g}": spearman(d) for c, d in prediction.groupby("contrast")}}
