@@ -6,8 +6,9 @@ sweep resumes where it stopped. Two sweeps sharing ``--out`` compute each shared
 lock; the second waits and reuses it). A failed cell does not stop the others; the sweep's exit code
 says whether every cell finished.
 
-The local pool (``LocalPool``) runs ``--workers`` *spawned* processes (a forked child cannot use
-CUDA once the parent has touched it), each fed one cell at a time, so the pool knows which cell
+The local pool (``LocalPool``) runs ``--workers`` processes that inherit nothing from this one (a
+forked child cannot use CUDA once the parent has touched it): forked from a clean fork server where
+the platform has one (``_start_method``), spawned otherwise. Each is fed one cell at a time, so the pool knows which cell
 each worker holds. A worker that dies costs an attempt to the cell it held and no other; it is
 replaced, and the cell is run again up to ``max_attempts`` times. Queued cells are not "in flight".
 On Ctrl-C the queued cells are cancelled, the running ones stopped (their partial directories
@@ -138,7 +139,7 @@ def _worker_main(conn) -> None:
 
 
 class _Worker:
-    """One spawned worker process and the pipe to it; ``cell`` is the cell it holds, if any."""
+    """One worker process and the pipe to it; ``cell`` is the cell it holds, if any."""
 
     def __init__(self, ctx) -> None:
         self.conn, child = ctx.Pipe()
@@ -163,6 +164,25 @@ class _Worker:
         self.conn.close()
 
 
+# What the fork server imports once, so that a worker forked from it starts in milliseconds, not seconds.
+PRELOAD = ["torch", "ssa_theory.sweep", "ssa_theory.cells"]
+
+
+def _start_method():
+    """The multiprocessing context of local workers. Where the platform has one (Linux, macOS), a fork
+    server: a fresh process, started at this process's first pool, that imports ``PRELOAD`` and forks
+    every worker, so each starts at once and inherits none of this process's state (nor a CUDA context;
+    it does inherit the environment the server started with, so set variables before the first pool).
+    Elsewhere (Windows), spawn: every worker a fresh interpreter that imports torch itself."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
 TICK = 1.0  # seconds: the longest the parent waits on its workers before it looks at pending signals
 
 
@@ -180,7 +200,7 @@ def _wait(objects, timeout: float, wait_ready) -> list:
 
 
 class LocalPool:
-    """``workers`` spawned processes on this machine, one cell each at a time.
+    """``workers`` processes on this machine (``_start_method``), one cell each at a time.
 
     A worker that dies (a crash, the OOM killer, ``kill -9``) is replaced; the cell it held is charged
     one attempt and queued again, failing after ``max_attempts``. Cells on other workers go on.
@@ -222,7 +242,7 @@ class LocalPool:
         from collections import deque
         from multiprocessing.connection import wait as wait_ready
 
-        ctx = mp.get_context("spawn")
+        ctx = _start_method()
         queue = deque(range(len(tasks)))
         attempts = dict.fromkeys(queue, 0)
         pool: list[_Worker] = []

@@ -14,6 +14,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_collection_modifyitems(config, items):
+    # An experiment's test module reads its quick run through a fixture named ``quick``: those tests go to
+    # the process that makes the run (xdist_group "quick:NAME", as test_cli's and test_ablation's do), so
+    # that no test process idles on another's lock while it is made.
+    for item in items:
+        name = item.module.__name__.rpartition("test_")[2]
+        if "quick" in getattr(item, "fixturenames", ()) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(f"quick:{name}"))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

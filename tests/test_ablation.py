@@ -41,9 +41,9 @@ def quick(quick_run):
     return path
 
 
-# The tests that read the quick ablation stay in one process: in two, the second waited on the first's
-# lock for the whole run (20 s of a core idle).
-ON_QUICK = pytest.mark.xdist_group("ablation_quick")
+# The tests that read the quick ablation stay in the process that makes it (as test_cli's do): in
+# another, a test waited on the run's lock for the whole run (20 s of a core idle).
+ON_QUICK = pytest.mark.xdist_group("quick:ablation")
 
 
 @ON_QUICK

@@ -220,10 +220,11 @@ def test_fit_bound_is_relative_to_each_members_first_loss():
 
 
 # --- every registered experiment runs in quick mode -----------------------------------------------
-# --- every registered experiment runs in quick mode -----------------------------------------------
 
 
-@pytest.fixture(params=registry.names())
+# Each experiment's quick-run tests in the process that makes the run (``xdist_group`` "quick:NAME", as
+# the experiment's own test module uses): in another, a test would wait on the run's lock, its core idle.
+@pytest.fixture(params=[pytest.param(n, marks=pytest.mark.xdist_group(f"quick:{n}")) for n in registry.names()])
 def quick(request, quick_run):
     out, path = quick_run(request.param)
     return request.param, out, path

@@ -327,7 +327,8 @@ def test_parameter_counts_for_gpt2_small():
     assert rows["global"]["new_parameters"] == 12
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: a test process interleaves other modules' tests, and a module
+# fixture is torn down and built again each time it comes back to this one
 def installed_plugin(tmp_path_factory):
     """examples/uniform_scale_plugin pip-installed into a folder of its own (not this environment)."""
     target = tmp_path_factory.mktemp("plugin")

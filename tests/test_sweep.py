@@ -64,7 +64,8 @@ def test_bad_grid_is_one_line_exit_2_and_runs_nothing(tmp_path, capsys, args, ex
 # --- executors ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: a test process interleaves other modules' tests, and a module
+# fixture is torn down and built again each time it comes back to this one
 def local_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     assert cli.main([*BASE, "--executor", "local", "--workers", "2", "--out", str(out)]) == 0
@@ -72,9 +73,10 @@ def local_sweep(tmp_path_factory):
     return out, sdir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: a test process interleaves other modules' tests, and a module
+# fixture is torn down and built again each time it comes back to this one
 def dask_client():
-    """One LocalCluster of two worker processes for the whole module."""
+    """One LocalCluster of two worker processes for the whole session."""
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed (pip install -e '.[dask]')")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = distributed.Client(cluster)
