@@ -155,8 +155,10 @@ def test_a_worker_that_dies_costs_only_its_own_cell(tmp_path):
     assert not list((tmp_path / "toy").glob(".*partial*"))  # the sweep removed what the dead workers left
 
 
-def test_local_workers_are_spawned_not_forked(tmp_path, monkeypatch):
-    """A forked worker would inherit this process's state (and a CUDA context it cannot use)."""
+def test_local_workers_inherit_none_of_the_parents_state(tmp_path, monkeypatch):
+    """A worker forked from this process would inherit its state (and a CUDA context it cannot use); one
+    forked from the fork server, or spawned, does not."""
+    assert sweep._start_method().get_start_method() in ("forkserver", "spawn")
     monkeypatch.setitem(toy_module.STATE, "parent", True)
     grid = sweep.parse_grid(toy_module.EXPERIMENT, ["shift=0"])
     sdir = sweep.run_sweep(TOY, "quick", grid, seeds=[0], device="cpu", out=tmp_path, threads=1,
