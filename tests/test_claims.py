@@ -218,3 +218,166 @@ def _flipflop(tmp_path, van, ssa):
 def test_c9_control_kind_and_one_seed(tmp_path):
     assert _flipflop(tmp_path, [0.2, 0.3, 0.25], [0.2, 0.3, 0.25]).verdict == "not reproduced"
     assert _flipflop(tmp_path, [0.2], [0.05]).verdict == cl.ONE_SEED
+
+
+# --- every rule on simulated nulls: its false-positive rate -----------------------------------------------
+# Each rule runs, through the experiment's own ``claims``, on N_NULL data sets with no effect, shaped like
+# its committed input: the same number of seeds, the same measure, both arms drawn from the control arm's
+# committed values (their centre and seed-to-seed spread, with a floor where the seeds agree exactly).
+# "reproduced" on such data is a false positive; each rate is printed (pytest -s) and must be at most 5%.
+# With 200 sets, a rule whose true rate is 2.5% (a one-sided 95% interval) passes with near certainty.
+
+N_NULL = 200
+COMMITTED = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _committed(name):
+    return json.loads((COMMITTED / name / "metrics.json").read_text())
+
+
+def _positive(rng, ref, floor=0.05):
+    """Per-seed values of a positive measure like ``ref``: log-normal with ref's log mean and spread."""
+    lr = np.log(np.asarray(ref, dtype=float))
+    return list(np.exp(rng.normal(lr.mean(), max(lr.std(ddof=1), floor), lr.size)))
+
+
+def _unit(rng, ref, floor=0.02):
+    """Per-seed values of a measure in [0, 1] like ``ref`` (a mass): normal, clipped to the range."""
+    x = np.asarray(ref, dtype=float)
+    return list(np.clip(rng.normal(x.mean(), max(x.std(ddof=1), floor), x.size), 0.0, 1.0))
+
+
+def _rate(rng, p, n, trials):
+    """Per-seed rates of ``trials`` Bernoulli(p) outcomes each (accuracies, glitch rates)."""
+    return list(rng.binomial(trials, p, n) / trials)
+
+
+def _null_c1(rng, tmp_path):
+    m = _committed("graph_transition")
+    s, floor = m["per_seed"], m["ce_floor"]
+    excess = np.asarray(s["ce_vanilla"]) - floor
+    m = {**m, "per_seed": {**s, "ce_vanilla": list(floor + np.array(_positive(rng, excess))),
+                           "ce_ssa": list(floor + np.array(_positive(rng, excess))),
+                           "l1_vanilla": _positive(rng, s["l1_vanilla"]), "l1_ssa": _positive(rng, s["l1_vanilla"])}}
+    return graph_transition.claims(_write(tmp_path, m))[0]
+
+
+def _null_c2(rng, tmp_path):
+    """The placebo of a slope: SSA's committed node temperatures against a random permutation of the
+    nodes' degrees, per seed (no relation by construction), through the same trend rule."""
+    m = _committed("graph_transition")
+    nodes = pd.read_csv(COMMITTED / "graph_transition" / "per_node.csv")
+    nodes = nodes[nodes.score == m["score"]]
+    temps = np.stack([g.sort_values("node")["T"].to_numpy() for _, g in nodes.groupby("seed")])
+    degrees = nodes[nodes.seed == nodes.seed.iloc[0]].sort_values("node").degree.to_numpy().astype(float)
+    slopes = np.array([graph_transition.temperature_slope(t[None], rng.permutation(degrees))[0] for t in temps])
+    label = graph_transition.trend_label(slopes, temps, float(degrees.max() - degrees.min()))
+    return graph_transition.claims(_write(tmp_path, {**m, "trend_by_geometry": {m["score"]: label}}))[1]
+
+
+def _null_c3(rng, tmp_path):
+    m = _committed("denoising")
+    s = m["per_seed"]
+    m = {**m, "per_seed": {**s, "mse_vanilla": _positive(rng, s["mse_vanilla"]),
+                           "mse_value_selective": _positive(rng, s["mse_vanilla"])}}
+    return denoising.claims(_write(tmp_path, m))[0]
+
+
+def _null_c4(rng, tmp_path):
+    m = _committed("norm_spikiness")
+    s = m["per_seed"]
+    m = {**m, "per_seed": {**s, "mean_norm_vanilla": _positive(rng, s["mean_norm_vanilla"]),
+                           "mean_norm_ssa": _positive(rng, s["mean_norm_vanilla"]),
+                           "mean_spikiness_vanilla": _positive(rng, s["mean_spikiness_vanilla"]),
+                           "mean_spikiness_ssa": _positive(rng, s["mean_spikiness_vanilla"])}}
+    sweep = pd.read_csv(COMMITTED / "norm_spikiness" / "weight_decay_sweep.csv")
+    return norm_spikiness.claims(_write(tmp_path, m, {"weight_decay_sweep": sweep}))[0]
+
+
+def _null_c5(rng, tmp_path):
+    m = _committed("dilution")
+    ref = m["strategies"]["global"]["per_seed"]["mass_at_max_len"]
+    st = {k: {"per_seed": dict(v["per_seed"])} for k, v in m["strategies"].items()}
+    st["ssa_q_pos"]["per_seed"]["mass_at_max_len"] = _unit(rng, ref)
+    st["global"]["per_seed"]["mass_at_max_len"] = _unit(rng, ref)
+    return dilution.claims(_write(tmp_path, {**m, "strategies": st}))[0]
+
+
+def _null_c6(rng, tmp_path):
+    """No interaction: the token term's excess is global's times the same random factor law in every cell."""
+    m = _committed("specificity")
+    g, t = m["strategies"]["global"], m["strategies"]["ssa_q_tok"]
+    log_r = np.concatenate([np.log(np.asarray(t[k]["per_seed"]["excess"]) / np.asarray(g[k]["per_seed"]["excess"]))
+                            for k in ("dissimilar", "no_contrast")])
+    sd = max(log_r.std(ddof=1), 0.05)
+    tok = dict(t)
+    for k in ("hard", "dissimilar", "no_contrast"):
+        cell = t[k]
+        ge = np.asarray(g[k]["per_seed"]["excess"], dtype=float)
+        te = ge * np.exp(rng.normal(0.0, sd, ge.size))
+        tok[k] = {**cell, "per_seed": {**cell["per_seed"], "excess": list(te)}, "excess": float(te.mean())}
+    return specificity.claims(_write(tmp_path, {**m, "strategies": {**m["strategies"], "ssa_q_tok": tok}}))[0]
+
+
+PASSKEY_CONTEXTS = 40  # evaluation contexts per seed at the longest length in the committed run (5 depths x 8)
+
+
+def _null_c7(rng, tmp_path):
+    m = _committed("passkey")
+    d = str(max(m["digits"]))
+    p = float(np.mean(m["strategies"]["vanilla"][d]["acc_max"]))
+    n = len(m["seeds"])
+    st = {k: {d: {**m["strategies"][k][d], "acc_max": _rate(rng, p, n, PASSKEY_CONTEXTS)}} for k in ("vanilla", "ssa")}
+    return passkey.claims(_write(tmp_path, {**m, "strategies": st}))[0]
+
+
+def _null_c8(rng, tmp_path):
+    """Two identical learners (the same law of loss over steps, seeds drawn alike) under a cosine learning
+    rate that decays to 0, logged every 20 of 400 steps as in the committed run, through lm.time_to_learn.
+    The monitor loss (a fixed monitor set) moves 0.5% from log to log. The rule passes this null on 7.5%
+    of sets (10.5% at 0.1% noise, 5.0% at 3%): the target is vanilla's own final loss, where the curve
+    is flat, so a twin a little faster reaches it many steps early and one a little slower never does
+    (its seed is dropped, not censored)."""
+    from ssa_theory import lm
+    from ssa_theory.seeding import Members
+
+    m = _committed("passkey")
+    members = Members.of(m["seeds"])
+    steps = np.arange(0, 401, 20)
+    progress = 0.5 * (steps + 400 / np.pi * np.sin(np.pi * steps / 400))  # the integral of the cosine rate
+
+    def curves():
+        tau = np.exp(rng.normal(np.log(60.0), 0.2, len(m["seeds"])))
+        clean = 0.05 + 2.3 * np.exp(-progress[:, None] / tau[None, :])
+        return {"step": steps, "loss": clean * np.exp(rng.normal(0, 0.005, clean.shape)),
+                "exact": np.clip(1 - clean / 2.35, 0, 1)}
+
+    learn = lm.time_to_learn({"vanilla": curves(), "ssa": curves()}, members, accuracy_key="exact",
+                             accuracy_target=0.9, higher_is_better=True, cell_name="digits", cell_values=[1])
+    return passkey.claims(_write(tmp_path, {**m, "time_to_learn": learn.to_dict("records")}))[1]
+
+
+def _null_c9(rng, tmp_path):
+    """Both arms glitching at the rate where the rule can decide (above its 1% floor): vanilla's committed
+    in-distribution rate, over 40 reads a seed (the committed sparse set had 31 to 54)."""
+    m = _committed("flipflop")
+    p = float(np.mean(m["strategies"]["vanilla"]["glitch"]["in_distribution"]))
+    n = len(m["seeds"])
+    return _flipflop(tmp_path, _rate(rng, p, n, 40), _rate(rng, p, n, 40))
+
+
+NULLS = {"C1": _null_c1, "C2": _null_c2, "C3": _null_c3, "C4": _null_c4, "C5": _null_c5, "C6": _null_c6,
+         "C7": _null_c7, "C8": _null_c8, "C9": _null_c9}
+KNOWN_DEFECTS = {  # rules that fail their null: the issue that fixes them; the test then flips (strict)
+    "C8": "C8's target is vanilla's own final loss, which vanilla first reaches at its last steps (#25)",
+}
+
+
+@pytest.mark.parametrize("claim", [pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_DEFECTS[c], strict=True))
+                                   if c in KNOWN_DEFECTS else c for c in NULLS])
+def test_every_rule_passes_at_most_5_percent_of_simulated_nulls(claim, tmp_path):
+    rng = np.random.default_rng(sorted(NULLS).index(claim))
+    verdicts = [NULLS[claim](rng, tmp_path / str(i)).verdict for i in range(N_NULL)]
+    rate = sum(v.startswith("reproduced") for v in verdicts) / N_NULL
+    print(f"{claim}: 'reproduced' on {rate:.1%} of {N_NULL} simulated nulls")
+    assert rate <= 0.05, f"{claim} says 'reproduced' on {rate:.1%} of {N_NULL} nulls"
