@@ -20,6 +20,7 @@ Two kinds of interval, chosen by the measure, never by the data:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -89,6 +90,47 @@ def ratio_ci(ratios: Sequence[float] | np.ndarray) -> tuple[float, float, float]
         return math.nan, math.nan, math.nan
     m, lo, hi = mean_ci(np.log(r))
     return math.exp(m), math.exp(lo), math.exp(hi)  # a NaN bound (one seed) stays NaN
+
+
+def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """(k / n, low, high): the Clopper-Pearson (exact) interval of a rate from ``k`` events in ``n``
+    trials, pooled over seeds (errors over reads, misses over contexts). Unlike a bootstrap over seeds
+    it has width wherever there are trials: 0 errors in 120 reads is [0, 0.030], not [0, 0]."""
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"binomial_ci needs 0 <= k <= n and n >= 1 (got k={k}, n={n})")
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def survival(steps: Sequence[float], reached: Sequence[bool], level: float = 0.95) -> dict[str, float]:
+    """The Kaplan-Meier median of steps to a target over seeds, where a seed that never reached it is
+    right-censored at ``steps`` (its last step), not dropped: ``{"median", "lo", "hi", "censored",
+    "seeds"}``. The interval inverts the survival curve's log-log pointwise band (scipy.stats.ecdf);
+    a bound the band never crosses below 1/2 is ``inf`` (not reached within the run), and so is the
+    median when fewer than half the seeds reached the target."""
+    from scipy.stats import CensoredData, ecdf
+
+    t = np.asarray(steps, dtype=float).ravel()
+    r = np.asarray(reached, dtype=bool).ravel()
+    if t.size == 0 or t.size != r.size:
+        raise ValueError("survival needs one step count and one reached flag per seed")
+    out = {"censored": int((~r).sum()), "seeds": int(t.size)}
+    if not r.any():
+        return {"median": math.inf, "lo": math.inf, "hi": math.inf, **out}
+    sf = ecdf(CensoredData(uncensored=t[r], right=t[~r])).sf
+    with warnings.catch_warnings():  # the band is undefined where S is 0 or 1: NaN there, never <= 1/2
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = sf.confidence_interval(confidence_level=level, method="log-log")
+
+    def first_at_or_below_half(probabilities) -> float:
+        below = np.nonzero(np.asarray(probabilities) <= 0.5)[0]
+        return float(sf.quantiles[below[0]]) if below.size else math.inf
+
+    return {"median": first_at_or_below_half(sf.probabilities), "lo": first_at_or_below_half(band.low.probabilities),
+            "hi": first_at_or_below_half(band.high.probabilities), **out}
 
 
 def interval(name: str, values: Sequence[float] | np.ndarray, bounded: bool | None = None) -> tuple[float, float, float]:

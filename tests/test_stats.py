@@ -33,3 +33,55 @@ def test_coverage_is_about_95_percent():
 def test_interval_contains_the_mean(xs):
     m, lo, hi = mean_ci(xs)
     assert lo <= m + 1e-9 and m <= hi + 1e-9
+
+
+# --- counts pooled over seeds, and steps to a target with censoring -------------------------------------
+
+from ssa_theory.stats import binomial_ci, survival  # noqa: E402
+
+
+@settings(deadline=None)  # the first example imports scipy.stats
+@given(st.integers(1, 500).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_binomial_interval_holds_its_rate_inside_0_1_and_always_has_width(kn):
+    k, n = kn
+    rate, lo, hi = binomial_ci(k, n)
+    assert 0.0 <= lo <= rate <= hi <= 1.0 and hi - lo > 0
+    if k == 0:  # the exact interval's closed form at the edges
+        assert lo == 0.0 and math.isclose(hi, 1 - 0.025 ** (1 / n), rel_tol=1e-6)
+    if k == n:
+        assert hi == 1.0 and math.isclose(lo, 0.025 ** (1 / n), rel_tol=1e-6)
+
+
+def test_binomial_interval_covers_at_least_95_percent():
+    """Clopper-Pearson is conservative: over 2000 draws at each rate its coverage is at least 0.95 (the
+    sampling error of a coverage near 0.96 over 2000 draws is about 0.004)."""
+    rng = np.random.default_rng(0)
+    for p in (0.01, 0.1, 0.5):
+        ks = rng.binomial(50, p, 2000)
+        covers = {k: binomial_ci(k, 50)[1] <= p <= binomial_ci(k, 50)[2] for k in set(ks)}
+        cover = np.mean([covers[k] for k in ks])
+        assert cover >= 0.95, (p, cover)
+
+
+def test_binomial_interval_refuses_impossible_counts():
+    for k, n in ((3, 2), (-1, 5), (0, 0)):
+        with pytest.raises(ValueError, match="0 <= k <= n"):
+            binomial_ci(k, n)
+
+
+def test_survival_without_censoring_is_the_sample_median():
+    steps = [100, 120, 140, 160, 180, 200, 220, 240]
+    s = survival(steps, [True] * 8)
+    assert s["median"] == 160 and s["censored"] == 0 and s["lo"] <= 160 <= s["hi"]  # S falls to 1/2 at the 4th
+
+
+def test_a_censored_seed_counts_instead_of_being_dropped():
+    """Dropping the seeds that never reached the target makes the learner look fast; censoring them
+    at the run's end does not."""
+    steps, reached = [100, 120, 140, 400, 400, 400], [True, True, True, False, False, False]
+    dropped = survival(steps[:3], reached[:3])["median"]
+    s = survival(steps, reached)
+    assert dropped == 120 and s["median"] == 140 and s["hi"] == math.inf and s["censored"] == 3
+    assert survival([400] * 3, [False] * 3)["median"] == math.inf
+    with pytest.raises(ValueError, match="one step count and one reached flag per seed"):
+        survival([1, 2], [True])
