@@ -238,7 +238,6 @@ class LocalPool:
             every: float = 60.0) -> None:
         """Run every task (``run_cell``'s keyword arguments); report through ``on_event``; call
         ``heartbeat`` after each ``every`` seconds without an event."""
-        import multiprocessing as mp
         from collections import deque
         from multiprocessing.connection import wait as wait_ready
 
