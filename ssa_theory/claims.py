@@ -28,7 +28,9 @@ class Claim:
     """One paper claim beside our measurement.
 
     ``value`` [``lo``, ``hi``] is the headline number and its 95% CI (NaN with one seed);
-    ``verdict`` comes from the experiment's rule (its ``claims`` function documents it).
+    ``verdict`` comes from the experiment's rule (its ``claims`` function documents it); ``placebo`` is
+    that rule's verdict on the placebo, which must not be "reproduced" (a rule that passes its placebo
+    is a defect of the rule).
     """
 
     id: str
@@ -39,6 +41,7 @@ class Claim:
     lo: float
     hi: float
     verdict: str
+    placebo: str = ""  # the same rule on a vanilla twin (another initialisation) against vanilla; "" not run
 
     def interval(self) -> str:
         if math.isnan(self.lo):
@@ -91,3 +94,15 @@ def larger(a: Sequence[float], b: Sequence[float], by: float, bounded: bool = Fa
 def decide(ok: bool, n_seeds: int, yes: str = "reproduced", no: str = "not reproduced") -> str:
     """The verdict of a rule whose outcome is ``ok``; ``ONE_SEED`` with fewer than two seeds."""
     return ONE_SEED if n_seeds < 2 else (yes if ok else no)
+
+
+def rate_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """``k1/n1 - k2/n2`` (two rates of counts pooled over seeds: errors over reads) and its 95%
+    interval by the MOVER method (Newcombe) from each rate's exact interval (``stats.binomial_ci``): it
+    has width wherever both have trials, so 0 errors against 0 is not [0, 0]."""
+    from ssa_theory.stats import binomial_ci
+
+    p1, l1, u1 = binomial_ci(k1, n1)
+    p2, l2, u2 = binomial_ci(k2, n2)
+    d = p1 - p2
+    return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)

@@ -117,10 +117,11 @@ class TinyLM(nn.Module):
         return logits if read is None else (logits, torch.stack(weights))
 
 
-def member(shape: LMShape, seed: int) -> TinyLM:
-    """The model of member seed ``seed``: torch's default initialisation drawn from the seed's init stream."""
+def member(shape: LMShape, seed: int, init: str = "init") -> TinyLM:
+    """The model of member seed ``seed``: torch's default initialisation drawn from the seed's ``init``
+    stream (``init_twin`` for a placebo twin: the same law, another draw)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "init"))
+        torch.manual_seed(derive_seed(seed, init))
         return TinyLM(shape)
 
 
@@ -133,9 +134,9 @@ class Ensemble(nn.Module):
     model (``ssa_theory.ensemble``).
     """
 
-    def __init__(self, shape: LMShape, seeds, token_freq: torch.Tensor | None = None) -> None:
+    def __init__(self, shape: LMShape, seeds, token_freq: torch.Tensor | None = None, init: str = "init") -> None:
         super().__init__()
-        models = [member(shape, s) for s in seeds]
+        models = [member(shape, s, init) for s in seeds]
         self.register_buffer("token_freq", None if token_freq is None else torch.as_tensor(token_freq, dtype=torch.float32))
         stacked, buffers = stack_module_state(models)
         if buffers:
@@ -212,16 +213,17 @@ def scored(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tu
 
 def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
                 monitor: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float, log_every: int,
-                label: str, token_freq: torch.Tensor | None = None) -> tuple[Ensemble, dict]:
+                label: str, token_freq: torch.Tensor | None = None, init: str = "init") -> tuple[Ensemble, dict]:
     """Train ``Ensemble(shape, members.seeds)`` on ``batch(step) -> (tokens (E, B, n), mask)``, the loss
     being each member's mean cross-entropy at its scored positions (``scored``); score the fixed
     ``monitor`` set (tokens, mask) every ``log_every`` steps; ``token_freq`` (V,) is each token's
-    training frequency (for the ``freq`` strategy). Returns the model and the history
+    training frequency (for the ``freq`` strategy); ``init`` the initialisation stream (``member``).
+    Returns the model and the history
     ``{"step", "loss", "error"}`` (``error``: the fraction of the monitor's scored positions wrong)."""
     from ssa_theory.train import fit
 
     device = ctx.device
-    net = Ensemble(shape, list(members.seeds), token_freq).to(device)
+    net = Ensemble(shape, list(members.seeds), token_freq, init).to(device)
     mon_tokens, mon_mask = (t.to(device) for t in monitor)
 
     def member_loss(step: int) -> torch.Tensor:

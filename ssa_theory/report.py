@@ -61,9 +61,11 @@ def all_claims(root: Path) -> list[Claim]:
 
 
 def summary_table(claims: Iterable[Claim]) -> str:
-    rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict |", "|---|---|---|---|---|"]
+    rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict | placebo (vanilla twin) |",
+            "|---|---|---|---|---|---|"]
     for c in claims:
-        rows.append(f"| {c.id} (`{c.experiment}`) | {c.paper} | {c.measure} | {c.interval()} | {c.verdict} |")
+        rows.append(f"| {c.id} (`{c.experiment}`) | {c.paper} | {c.measure} | {c.interval()} | {c.verdict} | "
+                    f"{c.placebo or 'not run yet'} |")
     return "\n".join(rows) + "\n"
 
 

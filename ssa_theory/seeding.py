@@ -3,7 +3,11 @@
 A run with ``--seed S --seeds N`` trains members with seeds ``S, S+1, ..., S+N-1``. Member seed m
 never feeds a generator directly: each use (a *stream*) gets its own 63-bit seed
 ``SeedSequence([m, stream_id])``, so model initialisation and data sampling are independent, and
-member m of a batched run draws exactly what a single run with seed m draws. Task structure that
+member m of a batched run draws exactly what a single run with seed m draws. A stream that needs
+several independent generators (one per test set, per length) names each by integer keys after
+the stream: ``SeedSequence([m, stream_id, *keys])``, never by arithmetic on a seed. A placebo twin
+(a vanilla model read against vanilla) draws its initialisation from the ``init_twin`` stream: the
+same law as ``init``, an independent draw, on the same ``data``. Task structure that
 is fixed across members (e.g. the graph of ``graph_transition``) has its own config seed and
 stream. All generators live on the CPU, so the same seed gives the same numbers on every device.
 """
@@ -18,20 +22,25 @@ import numpy as np
 import torch
 
 # Stream ids are part of the results: changing one changes every number. Append, never renumber.
-STREAMS = {"init": 1, "data": 2, "eval": 3, "task": 4}
+STREAMS = {"init": 1, "data": 2, "eval": 3, "task": 4, "init_twin": 5}
 
 
-def derive_seed(seed: int, stream: str) -> int:
-    """The 63-bit seed of ``stream`` for member seed ``seed``."""
+def derive_seed(seed: int, stream: str, *keys: int) -> int:
+    """The 63-bit seed of ``stream`` for member seed ``seed``; ``keys`` (non-negative integers) name one
+    of the stream's independent sub-streams (a test set, a length). No keys: the stream itself."""
     if stream not in STREAMS:
         raise KeyError(f"unknown random stream {stream!r}; known: {', '.join(STREAMS)}")
-    state = np.random.SeedSequence([int(seed), STREAMS[stream]]).generate_state(1, dtype=np.uint64)
+    if any(int(k) < 0 for k in keys):
+        raise ValueError(f"sub-stream keys must be non-negative integers (got {keys})")
+    # Each key enters as key + 1: SeedSequence pads its entropy with zeros, so a key of 0 would give the
+    # stream itself, and keys (a,) and (a, 0) one sub-stream.
+    state = np.random.SeedSequence([int(seed), STREAMS[stream], *(int(k) + 1 for k in keys)]).generate_state(1, dtype=np.uint64)
     return int(state[0] >> np.uint64(1))
 
 
-def torch_generator(seed: int, stream: str) -> torch.Generator:
-    """A CPU ``torch.Generator`` for one member and stream."""
-    return torch.Generator().manual_seed(derive_seed(seed, stream))
+def torch_generator(seed: int, stream: str, *keys: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` for one member, stream and sub-stream (``derive_seed``)."""
+    return torch.Generator().manual_seed(derive_seed(seed, stream, *keys))
 
 
 def torch_generators(seeds: Sequence[int], stream: str) -> list[torch.Generator]:
@@ -86,9 +95,9 @@ class Members:
     def __len__(self) -> int:
         return len(self.seeds)
 
-    def generators(self, stream: str) -> list[torch.Generator]:
-        """One CPU generator per member for ``stream``, in member order."""
-        return torch_generators(self.seeds, stream)
+    def generators(self, stream: str, *keys: int) -> list[torch.Generator]:
+        """One CPU generator per member for ``stream`` (and sub-stream ``keys``), in member order."""
+        return [torch_generator(s, stream, *keys) for s in self.seeds]
 
     def in_cell(self, cell: int) -> np.ndarray:
         """Boolean mask (E,) of the members in grid cell ``cell``."""

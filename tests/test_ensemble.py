@@ -62,3 +62,25 @@ def test_streams_are_distinct_and_stable():
     with pytest.raises(KeyError):
         seeding.derive_seed(0, "nope")
     assert seeding.member_seeds(3, 4) == [3, 4, 5, 6]
+
+
+def test_sub_streams_are_distinct_from_their_stream_and_each_other():
+    """Keys name independent sub-streams; SeedSequence pads its entropy with zeros, so a key of 0 must not
+    give the stream itself, nor (a,) and (a, 0) one sub-stream."""
+    from ssa_theory.seeding import derive_seed
+
+    seeds = {derive_seed(3, "eval"), derive_seed(3, "eval", 0), derive_seed(3, "eval", 0, 0), derive_seed(3, "eval", 1),
+             derive_seed(3, "eval", 1, 0), derive_seed(3, "eval", 0, 1), derive_seed(4, "eval", 0), derive_seed(3, "init_twin")}
+    assert len(seeds) == 8
+    assert derive_seed(3, "eval", 2) == derive_seed(3, "eval", 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        derive_seed(3, "eval", -1)
+
+
+def test_a_placebo_twin_is_initialised_apart_and_trained_on_the_same_data():
+    from ssa_theory import lm
+
+    shape = lm.LMShape(vocab=5, variant="vanilla", d_model=8, n_layers=1, n_heads=1, d_mlp=16, conv=2, train_length=8)
+    a, b, again = lm.member(shape, 0), lm.member(shape, 0, "init_twin"), lm.member(shape, 0)
+    pa, pb, pg = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, again))
+    assert torch.equal(pa, pg) and not torch.equal(pa, pb)

@@ -40,25 +40,41 @@ def test_quick_run_glitch_rates_are_rates_and_the_claim_has_a_verdict(tmp_path):
         assert t[name].between(0, 1).all() and (t[f"{name}_lo"].fillna(0) >= 0).all() and (t[f"{name}_hi"].fillna(1) <= 1).all()
     assert (t.read_entropy >= 0).all()
     (claim,) = ff.claims(path)
-    assert claim.id == "C9" and claim.verdict
+    assert claim.id == "C9" and claim.verdict and claim.placebo  # the quick preset trains the twin too
+    counts = pd.read_csv(path / "tables" / "counts.csv")
+    assert set(counts.strategy) == {"vanilla", "ssa", ff.PLACEBO} and (counts.reads > 0).all()
+    assert ((counts.pooled_lo <= counts.pooled) & (counts.pooled <= counts.pooled_hi) & (counts.pooled_hi > counts.pooled_lo)).all()
+    assert np.allclose(counts.errors / counts.reads, counts.pooled)
 
 
-def _metrics(tmp_path, van, ssa):
+def _metrics(tmp_path, van, ssa, placebo=None, reads=120):
+    """Per-seed error counts of each arm on the sparse set, ``reads`` reads a seed."""
+    arm = lambda errors: {"glitch": {"sparse": [e / reads for e in errors]},  # noqa: E731
+                          "errors": {"sparse": list(errors)}, "reads": {"sparse": [reads] * len(errors)}}
+    st = {"vanilla": arm(van), "ssa": arm(ssa), **({ff.PLACEBO: arm(placebo)} if placebo is not None else {})}
     d = tmp_path / "m"
     d.mkdir(exist_ok=True)
-    (d / "metrics.json").write_text(json.dumps({"strategies": {"vanilla": {"glitch": {"sparse": van}},
-                                                               "ssa": {"glitch": {"sparse": ssa}}}}))
+    (d / "metrics.json").write_text(json.dumps({"strategies": st}))
     return d
 
 
-@pytest.mark.parametrize("van,ssa,verdict", [
-    ([0.2, 0.3, 0.25], [0.05, 0.1, 0.08], "reproduced"),
-    ([0.2, 0.3, 0.25], [0.15, 0.25, 0.3], "not reproduced"),  # lower on average but not on every seed, nor half
-    ([0.005, 0.002, 0.0], [0.0, 0.001, 0.0], "no difference: both below 1% glitches"),
+@pytest.mark.parametrize("van,ssa,reads,verdict", [
+    ([24, 36, 30], [6, 12, 10], 120, "reproduced"),
+    ([24, 36, 30], [18, 30, 36], 120, "not reproduced"),  # lower on average but not on every seed, nor half
+    ([1, 0, 0], [0, 0, 0], 200, "no difference: both below 1% glitches (exact upper bounds)"),
+    ([0, 0, 0], [0, 0, 0], 120, "not reproduced"),  # 360 reads without an error: upper bound 1.02%, not below 1%
+    ([0, 0, 0], [0, 0, 0], 90, "not testable: fewer than 300 reads pooled over seeds"),  # 270 reads
+    ([2, 1, 2], [0, 0, 0], 120, "not reproduced"),  # half, every seed lower, but the intervals overlap
 ])
-def test_glitch_rule_from_both_sides(tmp_path, van, ssa, verdict):
-    (claim,) = ff.claims(_metrics(tmp_path, van, ssa))
-    assert claim.verdict == verdict
+def test_glitch_rule_from_both_sides(tmp_path, van, ssa, reads, verdict):
+    (claim,) = ff.claims(_metrics(tmp_path, van, ssa, reads=reads))
+    assert claim.verdict == verdict and claim.placebo == ""
+    assert claim.hi > claim.lo  # a count's interval has width, zeros included
+
+
+def test_the_placebo_goes_through_the_same_rule(tmp_path):
+    (claim,) = ff.claims(_metrics(tmp_path, [24, 36, 30], [6, 12, 10], placebo=[25, 33, 31]))
+    assert claim.verdict == "reproduced" and claim.placebo == "not reproduced"
 
 
 def test_bootstrap_interval_stays_in_the_range_of_the_values():

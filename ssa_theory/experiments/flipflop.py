@@ -12,8 +12,15 @@ Example (T = 4): ``w 1 i 0 r 1 i 1``. The loss is the cross-entropy of the read 
 deterministic; the rest is noise). Training: T = ``pairs`` at ``p_ignore`` 0.8, fresh sequences
 every step. Tests: in distribution, sparse (p_ignore 0.98: reads far from their write), dense
 (p_ignore 0.1), and longer sequences at the training p_ignore. The glitch rate is the fraction of
-read bits predicted wrong, per seed; and at the reads of the in-distribution set, the attention
-entropy of the sparsest head of the last layer (the one that can point at the last write).
+read bits predicted wrong, per seed, and pooled over seeds as errors over reads with an exact
+interval; and at the reads of the in-distribution set, the attention entropy of the sparsest head
+of the last layer (the one that can point at the last write). The sparse set holds ``sparse_eval``
+sequences a member (at p_ignore 0.98 a sequence of 64 pairs has 0.63 reads on average), so that a 1%
+glitch rate shows as at least one error with probability 0.96 in one member's reads, and a count of
+none says something. Every test set draws from its own sub-stream of the ``eval`` stream.
+
+The placebo (``placebo=True``): a vanilla model initialised from the ``init_twin`` stream and trained
+on the same data, read against vanilla by C9's own rule; the rule must not call it "reproduced".
 
 The model is ``ssa_theory.lm`` as in ``passkey`` (NoPE attention plus a causal convolution of 2
 taps; no parameter penalised).
@@ -31,15 +38,17 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, lm
-from ssa_theory.claims import ONE_SEED, Claim, paired
+from ssa_theory.claims import ONE_SEED, Claim, rate_difference
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.stats import ci_columns
+from ssa_theory.stats import binomial_ci, ci_columns
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
-from ssa_theory.seeding import Members, derive_seed
+from ssa_theory.seeding import Members
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "ssa_q_pos", "ssa_q", "ssa")
+PLACEBO = "placebo"  # the vanilla twin's row: vanilla attention, initialised from the init_twin stream
+POWER_READS = 300  # C9 is testable when each arm has this many pooled sparse reads: 1 - 0.99^300 = 0.95
 W, R, I, BIT0 = 0, 1, 2, 3  # tokens: instructions, then the bits 0 and 1
 VOCAB = 5
 
@@ -54,7 +63,9 @@ class FlipflopConfig(TrainingConfig):
     dense_p: float = 0.1
     long_pairs: tuple[int, ...] = (256, 1024)  # longer test sequences, at p_ignore
     n_eval: int = 64  # test sequences per set and member
+    sparse_eval: int = 512  # sparse test sequences per member: about 320 reads (C9's power)
     strategies: tuple[str, ...] = STRATEGIES
+    placebo: bool = True  # also train the vanilla twin (PLACEBO), read against vanilla by C9's rule
     d_model: int = 32
     n_layers: int = 2
     n_heads: int = 2
@@ -74,6 +85,17 @@ class FlipflopConfig(TrainingConfig):
         require(all(2 <= t <= 8192 for t in self.long_pairs), f"long_pairs must lie in 2..8192 (got {self.long_pairs})")
         lm.check_model_fields(self)
         require(0 < self.glitch_target < 1, f"glitch_target must lie in (0, 1) (got {self.glitch_target})")
+        require(self.sparse_eval >= 1, f"sparse_eval must be >= 1 (got {self.sparse_eval})")
+        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
+        require(not self.placebo or "vanilla" in self.strategies, "placebo=true needs vanilla among the strategies")
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the run trains: the strategies, then the placebo twin."""
+        return list(self.strategies) + ([PLACEBO] if self.placebo else [])
+
+    def n_sequences(self, test: str) -> int:
+        return self.sparse_eval if test == "sparse" else self.n_eval
 
     @property
     def tests(self) -> list[tuple[str, int, float]]:
@@ -112,20 +134,21 @@ def _batch(gens, count: int, pairs: int, p_ignore: float):
 # --- training and measurement --------------------------------------------------------------------
 
 
-def train(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext) -> Trained:
-    """Train one strategy for every member at once; its glitch rate on every test set (E, tests) and
-    the attention entropy at the in-distribution reads (E,)."""
-    net, hist = _fit(spec, cfg, members, ctx)
+def train(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext, init: str = "init") -> Trained:
+    """Train one strategy for every member at once (initialised from the ``init`` stream); its reads,
+    errors and glitch rate on every test set (E, tests) and the attention entropy at the
+    in-distribution reads (E,)."""
+    net, hist = _fit(spec, cfg, members, ctx, init)
     return Trained(spec, members, evaluate(net, cfg, members, ctx.device), hist)
 
 
-def _fit(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext):
+def _fit(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext, init: str = "init"):
     gens = members.generators("data")
     monitor = _batch(members.generators("eval"), cfg.n_monitor, cfg.pairs, cfg.p_ignore)
     return lm.fit_members(cfg.shape(spec.variant), members, ctx,
                           batch=lambda step: _batch(gens, cfg.batch_size, cfg.pairs, cfg.p_ignore), monitor=monitor,
                           steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every, label=spec.label,
-                          token_freq=token_frequencies(cfg))
+                          token_freq=token_frequencies(cfg), init=init)
 
 
 def token_frequencies(cfg: FlipflopConfig) -> torch.Tensor:
@@ -138,13 +161,15 @@ def token_frequencies(cfg: FlipflopConfig) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(net: lm.Ensemble, cfg: FlipflopConfig, members: Members, device) -> dict[str, np.ndarray]:
-    glitch = np.zeros((len(members), len(cfg.tests)))
+    reads = np.zeros((len(members), len(cfg.tests)), dtype=np.int64)
+    errors = np.zeros_like(reads)
     entropy = None
-    for i, (_, pairs, p) in enumerate(cfg.tests):
-        gens = [torch.Generator().manual_seed(derive_seed(s, "eval") + 7919 * (i + 1)) for s in members.seeds]
+    for i, (name, pairs, p) in enumerate(cfg.tests):
+        gens = members.generators("eval", i)  # test set i's own sub-stream (the monitor set draws from the stream)
         wrong = count = 0
-        for start in range(0, cfg.n_eval, 16):  # chunks: long sequences are large
-            tokens, mask = _batch(gens, min(16, cfg.n_eval - start), pairs, p)
+        n = cfg.n_sequences(name)
+        for start in range(0, n, 16):  # chunks: long sequences are large
+            tokens, mask = _batch(gens, min(16, n - start), pairs, p)
             tokens, mask = tokens.to(device), mask.to(device)
             if i == 0:
                 logits, w = net(tokens[..., :-1], read=torch.arange(2 * pairs - 1, device=device))
@@ -154,10 +179,10 @@ def evaluate(net: lm.Ensemble, cfg: FlipflopConfig, members: Members, device) ->
                 logits = net(tokens[..., :-1])
             _, e, c = lm.scored(logits, tokens, mask)
             wrong, count = wrong + e.sum(1), count + c.sum(1)
-        glitch[:, i] = (wrong / count.clamp_min(1)).cpu().numpy()
+        reads[:, i], errors[:, i] = count.cpu().numpy(), wrong.cpu().numpy()
     n_chunks = math.ceil(cfg.n_eval / 16)
-    return {"glitch": glitch, "read_entropy": (entropy / n_chunks).cpu().numpy(),
-            **lm.temperature_arrays(net)}
+    return {"glitch": errors / np.maximum(reads, 1), "reads": reads, "errors": errors,
+            "read_entropy": (entropy / n_chunks).cpu().numpy(), **lm.temperature_arrays(net)}
 
 
 def read_entropy(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -173,9 +198,11 @@ def read_entropy(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # --- run -----------------------------------------------------------------------------------------
 
 
-def train_model(cfg: FlipflopConfig, strategy: str, ctx: RunContext) -> Trained:
-    """One strategy's model, for every member of the run (``Experiment.models``)."""
-    return train(ModelSpec.of(strategy), cfg, Members.of(ctx.seeds), ctx)
+def train_model(cfg: FlipflopConfig, key: str, ctx: RunContext) -> Trained:
+    """One strategy's model (or the placebo twin's), for every member of the run (``Experiment.models``)."""
+    if key == PLACEBO:
+        return train(ModelSpec.of(PLACEBO, "vanilla"), cfg, Members.of(ctx.seeds), ctx, init="init_twin")
+    return train(ModelSpec.of(key), cfg, Members.of(ctx.seeds), ctx)
 
 
 def run(cfg: FlipflopConfig, ctx: RunContext) -> None:
@@ -198,6 +225,15 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
         row["read_entropy"] = float(t["read_entropy"].mean())
         rows.append(row)
     results.table("glitches", pd.DataFrame(rows), ci=names)
+    counts = []
+    for s, t in trained.items():
+        for i, name in enumerate(names):
+            k, n = int(t["errors"][:, i].sum()), int(t["reads"][:, i].sum())
+            rate, lo, hi = binomial_ci(k, n) if n else (math.nan, math.nan, math.nan)
+            counts.append({"strategy": s, "test": name, "reads": n, "errors": k, "pooled": rate, "pooled_lo": lo,
+                           "pooled_hi": hi, "per_seed_errors": " ".join(str(int(e)) for e in t["errors"][:, i]),
+                           "per_seed_reads": " ".join(str(int(r)) for r in t["reads"][:, i])})
+    results.table("counts", pd.DataFrame(counts), ci=["pooled"])
     learn = lm.time_to_learn({s: t.history for s, t in trained.items()}, members, accuracy_key="error",
                              accuracy_target=cfg.glitch_target, higher_is_better=False, cell_name="pairs",
                              cell_values=[cfg.pairs])
@@ -208,6 +244,8 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
          "read_entropy": float(t["read_entropy"][e])} for s, t in trained.items() for e, seed in enumerate(members.seeds)]))
     results.metrics = {"tests": {n: {"pairs": pr, "p_ignore": p} for n, pr, p in cfg.tests}, "seeds": list(members.seeds),
                        "strategies": {s: {"glitch": {n: t["glitch"][:, i] for i, n in enumerate(names)},
+                                          "reads": {n: t["reads"][:, i] for i, n in enumerate(names)},
+                                          "errors": {n: t["errors"][:, i] for i, n in enumerate(names)},
                                           "read_entropy": t["read_entropy"]} for s, t in trained.items()},
                        "time_to_learn": learn.to_dict("records") if len(learn) else []}
     return results
@@ -216,28 +254,44 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
 # --- claims --------------------------------------------------------------------------------------
 
 
-def claims(exported: Path) -> list[Claim]:
-    """The glitch claim from ``metrics.json``.
+def glitch_rule(vanilla: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> str:
+    """C9's rule, stated before the data, on one test set's per-seed ``errors`` and ``reads`` of each arm:
+    - fewer than two seeds: ``ONE_SEED``;
+    - "not testable" when either arm has fewer than ``POWER_READS`` reads pooled over seeds (then a 1%
+      glitch rate could show no error at all with probability above 5%);
+    - "no difference" when the exact 95% upper bounds of both pooled rates are below 1%;
+    - "reproduced" when ``other``'s pooled rate is at most half vanilla's, their exact intervals are
+      disjoint, and ``other`` is lower on every seed;
+    - "not reproduced" otherwise."""
+    ve, vr = np.asarray(vanilla["errors"]), np.asarray(vanilla["reads"])
+    oe, orr = np.asarray(other["errors"]), np.asarray(other["reads"])
+    if ve.size < 2:
+        return ONE_SEED
+    if min(vr.sum(), orr.sum()) < POWER_READS:
+        return f"not testable: fewer than {POWER_READS} reads pooled over seeds"
+    v, v_lo, v_hi = binomial_ci(int(ve.sum()), int(vr.sum()))
+    o, o_lo, o_hi = binomial_ci(int(oe.sum()), int(orr.sum()))
+    if v_hi < 0.01 and o_hi < 0.01:
+        return "no difference: both below 1% glitches (exact upper bounds)"
+    if o <= 0.5 * v and o_hi < v_lo and np.all(oe / np.maximum(orr, 1) < ve / np.maximum(vr, 1)):
+        return "reproduced"
+    return "not reproduced"
 
-    Rule, stated before the data: on the sparse test set (reads far from their writes, where dilution
-    would bite), reproduced when SSA's glitch rate is at most half vanilla's and SSA is lower on every
-    seed pair; "no difference" when both are below 1%; "not reproduced" otherwise. The headline
-    number is vanilla's glitch rate minus SSA's (bootstrap interval over seeds of the paired difference).
-    """
+
+def claims(exported: Path) -> list[Claim]:
+    """C9 from ``metrics.json``: ``glitch_rule`` on the sparse set (reads far from their writes, where
+    dilution would bite), SSA against vanilla, and the placebo twin against vanilla. The headline number
+    is vanilla's glitch rate minus SSA's, errors over reads pooled over seeds, with its MOVER interval
+    (``claims.rate_difference``)."""
     m = read_json(Path(exported) / "metrics.json")
-    van = np.asarray(m["strategies"]["vanilla"]["glitch"]["sparse"])
-    ssa = np.asarray(m["strategies"]["ssa"]["glitch"]["sparse"])
-    d, lo, hi = paired(van, ssa, bounded=True)
-    if van.size < 2:
-        verdict = ONE_SEED
-    elif van.mean() < 0.01 and ssa.mean() < 0.01:
-        verdict = "no difference: both below 1% glitches"
-    elif ssa.mean() <= 0.5 * van.mean() and np.all(ssa < van):
-        verdict = "reproduced"
-    else:
-        verdict = "not reproduced"
+    arm = lambda name: {k: np.asarray(m["strategies"][name][k]["sparse"]) for k in ("errors", "reads")}  # noqa: E731
+    van, ssa = arm("vanilla"), arm("ssa")
+    d, lo, hi = rate_difference(int(van["errors"].sum()), int(van["reads"].sum()), int(ssa["errors"].sum()),
+                                int(ssa["reads"].sum()))
+    placebo = glitch_rule(van, arm(PLACEBO)) if PLACEBO in m["strategies"] else ""
     return [Claim("C9", "flipflop", "attention glitches (flip-flop): a temperature keeps attention sharp and removes them",
-                  "glitch rate on sparse sequences (p_ignore 0.98), vanilla - SSA", d, lo, hi, verdict)]
+                  "glitch rate on sparse sequences (p_ignore 0.98), vanilla - SSA, errors over reads pooled over seeds",
+                  d, lo, hi, glitch_rule(van, ssa), placebo)]
 
 
 def ablate(cfg: FlipflopConfig, variant: str, ctx: RunContext) -> np.ndarray:
@@ -249,7 +303,7 @@ def ablate(cfg: FlipflopConfig, variant: str, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="flipflop",
-    version="1",
+    version="2",  # 2: the placebo twin; reads and errors pooled (C9 with power); test sets from eval sub-streams
     claim="flip-flop: does a temperature remove attention glitches on sparse and long sequences?",
     config=FlipflopConfig,
     run=run,
@@ -263,5 +317,5 @@ EXPERIMENT = Experiment(
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
                       quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True, minutes=0.83),
-    models=Models(lambda cfg: list(cfg.strategies), train_model),
+    models=Models(lambda cfg: cfg.models, train_model),
 )
