@@ -30,7 +30,7 @@ HISTORY = {
     "4": "d181a5b6ce90c168",  # parameters_of / token_argument accessors, fit's one-sync monitor, the frontier's solver
     "5": "6b3b37ac55131bff",  # intervals inside their measure's range (stats.RANGES); the one budget, Attention.weight_l2
     "6": "6141ff0bbc839c1e",  # one attention core (functional.py) under both layers; masks by name, positions after padding
-    "7": "eafe52623f940e6c",  # scipy imported where used (t.ppf's own stdtrit); binomial_ci, survival; eval sub-streams, init_twin
+    "7": "2c9c5b6b6e5d306c",  # scipy imported where used (t.ppf's own stdtrit); binomial_ci, survival; sub-streams, init_twin, placebo
 }
 VERSION = "7"
 

@@ -7,7 +7,8 @@ member m of a batched run draws exactly what a single run with seed m draws. A s
 several independent generators (one per test set, per length) names each by integer keys after
 the stream: ``SeedSequence([m, stream_id, *keys])``, never by arithmetic on a seed. A placebo twin
 (a vanilla model read against vanilla) draws its initialisation from the ``init_twin`` stream: the
-same law as ``init``, an independent draw, on the same ``data``. Task structure that
+same law as ``init``, an independent draw, on the same ``data``; a placebo that removes an effect
+by construction (a permutation) draws from ``placebo``. Task structure that
 is fixed across members (e.g. the graph of ``graph_transition``) has its own config seed and
 stream. All generators live on the CPU, so the same seed gives the same numbers on every device.
 """
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 # Stream ids are part of the results: changing one changes every number. Append, never renumber.
-STREAMS = {"init": 1, "data": 2, "eval": 3, "task": 4, "init_twin": 5}
+STREAMS = {"init": 1, "data": 2, "eval": 3, "task": 4, "init_twin": 5, "placebo": 6}
 
 
 def derive_seed(seed: int, stream: str, *keys: int) -> int:

@@ -79,6 +79,19 @@ def test_c2_follows_the_trend_rule(tmp_path):
     assert c2.verdict.startswith("not reproduced under softcap")
 
 
+def test_c2_placebo_reads_the_temperatures_against_permuted_degrees(tmp_path):
+    """T rising steeply with degree on every seed: the rule sees it, the placebo (degrees permuted) must not;
+    without a per-node table there is no placebo ("")."""
+    _, c2 = _graph(tmp_path, 0.001)
+    assert c2.placebo == ""
+    degrees = np.repeat(np.arange(1, 9), 4)
+    rows = [{"score": "softcap", "seed": s, "node": k, "degree": d, "T": 0.5 + 0.06 * d + 0.001 * s}
+            for s in range(5) for k, d in enumerate(degrees)]
+    pd.DataFrame(rows).to_csv(tmp_path / "exported" / "per_node.csv", index=False)
+    _, c2 = graph_transition.claims(tmp_path / "exported")
+    assert c2.verdict.startswith("reproduced") and c2.placebo.startswith("not reproduced")
+
+
 @pytest.mark.parametrize("slope,span,label", [
     (np.array([0.06, 0.061, 0.059]), 3.0, "rises"),
     (np.array([0.002, 0.0021, 0.0019]), 3.0, "no clear trend"),  # clear, but a rise of 0.006 < 0.01
