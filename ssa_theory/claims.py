@@ -29,8 +29,8 @@ class Claim:
 
     ``value`` [``lo``, ``hi``] is the headline number and its 95% CI (NaN with one seed);
     ``verdict`` comes from the experiment's rule (its ``claims`` function documents it); ``placebo`` is
-    that rule's verdict on the placebo, which must not be "reproduced" (a rule that passes its placebo
-    is a defect of the rule).
+    that rule's verdict on the placebo, which must not be "reproduced": a rule that passes its placebo
+    is a defect of the rule, and where it does, a "reproduced" verdict becomes ``PLACEBO_PASSED``.
     """
 
     id: str
@@ -42,6 +42,11 @@ class Claim:
     hi: float
     verdict: str
     placebo: str = ""  # the same rule on a vanilla twin (another initialisation) against vanilla; "" not run
+
+    def __post_init__(self) -> None:
+        if self.placebo.startswith("reproduced") and self.verdict.startswith("reproduced"):
+            # a rule that passes its placebo cannot pass the claim: the verdict says so, not the rule's word
+            object.__setattr__(self, "verdict", PLACEBO_PASSED)
 
     def interval(self) -> str:
         if math.isnan(self.lo):
@@ -56,6 +61,7 @@ def paired(a: Sequence[float], b: Sequence[float], bounded: bool = False) -> tup
 
 
 ONE_SEED = "inconclusive (one seed)"
+PLACEBO_PASSED = "inconclusive: the rule says 'reproduced' on its placebo too"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,17 @@ def test_smaller_needs_a_clear_effect_of_the_declared_size():
     assert not one.ok and np.isnan(one.lo) and cl.decide(one.ok, one.n) == cl.ONE_SEED
 
 
+def test_a_rule_that_passes_its_placebo_gives_no_verdict():
+    def claim(verdict, placebo):
+        return cl.Claim("C0", "x", "p", "m", 0.5, 0.4, 0.6, verdict, placebo)
+
+    assert claim("reproduced", "reproduced").verdict == cl.PLACEBO_PASSED
+    assert claim("reproduced under softcap", "reproduced under softcap").verdict == cl.PLACEBO_PASSED
+    assert claim("reproduced", "not reproduced").verdict == "reproduced"
+    assert claim("reproduced", "").verdict == "reproduced"  # no placebo run: the rule's word stands
+    assert claim("not reproduced", "reproduced").verdict == "not reproduced"
+
+
 def test_larger_bounded_interval_stays_in_the_range_of_differences():
     e = cl.larger([1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], 0.05, bounded=True)
     assert 0.0 <= e.lo <= e.value <= e.hi <= 1.0 and e.ok
@@ -336,15 +347,16 @@ def _null_c6(rng, tmp_path):
     return specificity.claims(_write(tmp_path, {**m, "strategies": {**m["strategies"], "ssa_q_tok": tok}}))[0]
 
 
-PASSKEY_CONTEXTS = 40  # evaluation contexts per seed at the longest length in the committed run (5 depths x 8)
+PASSKEY_CONTEXTS = 80  # evaluation contexts per seed at the longest length in the committed run (5 depths x 16)
 
 
 def _null_c7(rng, tmp_path):
+    """Both arms retrieving alike, at an accuracy where the rule can decide (the committed vanilla's 0.99
+    leaves it no headroom: "not testable"), over the committed run's seeds and contexts."""
     m = _committed("passkey")
     d = str(max(m["digits"]))
-    p = float(np.mean(m["strategies"]["vanilla"][d]["acc_max"]))
     n = len(m["seeds"])
-    st = {k: {d: {**m["strategies"][k][d], "acc_max": _rate(rng, p, n, PASSKEY_CONTEXTS)}} for k in ("vanilla", "ssa")}
+    st = {k: {d: {**m["strategies"][k][d], "acc_max": _rate(rng, 0.75, n, PASSKEY_CONTEXTS)}} for k in ("vanilla", "ssa")}
     return passkey.claims(_write(tmp_path, {**m, "strategies": st}))[0]
 
 

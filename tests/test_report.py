@@ -196,15 +196,16 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C4": "reproduced at every weight decay",
         "C5": "reproduced; against vanilla +0.829 [+0.799, +0.853]",
         "C6": "reproduced: token / global excess 0.40 there, 0.99 at rho = 0, 0.98 without contrast",
-        "C7": "not reproduced",
-        "C8": "reproduced",
+        "C7": "not testable: vanilla retrieves 0.983 at the longest length, less headroom than 0.05",
+        "C8": "inconclusive: the rule says 'reproduced' on its placebo too",  # the rule's defect, in the data
         "C9": "not reproduced",
     }
     placebos = {c.id: c.placebo for c in report.all_claims(ROOT) if c.placebo}
     assert placebos == {  # the others: not run yet
         "C2": "not reproduced: T no clear trend (CI spans 0, or the change is below 0.01) against permuted degrees",
+        "C7": "not testable: vanilla retrieves 0.983 at the longest length, less headroom than 0.05",
+        "C8": "reproduced",
         "C9": "no difference: both below 1% glitches (exact upper bounds)"}
-    assert not any(p.startswith("reproduced") for p in placebos.values())
 
 
 # --- reproduce ----------------------------------------------------------------------------------------
