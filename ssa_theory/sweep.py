@@ -9,8 +9,9 @@ says whether every cell finished.
 The local pool (``LocalPool``) runs ``--workers`` processes that inherit nothing from this one (a
 forked child cannot use CUDA once the parent has touched it): forked from a clean fork server where
 the platform has one (``_start_method``), spawned otherwise. Each is fed one cell at a time, so the
-pool knows which cell each worker holds. A worker that dies costs an attempt to the cell it held and no other; it is
-replaced, and the cell is run again up to ``max_attempts`` times. Queued cells are not "in flight".
+pool knows which cell each worker holds. A worker that dies costs an attempt to the cell it held
+and no other; it is replaced, and the cell is run again up to ``max_attempts`` times. Queued cells
+are not "in flight".
 On Ctrl-C the queued cells are cancelled, the running ones stopped (their partial directories
 removed) and the manifest says so. Dask reschedules a dead worker's task itself.
 
