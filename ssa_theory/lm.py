@@ -163,20 +163,40 @@ class Ensemble(nn.Module):
         return {k: v for k, v in self._params().items() if ".attn.temp." in k}
 
 
+PLACEBO = "placebo"  # the vanilla twin's model key and row: vanilla attention from the init_twin stream
+
+
 def check_model_fields(cfg) -> None:
-    """The checks of the model fields an LM experiment's config shares (``strategies``, ``d_model``,
-    ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field and the fix."""
+    """The checks of the model fields an LM experiment's config shares (``strategies``, ``placebo``,
+    ``d_model``, ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field
+    and the fix."""
     from ssa_theory.variants import check_variant_name
     from ssa_theory.config import require
 
     require(len(cfg.strategies) >= 1, "strategies must name at least one strategy")
+    require(PLACEBO not in cfg.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
     for s in cfg.strategies:
         check_variant_name("strategies", s)
+    require(not cfg.placebo or "vanilla" in cfg.strategies, "placebo=true needs vanilla among the strategies")
     for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
         require(getattr(cfg, name) >= 1, f"{name} must be >= 1 (got {getattr(cfg, name)})")
     require(cfg.d_model % cfg.n_heads == 0, f"d_model={cfg.d_model} must be a multiple of n_heads={cfg.n_heads}")
     require(cfg.conv >= 0, f"conv must be >= 0 (got {cfg.conv})")
 
+
+
+def model_keys(cfg) -> list[str]:
+    """Every model an LM experiment's run trains (``Experiment.models``): its strategies, then the
+    placebo twin where ``cfg.placebo``."""
+    return list(cfg.strategies) + ([PLACEBO] if cfg.placebo else [])
+
+
+def model_spec(key: str):
+    """``(ModelSpec, init stream)`` of a model key of ``model_keys``: a strategy as itself from the
+    ``init`` stream; ``PLACEBO`` as vanilla attention from ``init_twin`` (another draw of the same law)."""
+    from ssa_theory.skeleton import ModelSpec
+
+    return (ModelSpec.of(PLACEBO, "vanilla"), "init_twin") if key == PLACEBO else (ModelSpec.of(key), "init")
 
 def presets(minutes: float, quick: dict, gpu: dict) -> dict:
     """The LM experiments' presets: ``default`` (3 seeds, the run ``paper_repro.md`` reports;

@@ -295,11 +295,7 @@ def _null_c2(rng, tmp_path):
     nodes' degrees, per seed (no relation by construction), through the same trend rule."""
     m = _committed("graph_transition")
     nodes = pd.read_csv(COMMITTED / "graph_transition" / "per_node.csv")
-    nodes = nodes[nodes.score == m["score"]]
-    temps = np.stack([g.sort_values("node")["T"].to_numpy() for _, g in nodes.groupby("seed")])
-    degrees = nodes[nodes.seed == nodes.seed.iloc[0]].sort_values("node").degree.to_numpy().astype(float)
-    slopes = np.array([graph_transition.temperature_slope(t[None], rng.permutation(degrees))[0] for t in temps])
-    label = graph_transition.trend_label(slopes, temps, float(degrees.max() - degrees.min()))
+    label = graph_transition.permuted_trend(nodes[nodes.score == m["score"]], lambda seed: rng)
     return graph_transition.claims(_write(tmp_path, {**m, "trend_by_geometry": {m["score"]: label}}))[1]
 
 

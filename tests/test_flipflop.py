@@ -84,3 +84,14 @@ def test_bootstrap_interval_stays_in_the_range_of_the_values():
     assert np.isnan(bootstrap_ci([0.5])[1])
     g, glo, ghi = ratio_ci([0.5, 0.6, 0.55, np.nan])
     assert 0 < glo < g < ghi and np.isclose(g, (0.5 * 0.6 * 0.55) ** (1 / 3))
+
+
+def test_the_placebo_is_no_strategy_and_needs_vanilla():
+    """(lm.check_model_fields: the same checks for passkey)"""
+    from ssa_theory.config import ConfigError
+
+    with pytest.raises(ConfigError, match="names the vanilla twin"):
+        ff.FlipflopConfig(strategies=("vanilla", "placebo"))
+    with pytest.raises(ConfigError, match="placebo=true needs vanilla"):
+        ff.FlipflopConfig(strategies=("ssa",))
+    assert ff.FlipflopConfig(strategies=("ssa",), placebo=False).strategies == ("ssa",)

@@ -47,7 +47,7 @@ from ssa_theory.seeding import Members
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "ssa_q_pos", "ssa_q", "ssa")
-PLACEBO = "placebo"  # the vanilla twin's row: vanilla attention, initialised from the init_twin stream
+PLACEBO = lm.PLACEBO
 POWER_READS = 300  # C9 is testable when each arm has this many pooled sparse reads: 1 - 0.99^300 = 0.95
 W, R, I, BIT0 = 0, 1, 2, 3  # tokens: instructions, then the bits 0 and 1
 VOCAB = 5
@@ -86,13 +86,6 @@ class FlipflopConfig(TrainingConfig):
         lm.check_model_fields(self)
         require(0 < self.glitch_target < 1, f"glitch_target must lie in (0, 1) (got {self.glitch_target})")
         require(self.sparse_eval >= 1, f"sparse_eval must be >= 1 (got {self.sparse_eval})")
-        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
-        require(not self.placebo or "vanilla" in self.strategies, "placebo=true needs vanilla among the strategies")
-
-    @property
-    def models(self) -> list[str]:
-        """Every model the run trains: the strategies, then the placebo twin."""
-        return list(self.strategies) + ([PLACEBO] if self.placebo else [])
 
     def n_sequences(self, test: str) -> int:
         return self.sparse_eval if test == "sparse" else self.n_eval
@@ -200,9 +193,8 @@ def read_entropy(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def train_model(cfg: FlipflopConfig, key: str, ctx: RunContext) -> Trained:
     """One strategy's model (or the placebo twin's), for every member of the run (``Experiment.models``)."""
-    if key == PLACEBO:
-        return train(ModelSpec.of(PLACEBO, "vanilla"), cfg, Members.of(ctx.seeds), ctx, init="init_twin")
-    return train(ModelSpec.of(key), cfg, Members.of(ctx.seeds), ctx)
+    spec, init = lm.model_spec(key)
+    return train(spec, cfg, Members.of(ctx.seeds), ctx, init)
 
 
 def run(cfg: FlipflopConfig, ctx: RunContext) -> None:
@@ -317,5 +309,5 @@ EXPERIMENT = Experiment(
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
                       quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True, minutes=0.83),
-    models=Models(lambda cfg: cfg.models, train_model),
+    models=Models(lm.model_keys, train_model),
 )

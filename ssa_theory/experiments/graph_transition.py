@@ -401,17 +401,24 @@ def degree_placebo(exported: Path, score: str) -> str:
     if not path.is_file():
         return ""
     nodes = pd.read_csv(path)
+    label = permuted_trend(nodes[nodes.score == score], lambda seed: np.random.default_rng(derive_seed(seed, "placebo")))
+    if label is None:
+        return ONE_SEED
+    return f"reproduced under {score}" if label.startswith("rises") else f"not reproduced: T {label} against permuted degrees"
+
+
+def permuted_trend(nodes: pd.DataFrame, rng_of) -> str | None:
+    """``trend_label`` of one geometry's per-node temperatures (columns seed, node, degree, T) against
+    the degrees permuted by ``rng_of(seed)`` (a numpy Generator) within each seed; None with one seed."""
     temps, slopes = [], []
-    for seed, g in nodes[nodes.score == score].groupby("seed"):
+    for seed, g in nodes.groupby("seed"):
         g = g.sort_values("node")
         degrees = g.degree.to_numpy(dtype=float)
-        shuffled = np.random.default_rng(derive_seed(int(seed), "placebo")).permutation(degrees)
         temps.append(g["T"].to_numpy(dtype=float))
-        slopes.append(float(temperature_slope(temps[-1][None], shuffled)[0]))
+        slopes.append(float(temperature_slope(temps[-1][None], rng_of(int(seed)).permutation(degrees))[0]))
     if len(slopes) < 2:
-        return ONE_SEED
-    label = trend_label(np.asarray(slopes), np.stack(temps), float(degrees.max() - degrees.min()))
-    return f"reproduced under {score}" if label.startswith("rises") else f"not reproduced: T {label} against permuted degrees"
+        return None
+    return trend_label(np.asarray(slopes), np.stack(temps), float(degrees.max() - degrees.min()))
 
 
 # --- figures (drawn from the run directory only) ------------------------------------------------

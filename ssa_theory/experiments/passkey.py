@@ -49,7 +49,7 @@ from ssa_theory.stats import binomial_ci, ci_columns
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "qwen", "llama4", "ssa_q_pos", "ssa_released", "ssa_q", "ssa")
 DIGITS = 10  # tokens 0..9 are the digits
-PLACEBO = "placebo"  # the vanilla twin's row: vanilla attention, initialised from the init_twin stream
+PLACEBO = lm.PLACEBO
 MIN_GAIN = 0.05  # C7's smallest effect: SSA's exact match at the longest length above vanilla's by this much
 
 
@@ -91,13 +91,6 @@ class PasskeyConfig(TrainingConfig):
         require(len(self.depths) >= 1 and all(0 <= d <= 1 for d in self.depths), f"depths must lie in [0, 1] (got {self.depths})")
         lm.check_model_fields(self)
         require(0 < self.accuracy_target <= 1, f"accuracy_target must lie in (0, 1] (got {self.accuracy_target})")
-        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
-        require(not self.placebo or "vanilla" in self.strategies, "placebo=true needs vanilla among the strategies")
-
-    @property
-    def models(self) -> list[str]:
-        """Every model the run trains: the strategies, then the placebo twin."""
-        return list(self.strategies) + ([PLACEBO] if self.placebo else [])
 
     @property
     def vocab(self) -> int:
@@ -267,10 +260,8 @@ def predicted_mass(cfg: PasskeyConfig, ds, mass0: np.ndarray) -> np.ndarray:
 
 def train_model(cfg: PasskeyConfig, key: str, ctx: RunContext) -> Trained:
     """One strategy's model (or the placebo twin's), for every member of the run (``Experiment.models``)."""
-    members = Members.grid(cfg.digits, ctx.seeds, lambda d: f"d={d}")
-    if key == PLACEBO:
-        return train(ModelSpec.of(PLACEBO, "vanilla"), cfg, members, ctx, init="init_twin")
-    return train(ModelSpec.of(key), cfg, members, ctx)
+    spec, init = lm.model_spec(key)
+    return train(spec, cfg, Members.grid(cfg.digits, ctx.seeds, lambda d: f"d={d}"), ctx, init)
 
 
 def run(cfg: PasskeyConfig, ctx: RunContext) -> None:
@@ -397,7 +388,8 @@ def claims(exported: Path) -> list[Claim]:
         rows = [r for r in m["time_to_learn"] if r["strategy"] == name and str(r["digits"]) == d]
         return rows[0] if rows else None
 
-    r = learn_row("ssa") or {"steps_ratio": math.nan, "steps_ratio_lo": math.nan, "steps_ratio_hi": math.nan}
+    row = learn_row("ssa")
+    r = row or {"steps_ratio": math.nan, "steps_ratio_lo": math.nan, "steps_ratio_hi": math.nan}
     twin = PLACEBO in st
     n1 = max(m["lengths"])
     return [
@@ -406,7 +398,7 @@ def claims(exported: Path) -> list[Claim]:
               diff, lo, hi, c7, retrieval_rule(st["vanilla"][d], st[PLACEBO][d])[0] if twin else ""),
         Claim("C8", "passkey", "SSA reaches vanilla's loss with fewer training tokens",
               f"steps to vanilla's final loss, SSA / vanilla ({d}-digit passkey)",
-              r["steps_ratio"], r["steps_ratio_lo"], r["steps_ratio_hi"], steps_rule(learn_row("ssa"), n_seeds),
+              r["steps_ratio"], r["steps_ratio_lo"], r["steps_ratio_hi"], steps_rule(row, n_seeds),
               steps_rule(learn_row(PLACEBO), n_seeds) if twin else ""),
     ]
 
@@ -437,5 +429,5 @@ EXPERIMENT = Experiment(
                       overrides={"steps": 160, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
                       quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "log_every": 20},
                       bounded=True, minutes=0.43),
-    models=Models(lambda cfg: cfg.models, train_model),
+    models=Models(lm.model_keys, train_model),
 )
