@@ -407,6 +407,44 @@ def dilution_mass(n, gap: float, c: float = 0.0):
     return 1.0 / (1.0 + (n - 1.0) * np.exp(-position_scale(n, c) * gap))
 
 
+def critical_mass(n, gamma: float, gap):
+    """Attention on one key whose bounded score exceeds each of the other ``n - 1`` by ``gap``, every
+    score multiplied by ``gamma log n`` (critical attention scaling; Chen, Lin, Polyanskiy and Rigollet,
+    arXiv 2510.05554, 2025): ``1 / (1 + (n - 1) n^(-gamma gap))``, ``dilution_mass`` at the logit gap
+    ``gamma gap log n``. For ``gamma gap < 1`` it tends to 0 as n grows, for ``gamma gap > 1`` to 1:
+    the transition is at ``gamma = 1 / gap``. Vectorised over n and gap."""
+    n = np.asarray(n, dtype=float)
+    return dilution_mass(n, gamma * np.asarray(gap, dtype=float) * np.log(n))
+
+
+def critical_log_odds(n, gamma: float, gap):
+    """The log odds against the needle of ``critical_mass``, ``log(n - 1) - gamma gap log n``, exact in
+    float64 however close the mass is to 1."""
+    n = np.asarray(n, dtype=float)
+    return np.log(n - 1.0) - gamma * np.asarray(gap, dtype=float) * np.log(n)
+
+
+def off_needle_exponent(log_odds, n) -> float:
+    """The least-squares slope of the log odds against the needle, ``log((1 - mass) / mass)``, on
+    ``log n``: how the odds grow with the context. For ``critical_mass`` it tends to ``1 - gamma gap``
+    as n grows: positive where the needle dilutes, negative where attention concentrates on it."""
+    log_odds, n = np.asarray(log_odds, dtype=float), np.asarray(n, dtype=float)
+    if log_odds.shape != n.shape or n.size < 2:
+        raise ValueError("need one log odds per length, at two lengths or more")
+    return float(np.polyfit(np.log(n), log_odds, 1)[0])
+
+
+def crossing(x, y) -> float:
+    """Where a sequence ``y`` over increasing ``x`` first changes sign from positive to non-positive,
+    linearly interpolated in ``log x``; NaN if it never does."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    for i in range(len(x) - 1):
+        if y[i] > 0 >= y[i + 1]:
+            t = y[i] / (y[i] - y[i + 1])
+            return float(np.exp(np.log(x[i]) + t * (np.log(x[i + 1]) - np.log(x[i]))))
+    return math.nan
+
+
 def gap_needed(n, eps: float):
     """The gap that leaves mass ``1 - eps`` on the relevant key among n: ``log((n - 1)(1 - eps) / eps)``.
 

@@ -22,9 +22,9 @@ every registered experiment that declares an ablation hook (``registry.with_abla
 one joins it without an edit there.
 """
 
-from ssa_theory.experiments import (ablation, denoising, dilution, flipflop, graph_transition, norm_spikiness,
+from ssa_theory.experiments import (ablation, critical, denoising, dilution, flipflop, graph_transition, norm_spikiness,
                                     passkey, specificity)
 from ssa_theory.registry import register
 
-for _module in (graph_transition, denoising, norm_spikiness, dilution, specificity, passkey, flipflop, ablation):
+for _module in (graph_transition, denoising, norm_spikiness, dilution, critical, specificity, passkey, flipflop, ablation):
     register(_module.EXPERIMENT)

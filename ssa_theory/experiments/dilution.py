@@ -48,20 +48,18 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from ssa_theory import cells, theory
-from ssa_theory.attention import Attention
 from ssa_theory.variants import check_variant_name
 from ssa_theory.claims import ONE_SEED, Claim, larger, smaller
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
-from ssa_theory.sampling import MemberStream
 from ssa_theory.seeding import Members, derive_seed, step_lengths
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 from ssa_theory.stats import ci_columns
-from ssa_theory.train import fit
+from ssa_theory.tasks import needle as needle_task
+from ssa_theory.tasks.needle import NeedleModel, draw_items, items, sample  # noqa: F401  (the task, re-exported)
 
 STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "yarn", "qwen", "ssa_q_pos", "ssa_released", "ssa_q_tok",
               "ssa", "freq", "asentmax")
@@ -128,76 +126,15 @@ class DilutionConfig(TrainingConfig):
     @property
     def needle_frequency(self) -> float:
         """The needle token's share of all items seen in training: ``E[1/n]``, n uniform on n_min..n_max."""
-        return float(np.mean([1.0 / n for n in range(self.n_min, self.n_max + 1)]))
+        return needle_task.needle_frequency(self.n_min, self.n_max)
 
 
-# --- data ----------------------------------------------------------------------------------------
-
-
-def draw_items(cfg: DilutionConfig, g: torch.Generator, prefix: tuple[int, ...], n: int) -> tuple[torch.Tensor, ...]:
-    """Raw draws for ``prefix`` contexts of n items (CPU): needle index, classes (.., n), flag noise (.., n)."""
-    needle = torch.randint(n, prefix, generator=g)
-    classes = torch.randint(cfg.n_classes, (*prefix, n), generator=g)
-    noise = torch.randn(*prefix, n, generator=g) * cfg.flag_noise
-    return needle, classes, noise
-
-
-def items(cfg: DilutionConfig, needle: torch.Tensor, classes: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Item features (.., n, C + 2): ``[flag + noise, onehot(class), 0]``."""
-    n = classes.shape[-1]
-    flag = (torch.arange(n, device=classes.device) == needle[..., None]).to(noise.dtype) + noise
-    onehot = nn.functional.one_hot(classes, cfg.n_classes).to(noise.dtype)
-    return torch.cat([flag[..., None], onehot, torch.zeros_like(flag[..., None])], -1)
+# --- data (the items, their draws and the model: ``ssa_theory.tasks.needle``) -------------------
 
 
 def train_lengths(cfg: DilutionConfig) -> list[int]:
     """The length of every training step: the task's own stream, identical for every member."""
     return step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps)
-
-
-# --- the model -----------------------------------------------------------------------------------
-
-
-class NeedleModel(nn.Module):
-    """One attention layer: a fixed query token over the n items; the attended value is C class logits."""
-
-    def __init__(self, strategy: str, cfg: DilutionConfig, generators) -> None:
-        super().__init__()
-        D = cfg.n_classes + 2
-        self.attn = Attention(strategy, D, generators=generators, d_head=cfg.n_classes, value_proj=True,
-                              out_proj=False, train_length=cfg.n_max)
-        query = torch.zeros(D)
-        query[-1] = 1.0
-        self.register_buffer("query", query)
-        self.freq = (cfg.needle_frequency, 1.0 - cfg.needle_frequency)
-
-    def _args(self, x: torch.Tensor, flag: torch.Tensor) -> dict:
-        """The query (E,B,1,D) and keyword arguments: the query's position is n (the set has no order,
-        so SSA's position term reads the number of items), and every item's token frequency."""
-        E, B, n, _ = x.shape
-        needle_freq, other_freq = self.freq
-        k_freq = torch.where(flag > 0.5, needle_freq, other_freq)  # (E, B, n): each member's own items
-        return {"x": self.query.expand(E, B, 1, -1), "context": x, "q_pos": torch.full((1,), n, device=x.device),
-                "k_pos": torch.full((n,), n, device=x.device), "extras": {"k_freq": k_freq}}
-
-    def forward(self, x: torch.Tensor, flag: torch.Tensor, return_probs: bool = False):
-        """Class logits (E,B,C) for items x (E,B,n,D), and with ``return_probs`` the attention (E,B,n)."""
-        a = self._args(x, flag)
-        if return_probs:
-            out, probs = self.attn(a.pop("x"), **a, return_probs=True)
-            return out[:, :, 0], probs[:, :, 0, 0]
-        return self.attn(a.pop("x"), **a)[:, :, 0]
-
-    def logits(self, x: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
-        """The query's attention logits over the items (E,B,n), every temperature applied."""
-        a = self._args(x, flag)
-        return self.attn.logits(a.pop("x"), **a)[:, :, 0, 0]
-
-    @torch.no_grad()
-    def query_temperature(self, n: int) -> torch.Tensor:
-        """The query-side inverse temperature at n items (E,): SSA's terms times the strategy's factor."""
-        x = self.query.expand(self.attn.n_members, 1, 1, -1)
-        return self.attn.query_inverse_temperature(x, n, pos=torch.full((1,), n, device=x.device))[:, 0, 0, 0]
 
 
 # --- training and evaluation ------------------------------------------------------------------------
@@ -229,36 +166,9 @@ def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContex
 
 
 def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> NeedleModel:
-    E, device = len(members), ctx.device
-    lengths = train_lengths(cfg)
-    net = NeedleModel(spec.variant, cfg, members.generators("init")).to(device)
-    gens = members.generators("data")
-    decay = cfg.weight_decay
-    params = list(net.parameters())
-    streams: dict[int, MemberStream] = {}
-
-    def member_loss(step: int) -> torch.Tensor:
-        n = lengths[step]
-        if n not in streams:  # one stream per length: chunked draws, members independent
-            streams[n] = MemberStream(gens, lambda g, k, n=n: draw_items(cfg, g, (k, cfg.batch_size), n), device)
-        needle, classes, noise = streams[n]()
-        x = items(cfg, needle, classes, noise)
-        target = classes.gather(-1, needle[..., None])[..., 0]  # (E, B)
-        logits = net(x, x[..., 0])
-        ce = nn.functional.cross_entropy(logits.reshape(-1, cfg.n_classes), target.reshape(-1), reduction="none")
-        return ce.reshape(E, -1).mean(1) + decay * net.attn.weight_l2()  # the one budget (Attention.weight_l2)
-
+    net = NeedleModel(spec.variant, cfg, members.generators("init")).to(ctx.device)
     # no training curve is drawn, so nothing is evaluated during training (log_every only paces the checks)
-    fit(params, member_loss, steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
-        progress=ctx.progress(spec.label, cfg.steps), model=spec.label, members=members.labels)
-    return net
-
-
-def sample(cfg: DilutionConfig, generators, n_contexts: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Evaluation contexts for E members: items (E,B,n,D), the needle's class (E,B), its index (E,B)."""
-    parts = [draw_items(cfg, g, (n_contexts,), n) for g in generators]
-    needle, classes, noise = (torch.stack(c).to(device) for c in zip(*parts))
-    return items(cfg, needle, classes, noise), classes.gather(-1, needle[..., None])[..., 0], needle
+    return needle_task.fit_model(net, cfg, members, ctx, spec.label, train_lengths(cfg), cfg.weight_decay)
 
 
 @torch.no_grad()
@@ -531,4 +441,5 @@ EXPERIMENT = Experiment(
                       ablate, overrides={"steps": 1000, "eval_lengths": (4096,), "n_eval": 128},
                       quick={"steps": 100, "eval_lengths": (256,), "n_eval": 32, "log_every": 50}, bounded=True, minutes=0.1),
     models=Models(models, train_model),
+    tasks={"needle": needle_task.VERSION},
 )
