@@ -12,7 +12,7 @@ cross-entropy of the answer digits only. Training lengths are drawn from ``n_min
 ``n_max`` times 1, 2, 4, 8, 16 and 32, with a Wilson 95% interval over the contexts.
 
 Each strategy starts from the same model (the same random or pretrained weights) and sees the same
-batches. With ``--model DIR``, the token ids 0 .. 19 of the task are the checkpoint's own first ids:
+batches. With ``--model DIR``, the task's token ids (0 .. 20) are the checkpoint's own first ids:
 the model learns the task from its weights, not from any text. What it shows and what it does not is
 in the README ("Use it in a Hugging Face model").
 """
@@ -124,7 +124,7 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 def main() -> None:
     args = arguments()
     task = PasskeyConfig(digits=(args.digits,), n_min=max(args.n_min, 2 * args.digits + 3), n_max=args.n_max,
-                         eval_lengths=(args.n_max,))
+                         eval_lengths=(args.n_max,), decoys=0)  # the plain passkey: no decoy blocks
     base = base_model(args, task).to(args.device)
     ratios = (1, 2) if args.smoke else (1, 2, 4, 8, 16, 32)
     rows = []

@@ -31,8 +31,9 @@ HISTORY = {
     "5": "6b3b37ac55131bff",  # intervals inside their measure's range (stats.RANGES); the one budget, Attention.weight_l2
     "6": "6141ff0bbc839c1e",  # one attention core (functional.py) under both layers; masks by name, positions after padding
     "7": "2c9c5b6b6e5d306c",  # scipy imported where used (t.ppf's own stdtrit); binomial_ci, survival; sub-streams, init_twin, placebo
+    "8": "5f94a8fa111aabac",  # the cosine geometry on the fused kernel and in the public layer; fit's log_at; critical scaling's closed form
 }
-VERSION = "7"
+VERSION = "8"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:

@@ -20,7 +20,8 @@ grouped-query heads, QK-norm, a KV cache). The core does, in this order:
    attend over everything cached.
 5. **The kernel.** For the dot product, tau is folded into q, k and v and one fused
    ``F.scaled_dot_product_attention`` call is made (``is_causal=True`` for the plain causal mask);
-   otherwise, or when the probabilities are asked for, the explicit path: the geometry's score times
+   the ``cosine`` geometry takes the same call on unit q and k, q scaled by ``B sqrt(d)`` (QK-norm at
+   a fixed scale, so a long context never materialises its L x L scores); otherwise, or when the probabilities are asked for, the explicit path: the geometry's score times
    tau_q times tau_k, masked, softmax, times the values. A ``sink`` strategy adds a zero key and value
    whose logit is its own.
 6. **The output factor** (a gate), per query.
@@ -428,6 +429,9 @@ def attend(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.Te
             empty = take(empty)
     if score == "dot" and not return_probs:
         out, probs = fused(q, p.k, p.v, tq, p.tk, visible, p.plain, p.sink), None
+    elif score == "cosine" and not return_probs:  # B cos(q, k) is the dot score of B sqrt(d) q/|q| and k/|k|
+        q_unit = F.normalize(q, dim=-1) * (bound * math.sqrt(q.shape[-1]))
+        out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, p.plain, p.sink), None
     else:
         out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, p.plain, p.sink, score, bound)
     if empty is not None:  # a query with no visible key gets zero, on every path

@@ -50,6 +50,8 @@ class LMShape:
     conv: int = 2  # causal convolution taps (0: none)
     rope_base: float | None = None  # None: NoPE
     train_length: int | None = None  # for strategies that read it (yarn, qwen, llama4)
+    score: str = "dot"  # the attention's score geometry (SelectiveAttention): "dot" (free), "cosine", "softcap"
+    score_bound: float | None = None  # B of a bounded geometry: scores B cos(q, k) or B tanh(q.k / (sqrt(d) B))
 
 
 class CausalConv(nn.Module):
@@ -74,7 +76,7 @@ class Block(nn.Module):
         self.ln_c = nn.LayerNorm(D) if shape.conv else None
         self.ln_a, self.ln_m = nn.LayerNorm(D), nn.LayerNorm(D)
         self.attn = SelectiveAttention(D, shape.n_heads, variant=shape.variant, rope_base=shape.rope_base,
-                                       train_length=shape.train_length)
+                                       train_length=shape.train_length, score=shape.score, score_bound=shape.score_bound)
         self.mlp = nn.Sequential(nn.Linear(D, shape.d_mlp), nn.GELU(), nn.Linear(shape.d_mlp, D))
 
     def forward(self, x: torch.Tensor, read: torch.Tensor | None = None, extras: dict | None = None):
@@ -233,11 +235,13 @@ def scored(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tu
 
 def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
                 monitor: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float, log_every: int,
-                label: str, token_freq: torch.Tensor | None = None, init: str = "init") -> tuple[Ensemble, dict]:
+                label: str, token_freq: torch.Tensor | None = None, init: str = "init",
+                log_at=None) -> tuple[Ensemble, dict]:
     """Train ``Ensemble(shape, members.seeds)`` on ``batch(step) -> (tokens (E, B, n), mask)``, the loss
     being each member's mean cross-entropy at its scored positions (``scored``); score the fixed
     ``monitor`` set (tokens, mask) every ``log_every`` steps; ``token_freq`` (V,) is each token's
-    training frequency (for the ``freq`` strategy); ``init`` the initialisation stream (``member``).
+    training frequency (for the ``freq`` strategy); ``init`` the initialisation stream (``member``);
+    ``log_at`` the step counts after which the monitor is scored instead of every ``log_every``.
     Returns the model and the history
     ``{"step", "loss", "error"}`` (``error``: the fraction of the monitor's scored positions wrong)."""
     from ssa_theory.train import fit
@@ -257,7 +261,7 @@ def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[to
         return {"loss": ce.mean(1), "error": wrong.sum(1) / count.sum(1).clamp_min(1), "exact": (wrong == 0).float().mean(1)}
 
     hist = fit(net.parameters(), member_loss, steps=steps, lr=lr, log_every=log_every, evaluate=evaluate,
-               progress=ctx.progress(label, steps), model=label, members=members.labels)
+               progress=ctx.progress(label, steps), model=label, members=members.labels, log_at=log_at)
     return net, hist
 
 

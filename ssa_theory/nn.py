@@ -48,7 +48,7 @@ from ssa_theory import functional as core
 from ssa_theory import strategies as st
 from ssa_theory.functional import SDPA_ROW_LIMIT
 from ssa_theory.strategies import Param, Strategy, register_strategy  # noqa: F401  (the public API)
-from ssa_theory.variants import Variant, get_variant
+from ssa_theory.variants import Variant, get_variant, unknown
 
 __all__ = ["selective_sdpa", "sdpa_weights", "SelectiveAttention", "KVCache", "strategies", "register_strategy", "Strategy", "Param",
            "normalise_mask", "SDPA_ROW_LIMIT"]
@@ -241,6 +241,11 @@ class SelectiveAttention(nn.Module):
         bias: biases in the projections.
         train_length: the training length L of strategies that need one (``yarn``, ``qwen``, ``llama4``).
         alpha_init: SSA's initial alpha of the position terms (sigmoid(-4) = 0.018: nearly vanilla).
+        score: the score geometry (``ssa_theory.functional.SCORES``): ``"dot"`` (``q.k / sqrt(d)``,
+            default), ``"cosine"`` (``score_bound * cos(q, k)``: QK-norm at a fixed scale, each score in
+            ``[-B, B]``, on the fused kernel), ``"softcap"`` (``B tanh(q.k / (sqrt(d) B))``, explicit
+            path: it materialises the ``(L, L)`` scores) or ``"rownorm"``; the temperatures multiply it.
+        score_bound: B of a bounded geometry (required for every geometry but ``"dot"``).
 
     Projections are ``nn.Linear`` with torch's default initialisation; the strategies' parameters
     are read and set by their declared names through ``parameters_of`` (SSA's query u ``(H, d)`` is
@@ -250,8 +255,15 @@ class SelectiveAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, *, variant: str | Variant = "ssa", n_kv_heads: int | None = None,
                  d_head: int | None = None, causal: bool = True, rope_base: float | None = None,
                  qk_norm: bool = False, bias: bool = False, train_length: int | None = None,
-                 alpha_init: float = -4.0) -> None:
+                 alpha_init: float = -4.0, score: str = "dot", score_bound: float | None = None) -> None:
         super().__init__()
+        if score not in core.SCORES:
+            raise unknown("score geometry", score, list(core.SCORES))
+        if score == "dot" and score_bound is not None:
+            raise ValueError(f"score='dot' is unbounded: score_bound must be None (got {score_bound}); pick score='cosine' or 'softcap'")
+        if score != "dot" and not (isinstance(score_bound, (int, float)) and score_bound > 0):
+            raise ValueError(f"score={score!r} needs score_bound > 0 (got {score_bound})")
+        self.score, self.score_bound = score, None if score_bound is None else float(score_bound)
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} must be a positive multiple of n_kv_heads={n_kv_heads}")
@@ -283,7 +295,8 @@ class SelectiveAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, d_head={self.d_head}, "
-                f"variant={self.variant.name!r}, causal={self.causal}, rope_base={self.rope_base}")
+                f"variant={self.variant.name!r}, causal={self.causal}, rope_base={self.rope_base}"
+                + ("" if self.score == "dot" else f", score={self.score!r}, score_bound={self.score_bound}"))
 
     def new_cache(self, batch_size: int, max_len: int, *, device=None, dtype=None) -> KVCache:
         """An empty cache for ``batch_size`` sequences of up to ``max_len`` tokens (on the layer's device
@@ -374,7 +387,7 @@ class SelectiveAttention(nn.Module):
         rotate = None if self.rope_base is None else (lambda t, pos: _rope(t, pos, self.rope_base))
         return core.attend(self.strategies(), q[None], k[None], v[None], x=x[None], q_pos=positions, k_pos=positions,
                            causal=self.causal, attn_mask=mask, key_valid=valid, rotate=rotate, cache=cache,
-                           extras=extras, return_probs=return_probs, rows=rows)
+                           extras=extras, return_probs=return_probs, rows=rows, score=self.score, bound=self.score_bound)
 
 
 def count_new_parameters(module: nn.Module) -> int:

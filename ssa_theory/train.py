@@ -109,8 +109,10 @@ def fit(
     progress: Progress | None = None,
     model: str = "model",
     members: Sequence[str] | None = None,
+    log_at: Iterable[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train; return ``{"step": (n_logs,), name: (n_logs, E), ...}`` from ``evaluate``.
+    """Train; return ``{"step": (n_logs,), name: (n_logs, E), ...}`` from ``evaluate``, called at step 0,
+    after every ``log_every`` steps (or after each step count in ``log_at``, when given) and at the end.
 
     ``model`` and ``members`` (one label per ensemble member, e.g. ``"seed 3"``) only name things in
     the ``Diverged`` message.
@@ -120,6 +122,7 @@ def fit(
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / steps)))
     log_every = log_every or steps
+    log_at = None if log_at is None else frozenset(log_at)
     history: dict[str, list] = {"step": []}
 
     def log(step: int) -> None:
@@ -142,7 +145,7 @@ def fit(
         opt.step()
         sched.step()
         done = step + 1
-        logging = done % log_every == 0 or done == steps
+        logging = (done in log_at if log_at is not None else done % log_every == 0) or done == steps
         if logging or done % CHECK_EVERY == 0:
             monitor.check(done)
         if logging:

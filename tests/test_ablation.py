@@ -52,12 +52,13 @@ def test_quick_run_fills_every_cell_and_neutral_variants_equal_vanilla(quick):
     cfg = ablation.AblationConfig(**registry.get("ablation").presets["quick"].overrides)
     assert len(cells) == len(cfg.variants) * len(registry.with_ablation())
     assert np.isfinite(cells["mean"]).all()
-    # YaRN's factor is exactly 1 up to the training length: every task but dilution trains it as vanilla
+    # YaRN's factor is exactly 1 up to the training length: every task but the two that test past it
+    # (dilution, critical) trains it as vanilla
     per_seed = load_frame(quick, "per_seed")
     for task in registry.with_ablation():
         y = per_seed[(per_seed.task == task) & (per_seed.variant == "yarn")].value.to_numpy()
         v = per_seed[(per_seed.task == task) & (per_seed.variant == "vanilla")].value.to_numpy()
-        if task != "dilution":
+        if task not in ("dilution", "critical"):
             np.testing.assert_array_equal(y, v)
     assert (quick / "figures" / "ablation.png").exists()
 
@@ -84,11 +85,11 @@ def test_committed_table_covers_every_variant_on_every_task():
 
 @ON_QUICK
 def test_bounded_measures_keep_their_intervals_inside_0_1(quick):
-    """dilution's, passkey's and flipflop's cells are fractions: their intervals are bootstraps over
-    seeds, inside [0, 1]; the unbounded measures keep the t-interval."""
+    """dilution's, critical's, passkey's and flipflop's cells are fractions: their intervals are
+    bootstraps over seeds, inside [0, 1]; the unbounded measures keep the t-interval."""
     table = pd.read_csv(quick / "tables" / "ablation.csv")
     bounded = [t for t in registry.with_ablation() if registry.get(t).ablation.bounded]
-    assert set(bounded) == {"dilution", "passkey", "flipflop"}
+    assert set(bounded) == {"dilution", "critical", "passkey", "flipflop"}
     for t in bounded:
         lo, hi = table[f"{t}_lo"].dropna(), table[f"{t}_hi"].dropna()
         assert (lo >= 0).all() and (hi <= 1).all() and (lo <= table[t]).all(), t
@@ -144,3 +145,22 @@ def test_ranking_against_defaults_reads_the_committed_runs():
     assert set(r.index) == set(ablation.DEFAULT_MEASURES)
     assert r.loc["dilution", "variants"] == 12 and -1 <= r.loc["dilution", "kendall_tau"] <= 1
     assert ablation.ranking_against_defaults(ROOT / "nowhere").empty
+
+
+def test_a_cell_whose_models_did_not_learn_is_marked_and_left_out_of_the_tests():
+    """Two variants far from vanilla on a toy task: the one whose seeds all learned is tested (and
+    differs after Holm); the one with a seed that did not learn is marked and untested, whatever its
+    difference."""
+    seeds = list(range(5))
+    rows = []
+    for v, shift, learned in (("vanilla", 0.0, [1] * 5), ("ssa", -0.5, [1] * 5), ("global", -0.5, [1, 1, 0, 1, 1])):
+        rows += [{"task": "dilution", "variant": v, "seed": s, "value": 0.8 + shift + 0.01 * ((3 * s + len(v)) % 5),
+                  "learned": float(ok)} for s, ok in zip(seeds, learned)]
+    cfg = ablation.AblationConfig(tasks=("dilution",), variants=("vanilla", "ssa", "global"))
+    res = ablation.measure(cfg, pd.DataFrame(rows), seeds)
+    cells = res.tables["cells"][0].set_index("variant")
+    assert cells.loc["ssa", "differs"] and not cells.loc["ssa", "unlearned"] and cells.loc["ssa", "learned"] == "5/5"
+    assert cells.loc["global", "unlearned"] and np.isnan(cells.loc["global", "p"]) and not cells.loc["global", "differs"]
+    assert cells.loc["global", "learned"] == "4/5"
+    wide = res.tables["ablation"][0].set_index("variant")
+    assert wide.loc["global", "dilution_learned"] == "4/5" and "dilution_learned_lo" not in wide.columns

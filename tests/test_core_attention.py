@@ -68,6 +68,17 @@ def _rot(t, pos, base):
     return out
 
 
+def _score(m, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """One query-key score in the layer's geometry, by its definition."""
+    dot = (q @ k) / math.sqrt(q.shape[-1])
+    if m.score == "cosine":
+        return m.score_bound * (q @ k) / (q.norm() * k.norm())
+    if m.score == "softcap":
+        return m.score_bound * torch.tanh(dot / m.score_bound)
+    assert m.score == "dot", m.score
+    return dot
+
+
 def reference(m: SelectiveAttention, x: torch.Tensor, kf: torch.Tensor | None = None) -> torch.Tensor:
     """One row alone (L, D), causal, positions 0..L-1: the layer's output (L, D), query by query."""
     L = x.shape[0]
@@ -97,7 +108,7 @@ def reference(m: SelectiveAttention, x: torch.Tensor, kf: torch.Tensor | None = 
         for i in range(L):
             logits = torch.full((L,), -math.inf, dtype=x.dtype)
             for j in range(i + 1):
-                logits[j] = (q[h, i] @ k[g, j]) / math.sqrt(d) * tq[h, i] * tk[g, j]
+                logits[j] = _score(m, q[h, i], k[g, j]) * tq[h, i] * tk[g, j]
             if sink:
                 s, prefix = sink[0]
                 logits = torch.cat([logits, m.temp[prefix + "s"][h].reshape(1).to(x.dtype)])
@@ -419,3 +430,44 @@ def test_meta_tensors_with_masks_and_padding_give_shapes():
     assert _padded_call(m, x, real).shape == (2, 5, D)
     cache = m.new_cache(2, 8)
     assert m(x, attention_mask=real, cache=cache).shape == (2, 5, D)
+
+
+# --- bounded score geometries ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("score,bound", [("cosine", 2.5), ("softcap", 1.5)])
+@pytest.mark.parametrize("variant", ["vanilla", "ssa", "log_n", "ssmax"])
+def test_a_bounded_geometry_is_its_definition_on_every_path(score, bound, variant):
+    """The layer in the cosine (fused kernel, unit q and k) and softcap (explicit) geometries against the
+    reference by definition; the weights it reports, and a cached decode, give the same."""
+    torch.manual_seed(1)
+    m = _moved(SelectiveAttention(D, 2, variant=variant, score=score, score_bound=bound, train_length=4))
+    x = _x(2, 7, seed=4)
+    y = m(x)
+    for b in range(2):
+        torch.testing.assert_close(y[b], reference(m, x[b]), atol=2e-5, rtol=1e-4)
+    w = m.attention_weights(x)
+    assert torch.all(w.sum(-1).sub(1).abs() < 1e-5)
+    cache = m.new_cache(2, 7)
+    steps = torch.cat([m(x[:, :4], cache=cache), m(x[:, 4:5], cache=cache), m(x[:, 5:], cache=cache)], 1)
+    torch.testing.assert_close(steps, y, atol=2e-5, rtol=1e-4)
+
+
+def test_the_cosine_scores_stay_inside_their_bound():
+    """However large q and k grow, a cosine row's logit spread is at most 2B (vanilla): no gap beyond the bound."""
+    m = SelectiveAttention(D, 1, variant="vanilla", score="cosine", score_bound=3.0)
+    with torch.no_grad():
+        m.q_proj.weight.mul_(100.0)
+        m.k_proj.weight.mul_(100.0)
+    w = m.attention_weights(_x(1, 12, seed=5))[0, 0]
+    logw = torch.log(w[-1])  # the last query sees all 12 keys
+    assert (logw.max() - logw.min()).item() <= 6.0 + 1e-4
+
+
+def test_a_geometry_is_checked_with_its_bound():
+    with pytest.raises(ValueError, match="did you mean 'cosine'"):
+        SelectiveAttention(D, 2, score="cos", score_bound=1.0)
+    with pytest.raises(ValueError, match="needs score_bound > 0"):
+        SelectiveAttention(D, 2, score="softcap")
+    with pytest.raises(ValueError, match="unbounded"):
+        SelectiveAttention(D, 2, score_bound=2.0)

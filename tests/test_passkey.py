@@ -17,22 +17,31 @@ from ssa_theory.seeding import Members
 CFG = pk.PasskeyConfig(d_model=16, n_filler=4)
 
 
-@pytest.mark.parametrize("d", [1, 5])
-def test_sequences_hold_filler_a_needle_a_query_and_the_answer(d):
-    tokens, start = pk.sequences(CFG, torch.Generator().manual_seed(0), 50, 40, d)
-    assert tokens.shape == (50, 40)
+@pytest.mark.parametrize("d,decoys", [(1, 0), (1, 2), (5, 2), (3, 5)])
+def test_sequences_hold_filler_a_needle_decoys_a_query_and_the_answer(d, decoys):
+    cfg = pk.PasskeyConfig(d_model=16, n_filler=4, decoys=decoys)
+    n = 40 + decoys * (d + 1)
+    tokens, start = pk.sequences(cfg, torch.Generator().manual_seed(0), 50, n, d)
+    assert tokens.shape == (50, n)
     for t, p in zip(tokens, start):
         p = int(p)
-        assert t[p] == CFG.key and t[39 - d] == CFG.query
-        assert torch.equal(t[p + 1:p + 1 + d], t[40 - d:])  # the answer is the passkey
+        assert t[p] == cfg.key and t[n - 1 - d] == cfg.query and (t == cfg.key).sum() == 1
+        assert torch.equal(t[p + 1:p + 1 + d], t[n - d:])  # the answer is the passkey
         assert (t[p + 1:p + 1 + d] < pk.DIGITS).all()
-        filler = torch.cat([t[:p], t[p + 1 + d:39 - d]])
-        assert len(filler) == 40 - 2 * d - 2 and ((filler >= pk.DIGITS) & (filler < CFG.key)).all()
-    depth0, _ = pk.sequences(CFG, torch.Generator().manual_seed(0), 3, 40, d, depth=0.0)
-    depth1, s1 = pk.sequences(CFG, torch.Generator().manual_seed(0), 3, 40, d, depth=1.0)
-    assert (depth0[:, 0] == CFG.key).all() and (s1 == 40 - 2 * d - 2).all() and (depth1[:, 38 - 2 * d] == CFG.key).all()
-    mask = pk.answer_mask(40, [d])
-    assert mask.sum() == d and mask[0, 39 - d:].all()  # the QUERY position predicts the first digit
+        body = t[:n - 1 - d]
+        marks = torch.nonzero(body == cfg.decoy)[:, 0]
+        assert len(marks) == decoys  # every decoy: its marker, then d digits
+        for q in marks:
+            assert (body[q + 1:q + 1 + d] < pk.DIGITS).all() and len(body[q + 1:q + 1 + d]) == d
+        filler = (body >= pk.DIGITS) & (body < cfg.key)
+        assert filler.sum() == n - 2 * d - 2 - decoys * (d + 1)  # everything else is filler
+    depth0, _ = pk.sequences(cfg, torch.Generator().manual_seed(0), 3, n, d, depth=0.0)
+    depth1, s1 = pk.sequences(cfg, torch.Generator().manual_seed(0), 3, n, d, depth=1.0)
+    assert (depth0[:, 0] == cfg.key).all()  # depth 0: before every decoy (the needle goes first on ties)
+    after = [t[int(p) + d + 1:n - 1 - d] for t, p in zip(depth1, s1)]  # depth 1: after all the filler
+    assert all(((a == cfg.decoy) | (a < pk.DIGITS)).all() for a in after)
+    mask = pk.answer_mask(n, [d])
+    assert mask.sum() == d and mask[0, n - 1 - d:].all()  # the QUERY position predicts the first digit
 
 
 def test_the_needle_mass_is_the_attention_the_read_pays_the_needle(monkeypatch):
@@ -68,9 +77,11 @@ def test_quick_run_intervals_stay_in_range_and_claims_have_verdicts(tmp_path):
     for c in ("acc", "needle_mass"):
         assert (t[f"{c}_lo"] >= 0).all() and (t[f"{c}_hi"] <= 1).all() and (t[f"{c}_lo"] <= t[c]).all()
     claims = pk.claims(_export(path, tmp_path))
-    assert [c.id for c in claims] == ["C7", "C8"] and all(c.verdict and c.placebo for c in claims)  # the twin too
+    assert [c.id for c in claims] == ["C7", "C7b", "C8"] and all(c.verdict and c.placebo for c in claims)  # the twin too
     assert ((t.acc_exact_lo <= t.acc) & (t.acc <= t.acc_exact_hi) & (t.acc_exact_hi > t.acc_exact_lo)).all()
-    assert np.allclose(t.retrieved / t.contexts, t.acc) and set(t.strategy) == {"vanilla", "ssa", pk.PLACEBO}
+    assert np.allclose(t.retrieved / t.contexts, t.acc)
+    assert set(t.strategy) == {"vanilla", "ssa", pk.PLACEBO, *(pk.COSINE + s for s in ("vanilla", "ssa", pk.PLACEBO))}
+    assert set(t.geometry) == {"dot", "cosine"} and (t.law_ratio[t.strategy.str.endswith("vanilla")] == 1).all()
 
 
 def _export(run_dir, tmp_path):
@@ -80,12 +91,17 @@ def _export(run_dir, tmp_path):
     return out
 
 
-def _metrics(tmp_path, van_max, ssa_max, van_train=(1.0, 1.0, 1.0), ssa_train=(1.0, 1.0, 1.0), ratio=(1.0, 0.95, 1.05)):
-    m = {"digits": [1], "lengths": [128, 4096], "train_lengths": [32, 128],
+def _row(name, median, lo, hi, seeds=8, censored=0):
+    return {"strategy": name, "digits": 1, "median_steps": median, "median_lo": lo, "median_hi": hi,
+            "seeds": seeds, "censored": censored}
+
+
+def _metrics(tmp_path, van_max, ssa_max, van_train=(1.0, 1.0, 1.0), ssa_train=(1.0, 1.0, 1.0), learn=None):
+    learn = learn or [_row("vanilla", 800, 700, 900), _row("ssa", 800, 700, 900)]
+    m = {"digits": [1], "lengths": [128, 4096], "train_lengths": [32, 128], "bound": 4.0, "accuracy_target": 0.9,
          "strategies": {"vanilla": {"1": {"acc_train": list(van_train), "acc_max": list(van_max)}},
                         "ssa": {"1": {"acc_train": list(ssa_train), "acc_max": list(ssa_max)}}},
-         "time_to_learn": [{"strategy": "ssa", "digits": 1, "steps_ratio": ratio[0], "steps_ratio_lo": ratio[1],
-                            "steps_ratio_hi": ratio[2]}]}
+         "time_to_learn": learn}
     d = tmp_path / "m"
     d.mkdir(exist_ok=True)
     (d / "metrics.json").write_text(json.dumps(m))
@@ -106,11 +122,34 @@ def test_c7_rule_from_both_sides(tmp_path, van, ssa, train, verdict):
     assert c7.verdict == verdict
 
 
-@pytest.mark.parametrize("ratio,verdict", [((0.7, 0.6, 0.8), "reproduced"), ((1.3, 1.2, 1.4), "not reproduced"),
-                                           ((1.0, 0.85, 1.15), "no clear difference"), ((0.92, 0.88, 0.95), "no clear difference")])
-def test_c8_rule_from_both_sides(tmp_path, ratio, verdict):
-    (_, c8) = pk.claims(_metrics(tmp_path, (1, 1, 1), (1, 1, 1), ratio=ratio))
+@pytest.mark.parametrize("ssa,van,verdict", [
+    (_row("ssa", 600, 550, 650), _row("vanilla", 800, 700, 900), "reproduced"),
+    (_row("ssa", 1000, 950, 1100), _row("vanilla", 800, 700, 900), "not reproduced"),
+    (_row("ssa", 750, 650, 850), _row("vanilla", 800, 700, 900), "no clear difference"),  # overlapping intervals
+    (_row("ssa", 700, 560, 690), _row("vanilla", 760, 700, 900), "no clear difference"),  # disjoint, but under the 10% effect
+    (_row("ssa", 600, 550, 650, censored=3), _row("vanilla", float("inf"), 700, float("inf"), censored=5),
+     "not testable: vanilla reached the target on fewer than half its seeds"),
+    (_row("ssa", 60, 55, 65, seeds=3), _row("vanilla", 100, 90, 110, seeds=3),
+     "not testable: 3 seeds, the rule needs 8; vanilla learns in 100 steps (median), under 500"),
+])
+def test_c8_rule_from_both_sides(tmp_path, ssa, van, verdict):
+    (_, c8) = pk.claims(_metrics(tmp_path, (1, 1, 1), (1, 1, 1), learn=[van, ssa]))
     assert c8.verdict == verdict
+
+
+def test_the_crossing_is_interpolated_and_a_seed_that_never_reaches_it_is_censored():
+    assert pk.steps_to_target([0, 10, 20], [0.0, 0.5, 1.0], 0.9) == (18.0, True)
+    assert pk.steps_to_target([0, 10, 20], [0.0, 0.5, 0.8], 0.9) == (20.0, False)
+    assert pk.steps_to_target([0, 10], [0.95, 1.0], 0.9) == (0.0, True)
+
+
+def test_the_temperature_law_is_the_strategy_tables():
+    """log n at the read over log n at the training length for ``log_n``; 1 for vanilla and a global scale."""
+    cfg = pk.PasskeyConfig(d_model=16, n_filler=4, eval_lengths=(128, 1024), digits=(1,))
+    ds = [1, 1]
+    for variant, want in (("vanilla", [1, 1]), ("global", [1, 1]), ("log_n", [1, np.log(1023) / np.log(127)])):
+        net = lm.Ensemble(cfg.shape(variant), [0, 1])
+        np.testing.assert_allclose(pk.law_ratio(cfg, net, np.array([0, 3]), ds), [want, want], rtol=1e-6)
 
 
 def test_config_refuses_impossible_settings():
@@ -118,5 +157,7 @@ def test_config_refuses_impossible_settings():
         pk.PasskeyConfig(eval_lengths=(64,))
     with pytest.raises(ConfigError, match="did you mean"):
         pk.PasskeyConfig(strategies=("vanila",))
-    with pytest.raises(ConfigError, match="2 max\\(digits\\) \\+ 3"):
+    with pytest.raises(ConfigError, match="needle, the decoys, the query and the answer"):
         pk.PasskeyConfig(digits=(20,))
+    with pytest.raises(ConfigError, match="bounded names 'ssmax'"):
+        pk.PasskeyConfig(bounded=("vanilla", "ssmax"))

@@ -12,9 +12,13 @@ the task's headline measure relative to its floor, with a 95% CI over seeds:
     denoising          MSE over the Bayes risk (p_noisy 0.9, sigma_noisy 10: Table 2's regime)
     norm_spikiness     mean token norm over vanilla's least norm at the accuracy each token reached
     dilution           attention mass off the needle at n = 4096, trained on n <= 16
+    critical           the same in a bounded geometry (cosine scores, bound 1): no gap can grow past 2
     specificity        excess CE at rho = 0.99, contrast 8
     passkey            passkeys missed at n = 4096, trained on n <= 128 (1 digit)
     flipflop           glitch rate on sparse flip-flop sequences (p_ignore 0.98)
+
+A task's hook may also say, per seed, whether the model learned the task at its training length
+(``LEARNED``): a cell whose models did not all learn is marked and not tested against vanilla.
 
 Each task says how it trains a variant (its ``registry.Ablation``): the ablation never imports an
 experiment module. Its tasks are every registered experiment that declares that hook
@@ -148,7 +152,7 @@ def _task_depends(task: str) -> dict[str, str]:
 
 CELL = Experiment(
     name="ablation_cell",
-    version="1",
+    version="2",  # 2: a hook may report whether each seed learned the task (LEARNED)
     claim="one (variant, task) cell of the ablation (collected by ablation; not a result of its own)",
     config=CellConfig,
     run=run_cell,
@@ -202,15 +206,36 @@ ALPHA = 0.05  # family-wise error rate of the "differs from vanilla" marks (Holm
 MATCHED = ("ssa_q_tok", "global")  # the range-matched comparison: both query temperatures in (0, 2)
 
 
+LEARNED = "learned"  # a hook's per-seed 0/1: whether the model learned the task at its training length
+
+
 def extras(per_seed: pd.DataFrame) -> list[str]:
-    """The further per-seed measures some task hooks return beside their cell (dilution's accuracy)."""
-    return [c for c in per_seed.columns if c not in ("task", "variant", "seed", "value")]
+    """The further per-seed measures some task hooks return beside their cell (dilution's accuracy);
+    ``LEARNED`` is not a measure but a mark (``measure``)."""
+    return [c for c in per_seed.columns if c not in ("task", "variant", "seed", "value", LEARNED)]
+
+
+def learned_count(per_seed: pd.DataFrame, task: str, variant: str) -> tuple[int, int] | None:
+    """(seeds that learned the task at its training length, seeds) of a cell, or None where the task's
+    hook does not say."""
+    if LEARNED not in per_seed.columns:
+        return None
+    d = per_seed[(per_seed.task == task) & (per_seed.variant == variant)][LEARNED]
+    return None if d.isna().all() else (int((d > 0.5).sum()), len(d))
 
 
 def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Results:
     """The wide table (one row per variant, one column per task, and the extra measures beside their
     task), the long one with each cell against vanilla (Holm-corrected marks, the share of vanilla's
-    gap to the floor closed), the matched-range comparison, the measures, and metrics.json."""
+    gap to the floor closed), the matched-range comparison, the measures, and metrics.json. Where a
+    task's hook reports whether each seed learned the task at its training length (``LEARNED``), a
+    cell shows the count (``TASK_learned``, ``learned``), and a cell whose models (or vanilla's) did
+    not all learn is marked ``unlearned`` and left out of the Holm family: its difference from
+    vanilla is not a test of the variant."""
+    def learned(t, v) -> str:
+        c = learned_count(per_seed, t, v)
+        return "" if c is None else f"{c[0]}/{c[1]}"
+
     def at(t, v, key="value"):
         d = per_seed[(per_seed.task == t) & (per_seed.variant == v)].sort_values("seed")
         return d[key].to_numpy()
@@ -223,6 +248,8 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
             row.update(ci_columns(t, at(t, v), bounded=_task(t).ablation.bounded))
             for k in extra[t]:
                 row.update(ci_columns(f"{t}_{k}", at(t, v, k), bounded=measure_range(k) is not None))
+            if learned(t, v):
+                row[f"{t}_learned"] = learned(t, v)
         wide.append(row)
     for t in cfg.tasks:
         spec = _task(t).ablation
@@ -233,14 +260,24 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
             entry = _cell(t, v, at(t, v), van, spec.bounded, spec.floor_value)
             for k in extra[t]:
                 entry[k] = float(np.mean(at(t, v, k)))
+            count = learned_count(per_seed, t, v)
+            ref = learned_count(per_seed, t, "vanilla")
+            if count is not None:
+                # a cell whose models did not all learn the task (or whose vanilla did not) is read as such,
+                # not tested: its p leaves the Holm family
+                entry["learned"] = f"{count[0]}/{count[1]}"
+                entry["unlearned"] = count[0] < count[1] or (ref is not None and ref[0] < ref[1])
+                if entry["unlearned"] and "p" in entry:
+                    entry["p"] = math.nan
             long.append(entry)
             metrics[t]["variants"][v] = {"mean": entry["mean"], "ci95": [entry["lo"], entry["hi"]], "per_seed": at(t, v),
+                                         **({"learned": entry["learned"]} if "learned" in entry else {}),
                                          **({"vs_vanilla": entry["vs_vanilla"]} if van is not None else {}),
                                          **{k: {"mean": entry[k], "per_seed": at(t, v, k)} for k in extra[t]}}
     long = pd.DataFrame(long)
     if "p" in long.columns:
         long["p_holm"] = holm(long.p.to_numpy())
-        long["differs"] = long.p_holm < ALPHA  # NaN p (no spread, or vanilla itself) compares False
+        long["differs"] = long.p_holm < ALPHA  # NaN p (no spread, vanilla itself, a model that did not learn): False
     results = Results()
     results.frames["per_seed"] = per_seed
     results.table("ablation", pd.DataFrame(wide), ci=[*cfg.tasks, *(f"{t}_{k}" for t in cfg.tasks for k in extra[t])])
@@ -317,7 +354,7 @@ def depends(cfg: AblationConfig) -> dict[str, str]:
 
 EXPERIMENT = Experiment(
     name="ablation",
-    version="3",  # 3: Holm-corrected marks, gap share, the matched-range table, dilution's accuracy; the one budget
+    version="4",  # 4: cells whose models did not learn are marked and leave the Holm family; 3: Holm, gap share, matched
     claim="the paper's Q/K/V x position/token ablation (p14-16), and every strategy, on every task",
     config=AblationConfig,
     run=run,

@@ -47,7 +47,7 @@ import torch
 
 from ssa_theory import cells, theory
 from ssa_theory.config import TrainingConfig, require
-from ssa_theory.registry import Experiment, Models, Preset
+from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.seeding import Members, step_lengths
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
@@ -192,6 +192,22 @@ def evaluate_length(net: NeedleModel, cfg: CriticalConfig, n: int, members: Memb
             "log_odds": (keep * log_odds).sum(1) / k}
 
 
+def ablate(cfg: CriticalConfig, variant: str, ctx: RunContext) -> dict[str, np.ndarray]:
+    """The ablation's cell: ``variant`` on the needle task in the bounded geometry (scores
+    ``bound * cos(q, k)``, times whatever the variant's temperatures are), trained on n_min..n_max; per
+    seed, the attention mass off the needle at the longest evaluation length over all contexts (0:
+    all of it on the needle), and whether the seed learned the task at the training length (accuracy
+    at least 0.99). Beside ``dilution``'s column, it shows which strategies counter dilution when no
+    gap can grow past 2B."""
+    members = Members.of(ctx.seeds)
+    net = NeedleModel(variant, cfg, members.generators("init"), score="cosine", score_bound=cfg.bound).to(ctx.device)
+    needle_task.fit_model(net, cfg, members, ctx, variant, step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps))
+    everything = torch.ones(len(members), cfg.n_classes, dtype=torch.bool)
+    far = evaluate_length(net, cfg, max(cfg.lengths), members, everything)
+    near = evaluate_length(net, cfg, cfg.n_max, members, everything)
+    return {"value": 1.0 - far["mass_all"], "learned": (near["acc"] >= 0.99).astype(float)}
+
+
 # --- run -----------------------------------------------------------------------------------------
 
 
@@ -260,6 +276,9 @@ EXPERIMENT = Experiment(
         "quick": Preset({"steps": 100, "gammas": (0.35, 1.0, 2.0), "eval_lengths": (16, 64, 256), "n_eval": 32,
                          "log_every": 50}, seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
     },
+    ablation=Ablation("attention mass off the needle at n = 4096, cosine scores (bound 1), trained on n <= 16",
+                      "0: all mass on the needle", ablate, overrides={"eval_lengths": (16, 4096), "fit_from": 16, "n_eval": 128},
+                      quick={"steps": 100, "eval_lengths": (16, 256), "n_eval": 32, "log_every": 50}, bounded=True, minutes=0.1),
     models=Models(models, train_model),
     tasks={"needle": needle_task.VERSION},
 )

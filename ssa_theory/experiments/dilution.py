@@ -416,10 +416,12 @@ def claims(exported: Path) -> list[Claim]:
 def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained on lengths n_min..n_max; per seed, the attention mass it
     leaves off the needle at the longest evaluation length (``1 - mass``; 0 is the noise-free task's
-    best), and beside it the accuracy there (``acc``): a model can keep its accuracy with little mass."""
+    best), and beside it the accuracy there (``acc``): a model can keep its accuracy with little mass;
+    and whether the seed learned the task at the training length (``learned``: accuracy at least ``LEARNED``)."""
     net = _fit(ModelSpec.of(variant), cfg, Members.of(ctx.seeds), ctx)
     summary, _ = evaluate_length(net, cfg, max(cfg.lengths), ctx.seeds, ctx.device)
-    return {"value": 1.0 - summary["mass"], "acc": summary["acc"]}
+    at_train, _ = evaluate_length(net, cfg, cfg.n_max, ctx.seeds, ctx.device)
+    return {"value": 1.0 - summary["mass"], "acc": summary["acc"], "learned": (at_train["acc"] >= LEARNED).astype(float)}
 
 
 EXPERIMENT = Experiment(

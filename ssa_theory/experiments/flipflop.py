@@ -52,6 +52,8 @@ POWER_READS = 300  # C9 is testable when each arm has this many pooled sparse re
 W, R, I, BIT0 = 0, 1, 2, 3  # tokens: instructions, then the bits 0 and 1
 VOCAB = 5
 
+LEARNED = 0.95  # a model learned the task when at least this share of its in-distribution reads is right
+
 
 @dataclass(frozen=True)
 class FlipflopConfig(TrainingConfig):
@@ -287,10 +289,12 @@ def claims(exported: Path) -> list[Claim]:
 
 
 def ablate(cfg: FlipflopConfig, variant: str, ctx: RunContext) -> np.ndarray:
-    """The ablation's cell: ``variant`` trained on flip-flop; per seed, its glitch rate on the sparse set."""
+    """The ablation's cell: ``variant`` trained on flip-flop; per seed, its glitch rate on the sparse set,
+    and whether it learned the task (in distribution, at most ``1 - LEARNED`` of its reads wrong)."""
     members = Members.of(ctx.seeds)
     net, _ = _fit(ModelSpec.of(variant), cfg, members, ctx)
-    return evaluate(net, cfg, members, ctx.device)["glitch"][:, 1]
+    glitch = evaluate(net, cfg, members, ctx.device)["glitch"]
+    return {"value": glitch[:, 1], "learned": (glitch[:, 0] <= 1 - LEARNED).astype(float)}
 
 
 EXPERIMENT = Experiment(
