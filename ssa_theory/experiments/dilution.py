@@ -55,7 +55,7 @@ from ssa_theory.claims import ONE_SEED, Claim, larger, smaller
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
-from ssa_theory.seeding import Members, derive_seed, step_lengths
+from ssa_theory.seeding import Members, step_lengths
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.tasks import needle as needle_task
@@ -81,6 +81,7 @@ class DilutionConfig(TrainingConfig):
     eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     flag_noise: float = 0.0  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
     strategies: tuple[str, ...] = STRATEGIES
+    placebo: bool = True  # also train the vanilla twin (PLACEBO: another initialisation), read by C5's rule
     noise_check: float = 0.3  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
     noise_strategies: tuple[str, ...] = NOISE_STRATEGIES
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
@@ -140,12 +141,12 @@ def train_lengths(cfg: DilutionConfig) -> list[int]:
 # --- training and evaluation ------------------------------------------------------------------------
 
 
-def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> Trained:
+def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext, init: str = "init") -> Trained:
     """Train one strategy on lengths n_min..n_max for every member at once, then measure it at every
     length of ``cfg.eval_ns`` (arrays (E, len(eval_ns)): ``MEASURES`` and the closed form's
     extrapolation from the training length ``mass_pred``, ``mass_pred_se``), along ``cfg.grid``
     (``grid_mass_pred`` (E, len(grid))), and its learned scalars (``learned_*``, (E,))."""
-    net = _fit(spec, cfg, members, ctx)
+    net = _fit(spec, cfg, members, ctx, init)
     n0 = cfg.n_max
     summaries, samples = {}, None
     for n in cfg.eval_ns:
@@ -165,8 +166,8 @@ def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContex
     return Trained(spec, members, arrays)
 
 
-def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> NeedleModel:
-    net = NeedleModel(spec.variant, cfg, members.generators("init")).to(ctx.device)
+def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext, init: str = "init") -> NeedleModel:
+    net = NeedleModel(spec.variant, cfg, members.generators(init)).to(ctx.device)
     # no training curve is drawn, so nothing is evaluated during training (log_every only paces the checks)
     return needle_task.fit_model(net, cfg, members, ctx, spec.label, train_lengths(cfg), cfg.weight_decay)
 
@@ -176,7 +177,7 @@ def evaluate_length(net: NeedleModel, cfg: DilutionConfig, n: int, seeds: list[i
     """At length n, per member (E,): accuracy, mean attention mass on the needle and its standard error,
     and the closed form from the model's own logits: every needle's logit z*, and the distractors'
     ``log E[e^z]`` and ``log E[e^2z]`` pooled over all contexts (``theory.dilution_mass_moments``)."""
-    gens = [torch.Generator().manual_seed(derive_seed(s, "eval") + n) for s in seeds]  # one stream per length
+    gens = Members.of(seeds).generators("eval", n)  # one sub-stream of the evaluation stream per length
     acc, bayes, mass, needle_z, dist_z = [], [], [], [], []
     lse1 = lse2 = None
     count = 0
@@ -256,9 +257,17 @@ def learned_coefficients(net: NeedleModel) -> dict[str, np.ndarray]:
 NOISY = "noisy:"  # the key of a model of the noisy-flag row: NOISY + its strategy
 
 
+PLACEBO = "placebo"  # the vanilla twin: vanilla attention from the init_twin stream, read by C5's rule in place of SSA
+
+
+def rows(cfg: DilutionConfig) -> list[str]:
+    """The rows of the tables: every strategy, then the placebo twin where ``cfg.placebo``."""
+    return [*cfg.strategies, *([PLACEBO] if cfg.placebo else [])]
+
+
 def models(cfg: DilutionConfig) -> list[str]:
-    """The models a run trains: every strategy, then the noisy-flag row's (``NOISY`` + strategy)."""
-    return [*cfg.strategies, *((NOISY + s for s in cfg.noise_strategies) if cfg.noise_check > 0 else ())]
+    """The models a run trains: every row (``rows``), then the noisy-flag row's (``NOISY`` + strategy)."""
+    return [*rows(cfg), *((NOISY + s for s in cfg.noise_strategies) if cfg.noise_check > 0 else ())]
 
 
 def train_model(cfg: DilutionConfig, key: str, ctx: RunContext) -> Trained:
@@ -268,13 +277,15 @@ def train_model(cfg: DilutionConfig, key: str, ctx: RunContext) -> Trained:
         s = key[len(NOISY):]
         return train(ModelSpec(f"{s} (flag noise {cfg.noise_check:g})", s), replace(cfg, flag_noise=cfg.noise_check),
                      members, ctx)
+    if key == PLACEBO:
+        return train(ModelSpec.of(PLACEBO, "vanilla"), cfg, members, ctx, init="init_twin")
     return train(ModelSpec.of(key), cfg, members, ctx)
 
 
 def run(cfg: DilutionConfig, ctx: RunContext) -> None:
     trained = cells.trained(EXPERIMENT, cfg, ctx)  # each model its own run directory (reproduce spreads them)
     noisy = {k[len(NOISY):]: t for k, t in trained.items() if k.startswith(NOISY)}
-    write_results(ctx, measure(cfg, {s: trained[s] for s in cfg.strategies}, noisy))
+    write_results(ctx, measure(cfg, {s: trained[s] for s in rows(cfg)}, noisy))
 
 
 def measure(cfg: DilutionConfig, trained: Mapping[str, Trained], noisy: Mapping[str, Trained] | None = None) -> Results:
@@ -347,7 +358,7 @@ def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame, trained: Mapping[st
     """One row per strategy (the training length against the longest), and its metrics entry."""
     n0, n1 = cfg.n_max, max(cfg.lengths)
     summary, metrics = [], {}
-    for strategy in cfg.strategies:
+    for strategy in rows(cfg):
         d = per_seed[per_seed.strategy == strategy]
         at = lambda n, key: d[d.n == n].sort_values("seed")[key].to_numpy()  # noqa: E731
         c_eff = _effective_position_coefficient(d, n0, n1).to_numpy()
@@ -358,6 +369,9 @@ def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame, trained: Mapping[st
                         "learned": f"{int((at(n0, 'acc') >= LEARNED).sum())}/{len(at(n0, 'acc'))}",
                         **ci_columns("acc_max", at(n1, "acc")),
                         **ci_columns("mass_train", at(n0, "mass")), **ci_columns("mass_max", at(n1, "mass")),
+                        # the mean over the seeds that learned, beside the mean over all (a bimodal outcome)
+                        "mass_max_learned": float(at(n1, "mass")[at(n0, "acc") >= LEARNED].mean())
+                        if (at(n0, "acc") >= LEARNED).any() else math.nan,
                         "mass_max_pred": at(n1, "mass_pred").mean(),
                         # the largest deviation from the closed form, in combined standard errors, over lengths and
                         # seeds; the error is at least float32's resolution (a mass of exactly 1 has no spread)
@@ -389,28 +403,34 @@ def claims(exported: Path) -> list[Claim]:
     paired by seed with a bootstrap 95% CI above 0 (``claims.larger``). ``global`` learns one scale
     that does not grow with n, so the difference is the share of the position term's gain that is
     due to its growth with n (against vanilla, a learned sharper scale alone would count). The
-    headline number is that difference; the verdict gives the difference from vanilla too.
+    headline number is that difference; the verdict gives the difference from vanilla too. The
+    placebo: the same rule with the vanilla twin (another initialisation) in the position term's place.
     """
     m = read_json(Path(exported) / "metrics.json")
     strategies = m["strategies"]
     ref = "global" if "global" in strategies else "vanilla"
-    van, pos, base = (strategies[k]["per_seed"] for k in ("vanilla", "ssa_q_pos", ref))
+    verdict, keep = _c5_rule(strategies, "ssa_q_pos", ref)
+    placebo = _c5_rule(strategies, PLACEBO, ref)[0] if PLACEBO in strategies else ""
+    return [Claim("C5", "dilution", "Prop. 2: attention dilutes as the context grows; the position temperature counters it",
+                  f"needle mass at n = {m['max_length']}: SSA position term - {ref} (trained on n <= {m['train_length']})",
+                  *keep.ci, verdict, placebo)]
+
+
+def _c5_rule(strategies: Mapping, name: str, ref: str):
+    """C5's rule (``claims``) with ``name`` as the model that should keep the mass: (verdict, keep test)."""
+    van, pos, base = (strategies[k]["per_seed"] for k in ("vanilla", name, ref))
     fall = smaller(van["mass_at_max_len"], van["mass_at_train_len"], MIN_FALL)
     keep = larger(pos["mass_at_max_len"], base["mass_at_max_len"], MIN_KEEP, bounded=True)
     over_vanilla = larger(pos["mass_at_max_len"], van["mass_at_max_len"], MIN_KEEP, bounded=True)
     vs = (f"; against vanilla {over_vanilla.value:+.3f} [{over_vanilla.lo:+.3f}, {over_vanilla.hi:+.3f}]"
           if ref != "vanilla" and fall.n > 1 else "")
     if fall.n < 2:
-        verdict = ONE_SEED
-    elif not fall.ok:
-        verdict = "no dilution measured" + vs
-    elif keep.ok:
-        verdict = "reproduced" + vs
-    else:
-        verdict = f"dilution reproduced; the position term's growth with n does not keep {MIN_KEEP:g} more mass than {ref}" + vs
-    return [Claim("C5", "dilution", "Prop. 2: attention dilutes as the context grows; the position temperature counters it",
-                  f"needle mass at n = {m['max_length']}: SSA position term - {ref} (trained on n <= {m['train_length']})",
-                  *keep.ci, verdict)]
+        return ONE_SEED, keep
+    if not fall.ok:
+        return "no dilution measured" + vs, keep
+    if keep.ok:
+        return "reproduced" + vs, keep
+    return f"dilution reproduced; the {'position term' if name == 'ssa_q_pos' else name}'s growth with n does not keep {MIN_KEEP:g} more mass than {ref}" + vs, keep
 
 
 def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
@@ -426,7 +446,7 @@ def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="dilution",
-    version="3",  # 3: the one budget (scalars free), 20 seeds, the Bayes accuracy, the noisy-flag row
+    version="4",  # 4: the placebo twin, evaluation sub-streams, the mean over seeds that learned; 3: the one budget
     claim="Prop. 2: attention dilutes with context length; position temperature and competing strategies",
     config=DilutionConfig,
     run=run,
