@@ -69,10 +69,23 @@ def committed_references(root: Path, plan: Plan) -> dict[tuple[str, str], np.nda
     return out
 
 
+def committed_learned(root: Path, plan: Plan) -> dict[tuple[str, str], str]:
+    """How many seeds of each committed cell learned its task (``"k/S"``), where the task's hook says
+    (read with ``committed_references``, under the same conditions)."""
+    from ssa_theory.rundir import read_json
+
+    if not committed_references(root, plan):
+        return {}
+    metrics = read_json(Path(root) / "experiments" / "ablation" / "metrics.json")
+    return {(t, v): entry["learned"] for t in plan.tasks for v, entry in metrics["tasks"][t]["variants"].items()
+            if "learned" in entry}
+
+
 def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int, log: Callable[[str], None],
-                skip: dict) -> dict[tuple[str, str], np.ndarray]:
+                skip: dict, learned: dict | None = None) -> dict[tuple[str, str], np.ndarray]:
     """The cells (task, variant) not in ``skip``, trained or reused under ``out`` (``jobs`` workers):
-    per-seed values."""
+    per-seed values; ``learned`` (when given) receives each cell's ``"k/S"`` seeds that learned its
+    task, where the task's hook says."""
     from ssa_theory.cells import execute_all
     from ssa_theory.experiments.ablation import CELL_REF, cell_rows
 
@@ -80,12 +93,21 @@ def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int
     paths = execute_all([(CELL_REF, {"task": t, "variant": v, "scale": plan.scale}) for t, v in todo],
                         [f"{v} on {t}" for t, v in todo], seeds=plan.seeds, device=device, out=out,
                         preset="default" if plan.scale == "moderate" else "quick", jobs=jobs, log=log)
-    return {key: np.asarray([row["value"] for row in cell_rows(path)], dtype=float) for key, path in zip(todo, paths)}
+    out_values = {}
+    for key, path in zip(todo, paths):
+        rows = cell_rows(path)
+        out_values[key] = np.asarray([row["value"] for row in rows], dtype=float)
+        if learned is not None and rows and "learned" in rows[0]:
+            learned[key] = f"{sum(row['learned'] > 0.5 for row in rows)}/{len(rows)}"
+    return out_values
 
 
-def task_rows(plan: Plan, values: dict[tuple[str, str], np.ndarray], sources: dict[tuple[str, str], str]) -> pd.DataFrame:
+def task_rows(plan: Plan, values: dict[tuple[str, str], np.ndarray], sources: dict[tuple[str, str], str],
+              learned: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """One row per task: the strategy's measure and the references', each with its 95% CI, the paired
-    comparison with vanilla (Holm over the card's tasks), and the share of vanilla's gap closed."""
+    comparison with vanilla (Holm over the card's tasks), and the share of vanilla's gap closed. Where
+    ``learned`` says the strategy's or vanilla's models did not all learn a task (``"k/S"``, k < S),
+    that task is marked (``unlearned``) and left out of the test, as in the ablation."""
     from ssa_theory import registry
     from ssa_theory.claims import paired
     from ssa_theory.experiments.ablation import holm
@@ -102,9 +124,11 @@ def task_rows(plan: Plan, values: dict[tuple[str, str], np.ndarray], sources: di
         x, van = values[(t, plan.strategy)], values[(t, "vanilla")]
         d, dlo, dhi = paired(x, van, bounded=spec.bounded)
         diff = x - van
-        row.update({"diff": d, "diff_lo": dlo, "diff_hi": dhi,
+        counts = [(learned or {}).get((t, v), "") for v in (plan.strategy, "vanilla")]
+        unlearned = any(c and int(c.split("/")[0]) < int(c.split("/")[1]) for c in counts)
+        row.update({"diff": d, "diff_lo": dlo, "diff_hi": dhi, "learned": counts[0], "unlearned": unlearned,
                     "p": float(stats.ttest_1samp(diff, 0.0).pvalue) if plan.strategy != "vanilla" and diff.size > 1
-                    and diff.std() > 0 else math.nan})
+                    and diff.std() > 0 and not unlearned else math.nan})
         gap = float(van.mean()) - spec.floor_value
         row["gap_closed"] = (float(van.mean()) - float(x.mean())) / gap if gap > 0 else math.nan
         row["references_from"] = sources.get((t, "vanilla"), "trained")
@@ -194,6 +218,7 @@ def write_card(folder: Path, plan: Plan, top: dict, tasks: pd.DataFrame, temps: 
     for r in tasks.to_dict("records"):
         cell = lambda v: f"{_fmt(r[v])} [{_fmt(r[v + '_lo'])}, {_fmt(r[v + '_hi'])}]"  # noqa: E731
         mark = "—" if s == "vanilla" else (("yes: lower" if r["diff"] < 0 else "yes: higher") if r["differs"]
+                                           else "not tested: a model did not learn the task" if r["unlearned"]
                                            else f"no (p_holm {_fmt(r['p_holm'])})")
         lines.append(f"| {r['task']} | {cell(s)} | {cell('vanilla')} | {cell('global')} | {cell('ssa')} | {mark} | "
                      f"{_fmt(r['gap_closed'])} | {r['floor']} |")
@@ -237,8 +262,10 @@ def make_card(strategy: str, *, quick: bool, seeds: list[int], out: Path, device
     variants = list(dict.fromkeys((strategy, *REFERENCES)))
     log(f"card {strategy}: {len(plan.tasks) * len(variants) - len(committed)} cells to train or reuse "
         f"({len(committed)} read from the committed ablation)")
-    values = {**committed, **train_cells(plan, variants, out=out, device=device, jobs=jobs, log=log, skip=committed)}
-    tasks = task_rows(plan, values, sources)
+    learned = {} if quick else committed_learned(root, plan)
+    values = {**committed, **train_cells(plan, variants, out=out, device=device, jobs=jobs, log=log, skip=committed,
+                                         learned=learned)}
+    tasks = task_rows(plan, values, sources, learned)
     log(f"card {strategy}: the learned temperature on dilution")
     temps = learned_temperature(strategy, plan.scale, seeds, device)
     folder = Path(out) / "cards" / card_name(strategy)

@@ -20,7 +20,7 @@ from ssa_theory.tasks.graphs import GraphTask
 # What each experiment prices, by the config field that sets its weight decay; the rest price nothing.
 PRICED = {"dilution": "weight_decay", "specificity": "weight_decay", "norm_spikiness": "weight_decay",
           "graph_transition": "dot_l2"}
-UNPRICED = {"denoising", "passkey", "flipflop"}
+UNPRICED = {"denoising", "passkey", "flipflop", "critical"}
 DECAY_FIELDS = {"weight_decay", "dot_l2", "l2", "decay"}
 
 

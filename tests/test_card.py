@@ -102,3 +102,22 @@ def test_card_quick_for_a_builtin_a_dotted_path_and_the_example_plugins_entry_po
                                str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
         assert proc.returncode == 0, proc.stderr
         assert "| graph_transition |" in proc.stdout
+
+
+def test_a_task_whose_models_did_not_learn_is_not_tested_on_the_card():
+    """The card reads the ablation's learned counts: a task where the strategy (or vanilla) did not learn
+    on every seed is marked and leaves the Holm family; one where both learned is tested."""
+    from ssa_theory.card import task_rows
+
+    plan = Plan("log_n", "quick", [0, 1, 2, 3, 4], ["dilution", "passkey"])
+    rng = np.random.default_rng(0)
+    values = {}
+    for t in plan.tasks:
+        van = 0.8 + 0.01 * rng.standard_normal(5)
+        values.update({(t, "vanilla"): van, (t, "log_n"): van - 0.5 + 0.01 * rng.standard_normal(5),
+                       (t, "global"): van, (t, "ssa"): van})
+    learned = {("dilution", "log_n"): "5/5", ("dilution", "vanilla"): "5/5",
+               ("passkey", "log_n"): "5/5", ("passkey", "vanilla"): "3/5"}
+    rows = task_rows(plan, values, {}, learned).set_index("task")
+    assert rows.loc["dilution", "differs"] and not rows.loc["dilution", "unlearned"]
+    assert rows.loc["passkey", "unlearned"] and np.isnan(rows.loc["passkey", "p"]) and not rows.loc["passkey", "differs"]

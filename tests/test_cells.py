@@ -33,7 +33,7 @@ def test_a_model_run_keeps_the_trained_record_bit_for_bit(tmp_path):
     ctx = RunContext(tmp_path / "direct", [0], CPU, quiet=True, out=tmp_path / "runs")
     (tmp_path / "direct").mkdir()
     got = cells.trained(dilution, cfg, ctx)
-    assert list(got) == ["vanilla", "log_n", "noisy:log_n"] == dilution.models.keys(cfg)
+    assert list(got) == ["vanilla", "log_n", "placebo", "noisy:log_n"] == dilution.models.keys(cfg)
     for key in got:
         direct = dilution.models.train(cfg, key, ctx)
         assert got[key].spec == direct.spec and got[key].members == direct.members
@@ -41,7 +41,7 @@ def test_a_model_run_keeps_the_trained_record_bit_for_bit(tmp_path):
         for name, a in [*direct.arrays.items(), *direct.history.items()]:
             b = got[key].arrays.get(name, got[key].history.get(name))
             assert b.dtype == np.asarray(a).dtype and np.array_equal(b, a, equal_nan=True), (key, name)
-    assert len(list((tmp_path / "runs" / "model_cell").iterdir())) == 3
+    assert len(list((tmp_path / "runs" / "model_cell").iterdir())) == 4
 
 
 def test_a_split_run_trains_each_model_once_and_reuses_it(tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_reproduce_schedules_every_model_of_every_split_experiment_and_no_task_i
     plan = reproduce._plan([registry.get(n) for n in names], "default", 0)
     jobs = reproduce._jobs(plan, names, "default", device=CPU, out=Path("runs"), force=False)
     split = [n for n in names if registry.get(n).models is not None]
-    assert set(split) == {"dilution", "norm_spikiness", "passkey", "flipflop"}
+    assert set(split) == {"dilution", "critical", "norm_spikiness", "passkey", "flipflop"}
     for n in split:
         e, cfg = registry.get(n), plan[names.index(n)][1]
         tasks = [t for label, t, i in jobs if label.startswith(f"{n} model ")]

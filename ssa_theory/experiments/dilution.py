@@ -430,7 +430,8 @@ def _c5_rule(strategies: Mapping, name: str, ref: str):
         return "no dilution measured" + vs, keep
     if keep.ok:
         return "reproduced" + vs, keep
-    return f"dilution reproduced; the {'position term' if name == 'ssa_q_pos' else name}'s growth with n does not keep {MIN_KEEP:g} more mass than {ref}" + vs, keep
+    who = "the position term's growth with n" if name == "ssa_q_pos" else ("the vanilla twin" if name == PLACEBO else name)
+    return f"dilution reproduced; {who} does not keep {MIN_KEEP:g} more mass than {ref}" + vs, keep
 
 
 def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
