@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 
-from ssa_theory import cli
 from ssa_theory.experiments import flipflop as ff
 from ssa_theory.stats import bootstrap_ci, ratio_ci
 
@@ -32,9 +31,14 @@ def test_a_read_returns_the_last_written_bit():
     assert (sparse[:, 2::2] == ff.I).float().mean() > 0.95
 
 
-def test_quick_run_glitch_rates_are_rates_and_the_claim_has_a_verdict(tmp_path):
-    assert cli.main(["run", "flipflop", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
-    (path,) = (tmp_path / "flipflop").iterdir()
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    _, path = quick_run("flipflop")  # the session's one quick run (test_cli reads it too)
+    return path
+
+
+def test_quick_run_glitch_rates_are_rates_and_the_claim_has_a_verdict(quick, tmp_path):
+    path = quick
     t = pd.read_csv(path / "tables" / "glitches.csv")
     for name in ("in_distribution", "sparse", "dense", "long_64"):
         assert t[name].between(0, 1).all() and (t[f"{name}_lo"].fillna(0) >= 0).all() and (t[f"{name}_hi"].fillna(1) <= 1).all()

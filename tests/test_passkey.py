@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ssa_theory import cli, lm
+from ssa_theory import lm
 from ssa_theory import nn as ssa_nn
 from ssa_theory.config import ConfigError
 from ssa_theory.experiments import passkey as pk
@@ -70,9 +70,14 @@ def test_the_needle_mass_is_the_attention_the_read_pays_the_needle(monkeypatch):
             torch.testing.assert_close(mass[1, layer, :, b], p[b, :, s:s + 3].sum(-1), rtol=1e-5, atol=1e-6)
 
 
-def test_quick_run_intervals_stay_in_range_and_claims_have_verdicts(tmp_path):
-    assert cli.main(["run", "passkey", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
-    (path,) = (tmp_path / "passkey").iterdir()
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    _, path = quick_run("passkey")  # the session's one quick run (test_cli reads it too)
+    return path
+
+
+def test_quick_run_intervals_stay_in_range_and_claims_have_verdicts(quick, tmp_path):
+    path = quick
     t = pd.read_csv(path / "tables" / "by_length.csv")
     for c in ("acc", "needle_mass"):
         assert (t[f"{c}_lo"] >= 0).all() and (t[f"{c}_hi"] <= 1).all() and (t[f"{c}_lo"] <= t[c]).all()

@@ -644,7 +644,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.passkey_plots", "haystack", "accuracy_and_mass", "curves"),
     headline="strategies",
     claims=claims,
-    presets=lm.presets(14.0, quick={"steps": 60, "eval_lengths": (64, 256), "depths": (0.5,), "n_eval": 4,
+    presets=lm.presets(13.0, quick={"steps": 40, "eval_lengths": (64, 128), "depths": (0.5,), "n_eval": 4,
                                    "strategies": ("vanilla", "ssa"), "bounded": ("vanilla", "ssa"), "n_monitor": 8,
                                    "n_logs": 8, "n_min": 24, "n_max": 64, "learn_seeds": 3},
                        gpu={"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000,
