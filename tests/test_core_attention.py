@@ -75,7 +75,7 @@ def _score(m, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return m.score_bound * (q @ k) / (q.norm() * k.norm())
     if m.score == "softcap":
         return m.score_bound * torch.tanh(dot / m.score_bound)
-    assert m.score == "dot", m.score
+    assert m.score in ("dot", "rownorm"), m.score  # rownorm: the dot score here, the row's step in reference()
     return dot
 
 
@@ -107,8 +107,12 @@ def reference(m: SelectiveAttention, x: torch.Tensor, kf: torch.Tensor | None = 
         rows = []
         for i in range(L):
             logits = torch.full((L,), -math.inf, dtype=x.dtype)
+            row = torch.stack([_score(m, q[h, i], k[g, j]) for j in range(i + 1)])
+            if m.score == "rownorm":  # the row of dot scores centred over the keys it sees, scaled to norm B
+                c = row - row.mean()
+                row = m.score_bound * c / c.norm().clamp_min(1e-12)
             for j in range(i + 1):
-                logits[j] = _score(m, q[h, i], k[g, j]) * tq[h, i] * tk[g, j]
+                logits[j] = row[j] * tq[h, i] * tk[g, j]
             if sink:
                 s, prefix = sink[0]
                 logits = torch.cat([logits, m.temp[prefix + "s"][h].reshape(1).to(x.dtype)])
@@ -435,11 +439,11 @@ def test_meta_tensors_with_masks_and_padding_give_shapes():
 # --- bounded score geometries ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("score,bound", [("cosine", 2.5), ("softcap", 1.5)])
+@pytest.mark.parametrize("score,bound", [("cosine", 2.5), ("softcap", 1.5), ("rownorm", 2.0)])
 @pytest.mark.parametrize("variant", ["vanilla", "ssa", "log_n", "ssmax"])
 def test_a_bounded_geometry_is_its_definition_on_every_path(score, bound, variant):
-    """The layer in the cosine (fused kernel, unit q and k) and softcap (explicit) geometries against the
-    reference by definition; the weights it reports, and a cached decode, give the same."""
+    """The layer in the cosine (fused kernel, unit q and k), softcap and rownorm (explicit) geometries
+    against the reference by definition; the weights it reports, and a cached decode, give the same."""
     torch.manual_seed(1)
     m = _moved(SelectiveAttention(D, 2, variant=variant, score=score, score_bound=bound, train_length=4))
     x = _x(2, 7, seed=4)
