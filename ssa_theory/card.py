@@ -46,10 +46,11 @@ class Plan:
     tasks: list[str]
 
 
-def committed_references(root: Path, plan: Plan) -> dict[tuple[str, str], np.ndarray]:
+def committed_references(root: Path, plan: Plan, learned: dict | None = None) -> dict[tuple[str, str], np.ndarray]:
     """Per-seed values of the references (and of the strategy, if the ablation has it) from the
     committed ablation, when it was made by this core at this scale, on these tasks and seeds;
-    otherwise nothing."""
+    otherwise nothing. ``learned`` (when given) receives those cells' ``"k/S"`` seeds that learned
+    their task, where the task's hook says."""
     from ssa_theory import core
     from ssa_theory.rundir import read_json
 
@@ -66,19 +67,9 @@ def committed_references(root: Path, plan: Plan) -> dict[tuple[str, str], np.nda
         for v, entry in metrics["tasks"][t]["variants"].items():
             if v in (*REFERENCES, plan.strategy):
                 out[(t, v)] = np.asarray([np.nan if x is None else x for x in entry["per_seed"]], dtype=float)
+                if learned is not None and "learned" in entry:
+                    learned[(t, v)] = entry["learned"]
     return out
-
-
-def committed_learned(root: Path, plan: Plan) -> dict[tuple[str, str], str]:
-    """How many seeds of each committed cell learned its task (``"k/S"``), where the task's hook says
-    (read with ``committed_references``, under the same conditions)."""
-    from ssa_theory.rundir import read_json
-
-    if not committed_references(root, plan):
-        return {}
-    metrics = read_json(Path(root) / "experiments" / "ablation" / "metrics.json")
-    return {(t, v): entry["learned"] for t in plan.tasks for v, entry in metrics["tasks"][t]["variants"].items()
-            if "learned" in entry}
 
 
 def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int, log: Callable[[str], None],
@@ -87,7 +78,7 @@ def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int
     per-seed values; ``learned`` (when given) receives each cell's ``"k/S"`` seeds that learned its
     task, where the task's hook says."""
     from ssa_theory.cells import execute_all
-    from ssa_theory.experiments.ablation import CELL_REF, cell_rows
+    from ssa_theory.experiments.ablation import CELL_REF, cell_rows, learned_count
 
     todo = [(t, v) for t in plan.tasks for v in variants if (t, v) not in skip]
     paths = execute_all([(CELL_REF, {"task": t, "variant": v, "scale": plan.scale}) for t, v in todo],
@@ -97,8 +88,9 @@ def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int
     for key, path in zip(todo, paths):
         rows = cell_rows(path)
         out_values[key] = np.asarray([row["value"] for row in rows], dtype=float)
-        if learned is not None and rows and "learned" in rows[0]:
-            learned[key] = f"{sum(row['learned'] > 0.5 for row in rows)}/{len(rows)}"
+        count = learned_count(pd.DataFrame(rows), *key) if learned is not None and rows else None
+        if count is not None:
+            learned[key] = "{}/{}".format(*count)
     return out_values
 
 
@@ -257,12 +249,12 @@ def make_card(strategy: str, *, quick: bool, seeds: list[int], out: Path, device
     plan = Plan(strategy, "quick" if quick else "moderate", seeds, list(tasks or registry.with_ablation()))
     log(f"card {strategy}: conformance, parameters and speed")
     top = header(strategy, fast=quick, no_check=no_check)
-    committed = {} if quick else committed_references(root, plan)
+    learned: dict[tuple[str, str], str] = {}
+    committed = {} if quick else committed_references(root, plan, learned)
     sources = {k: "the committed ablation (experiments/ablation)" for k in committed}
     variants = list(dict.fromkeys((strategy, *REFERENCES)))
     log(f"card {strategy}: {len(plan.tasks) * len(variants) - len(committed)} cells to train or reuse "
         f"({len(committed)} read from the committed ablation)")
-    learned = {} if quick else committed_learned(root, plan)
     values = {**committed, **train_cells(plan, variants, out=out, device=device, jobs=jobs, log=log, skip=committed,
                                          learned=learned)}
     tasks = task_rows(plan, values, sources, learned)

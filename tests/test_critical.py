@@ -106,6 +106,11 @@ def test_the_quick_run_writes_the_transition_and_every_length(quick):
     tr = pd.read_csv(quick / "tables" / "transition.csv")
     # the closed form's exponent at each model's own gap, fitted as the measured one is
     assert (tr.exponent_pred.diff().dropna() < 0).all() or (tr.gap.diff().abs() > 0.2).any()
+    # its log odds are linear in the gap, so the fitted slope over the seeds' gaps is the one at their mean
+    n = np.array(m["fit_lengths"], dtype=float)
+    base = theory.off_needle_exponent(np.log(n - 1), n)
+    np.testing.assert_allclose(tr.exponent_pred, base - tr.gamma * tr.gap, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tr.exponent_asymptote, 1 - tr.gamma * tr.gap, rtol=1e-12)
 
 
 def test_committed_run_sees_the_transition_where_the_closed_form_puts_it():

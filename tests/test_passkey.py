@@ -55,7 +55,7 @@ def test_the_needle_mass_is_the_attention_the_read_pays_the_needle(monkeypatch):
     tokens, start = pk._batch(cfg, [torch.Generator().manual_seed(1)] * 2, [2, 2], 3, 24)
     reads = [24 - 1 - 2]
     _, w = net(tokens[..., :-1], read=torch.tensor(reads))
-    mass = pk.needle_weights(w, start, [2, 2], reads)  # (E, layers, heads, B)
+    mass, _, _ = pk.read_gaps(w, start, [2, 2], reads)  # (E, layers, heads, B)
 
     captured = []
     real = ssa_nn.selective_sdpa

@@ -232,9 +232,7 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
     cell shows the count (``TASK_learned``, ``learned``), and a cell whose models (or vanilla's) did
     not all learn is marked ``unlearned`` and left out of the Holm family: its difference from
     vanilla is not a test of the variant."""
-    def learned(t, v) -> str:
-        c = learned_count(per_seed, t, v)
-        return "" if c is None else f"{c[0]}/{c[1]}"
+    counts = {(t, v): learned_count(per_seed, t, v) for t in cfg.tasks for v in cfg.variants}  # None: the hook does not say
 
     def at(t, v, key="value"):
         d = per_seed[(per_seed.task == t) & (per_seed.variant == v)].sort_values("seed")
@@ -248,8 +246,8 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
             row.update(ci_columns(t, at(t, v), bounded=_task(t).ablation.bounded))
             for k in extra[t]:
                 row.update(ci_columns(f"{t}_{k}", at(t, v, k), bounded=measure_range(k) is not None))
-            if learned(t, v):
-                row[f"{t}_learned"] = learned(t, v)
+            if counts[t, v] is not None:
+                row[f"{t}_learned"] = "{}/{}".format(*counts[t, v])
         wide.append(row)
     for t in cfg.tasks:
         spec = _task(t).ablation
@@ -260,12 +258,11 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
             entry = _cell(t, v, at(t, v), van, spec.bounded, spec.floor_value)
             for k in extra[t]:
                 entry[k] = float(np.mean(at(t, v, k)))
-            count = learned_count(per_seed, t, v)
-            ref = learned_count(per_seed, t, "vanilla")
+            count, ref = counts[t, v], counts.get((t, "vanilla"))
             if count is not None:
                 # a cell whose models did not all learn the task (or whose vanilla did not) is read as such,
                 # not tested: its p leaves the Holm family
-                entry["learned"] = f"{count[0]}/{count[1]}"
+                entry["learned"] = "{}/{}".format(*count)
                 entry["unlearned"] = count[0] < count[1] or (ref is not None and ref[0] < ref[1])
                 if entry["unlearned"] and "p" in entry:
                     entry["p"] = math.nan

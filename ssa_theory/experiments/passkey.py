@@ -288,11 +288,8 @@ def evaluate(net: lm.Ensemble, cfg: PasskeyConfig, members: Members, device) -> 
         pick = lambda t: t.gather(1, head[:, None])[:, 0].cpu().numpy()  # noqa: E731
         mass[:, i], gap_mean[:, i], gap_max[:, i] = pick(m), pick(g_mean), pick(g_max)
     ratio = law_ratio(cfg, net, head.cpu().numpy(), ds)
-    k = np.asarray(ds, dtype=float)[:, None] + 1
-    gap0 = theory.effective_gap(np.clip(mass[:, :1], 1e-12, 1 - 1e-12), cfg.lengths[0] - k + 1)
-    law = theory.dilution_mass(np.asarray(cfg.lengths)[None, :] - k + 1, gap0 * ratio)
     return {"acc": acc, "hits": hits, "needle_mass": mass, "needle_mass_pred": predicted_mass(cfg, ds, mass[:, 0]),
-            "needle_mass_law": law, "law_ratio": ratio, "gap_mean": gap_mean, "gap_max": gap_max,
+            "needle_mass_law": predicted_mass(cfg, ds, mass[:, 0], ratio), "law_ratio": ratio, "gap_mean": gap_mean, "gap_max": gap_max,
             "head": head.cpu().numpy(), **lm.temperature_arrays(net)}
 
 
@@ -341,7 +338,7 @@ def law_ratio(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.
 
 def read_gaps(w: torch.Tensor, start: torch.Tensor, ds, reads) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """At each member's read row, per layer, head and context (E, layers, heads, B): the needle's mass
-    (KEY and d digits, ``needle_weights``), and its logit gap as one key, ``log(needle mass)`` minus the
+    (KEY and d digits), and its logit gap as one key, ``log(needle mass)`` minus the
     mean and minus the largest log weight of the other keys the read sees (softmax's normaliser
     cancels in the difference)."""
     E, _, B, _, _, Lk = w.shape
@@ -361,25 +358,15 @@ def read_gaps(w: torch.Tensor, start: torch.Tensor, ds, reads) -> tuple[torch.Te
     return tuple(t.permute(0, 1, 3, 2).float() for t in out)
 
 
-def needle_weights(w: torch.Tensor, start: torch.Tensor, ds, reads) -> torch.Tensor:
-    """The attention each member's read row pays to its needle (KEY and d digits), per layer, head and
-    context: (E, layers, heads, B), from read weights (E, layers, B, H, R, Lk)."""
-    E, _, B, _, _, Lk = w.shape
-    row = torch.tensor([reads.index(Lk - d) for d in ds], device=w.device)  # (E,): the input has Lk = n - 1 tokens
-    wr = w[torch.arange(E, device=w.device), :, :, :, row]  # (E, layers, B, H, Lk)
-    j = torch.arange(Lk, device=w.device)
-    d = torch.as_tensor(ds, device=w.device)[:, None, None]
-    on = (j >= start[..., None]) & (j <= start[..., None] + d)  # (E, B, Lk)
-    return (wr * on[:, None, :, None, :]).sum(-1).permute(0, 1, 3, 2)
-
-
-def predicted_mass(cfg: PasskeyConfig, ds, mass0: np.ndarray) -> np.ndarray:
+def predicted_mass(cfg: PasskeyConfig, ds, mass0: np.ndarray, ratio: np.ndarray | None = None) -> np.ndarray:
     """The closed form (E, lengths): the needle's k = d + 1 tokens as one key whose share at the
-    training length n0 is the measured ``mass0``, its logits held fixed, among n - k distractors:
-    ``theory.dilution_mass(n - k + 1, theory.effective_gap(mass0, n0 - k + 1))``."""
+    training length n0 is the measured ``mass0``, among n - k distractors, its logit gap held fixed
+    (``ratio`` None) or scaled by ``ratio`` (E, lengths; the strategy's temperature law, ``law_ratio``):
+    ``theory.dilution_mass(n - k + 1, ratio * theory.effective_gap(mass0, n0 - k + 1))``."""
     k = np.asarray(ds, dtype=float) + 1
     gap = theory.effective_gap(np.clip(mass0, 1e-12, 1 - 1e-12), cfg.lengths[0] - k + 1)
-    return np.stack([theory.dilution_mass(n - k + 1, gap) for n in cfg.lengths], 1)
+    r = np.ones((len(k), len(cfg.lengths))) if ratio is None else np.asarray(ratio, dtype=float)
+    return np.stack([theory.dilution_mass(n - k + 1, gap * r[:, i]) for i, n in enumerate(cfg.lengths)], 1)
 
 
 # --- run -----------------------------------------------------------------------------------------
