@@ -2,6 +2,8 @@
 
 - ``ModelSpec``: one model to train, resolved once from a label and an attention variant name;
   tables label its rows by ``spec.label`` and ``spec.variant`` (``spec.name`` reads "ssa (ssa_q_tok)").
+  ``twin()`` is the placebo every claim is read against: vanilla attention initialised from another
+  draw (the ``init_twin`` stream), trained on the same data.
 - ``Trained``: what ``train`` returns, a record of arrays with a leading member axis (E, ...) and
   the training history, beside the members they belong to.
 - ``Members`` (``ssa_theory.seeding``): the ensemble members, one type for every experiment.
@@ -47,9 +49,24 @@ class ModelSpec:
         return self.label if self.label == self.variant else f"{self.label} ({self.variant})"
 
     @property
+    def init(self) -> str:
+        """The seeding stream its weights are drawn from: ``"init"``, or ``"init_twin"`` for ``twin()``."""
+        return self.extras.get("init", "init")
+
+    @property
     def scale(self) -> str:
         """The variant's extra strategy (``"freq"``, ``"global"``, ...), or ``""``."""
         return get_variant(self.variant).scale
+
+
+PLACEBO = "placebo"  # the row and model key of the vanilla twin (``twin``)
+
+
+def twin() -> ModelSpec:
+    """The placebo: vanilla attention whose weights come from the ``init_twin`` stream (the same law as
+    ``init``, an independent draw), trained on the same data. A claim's rule read with it in the
+    claimed model's place must not say "reproduced" (``claims.Claim.placebo``)."""
+    return ModelSpec.of(PLACEBO, "vanilla", init="init_twin")
 
 
 def specs(table: Mapping[str, str], labels: Iterable[str] | None = None) -> dict[str, ModelSpec]:

@@ -60,13 +60,15 @@ def test_larger_bounded_interval_stays_in_the_range_of_differences():
 # --- C1, C2: graph_transition ------------------------------------------------------------------------------
 
 
-def _graph(tmp_path, ssa_excess, n=5, slope=0.06, trend="rises with degree (as in Table 1)"):
+def _graph(tmp_path, ssa_excess, n=5, slope=0.06, trend="rises with degree (as in Table 1)", placebo=None):
     floor = 1.1
+    twin = {} if placebo is None else {"ce_placebo": list(floor + np.roll(_seeds(placebo, n), 1)),
+                                       "l1_placebo": _seeds(0.13 * placebo / 0.04, n)}
     m = {"score": "softcap", "ce_floor": floor,
          "per_seed": {"ce_vanilla": list(floor + np.array(_seeds(0.04, n))),
                       "ce_ssa": list(floor + np.array(_seeds(ssa_excess, n))[::-1]),
                       "l1_vanilla": _seeds(0.13, n), "l1_ssa": _seeds(0.13 * ssa_excess / 0.04, n),
-                      "temperature_slope": _seeds(slope, n)},
+                      "temperature_slope": _seeds(slope, n), **twin},
          "trend_by_geometry": {"softcap": trend, "rownorm": "falls with degree (reversed)"}}
     return graph_transition.claims(_write(tmp_path, m))
 
@@ -76,6 +78,16 @@ def _graph(tmp_path, ssa_excess, n=5, slope=0.06, trend="rises with degree (as i
 def test_c1(tmp_path, ssa_excess, verdict):
     c1, _ = _graph(tmp_path, ssa_excess)
     assert c1.verdict == verdict
+
+
+@pytest.mark.parametrize("twin,placebo,verdict", [
+    (0.04, "not reproduced", "reproduced"),  # a twin that learns as vanilla does
+    (0.001, "reproduced", cl.PLACEBO_PASSED),  # a twin that beats vanilla: the rule would be at fault
+])
+def test_c1_placebo_goes_through_the_same_rule(tmp_path, twin, placebo, verdict):
+    c1, _ = _graph(tmp_path, 0.001, placebo=twin)
+    assert (c1.placebo, c1.verdict) == (placebo, verdict)
+    assert _graph(tmp_path, 0.001)[0].placebo == ""  # no twin in the run: no placebo verdict
 
 
 def test_c1_c2_one_seed(tmp_path):
@@ -127,6 +139,16 @@ def test_c3(tmp_path, vs, verdict):
     assert c3.verdict == verdict
 
 
+@pytest.mark.parametrize("twin,placebo,verdict", [(0.62, "not reproduced", "reproduced"),
+                                                (0.3, "reproduced", cl.PLACEBO_PASSED)])
+def test_c3_placebo_goes_through_the_same_rule(tmp_path, twin, placebo, verdict):
+    m = {"regime": {"p_noisy": 0.9, "sigma_noisy": 10.0},
+         "per_seed": {"mse_vanilla": _seeds(0.62, 5), "mse_naive": _seeds(5.6, 5), "mse_value_selective": _seeds(0.45, 5),
+                      "mse_placebo": list(np.roll(_seeds(twin, 5), 2))}}
+    (c3,) = denoising.claims(_write(tmp_path, m))
+    assert (c3.placebo, c3.verdict) == (placebo, verdict)
+
+
 def test_c3_one_seed(tmp_path):
     m = {"regime": {"p_noisy": 0.9, "sigma_noisy": 10.0},
          "per_seed": {"mse_vanilla": [0.62], "mse_naive": [5.6], "mse_value_selective": [0.3]}}
@@ -143,12 +165,28 @@ def test_c3_one_seed(tmp_path):
     (5.3, 1.95, 1, cl.ONE_SEED),
 ])
 def test_c4(tmp_path, ssa_norm, ssa_spiky, n, verdict):
+    assert _norm_spikiness(tmp_path, ssa_norm, ssa_spiky, n).verdict == verdict
+
+
+def _norm_spikiness(tmp_path, ssa_norm, ssa_spiky, n=5, twin=None):
     m = {"weight_decay": 1e-5, "per_seed": {"mean_norm_vanilla": _seeds(19.5, n), "mean_norm_ssa": _seeds(ssa_norm, n),
                                             "mean_spikiness_vanilla": _seeds(1.30, n),
                                             "mean_spikiness_ssa": _seeds(ssa_spiky, n)}}
+    if twin is not None:
+        m["per_seed"].update({"mean_norm_placebo": list(np.roll(_seeds(twin[0], n), 1)),
+                              "mean_spikiness_placebo": list(np.roll(_seeds(twin[1], n), 3))})
     sweep = pd.DataFrame({"model": ["vanilla", "ssa"], "weight_decay": [0, 0], "mean_norm": [28.0, 7.0]})
-    (c4,) = norm_spikiness.claims(_write(tmp_path, m, {"weight_decay_sweep": sweep}))
-    assert c4.verdict == verdict
+    return norm_spikiness.claims(_write(tmp_path, m, {"weight_decay_sweep": sweep}))[0]
+
+
+@pytest.mark.parametrize("twin,placebo,verdict", [
+    ((19.5, 1.30), "not reproduced", "reproduced at every weight decay"),  # the twin as vanilla
+    ((5.3, 1.30), "not reproduced", "reproduced at every weight decay"),  # smaller, not spikier: both tests must pass
+    ((5.3, 1.95), "reproduced", cl.PLACEBO_PASSED),
+])
+def test_c4_placebo_goes_through_the_same_rule(tmp_path, twin, placebo, verdict):
+    c4 = _norm_spikiness(tmp_path, 5.3, 1.95, twin=twin)
+    assert (c4.placebo, c4.verdict) == (placebo, verdict)
 
 
 # --- C5: dilution ---------------------------------------------------------------------------------------------
@@ -184,14 +222,19 @@ def test_c5_one_seed(tmp_path):
 # --- C6: specificity --------------------------------------------------------------------------------------------
 
 
-def _specificity(tmp_path, ratio_hard, ratio_dis, ratio_flat, n=5):
+def _specificity(tmp_path, ratio_hard, ratio_dis, ratio_flat, n=5, twin=None):
+    """``twin``: the placebo's (hard, dissimilar, no contrast) excess over vanilla's (0.5 in every cell)."""
     glob = 0.3
     cell = lambda x: {"per_seed": {"excess": _seeds(x, n)}, "excess": x}  # noqa: E731
+    cells = ("hard", "dissimilar", "no_contrast")
     m = {"cells": {"hard": {"rho": 0.99, "contrast": 8}, "dissimilar": {"rho": 0.0, "contrast": 8},
                    "no_contrast": {"rho": 0.99, "contrast": 1}},
-         "strategies": {"global": {k: cell(glob) for k in ("hard", "dissimilar", "no_contrast")},
+         "strategies": {"global": {k: cell(glob) for k in cells},
                         "ssa_q_tok": {"hard": cell(glob * ratio_hard), "dissimilar": cell(glob * ratio_dis),
                                       "no_contrast": cell(glob * ratio_flat)}}}
+    if twin is not None:
+        m["strategies"].update({"vanilla": {k: cell(0.5) for k in cells},
+                                "placebo": {k: cell(0.5 * r) for k, r in zip(cells, twin)}})
     return specificity.claims(_write(tmp_path, m))[0]
 
 
@@ -208,6 +251,19 @@ def test_c6_control_kind_a_token_term_better_everywhere(tmp_path):
 
 def test_c6_control_kind_no_effect(tmp_path):
     assert _specificity(tmp_path, 1.0, 1.0, 1.0).verdict.startswith("not reproduced")
+
+
+@pytest.mark.parametrize("twin,placebo", [
+    ((1.0, 1.0, 1.0), "not reproduced: placebo / vanilla excess 1.00 there, 1.00 at rho = 0, 1.00 without contrast"),
+    ((0.5, 0.55, 0.5), "not reproduced: placebo / vanilla excess 0.50 there, 0.55 at rho = 0, 0.50 without contrast"),
+    ((0.4, 0.98, 0.97), "reproduced: placebo / vanilla excess 0.40 there, 0.98 at rho = 0, 0.97 without contrast"),
+])
+def test_c6_placebo_reads_the_twin_against_vanilla_by_the_same_rule(tmp_path, twin, placebo):
+    """The twin in the token term's place and vanilla in global's: global's own numbers play no part."""
+    c6 = _specificity(tmp_path, 0.4, 0.98, 0.97, twin=twin)
+    assert c6.placebo == placebo
+    assert c6.verdict == (cl.PLACEBO_PASSED if placebo.startswith("reproduced") else
+                          "reproduced: token / global excess 0.40 there, 0.98 at rho = 0, 0.97 without contrast")
 
 
 def test_c6_one_seed(tmp_path):

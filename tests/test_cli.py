@@ -250,6 +250,20 @@ def test_quick_run_writes_a_complete_run_directory(quick):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "a partial directory was left behind"
 
 
+def test_every_claim_of_a_quick_run_has_its_placebo_verdict(quick, tmp_path):
+    """Each claim's rule is read on its placebo in the same run (the quick presets train the twins too),
+    from the run exported as ``reproduce`` exports it."""
+    from ssa_theory.reproduce import export_run
+
+    name, _, path = quick
+    exp = registry.get(name)
+    if exp.claims is None:
+        pytest.skip(f"{name} states no claim")
+    exported, _ = export_run(path, name, tmp_path)
+    claims = exp.claims(exported)
+    assert claims and all(c.verdict and c.placebo for c in claims), [(c.id, c.verdict, c.placebo) for c in claims]
+
+
 def test_finished_run_is_reused(quick, capsys):
     name, out, path = quick
     stamp = (path / "done").stat().st_mtime_ns

@@ -34,6 +34,10 @@ main comparison has no sink, and the ``vanilla_sink`` row shows what one buys.
 
 The regime is swept (fraction p of noisy tokens, noise level sigma_noisy), in one batched training
 per model: ensemble members are (regime, seed) pairs, each member sampling its own regime.
+
+The placebo (``skeleton.twin``): a second vanilla layer, initialised from another draw and trained on
+the same contexts in the default regime only, read by C3's rule in value-selective attention's place
+(its row in Table 2 and ``regimes``).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream, eval_chunk, in_chunks
 from ssa_theory.seeding import Members
-from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, with_variant, write_results
+from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, with_variant, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.train import fit
 
@@ -66,10 +70,10 @@ ESTIMATORS = ("naive", "bayes", *LEARNED)
 EVAL_CHUNK = 1024  # contexts per evaluation call, at most (``sampling.eval_chunk``)
 # The theoretical limit of each estimator (a field of theory.DenoisingRisks).
 LIMIT = {"naive": "naive", "bayes": "bayes", "vanilla": "vanilla", "value_selective": "bayes",
-         "output_gate": "vanilla", "vanilla_sink": "bayes"}
+         "output_gate": "vanilla", "vanilla_sink": "bayes", PLACEBO: "vanilla"}
 LABEL = {"naive": "Naive averaging", "bayes": "Bayes optimal", "vanilla": "Vanilla attention",
          "value_selective": "Value-selective attention", "output_gate": "Output-gated attention",
-         "vanilla_sink": "Vanilla attention + sink token"}
+         "vanilla_sink": "Vanilla attention + sink token", PLACEBO: "Vanilla attention, twin (placebo)"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class DenoisingConfig(TrainingConfig):
     lr: float = 0.01
     qk_init_std: float = 0.03  # small: scores and value temperatures start near neutral despite x ~ 30
     n_eval: int = 8192  # held-out contexts per member
+    placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the default regime, read by C3's rule
     log_every: int = 100
 
     def __post_init__(self) -> None:
@@ -260,7 +265,7 @@ def train(spec: ModelSpec, cfg: DenoisingConfig, members: Members, ctx: RunConte
     """Train one learned estimator for every member at once: its held-out squared errors (E, n_eval),
     its mean value gain per class (E,) and its training curve."""
     regimes = regimes_of(cfg, members)
-    net = DenoisingModel(spec, cfg, members.generators("init"),
+    net = DenoisingModel(spec, cfg, members.generators(spec.init),
                          regimes[:, 0].clone() if spec.scale == "freq" else None).to(ctx.device)
     sample_batch = DenoisingSampler(members.generators("data"), regimes, cfg, ctx.device)
     monitor = Batch(*(t[:, :1024] for t in eval_batch.fields()))
@@ -282,6 +287,10 @@ def run(cfg: DenoisingConfig, ctx: RunContext) -> None:
     members = members_of(cfg, ctx.seeds)
     eval_batch = held_out(cfg, members, ctx.device)
     trained = {label: train(spec, cfg, members, ctx, eval_batch=eval_batch) for label, spec in model_specs().items()}
+    if cfg.placebo:  # the default regime's members only, on their own held-out contexts
+        head = members.in_cell(0)
+        trained[PLACEBO] = train(twin(), cfg, members.select(head), ctx,
+                                 eval_batch=Batch(*(t[torch.as_tensor(head, device=t.device)] for t in eval_batch.fields())))
     write_results(ctx, measure(cfg, members, eval_batch, trained))
 
 
@@ -290,13 +299,15 @@ def run(cfg: DenoisingConfig, ctx: RunContext) -> None:
 
 def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: Mapping[str, Trained]) -> Results:
     """Tables (per regime, Table 2, value gains), theory curves for the figures, metrics.json. The closed
-    forms are evaluated on the same held-out contexts as the learned estimators."""
+    forms are evaluated on the same held-out contexts as the learned estimators. ``trained[PLACEBO]``,
+    where present, holds the default regime's members only."""
     err = {name: squared_error(closed_form_estimate(name, eval_batch, cfg.prior_var), eval_batch).cpu().numpy()
            for name in ("naive", "bayes")}
     err.update({label: t["errors"] for label, t in trained.items()})
     theory_at = [theory.expected_denoising_mse(cfg.n_tokens, p, cfg.sigma_clean, s, cfg.prior_var) for p, s in cfg.regimes]
     results = Results()
-    table = results.table("regimes", with_variant(_regimes(cfg, members, err, theory_at), "estimator", MODELS), ci=["mse"])
+    table = results.table("regimes", with_variant(_regimes(cfg, members, err, theory_at), "estimator",
+                                                  {**MODELS, PLACEBO: "vanilla"}), ci=["mse"])
     results.table("headroom", _headroom(cfg, table, theory_at))
     results.table("per_member", pd.DataFrame([
         {"p_noisy": cfg.regimes[c][0], "sigma_noisy": cfg.regimes[c][1], "seed": seed, **{name: err[name][e].mean() for name in ESTIMATORS}}
@@ -313,7 +324,7 @@ def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: 
         {"model": label, "regime": c, "seed": seed, "step": int(step), "mse": float(t.history["mse"][i, m])}
         for label, t in trained.items()
         for i, step in enumerate(t.history["step"])
-        for m, (c, seed) in enumerate(zip(members.cells, members.seeds))
+        for m, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds))
     ])
     results.metrics = _metrics(cfg, members, err, theory_at[0])
     return results
@@ -321,16 +332,17 @@ def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: 
 
 def _regimes(cfg: DenoisingConfig, members: Members, err: Mapping[str, np.ndarray], theory_at) -> pd.DataFrame:
     """Every estimator in every regime: its MSE over seeds, its Monte-Carlo error, its limit and its
-    excess over the Bayes estimator on the same contexts."""
+    excess over the Bayes estimator on the same contexts; the placebo twin's row in the default regime."""
     rows = []
     for ri, (p, s) in enumerate(cfg.regimes):
         idx = members.in_cell(ri)
         th = theory_at[ri]
-        for name in ESTIMATORS:
-            per_seed = err[name][idx].mean(1)
+        for name in (*ESTIMATORS, *([PLACEBO] if PLACEBO in err and ri == 0 else [])):
+            own = err[name] if name == PLACEBO else err[name][idx]  # the twin holds the default regime's members only
+            per_seed = own.mean(1)
             m = float(np.mean(per_seed, dtype=np.float64))
-            pooled = err[name][idx].ravel()
-            diff = (err[name][idx] - err["bayes"][idx]).ravel()  # paired, same contexts
+            pooled = own.ravel()
+            diff = (own - err["bayes"][idx]).ravel()  # paired, same contexts
             rows.append({
                 "p_noisy": p, "sigma_noisy": s, "estimator": name, **ci_columns("mse", per_seed),
                 "mc_se": pooled.std(ddof=1) / np.sqrt(pooled.size),
@@ -392,7 +404,9 @@ def _metrics(cfg: DenoisingConfig, members: Members, err: Mapping[str, np.ndarra
         "mse_bayes_theory": th.bayes,
         "mse_vanilla_limit_theory": th.vanilla,
         "mc_se": {name: float(err[name][idx].std(ddof=1) / np.sqrt(err[name][idx].size)) for name in ("naive", "bayes")},
-        **summarise({f"mse_{name}": err[name][idx].mean(1) for name in ESTIMATORS}),
+        **summarise({**{f"mse_{name}": err[name][idx].mean(1) for name in ESTIMATORS},
+                     # the twin's members are the default regime's, in the same order
+                     **({f"mse_{PLACEBO}": err[PLACEBO].mean(1)} if PLACEBO in err else {})}),
     }
 
 
@@ -405,16 +419,25 @@ def claims(exported: Path) -> list[Claim]:
     Rule: reproduced when value-selective attention's MSE is at least ``MIN_CUT`` (20%) below both
     vanilla attention's and naive averaging's, per seed (``claims.smaller``: the geometric-mean ratio
     at most 0.8, its 95% CI below 1). The headline number is value-selective attention's MSE over
-    vanilla's (geometric mean over seeds).
+    vanilla's (geometric mean over seeds). Its placebo: the same rule with the vanilla twin in
+    value-selective attention's place ("" where the run has no twin).
     """
     m = read_json(Path(exported) / "metrics.json")
     s = {k: np.asarray(v) for k, v in m["per_seed"].items()}
-    van = smaller(s["mse_value_selective"], s["mse_vanilla"], MIN_CUT)
-    naive = smaller(s["mse_value_selective"], s["mse_naive"], MIN_CUT)
+    van, verdict = _c3_rule(s, "value_selective")
+    placebo = _c3_rule(s, PLACEBO)[1] if f"mse_{PLACEBO}" in s else ""
     r = m["regime"]
     return [Claim("C3", "denoising", "Table 2: value-selective attention has much lower MSE than vanilla and naive averaging",
                   f"MSE value-selective / MSE vanilla (p_noisy {r['p_noisy']:g}, sigma_noisy {r['sigma_noisy']:g})",
-                  *van.ci, decide(van.ok and naive.ok, van.n))]
+                  *van.ci, verdict, placebo)]
+
+
+def _c3_rule(s: Mapping[str, np.ndarray], name: str):
+    """C3's rule (``claims``) with ``name`` as the estimator that should denoise better: (the test
+    against vanilla, verdict)."""
+    van = smaller(s[f"mse_{name}"], s["mse_vanilla"], MIN_CUT)
+    naive = smaller(s[f"mse_{name}"], s["mse_naive"], MIN_CUT)
+    return van, decide(van.ok and naive.ok, van.n)
 
 
 def ablate(cfg: DenoisingConfig, variant: str, ctx: RunContext) -> np.ndarray:
@@ -428,7 +451,7 @@ def ablate(cfg: DenoisingConfig, variant: str, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="denoising",
-    version="6",  # 6: value gains' intervals by bootstrap (stats.RANGES)
+    version="7",  # 7: the placebo twin in the default regime, read by C3's rule; 6: value gains' intervals by bootstrap (stats.RANGES)
     claim="Table 2: value-selective attention denoises far better than vanilla attention and naive averaging, near Bayes",
     config=DenoisingConfig,
     run=run,

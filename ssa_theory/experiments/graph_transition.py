@@ -36,6 +36,10 @@ similarity and the temperature alone sets sparsity, which is the paper's stated 
 other geometries are trained in the same run, and the comparison table says which ones reproduce
 Table 1's trend and which reverse it. Vanilla attention is the same layer at tau = 1: under a
 bounded geometry it cannot beat ``theory.best_ce_under_bound(..., tau=1)``, which is tabulated.
+
+The placebo (``skeleton.twin``): a second vanilla layer, initialised from another draw and trained on
+the same transitions in the headline geometry, read by C1's rule in SSA's place. C2's placebo is SSA's
+node temperatures against the degrees permuted (a slope has no vanilla twin).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, derive_seed
-from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, specs, write_results
+from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, specs, twin, write_results
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.tasks import graphs, pointer
 from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
@@ -85,6 +89,7 @@ class GraphTransitionConfig(TrainingConfig):
     rownorm_bound: float = 5.0  # B: each score row has 2-norm B
     dot_l2: float = 1e-4  # weight decay (Attention.weight_l2: W_q, W_k, SSA's u): the budget of the free dot-product geometry
     temp_penalty: float = 1e-2  # price of the inverse temperature: temp_penalty * mean tau^2
+    placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the headline geometry, read by C1's rule
     d_head: int = 0  # query/key width; 0 means n_nodes
     steps: int = 4000
     batch_size: int = 512
@@ -127,7 +132,7 @@ def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, sc
     context every token, and query k's attention row is the predicted P*[k]. The query follows the K
     context tokens (position K + 1)."""
     K = cfg.n_nodes
-    attn = Attention(spec.variant, K, generators=members.generators("init"), d_head=cfg.d_head or K,
+    attn = Attention(spec.variant, K, generators=members.generators(spec.init), d_head=cfg.d_head or K,
                      score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.eye(K), q_pos=torch.full((K,), K + 1), k_pos=torch.arange(1, K + 1),
                         k_freq=task.key_frequency if spec.scale == "freq" else None)
@@ -244,6 +249,8 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
     members = Members.of(ctx.seeds)
     trained = {(score, label): train(spec, cfg, members, ctx, task=task, score=score)
                for score in cfg.geometries for label, spec in specs(MODELS).items()}
+    if cfg.placebo:
+        trained[(cfg.score, PLACEBO)] = train(twin(), cfg, members, ctx, task=task, score=cfg.score)
     write_results(ctx, measure(cfg, task, trained))
 
 
@@ -309,7 +316,8 @@ def _geometry_tables(cfg: GraphTransitionConfig, task: GraphTask, trained: Mappi
 
 CE_L1_COLUMNS = ["model", "variant", "ce", "ce_lo", "ce_hi", "ce_floor", "ce_theory", "l1", "l1_lo", "l1_hi",
                  "qk_norm", "qk_norm_lo", "qk_norm_hi"]
-THEORY_CE = {"vanilla": "ce_vanilla_best", "ssa": "ce_ssa_pred", "global": "ce_global_pred"}  # each model's closed form
+THEORY_CE = {"vanilla": "ce_vanilla_best", "ssa": "ce_ssa_pred", "global": "ce_global_pred",
+             PLACEBO: "ce_vanilla_best"}  # each model's closed form
 
 
 def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tuple[str, str], Trained],
@@ -320,9 +328,9 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
     results.table("temperature_by_degree", by_geo[by_geo.score == score].drop(columns="score"), ci=["T"])
     pred = predictions(cfg, score, degrees)
     rows = []
-    for label, variant in MODELS.items():
+    for label in [*MODELS, *([PLACEBO] if (score, PLACEBO) in trained else [])]:
         t = trained[(score, label)]
-        row = {"model": label, "variant": variant}
+        row = {"model": label, "variant": t.spec.variant}
         for key in ("ce", "l1", "qk_norm"):
             row.update(ci_columns(key, t[key]))
         rows.append({**row, "ce_floor": floor, "ce_theory": pred[THEORY_CE[label]].mean()})
@@ -339,6 +347,8 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
         "temperature_slope": temperature_slope(ssa["temperature"], degrees),
         "temperature_by_degree": per_degree,
     }
+    if (score, PLACEBO) in trained:
+        series.update({f"{k}_{PLACEBO}": trained[(score, PLACEBO)][k] for k in ("ce", "l1", "qk_norm")})
     results.metrics = {
         "score": score,
         "variants": dict(MODELS),
@@ -364,16 +374,15 @@ def claims(exported: Path) -> list[Claim]:
     C1 rule: reproduced when SSA's excess CE over H(P*) and its L1 error are both at least
     ``MIN_CUT`` (10%) below vanilla's, per seed (``claims.smaller``: the geometric-mean ratio at most
     0.9 and its 95% CI below 1), at the headline geometry. The headline number is that excess-CE ratio.
+    Its placebo: the same rule with the vanilla twin in SSA's place ("" where the run has no twin).
     C2 rule: T rises with degree at the headline geometry by at least ``MIN_RISE`` over the degrees
     measured, the slope's 95% CI over seeds above 0 (``trend_label``); the verdict names the
     geometries where T rises (Table 1's order) and where it falls.
     """
     m = read_json(Path(exported) / "metrics.json")
     seeds = {k: np.asarray(v, dtype=float) for k, v in m["per_seed"].items() if k != "temperature_by_degree"}
-    floor = m["ce_floor"]
-    ce = smaller(seeds["ce_ssa"] - floor, seeds["ce_vanilla"] - floor, MIN_CUT)
-    l1 = smaller(seeds["l1_ssa"], seeds["l1_vanilla"], MIN_CUT)
-    c1 = decide(ce.ok and l1.ok, ce.n)
+    ce, c1 = _c1_rule(seeds, m["ce_floor"], "ssa")
+    c1_placebo = _c1_rule(seeds, m["ce_floor"], PLACEBO)[1] if f"ce_{PLACEBO}" in seeds else ""
     trends = m["trend_by_geometry"]
     rises = [g for g, t in trends.items() if t.startswith("rises")]
     falls = [g for g, t in trends.items() if t.startswith("falls")]
@@ -386,10 +395,17 @@ def claims(exported: Path) -> list[Claim]:
     slope = mean_ci(seeds["temperature_slope"])
     return [
         Claim("C1", "graph_transition", "SSA learns P* better than vanilla attention (lower CE and L1)",
-              f"excess CE over H(P*), SSA / vanilla ({m['score']} scores)", *ce.ci, c1),
+              f"excess CE over H(P*), SSA / vanilla ({m['score']} scores)", *ce.ci, c1, c1_placebo),
         Claim("C2", "graph_transition", "Table 1: fewer neighbours, lower temperature",
               f"slope of T on degree ({m['score']} scores)", *slope, c2, degree_placebo(Path(exported), m["score"])),
     ]
+
+
+def _c1_rule(seeds: Mapping[str, np.ndarray], floor: float, name: str):
+    """C1's rule (``claims``) with ``name`` as the model that should learn P* better: (excess-CE test, verdict)."""
+    ce = smaller(seeds[f"ce_{name}"] - floor, seeds["ce_vanilla"] - floor, MIN_CUT)
+    l1 = smaller(seeds[f"l1_{name}"], seeds["l1_vanilla"], MIN_CUT)
+    return ce, decide(ce.ok and l1.ok, ce.n)
 
 
 def degree_placebo(exported: Path, score: str) -> str:
@@ -437,7 +453,7 @@ def ablate(cfg: GraphTransitionConfig, variant: str, ctx: RunContext) -> np.ndar
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="6",  # 6: every model pays the multiplier's price; weight decay by Attention.weight_l2; C2's smallest rise
+    version="7",  # 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by Attention.weight_l2; C2's smallest rise
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,

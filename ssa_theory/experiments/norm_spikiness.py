@@ -30,6 +30,10 @@ companion (``theory.query_norm_lower_bound``), in two readings:
 - at the accuracy each trained row actually reached: a lower bound that every trained token must
   respect (``norm_over_bound >= 1``, checked); how far above it a model sits is norm it spends
   without buying accuracy.
+
+The placebo (``skeleton.twin``): a second vanilla layer, initialised from another draw and trained on
+the same transitions at the headline weight decay, read by C4's rule in SSA's place (its row in
+``summary``).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, with_variant, write_results
+from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, with_variant, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.tasks import graphs, pointer
 from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
@@ -77,6 +81,7 @@ class NormSpikinessConfig(TrainingConfig):
     weight_decay: float = 1e-5  # the headline budget
     sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
+    placebo: bool = True  # also train the vanilla twin (skeleton.twin) at the headline weight decay, read by C4's rule
     steps: int = 3000
     batch_size: int = 512
     lr: float = 0.01
@@ -140,7 +145,7 @@ def members_of(cfg: NormSpikinessConfig, seeds) -> Members:
 def build_model(spec: ModelSpec, cfg: NormSpikinessConfig, task: Task, members: Members) -> PointerModel:
     """Attention over the K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
     K = cfg.n_tokens
-    attn = Attention(spec.variant, cfg.embed_dim, generators=members.generators("init"), d_head=cfg.d_head,
+    attn = Attention(spec.variant, cfg.embed_dim, generators=members.generators(spec.init), d_head=cfg.d_head,
                      value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.as_tensor(task.X, dtype=torch.float32), q_pos=torch.full((K,), K + 1),
                         k_pos=torch.arange(1, K + 1), k_freq=task.graph.key_frequency if spec.scale == "freq" else None)
@@ -186,18 +191,21 @@ COMPARE = "compare:"  # the key of a compared variant's model: COMPARE + its var
 
 def models(cfg: NormSpikinessConfig) -> list[str]:
     """The models a run trains: the headline ones over every weight decay (``model_specs``), then
-    each compared variant that is not already a headline model's (``COMPARE`` + variant)."""
+    each compared variant that is not already a headline model's (``COMPARE`` + variant), then the
+    placebo twin where ``cfg.placebo``."""
     headline = model_specs(cfg)
     own = {spec.variant for spec in headline.values()}
-    return [*headline, *(COMPARE + v for v in dict.fromkeys(cfg.compare_variants) if v not in own)]
+    return [*headline, *(COMPARE + v for v in dict.fromkeys(cfg.compare_variants) if v not in own),
+            *([PLACEBO] if cfg.placebo else [])]
 
 
 def train_model(cfg: NormSpikinessConfig, key: str, ctx: RunContext) -> Trained:
-    """One model of ``models``: a headline one for every (weight decay, seed), a compared variant at
-    the headline weight decay only."""
+    """One model of ``models``: a headline one for every (weight decay, seed), a compared variant or
+    the twin at the headline weight decay only."""
     members = members_of(cfg, ctx.seeds)
-    if key.startswith(COMPARE):
-        return train(ModelSpec.of(key[len(COMPARE):]), cfg, members.select_cell(0), ctx, task=Task.build(cfg))
+    if key.startswith(COMPARE) or key == PLACEBO:
+        spec = twin() if key == PLACEBO else ModelSpec.of(key[len(COMPARE):])
+        return train(spec, cfg, members.select_cell(0), ctx, task=Task.build(cfg))
     return train(model_specs(cfg)[key], cfg, members, ctx, task=Task.build(cfg))
 
 
@@ -206,7 +214,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     trained = {label: models[label] for label in model_specs(cfg)}
     compared = {t.spec.variant: t.select(t.members.in_cell(0)) for t in trained.values()}
     compared.update({k[len(COMPARE):]: t for k, t in models.items() if k.startswith(COMPARE)})
-    write_results(ctx, measure(cfg, Task.build(cfg), trained, compared))
+    write_results(ctx, measure(cfg, Task.build(cfg), trained, compared, models.get(PLACEBO)))
 
 
 # --- measurements beside the closed form, into tables ------------------------------------------------
@@ -218,8 +226,10 @@ def tau_max(cfg: NormSpikinessConfig) -> float:
     return 1.0 + ("pos" in terms) * math.log(cfg.n_tokens + 1) + ("tok" in terms) * 1.0
 
 
-def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained], compared: Mapping[str, Trained]) -> Results:
-    """Every table, raw array and metric of the run."""
+def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained], compared: Mapping[str, Trained],
+            placebo: Trained | None = None) -> Results:
+    """Every table, raw array and metric of the run; ``placebo``, the twin at the headline weight decay,
+    gets a row of ``summary`` and its series in metrics.json."""
     K, g, degrees = cfg.n_tokens, cfg.smoothing, task.graph.degrees
     bound = {d: theory.query_norm_lower_bound(K, int(d), g, cfg.accuracy, task.sigma_max) for d in np.unique(degrees)}
     bound_vanilla = np.array([bound[d] for d in degrees])
@@ -236,7 +246,8 @@ def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained]
     by_degree["norm_bound_at_accuracy"] = [bound[d] / (tau_max(cfg) if m == "ssa" else 1.0) for m, d in zip(by_degree.model, by_degree.degree)]
     by_degree["target_spikiness"] = [target_spikiness[degrees == d].mean() for d in by_degree.degree]
     results.table("by_degree", by_degree)
-    _summary(cfg, task, trained, pt, bound_vanilla, target_spikiness, results)
+    _summary(cfg, task, {**trained, **({PLACEBO: placebo} if placebo is not None else {})}, pt, bound_vanilla,
+             target_spikiness, results)
     results.table("variants", _variants_table(compared), ci=["mean_norm", "mean_spikiness", "ce", "mean_tau"])
     return results
 
@@ -291,7 +302,8 @@ def _sweep(cfg: NormSpikinessConfig, trained: Mapping[str, Trained]) -> pd.DataF
 
 def _summary(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained], pt: pd.DataFrame,
              bound_vanilla: np.ndarray, target_spikiness: np.ndarray, results: Results) -> None:
-    """The headline table (``summary``) and metrics.json, at the headline weight decay."""
+    """The headline table (``summary``) and metrics.json, at the headline weight decay (the twin's
+    members are that weight decay's only)."""
     series, rows = {}, []
     for label, t in trained.items():
         head = t.members.in_cell(0)
@@ -304,14 +316,14 @@ def _summary(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained
         for key in ("ce", "mean_norm", "mean_spikiness", "mean_max_prob"):
             row.update(ci_columns(key, series[f"{key}_{label}"]))
         row["norm_bound_at_accuracy"] = bound_vanilla.mean() / (tau_max(cfg) if label == "ssa" else 1.0)
-        row["min_norm_over_bound"] = pt[pt.model == label].norm_over_bound.min()
+        row["min_norm_over_bound"] = pt[pt.model == label].norm_over_bound.min() if label != PLACEBO else np.nan
         rows.append(row)
     rows.append({"model": "target P*", "variant": "", "ce": task.graph.floor, "mean_spikiness": target_spikiness.mean(),
                  "mean_max_prob": task.graph.P.max(1).mean()})
     results.table("summary", pd.DataFrame(rows), ci=["ce", "mean_norm", "mean_spikiness", "mean_max_prob"])
     results.metrics = {
         "weight_decay": cfg.weight_decay,
-        "variants": _variants(trained),
+        "variants": _variants({k: t for k, t in trained.items() if k != PLACEBO}),
         "seeds": list(next(iter(trained.values())).members.select_cell(0).seeds),
         "ce_floor": task.graph.floor,
         "target_mean_spikiness": float(target_spikiness.mean()),
@@ -357,18 +369,29 @@ def claims(exported: Path) -> list[Claim]:
     ``MIN_CUT`` (10%) below vanilla's and vanilla's mean spikiness at least 10% below SSA's, per seed
     (``claims.smaller``: geometric-mean ratios at most 0.9, 95% CIs below 1); the verdict adds
     whether SSA's mean norm is below vanilla's at every swept weight decay. The headline number is
-    SSA's mean norm over vanilla's.
+    SSA's mean norm over vanilla's. Its placebo: the two tests with the vanilla twin in SSA's place,
+    at the headline weight decay ("" where the run has no twin).
     """
     m = read_json(Path(exported) / "metrics.json")
     s = {k: np.asarray(v) for k, v in m["per_seed"].items()}
-    norm = smaller(s["mean_norm_ssa"], s["mean_norm_vanilla"], MIN_CUT)
-    spiky = smaller(s["mean_spikiness_vanilla"], s["mean_spikiness_ssa"], MIN_CUT)
+    norm, spiky = _c4_tests(s, "ssa")
+    placebo = ""
+    if f"mean_norm_{PLACEBO}" in s:  # the twin trained at the headline weight decay only: no sweep part
+        p_norm, p_spiky = _c4_tests(s, PLACEBO)
+        placebo = decide(p_norm.ok and p_spiky.ok, p_norm.n)
     sweep = pd.read_csv(Path(exported) / "weight_decay_sweep.csv").pivot(index="weight_decay", columns="model", values="mean_norm")
     everywhere = bool((sweep["ssa"] < sweep["vanilla"]).all())
     yes = "reproduced" + (" at every weight decay" if everywhere else ", but not at every weight decay")
     return [Claim("C4", "norm_spikiness", "Fig. p4: with a query temperature, smaller query-key norm and spikier attention",
                   f"mean norm SSA / mean norm vanilla (weight decay {m['weight_decay']:g})",
-                  *norm.ci, decide(norm.ok and spiky.ok, norm.n, yes=yes))]
+                  *norm.ci, decide(norm.ok and spiky.ok, norm.n, yes=yes), placebo)]
+
+
+def _c4_tests(s: Mapping[str, np.ndarray], name: str):
+    """C4's two tests (``claims``) with ``name`` as the model that should be smaller and spikier:
+    (norm, spikiness)."""
+    return (smaller(s[f"mean_norm_{name}"], s["mean_norm_vanilla"], MIN_CUT),
+            smaller(s["mean_spikiness_vanilla"], s[f"mean_spikiness_{name}"], MIN_CUT))
 
 
 def ablate(cfg: NormSpikinessConfig, variant: str, ctx: RunContext) -> np.ndarray:
@@ -392,7 +415,7 @@ def ablate(cfg: NormSpikinessConfig, variant: str, ctx: RunContext) -> np.ndarra
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="6",  # 6: rows labelled by variant; one metrics block (rundir.summarise)
+    version="7",  # 7: the placebo twin, read by C4's rule; 6: rows labelled by variant; one metrics block (rundir.summarise)
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
@@ -412,5 +435,5 @@ EXPERIMENT = Experiment(
     },
     # a headline model trains every weight decay at once, a compared one the headline's only
     models=Models(models, train_model,
-                  weight=lambda cfg, key: 1.0 if key.startswith(COMPARE) else float(len(cfg.weight_decays))),
+                  weight=lambda cfg, key: 1.0 if key.startswith(COMPARE) or key == PLACEBO else float(len(cfg.weight_decays))),
 )

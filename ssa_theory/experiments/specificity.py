@@ -37,6 +37,10 @@ position term reads ``log K``):
     ssa_q_pos     1 + sigmoid(alpha) log K in (1, 1 + log K)   a global scale with a larger range here
     ssa           position and token terms, q and v    (the value side has no effect on this read-out)
     global_free   exp(g) in (0, inf)                   unbounded: shown apart (issue's item 5)
+
+The placebo (``skeleton.twin``, the row ``placebo``): a second vanilla layer, initialised from another
+draw and trained on the same patterns in every cell, read by C6's rule with the twin in the token
+term's place and vanilla in global's: an interaction that is absent by construction.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
+from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, write_results
 from ssa_theory.stats import ci_columns, ratio_ci
 from ssa_theory.tasks import pointer
 from ssa_theory.tasks.pointer import PointerModel
@@ -81,6 +85,7 @@ class SpecificityConfig(TrainingConfig):
     strategies: tuple[str, ...] = STRATEGIES  # any name in variants.VARIANTS
     d_head: int = 0  # query/key width; 0 means 2 n_pairs (the rank the pairs need)
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
+    placebo: bool = True  # also train the vanilla twin (skeleton.twin) in every cell, read by C6's rule; needs vanilla
     steps: int = 3000
     lr: float = 0.01
     log_every: int = 100
@@ -97,6 +102,9 @@ class SpecificityConfig(TrainingConfig):
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
         for s in self.strategies:
             check_variant_name("strategies", s)
+        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
+        require(not self.placebo or "vanilla" in self.strategies,
+                "placebo=true needs vanilla among the strategies (the twin is read against it); add it or set placebo=false")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
 
@@ -112,7 +120,7 @@ class SpecificityConfig(TrainingConfig):
 
 def tau_range(strategy: str, n_keys: int) -> str:
     """How the strategy's query inverse temperature is bounded in this task (the query sees n_keys keys)."""
-    v = get_variant(strategy)
+    v = get_variant("vanilla" if strategy == PLACEBO else strategy)
     log_k = math.log(n_keys)
     q = v.terms("q")
     if v.scale == "global":
@@ -189,7 +197,7 @@ def build_model(spec: ModelSpec, cfg: SpecificityConfig, grid: Grid) -> PointerM
     """One attention layer: query token i's attention row over the K one-hot keys is its prediction.
     The keys are a set, no order: every position (and the query's) is K, as in ``dilution``."""
     K, D, E = cfg.n_keys, 2 * cfg.n_pairs + cfg.n_keys, len(grid.members)
-    attn = Attention(spec.variant, D, generators=grid.members.generators("init"), d_head=cfg.width,
+    attn = Attention(spec.variant, D, generators=grid.members.generators(spec.init), d_head=cfg.width,
                      value_proj=False, out_proj=False, train_length=K)
     keys = torch.zeros(K, D)
     keys[:, 2 * cfg.n_pairs:] = torch.eye(K)
@@ -286,9 +294,15 @@ def closed_forms(cfg: SpecificityConfig, rho: float, contrast: float) -> dict[st
 # --- run ---------------------------------------------------------------------------------------------
 
 
+def rows(cfg: SpecificityConfig) -> list[str]:
+    """The rows of the tables: every strategy, then the placebo twin where ``cfg.placebo``."""
+    return [*cfg.strategies, *([PLACEBO] if cfg.placebo else [])]
+
+
 def run(cfg: SpecificityConfig, ctx: RunContext) -> None:
     grid = Grid.of(cfg.cells, ctx.seeds)
-    trained = {strategy: train(ModelSpec.of(strategy), cfg, grid.members, ctx, grid=grid) for strategy in cfg.strategies}
+    trained = {row: train(twin() if row == PLACEBO else ModelSpec.of(row), cfg, grid.members, ctx, grid=grid)
+               for row in rows(cfg)}
     write_results(ctx, measure(cfg, grid, trained))
 
 
@@ -379,7 +393,7 @@ def _cells(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
     cells = []
     for (contrast, rho), g in per_seed.groupby(["contrast", "rho"], sort=True):
         forms = closed_forms(cfg, rho, contrast)
-        for strategy in cfg.strategies:
+        for strategy in rows(cfg):
             d = g[g.strategy == strategy]
             cells.append({"contrast": contrast, "rho": rho, "strategy": strategy, **ci_columns("excess", d.excess),
                           **ci_columns("norm", d.norm), "norm_vanilla_min": d.norm_vanilla_min.mean(),
@@ -404,7 +418,7 @@ def _strategies(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> tuple[pd.Data
     where = _where(cfg)
     ref = "global" if "global" in cfg.strategies else cfg.strategies[0]
     summary, metrics = [], {}
-    for strategy in cfg.strategies:
+    for strategy in rows(cfg):
         row, m = {"strategy": strategy, "tau_range": tau_range(strategy, cfg.n_keys)}, {}
         for label, (rho, contrast) in where.items():
             d = _cell(per_seed[per_seed.strategy == strategy], rho, contrast)
@@ -438,23 +452,33 @@ def claims(exported: Path) -> list[Claim]:
     ratio of ratios r_hard / r_control, paired by seed. Reproduced when against both controls it is
     at most ``1 - MIN_INTERACTION`` (0.8) with its 95% CI below 1 (``claims.smaller``). A token term
     that is merely better everywhere (a difference that passes in the controls too) does not pass.
-    The headline number is the larger (weaker) of the two ratios of ratios.
+    The headline number is the larger (weaker) of the two ratios of ratios. Its placebo: the same rule
+    with the vanilla twin in the token term's place and vanilla in global's ("" where the run has no twin).
     """
     m = read_json(Path(exported) / "metrics.json")
-    g, t = m["strategies"]["global"], m["strategies"]["ssa_q_tok"]
+    weak, verdict = _c6_rule(m, "ssa_q_tok", "global")
+    placebo = _c6_rule(m, PLACEBO, "vanilla")[1] if PLACEBO in m["strategies"] else ""
+    hard = m["cells"]["hard"]
+    return [Claim("C6", "specificity",
+                  "Fig. p4 argument: similar queries that need different sparsity need a token-aware temperature",
+                  f"(token / global excess) at rho = {hard['rho']:g}, contrast {hard['contrast']:g}, over the same in "
+                  f"the weaker control", *weak.ci, verdict, placebo)]
+
+
+def _c6_rule(m: Mapping, name: str, ref: str):
+    """C6's rule (``claims``) with ``name`` in the token term's place and ``ref`` in global's: (the
+    weaker of the two interaction tests, verdict)."""
+    g, t = m["strategies"][ref], m["strategies"][name]
     r = {k: np.asarray(t[k]["per_seed"]["excess"], dtype=float) / np.asarray(g[k]["per_seed"]["excess"], dtype=float)
          for k in ("hard", "dissimilar", "no_contrast")}
     effect = {k: smaller(r["hard"], r[k], MIN_INTERACTION) for k in ("dissimilar", "no_contrast")}
     weak = max(effect.values(), key=lambda e: e.value)
     ratio = {k: t[k]["excess"] / g[k]["excess"] for k in r}
-    hard, dis = m["cells"]["hard"], m["cells"]["dissimilar"]
-    where = (f"token / global excess {ratio['hard']:.2f} there, {ratio['dissimilar']:.2f} at rho = {dis['rho']:g}, "
+    dis = m["cells"]["dissimilar"]
+    who = "token / global" if (name, ref) == ("ssa_q_tok", "global") else f"{name} / {ref}"
+    where = (f"{who} excess {ratio['hard']:.2f} there, {ratio['dissimilar']:.2f} at rho = {dis['rho']:g}, "
              f"{ratio['no_contrast']:.2f} without contrast")
-    verdict = decide(all(e.ok for e in effect.values()), weak.n, yes=f"reproduced: {where}", no=f"not reproduced: {where}")
-    return [Claim("C6", "specificity",
-                  "Fig. p4 argument: similar queries that need different sparsity need a token-aware temperature",
-                  f"(token / global excess) at rho = {hard['rho']:g}, contrast {hard['contrast']:g}, over the same in "
-                  f"the weaker control", *weak.ci, verdict)]
+    return weak, decide(all(e.ok for e in effect.values()), weak.n, yes=f"reproduced: {where}", no=f"not reproduced: {where}")
 
 
 def ablate(cfg: SpecificityConfig, variant: str, ctx: RunContext) -> np.ndarray:
@@ -467,7 +491,7 @@ def ablate(cfg: SpecificityConfig, variant: str, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="specificity",
-    version="3",  # 3: the one budget (scalars free), the prediction table, C6 as an interaction
+    version="4",  # 4: the placebo twin, read by C6's rule; 3: the one budget (scalars free), the prediction table, C6 as an interaction
     claim="Fig. p4 argument: similar queries that need different sparsity; token term vs a global scale",
     config=SpecificityConfig,
     run=run,

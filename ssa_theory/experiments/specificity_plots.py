@@ -10,6 +10,8 @@ import numpy as np
 
 from ssa_theory.plotting import COLORS, band, colors, save
 from ssa_theory.rundir import load_frame, read_table
+from ssa_theory.skeleton import PLACEBO
+
 
 def _x(rho):
     """The closed forms' growth variable ``1 / ||x_a - x_b|| = 1 / sqrt(2 (1 - rho))``."""
@@ -23,7 +25,7 @@ def excess_and_norm(run_dir: Path) -> None:
     below its dashed line reached an accuracy vanilla cannot reach at that norm. Dotted black: the
     least norms that reproduce the targets exactly, vanilla and a per-query temperature in (0, 2]."""
     t = read_table(run_dir, "cells")
-    strategies = list(dict.fromkeys(t.strategy))
+    strategies = [s for s in dict.fromkeys(t.strategy) if s != PLACEBO]  # the twin lies on vanilla: in the tables only
     col = colors(strategies)
     contrasts = sorted(t.contrast.unique())
     fig, axes = plt.subplots(2, len(contrasts), figsize=(3.8 * len(contrasts), 6.6), layout="constrained",
@@ -68,7 +70,7 @@ def frontier(run_dir: Path) -> None:
     c = curves.contrast.iloc[0]
     per_seed = per_seed[per_seed.contrast == c]
     rhos = sorted(per_seed.rho.unique())
-    strategies = list(dict.fromkeys(per_seed.strategy))
+    strategies = [s for s in dict.fromkeys(per_seed.strategy) if s != PLACEBO]
     col = colors(strategies)
     n = len(rhos)
     cols = min(n, 4)
