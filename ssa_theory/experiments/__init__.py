@@ -11,7 +11,9 @@ Every experiment is one module with the same skeleton, top to bottom (the pieces
 4. ``measure(cfg, ..., trained) -> Results``: tables beside the closed forms of ``ssa_theory.theory``,
    raw frames and ``metrics.json``; ``write_results(ctx, results)`` writes them, the one writer.
 5. ``run(cfg, ctx)``: the loops that tie 2-4 together, a few lines.
-6. ``claims(exported)``: the paper's claims from the exported results, each with its rule.
+6. ``claims(exported)``: the paper's claims from the exported results, each with its rule, and the
+   same rule read on the placebo (``skeleton.twin()``, trained beside the models, in the claimed
+   model's place; ``Claim.placebo``).
 7. ``ablate(cfg, variant, ctx)``: the task's headline measure per seed for any variant (``Ablation``).
 8. ``plot(run_dir)``: every figure, from the run directory only (``*_plots.py``).
 9. ``EXPERIMENT``: the registry entry, with its presets.

@@ -10,6 +10,7 @@ import numpy as np
 
 from ssa_theory.plotting import COLORS, band, ci_err, colors, label, save
 from ssa_theory.rundir import load_arrays, load_frame, read_json, read_table
+from ssa_theory.skeleton import PLACEBO
 
 
 def _headline(run_dir: Path) -> tuple[str, list[int]]:
@@ -77,9 +78,11 @@ def ce_curves(run_dir: Path) -> None:
     table = read_table(run_dir, "ce_l1").set_index("model")
     floor = table.loc["vanilla", "ce_floor"]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for model in dict.fromkeys(curves.model):  # vanilla, ssa, global
+    for model in dict.fromkeys(curves.model):  # vanilla, ssa, global, the placebo twin
         c = curves[(curves.score == score) & (curves.model == model)].groupby("step").ce
-        ax.plot(c.mean().index, c.mean(), color=col[model], label=label(model, variants))
+        twin = model == PLACEBO  # dashed: it lies on vanilla's curve
+        ax.plot(c.mean().index, c.mean(), color=col[model], ls="--" if twin else "-",
+                label="placebo (vanilla twin)" if twin else label(model, variants))
         band(ax, c.mean().index, c.min(), c.max(), col[model], alpha=0.2)
     ax.axhline(floor, color=COLORS["theory"], ls="--", lw=1, label="floor: entropy of P*")
     best = table.loc["vanilla", "ce_theory"]
