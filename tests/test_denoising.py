@@ -99,6 +99,10 @@ def test_table2_has_the_papers_rows(quick):
         assert key in m and key in m["per_seed"] and key in m["ci95"], key
     assert {"mse_naive_theory", "mse_bayes_theory", "mse_vanilla_limit_theory"} <= set(m)
 
+    # the placebo twin: the default regime's seeds only, vanilla drawn apart (another init, the same data)
+    assert "Vanilla attention, twin (placebo)" in set(t2.method) and len(m["per_seed"]["mse_placebo"]) == len(m["seeds"])
+    assert m["per_seed"]["mse_placebo"] != m["per_seed"]["mse_vanilla"]  # 200 quick steps: far from the common limit
+
 
 @pytest.mark.slow
 def test_default_run_reaches_each_limit(tmp_path):

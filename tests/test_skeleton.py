@@ -17,7 +17,7 @@ from ssa_theory.experiments import ablation
 from ssa_theory.nn import SelectiveAttention
 from ssa_theory.rundir import summarise
 from ssa_theory.seeding import Members
-from ssa_theory.skeleton import ModelSpec, with_variant
+from ssa_theory.skeleton import PLACEBO, ModelSpec, twin, with_variant
 
 NEWCOMER = '''
 """newcomer: a new experiment as a researcher adds one (one module, one register call)."""
@@ -149,6 +149,42 @@ def test_model_spec_resolves_once_and_names_the_layer():
     df = with_variant(pd.DataFrame({"model": ["vanilla", "ssa", "target"], "x": [1, 2, 3]}), "model",
                       {"vanilla": "vanilla", "ssa": "ssa_q_tok"})
     assert list(df.columns) == ["model", "variant", "x"] and list(df.variant) == ["vanilla", "ssa_q_tok", ""]
+
+
+@pytest.mark.parametrize("name", ["graph_transition", "norm_spikiness", "specificity"])
+def test_the_twin_is_vanilla_drawn_apart_on_the_same_data(name, tmp_path):
+    """The placebo of every claim: vanilla attention from the ``init_twin`` stream, so its weights differ
+    from vanilla's on the same seeds while its training data (the ``data`` stream, keyed by seed alone) is
+    vanilla's; a spec without ``init`` keeps the ``init`` stream (no model moved)."""
+    from ssa_theory.rundir import RunContext
+
+    t = twin()
+    assert (t.label, t.variant, t.init, ModelSpec.of("vanilla").init) == (PLACEBO, "vanilla", "init_twin", "init")
+    exp = registry.get(name)
+    cfg = exp.config(**exp.presets["quick"].overrides)
+    ctx = RunContext(tmp_path, [0, 1], torch.device("cpu"), quiet=True)
+    module = importlib.import_module(f"ssa_theory.experiments.{name}")
+    w = {}
+    for spec in (ModelSpec.of("vanilla"), ModelSpec.of("vanilla"), t):
+        torch.manual_seed(len(w))  # a model must not draw from the global generator
+        attn = _first_attention(module, spec, cfg, ctx)
+        w.setdefault(spec.label, []).append(attn.w_q.detach().clone())
+    assert torch.equal(w["vanilla"][0], w["vanilla"][1])
+    assert w[PLACEBO][0].shape == w["vanilla"][0].shape and not torch.allclose(w[PLACEBO][0], w["vanilla"][0])
+
+
+def _first_attention(module, spec, cfg, ctx):
+    """The attention layer ``module`` builds for ``spec`` on seeds 0 and 1, before any training (denoising
+    builds its own in ``train``: its quick-run test reads the twin apart from vanilla instead)."""
+    name = module.__name__.rpartition(".")[2]
+    members = Members.of(ctx.seeds)
+    if name == "graph_transition":
+        from ssa_theory.tasks.graphs import GraphTask
+        task = GraphTask.build(cfg.n_nodes, cfg.max_degree, cfg.graph_seed, cfg.smoothing)
+        return module.build_model(spec, cfg, task, cfg.score, members).attn
+    if name == "norm_spikiness":
+        return module.build_model(spec, cfg, module.Task.build(cfg), members).attn
+    return module.build_model(spec, cfg, module.Grid.of(cfg.cells[:1], ctx.seeds)).attn
 
 
 def test_summarise_is_the_metrics_block():
