@@ -43,6 +43,11 @@ def test_config_refuses_impossible_values():
         sp.SpecificityConfig(contrasts=(0.5,))
     with pytest.raises(ConfigError, match="did you mean 'global'"):
         sp.SpecificityConfig(strategies=("vanilla", "globl"))
+    with pytest.raises(ConfigError, match="placebo=true needs vanilla"):  # the twin is read against vanilla
+        sp.SpecificityConfig(strategies=("global", "ssa_q_tok"))
+    with pytest.raises(ConfigError, match="names the vanilla twin"):
+        sp.SpecificityConfig(strategies=("vanilla", "placebo"))
+    assert sp.rows(sp.SpecificityConfig(strategies=("global", "ssa_q_tok"), placebo=False)) == ["global", "ssa_q_tok"]
 
 
 def test_logits_are_the_pair_map_the_closed_forms_bound(tmp_path):

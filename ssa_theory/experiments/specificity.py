@@ -100,9 +100,9 @@ class SpecificityConfig(TrainingConfig):
         require(len(self.rhos) >= 1 and all(0 <= r < 1 for r in self.rhos),
                 f"rhos must lie in [0, 1) (got {self.rhos}); at rho = 1 the two queries are the same token")
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
+        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
         for s in self.strategies:
             check_variant_name("strategies", s)
-        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
         require(not self.placebo or "vanilla" in self.strategies,
                 "placebo=true needs vanilla among the strategies (the twin is read against it); add it or set placebo=false")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
