@@ -35,6 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ssa_theory.nn import SelectiveAttention
 from ssa_theory.seeding import derive_seed
+from ssa_theory import skeleton
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class Ensemble(nn.Module):
         return {k: v for k, v in self._params().items() if ".attn.temp." in k}
 
 
-PLACEBO = "placebo"  # the vanilla twin's model key and row: vanilla attention from the init_twin stream
+PLACEBO = skeleton.PLACEBO  # the vanilla twin's model key and row (``skeleton.twin``)
 
 
 def check_model_fields(cfg) -> None:
@@ -195,10 +196,9 @@ def model_keys(cfg) -> list[str]:
 
 def model_spec(key: str):
     """``(ModelSpec, init stream)`` of a model key of ``model_keys``: a strategy as itself from the
-    ``init`` stream; ``PLACEBO`` as vanilla attention from ``init_twin`` (another draw of the same law)."""
-    from ssa_theory.skeleton import ModelSpec
-
-    return (ModelSpec.of(PLACEBO, "vanilla"), "init_twin") if key == PLACEBO else (ModelSpec.of(key), "init")
+    ``init`` stream; ``PLACEBO`` as ``skeleton.twin()``, vanilla attention from ``init_twin``."""
+    spec = skeleton.twin() if key == PLACEBO else skeleton.ModelSpec.of(key)
+    return spec, spec.init
 
 def presets(minutes: float, quick: dict, gpu: dict) -> dict:
     """The LM experiments' presets: ``default`` (3 seeds, the run ``paper_repro.md`` reports;

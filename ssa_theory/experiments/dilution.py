@@ -56,7 +56,7 @@ from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, step_lengths
-from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
+from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, write_results
 from ssa_theory.stats import ci_columns
 from ssa_theory.tasks import needle as needle_task
 from ssa_theory.tasks.needle import NeedleModel, draw_items, items, sample  # noqa: F401  (the task, re-exported)
@@ -81,7 +81,7 @@ class DilutionConfig(TrainingConfig):
     eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     flag_noise: float = 0.0  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
     strategies: tuple[str, ...] = STRATEGIES
-    placebo: bool = True  # also train the vanilla twin (PLACEBO: another initialisation), read by C5's rule
+    placebo: bool = True  # also train the vanilla twin (skeleton.twin: another initialisation), read by C5's rule in SSA's place
     noise_check: float = 0.3  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
     noise_strategies: tuple[str, ...] = NOISE_STRATEGIES
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
@@ -141,12 +141,12 @@ def train_lengths(cfg: DilutionConfig) -> list[int]:
 # --- training and evaluation ------------------------------------------------------------------------
 
 
-def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext, init: str = "init") -> Trained:
+def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> Trained:
     """Train one strategy on lengths n_min..n_max for every member at once, then measure it at every
     length of ``cfg.eval_ns`` (arrays (E, len(eval_ns)): ``MEASURES`` and the closed form's
     extrapolation from the training length ``mass_pred``, ``mass_pred_se``), along ``cfg.grid``
     (``grid_mass_pred`` (E, len(grid))), and its learned scalars (``learned_*``, (E,))."""
-    net = _fit(spec, cfg, members, ctx, init)
+    net = _fit(spec, cfg, members, ctx)
     n0 = cfg.n_max
     summaries, samples = {}, None
     for n in cfg.eval_ns:
@@ -166,8 +166,8 @@ def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContex
     return Trained(spec, members, arrays)
 
 
-def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext, init: str = "init") -> NeedleModel:
-    net = NeedleModel(spec.variant, cfg, members.generators(init)).to(ctx.device)
+def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> NeedleModel:
+    net = NeedleModel(spec.variant, cfg, members.generators(spec.init)).to(ctx.device)
     # no training curve is drawn, so nothing is evaluated during training (log_every only paces the checks)
     return needle_task.fit_model(net, cfg, members, ctx, spec.label, train_lengths(cfg), cfg.weight_decay)
 
@@ -257,7 +257,6 @@ def learned_coefficients(net: NeedleModel) -> dict[str, np.ndarray]:
 NOISY = "noisy:"  # the key of a model of the noisy-flag row: NOISY + its strategy
 
 
-PLACEBO = "placebo"  # the vanilla twin: vanilla attention from the init_twin stream, read by C5's rule in place of SSA
 
 
 def rows(cfg: DilutionConfig) -> list[str]:
@@ -278,7 +277,7 @@ def train_model(cfg: DilutionConfig, key: str, ctx: RunContext) -> Trained:
         return train(ModelSpec(f"{s} (flag noise {cfg.noise_check:g})", s), replace(cfg, flag_noise=cfg.noise_check),
                      members, ctx)
     if key == PLACEBO:
-        return train(ModelSpec.of(PLACEBO, "vanilla"), cfg, members, ctx, init="init_twin")
+        return train(twin(), cfg, members, ctx)
     return train(ModelSpec.of(key), cfg, members, ctx)
 
 
