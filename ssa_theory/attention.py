@@ -68,16 +68,18 @@ from torch import nn
 
 from ssa_theory import functional as core
 from ssa_theory import strategies as st
-from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal
+from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal  # noqa: F401  (stacked_full re-exported)
 from ssa_theory.functional import SCORES, SDPA_ROW_LIMIT  # noqa: F401  (re-exported)
+from ssa_theory.plan import ALL, FACTORS, SSA, LayerPlan
 from ssa_theory.variants import (NEW_VARIANTS, SIDES, TERMS, VARIANTS, Variant, all_variants,  # noqa: F401
                                  check_variant_name, get_variant, unknown)
+
 
 class Attention(nn.Module):
     """Multi-head attention with optional SSA temperatures, for E ensemble members at once.
 
     Args:
-        variant: a name in ``VARIANTS`` or a ``Variant``.
+        variant: a name in ``VARIANTS`` or a ``Variant`` (resolved once, into ``self.plan``).
         d_model: input width D.
         generators: one CPU ``torch.Generator`` per ensemble member (E = its length); member e's
             weights are drawn from ``generators[e]`` only.
@@ -109,14 +111,10 @@ class Attention(nn.Module):
         train_length: int | None = None,
     ) -> None:
         super().__init__()
-        self.variant = get_variant(variant)
         if score not in SCORES:
             raise unknown("score geometry", score, list(SCORES))
         if score != "dot" and not (score_bound and score_bound > 0):
             raise ValueError(f"score {score!r} needs score_bound > 0 (got {score_bound})")
-        self.placements = self.variant.placements()
-        st.check_placements(self.placements, train_length)
-        self.train_length = train_length
         if d_head is None:
             if d_model % n_heads:
                 raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}; pass d_head")
@@ -127,8 +125,12 @@ class Attention(nn.Module):
         self.n_members, self.n_heads, self.d_head = E, H, d_head
         self.d_value = d_head if value_proj else d_model // n_heads
         self.score, self.score_bound = score, score_bound
+        self.plan = LayerPlan.of(variant, d_model=d_model, n_heads=H, d_head=d_head, d_value=self.d_value,
+                                 train_length=train_length)
+        self.variant, self.placements, self.train_length = self.plan.variant, self.plan.placements, train_length
 
-        # Draw order is fixed (q, k, v, o, then temperature projections): part of reproducibility.
+        # Draw order is fixed (q, k, v, o, then the strategies' parameters in the plan's placement
+        # order): part of reproducibility.
         std = lecun_std(d_model)
         qk_std = std if qk_std is None else qk_std
         self.w_q = nn.Parameter(stacked_normal(generators, (d_model, H * d_head), qk_std))
@@ -139,17 +141,10 @@ class Attention(nn.Module):
             if out_proj
             else None
         )
-        # Every strategy's parameters, from its declaration in ssa_theory.strategies, in the variant's
-        # placement order (the order their random draws, if any, are made in), named PREFIX + name:
-        # SSA's u (E, H, w), alpha (E, H), own projection (E, D, H w); a scale's scale_*; the gate's gate_w.
-        self.temp = nn.ParameterDict()
-        for side, strategy, prefix in self.placements:
-            width = self.d_value if side in ("v", "out") else d_head
-            for pname, spec in strategy.params.items():
-                shape = st.param_shape(spec, H=H, w=width, d=d_head, D=d_model)
-                init = st.initial_value(spec, alpha_init=alpha_init)
-                value = stacked_normal(generators, shape, qk_std) if init is None else stacked_full(E, shape, init)
-                self.temp[prefix + pname] = nn.Parameter(value)
+        # every strategy's parameters, named PREFIX + name: SSA's u (E, H, w), alpha (E, H), own
+        # projection (E, D, H w); a scale's scale_*; the gate's gate_w
+        draw = lambda shape: stacked_normal(generators, shape, qk_std)  # noqa: E731
+        self.temp = self.plan.parameter_dict(self.plan.new_parameters(draw, members=E, alpha_init=alpha_init))
 
     def decayed_parameters(self) -> list[nn.Parameter]:
         """What a weight-decay budget prices (the convention of ``paper_repro.md``, "One temperature
@@ -158,10 +153,8 @@ class Attention(nn.Module):
         ASEntmax's w), all with neutral value 0. Per-head scalars (SSA's alpha, a global g, SSMax's s,
         the released beta, a sink's logit) are never priced: their raw values have no common neutral
         point, so decaying them toward 0 would pull each strategy toward a different law."""
-        out = [p for p in (self.w_q, self.w_k, self.w_v, self.w_o) if p is not None]
-        for _, strategy, prefix in self.placements:
-            out += [self.temp[prefix + name] for name, spec in strategy.params.items() if spec.decayed]
-        return out
+        return [p for p in (self.w_q, self.w_k, self.w_v, self.w_o) if p is not None] + \
+            [self.temp[name] for name in self.plan.decayed()]
 
     def weight_l2(self) -> torch.Tensor:
         """The budget's squared norm per member (E,): the sum of squares of ``decayed_parameters``; the
@@ -177,29 +170,28 @@ class Attention(nn.Module):
         """The parameters of a placed strategy by their declared names, each (E, *declared shape):
         ``layer.parameters_of("ssa_tok", "q")["u"]`` is SSA's query u (E, H, d),
         ``layer.parameters_of("ssmax")["s"]`` SSMax's s (E, H). ``KeyError`` naming what is placed otherwise."""
-        return st.parameters_of(self.placements, self.temp, strategy, side)
+        return self.plan.parameters_of(self.temp, strategy, side)
+
+    def _token_term(self, side: str):
+        found = [p for p in self.plan.on(side) if p.strategy.name in ("ssa_tok", "ssa_tok_own")]
+        if not found:
+            raise KeyError(f"variant {self.variant.name!r} has no token term on side {side!r}")
+        return found[0]
 
     def token_argument(self, side: str, x: torch.Tensor) -> torch.Tensor:
         """The argument ``u . GELU(h)`` of the token term's tanh on ``side`` for inputs x (E,B,L,D):
         (E,B,H,L), h the side's projection (or the term's own). ``KeyError`` without a token term."""
-        tok = [(s, prefix) for sd, s, prefix in self.placements if sd == side and s.name in ("ssa_tok", "ssa_tok_own")]
-        if not tok:
-            raise KeyError(f"variant {self.variant.name!r} has no token term on side {side!r}")
-        strategy, prefix = tok[0]
-        p = self.strategy_params(prefix, strategy)
-        h = self._side_proj(side, x) if strategy.name == "ssa_tok" else self._heads(linear(x, p["w"]))
+        placed = self._token_term(side)
+        p = self.parameters_of(placed.strategy.name, side)
+        h = self._side_proj(side, x) if placed.strategy.name == "ssa_tok" else self._heads(linear(x, p["w"]))
         return st.token_argument(h, p["u"])
 
     def token_projection(self, side: str) -> torch.Tensor:
         """The projection (E, D, H w) the token term on ``side`` reads: the side's own weights with
         sharing (``W_q`` for the query), the term's ``W_t`` without."""
-        if any(sd == side and s.name == "ssa_tok_own" for sd, s, _ in self.placements):
+        if self._token_term(side).strategy.name == "ssa_tok_own":
             return self.parameters_of("ssa_tok_own", side)["w"]
         return {"q": self.w_q, "k": self.w_k, "v": self.w_v}[side]
-
-    def strategy_params(self, prefix: str, strategy: st.Strategy) -> dict[str, torch.Tensor]:
-        """The parameters of one placed strategy, by the names its declaration uses."""
-        return {pname: self.temp[prefix + pname] for pname in strategy.params}
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(E, B, L, H*w) -> (E, B, H, L, w)."""
@@ -213,46 +205,38 @@ class Attention(nn.Module):
 
     def strategies(self) -> core.Strategies:
         """The layer's strategies and parameters, as the core takes them."""
-        return core.Strategies(self.placements, self.temp, self.train_length, self.n_heads, self.n_heads)
+        return self.plan.strategies(self.temp)
 
-    # --- reading the temperatures -----------------------------------------------------------------
+    # --- reading the temperatures (each through the plan's one readout) ----------------------------
 
     def temperature(self, side: str, x: torch.Tensor, proj: torch.Tensor | None = None,
                     pos: torch.Tensor | None = None) -> torch.Tensor | None:
         """SSA's inverse temperature tau = 1 + its terms on ``side``, for inputs x (E,B,L,D): (E,B,H,L), or
         None if the side has none. ``proj`` is that side's projection (E,B,H,L,w), recomputed when not
         given; ``pos`` holds the 1-based positions (L,), default ``1..L``."""
-        s = self.strategies()
-        terms = s.on(side, "add")
-        if not terms:
-            return None
-        if proj is None and any(t.name == "ssa_tok" for t, _ in terms):
+        if proj is None and "proj" in self.plan.reads(side):
             proj = self._side_proj(side, x)
-        tau = s.ssa(side, s.inputs(side, x, proj=proj, pos=pos))
-        return tau.expand(x.shape[0], x.shape[1], self.n_heads, x.shape[-2])
+        tau = self.plan.readout(self.temp, side, x, which=SSA, proj=proj, pos=pos)
+        return None if tau is None else tau.expand(x.shape[0], x.shape[1], self.n_heads, x.shape[-2])
 
     def strategy_scale(self, n: torch.Tensor, q: torch.Tensor | None = None,
                        extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         """The logit factor of the variant's query- or key-side strategies at ``n`` keys (broadcastable to
         (E,B,H,Lq); ``freq``: on key j's logits (E,B,H,Lk) from ``extras["k_freq"]``), or None. ``q``
         (E,B,H,Lq,d): the queries, for query-dependent scales (``asentmax``)."""
-        s = self.strategies()
-        side = "k" if s.on("k", "mul") else "q"
-        if not s.on(side, "mul"):
-            return None
+        side = "k" if any(p.strategy.combine == "mul" for p in self.plan.on("k")) else "q"
         n = torch.as_tensor(n)
         x = torch.zeros(self.n_members, 1, n.shape[-1] if n.dim() else 1, 1, dtype=n.dtype, device=n.device)
-        return st.product(s.on(side, "mul"), s.inputs(side, x, n=n, q=q, extras=extras))
+        return self.plan.readout(self.temp, side, x, which=FACTORS, n=n, q=q, extras=extras)
 
     def query_inverse_temperature(self, x: torch.Tensor, n: torch.Tensor | float,
                                   pos: torch.Tensor | None = None) -> torch.Tensor:
         """Everything that multiplies query i's logits (E,B,H,L): SSA's query terms times the query-side
         strategies' factor at ``n`` keys; ones for vanilla. ``pos``: 1-based positions (L,)."""
         E, B, L, _ = x.shape
-        s = self.strategies()
         q = self._side_proj("q", x)
         n = torch.as_tensor(n, dtype=x.dtype, device=x.device).expand(L)
-        tau = s.tau("q", s.inputs("q", x, proj=q, pos=pos, n=n, q=q))
+        tau = self.plan.readout(self.temp, "q", x, which=ALL, proj=q, pos=pos, n=n, q=q)
         return torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype) if tau is None \
             else tau.expand(E, B, self.n_heads, L)
 
@@ -260,9 +244,8 @@ class Attention(nn.Module):
                                 extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         """Everything that multiplies key j's logits (E,B,H,Lk): SSA's key terms times the key-side
         strategies' factor (``freq``); None where that is 1 (most variants)."""
-        s = self.strategies()
-        k = self._side_proj("k", context) if s.on("k") else None
-        tau = s.tau("k", s.inputs("k", context, proj=k, pos=k_pos, extras=extras))
+        k = self._side_proj("k", context) if self.plan.on("k") else None
+        tau = self.plan.readout(self.temp, "k", context, which=ALL, proj=k, pos=k_pos, extras=extras)
         return None if tau is None else tau.expand(context.shape[0], context.shape[1], self.n_heads, -1)
 
     # --- the layer ---------------------------------------------------------------------------------

@@ -153,8 +153,9 @@ def module(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 
     x = torch.randn(batch, length, D, generator=torch_generator(1, "data")).to(device)
     ref = NanoGPTAttention(D, heads).to(device)
     rows = []
-    for name in variants:
-        layer = SelectiveAttention(D, heads, variant=name, train_length=max(2, length // 4)).to(device)
+    for variant in variants:  # names or resolved Variants
+        layer = SelectiveAttention(D, heads, variant=variant, train_length=max(2, length // 4)).to(device)
+        name = layer.variant.name
         t_ref, t_var = _rounds(lambda: ref(x).sum().backward(), lambda: layer(x).sum().backward(), repeats, device)
         ratio = statistics.median(b / a for a, b in zip(t_ref, t_var))
         target = MODULE_TARGETS.get(name, float("nan"))

@@ -131,20 +131,20 @@ def task_rows(plan: Plan, values: dict[tuple[str, str], np.ndarray], sources: di
     return df
 
 
-def header(strategy: str, *, fast: bool, no_check: bool) -> dict:
-    """The card's top: conformance, parameters in a GPT-2-small layer, speed against SDPA."""
+def header(variant, *, fast: bool, no_check: bool) -> dict:
+    """The card's top: conformance, parameters in a GPT-2-small layer, speed against SDPA, for a
+    resolved ``Variant``."""
     from ssa_theory import bench
     from ssa_theory.nn import parameter_counts
     from ssa_theory.testing.conformance import check_strategy
-    from ssa_theory.variants import get_variant
 
-    variant = get_variant(strategy)
+    strategy = variant.name
     placed = list({s.name: s for _, s, _ in variant.placements()}.values())  # SSA's terms sit on several sides
     reports = [check_strategy(s if s.origin == "built-in" else (strategy if ":" in strategy else s.name)) for s in placed]
     conformance = [str(r) for r in reports] or ["vanilla attention: no strategy to check"]
-    counts = parameter_counts([strategy])[0]
+    counts = parameter_counts([variant])[0]
     size = dict(batch=2, length=256, repeats=2) if fast else dict(batch=8, length=1024, repeats=3)
-    timing = bench.module(variants=(strategy,), heads=4, d_head=64, **size).iloc[0]
+    timing = bench.module(variants=(variant,), heads=4, d_head=64, **size).iloc[0]
     return {"conformance": conformance, "conforms": all(r.ok for r in reports), "no_check": no_check,
             "new_parameters": int(counts["new_parameters"]), "share_percent": float(counts["share_percent"]),
             "ms": float(timing["ms_module"]), "ms_sdpa": float(timing["ms_nanogpt"]), "speed_ratio": float(timing["ratio"]),
@@ -152,7 +152,7 @@ def header(strategy: str, *, fast: bool, no_check: bool) -> dict:
                            "plus backward, median of interleaved rounds"}
 
 
-def learned_temperature(strategy: str, scale: str, seeds: list[int], device) -> pd.DataFrame:
+def learned_temperature(strategy, scale: str, seeds: list[int], device) -> pd.DataFrame:
     """The query inverse temperature the strategy learns on ``dilution`` (at the ablation's size):
     per seed, at the longest training length and at 256 and 4096 items."""
     from ssa_theory import registry
@@ -239,16 +239,20 @@ def write_card(folder: Path, plan: Plan, top: dict, tasks: pd.DataFrame, temps: 
     return folder / "card.md"
 
 
-def make_card(strategy: str, *, quick: bool, seeds: list[int], out: Path, device, jobs: int, no_check: bool,
+def make_card(variant, *, quick: bool, seeds: list[int], out: Path, device, jobs: int, no_check: bool,
               root: Path = Path("."), tasks: list[str] | None = None,
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> Path:
-    """Everything above, on ``tasks`` (default: every task of the ablation); returns the card's folder
-    (``OUT/cards/NAME``)."""
+    """Everything above for ``variant`` (a name or a resolved ``Variant``), on ``tasks`` (default: every
+    task of the ablation); returns the card's folder (``OUT/cards/NAME``)."""
     from ssa_theory import registry
+    from ssa_theory.variants import get_variant
+
+    variant = get_variant(variant)  # a Variant passes through
+    strategy = variant.name
 
     plan = Plan(strategy, "quick" if quick else "moderate", seeds, list(tasks or registry.with_ablation()))
     log(f"card {strategy}: conformance, parameters and speed")
-    top = header(strategy, fast=quick, no_check=no_check)
+    top = header(variant, fast=quick, no_check=no_check)
     learned: dict[tuple[str, str], str] = {}
     committed = {} if quick else committed_references(root, plan, learned)
     sources = {k: "the committed ablation (experiments/ablation)" for k in committed}
@@ -259,7 +263,7 @@ def make_card(strategy: str, *, quick: bool, seeds: list[int], out: Path, device
                                          learned=learned)}
     tasks = task_rows(plan, values, sources, learned)
     log(f"card {strategy}: the learned temperature on dilution")
-    temps = learned_temperature(strategy, plan.scale, seeds, device)
+    temps = learned_temperature(variant, plan.scale, seeds, device)
     folder = Path(out) / "cards" / card_name(strategy)
     write_card(folder, plan, top, tasks, temps)
     (folder / "card.json").write_text(json.dumps({"strategy": strategy, "scale": plan.scale, "seeds": seeds,

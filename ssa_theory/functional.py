@@ -414,35 +414,60 @@ def attend(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.Te
     ``return_probs``), for reading a layer's attention at a few positions of a long context.
     A query that sees no key gets zero output and zero probabilities, on every path."""
     p = prepare(strategies, q, k, v, x=x, extras=extras, **where)
+    out, probs = kernel(p, score=score, bound=bound, return_probs=return_probs, rows=rows)
+    if rows is None:
+        gate = strategies.extra("out", strategies.inputs("out", x, extras=extras))
+        if gate is not None:
+            out = out * gate
+    return out, probs
+
+
+def kernel(p: Prepared, *, score: str = "dot", bound: float | None = None, return_probs: bool = False,
+           rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Step 5 of the module docstring on a prepared call: queries with no visible key opened and then
+    zeroed, the fused kernel (``dot``, ``cosine``) or the explicit path (the other geometries, the
+    probabilities, a subset of ``rows``). Returns the output (E, B, H, Lq or R, w) and the
+    probabilities or None."""
     visible, empty = p.visible, None
     if visible is not None:
         visible, empty = open_empty_rows(visible)
-    q, tq = p.q, p.tq
+    q, tq, plain = p.q, p.tq, p.plain
     if rows is not None:
         Lq = q.shape[-2]
-        if p.plain:
-            visible, p.plain = _causal_mask(Lq, p.k.shape[-2], q.device), False
+        if plain:
+            visible, plain = _causal_mask(Lq, p.k.shape[-2], q.device), False
         take = lambda t: None if t is None else t.expand(*t.shape[:-1], Lq).index_select(-1, rows)  # noqa: E731
         q, tq = q.index_select(-2, rows), take(tq)
         if visible is not None:
             visible = visible.expand(*visible.shape[:-2], Lq, visible.shape[-1]).index_select(-2, rows)
             empty = take(empty)
     if score == "dot" and not return_probs:
-        out, probs = fused(q, p.k, p.v, tq, p.tk, visible, p.plain, p.sink), None
+        out, probs = fused(q, p.k, p.v, tq, p.tk, visible, plain, p.sink), None
     elif score == "cosine" and not return_probs:  # B cos(q, k) is the dot score of B sqrt(d) q/|q| and k/|k|
         q_unit = F.normalize(q, dim=-1) * (bound * math.sqrt(q.shape[-1]))
-        out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, p.plain, p.sink), None
+        out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, plain, p.sink), None
     else:
-        out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, p.plain, p.sink, score, bound)
+        out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, plain, p.sink, score, bound)
     if empty is not None:  # a query with no visible key gets zero, on every path
         out = out.masked_fill(empty[..., None], 0.0)
         if probs is not None:
             probs = probs.masked_fill(empty[..., None], 0.0)
-    if rows is None:
-        gate = strategies.extra("out", strategies.inputs("out", x, extras=extras))
-        if gate is not None:
-            out = out * gate
     return out, probs
+
+
+def scaled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tq: torch.Tensor | None, tk: torch.Tensor | None,
+           tv: torch.Tensor | None, attn_mask: torch.Tensor | None, causal: bool) -> Prepared:
+    """A call whose temperatures the caller computed (``nn.selective_sdpa``'s): q (E,B,H,Lq,d), k and v
+    (E,B,H_kv,Lk,.) with tau_q (E,B,H,Lq), tau_k and tau_v (E,B,H_kv,Lk) or None, a 5-D boolean
+    ``attn_mask`` (``mask5``) or None, and ``causal`` (top-left aligned); values scaled, grouped heads
+    repeated, the visibility made as ``prepare`` makes it."""
+    H, Lq, Lk = q.shape[2], q.shape[-2], k.shape[-2]
+    if tv is not None:
+        v = v * tv[..., None]
+    k, v, tk = expand_kv(k, H), expand_kv(v, H), expand_kv(tk, H)
+    plain = causal and attn_mask is None
+    visible = None if plain else visibility(Lq, Lk, causal=causal, attn_mask=attn_mask, device=q.device)
+    return Prepared(q, k, v, tq, tk, visible, plain, None)
 
 
 def logits(strategies: Strategies, q, k, v, *, x, score: str = "dot", bound: float | None = None,

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ssa_theory import functional as core
-from ssa_theory import strategies as st
+from ssa_theory.plan import LayerPlan
 from ssa_theory.variants import Variant, get_variant
 
 NAME = "ssa_theory"  # the attn_implementation registered with transformers
@@ -77,20 +77,20 @@ class _Layer:
     """What ``apply`` attaches to one attention module (as ``module.ssa_state``; its parameters are
     ``module.ssa_temp``): the placements, the hooks, and what the hooks captured for the call in flight."""
 
-    def __init__(self, module: nn.Module, placements, *, n_heads: int, n_kv_heads: int, head_dim: int,
-                 train_length: int | None, gpt2: bool) -> None:
-        self.module, self.placements = module, placements
-        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
-        self.train_length, self.gpt2 = train_length, gpt2
-        self.sides = {side for side, _, _ in placements}
+    def __init__(self, module: nn.Module, plan: LayerPlan, *, gpt2: bool) -> None:
+        self.module, self.plan, self.gpt2 = module, plan, gpt2
+        self.n_heads, self.n_kv_heads, self.head_dim = plan.n_heads, plan.n_kv_heads, plan.d_head
+        self.sides = {p.side for p in plan.placements}
         self.handles: list = []
         self.x = self.pos = self.q_pre = None
 
+    def params(self) -> dict[str, torch.Tensor]:
+        """The layer's strategy parameters, each with a member axis of 1."""
+        return {k: p[None] for k, p in self.module.ssa_temp.items()}
+
     def strategies(self, sides) -> core.Strategies:
-        """The placements on ``sides`` as the core takes them (every parameter with a member axis of 1)."""
-        return core.Strategies([p for p in self.placements if p[0] in sides],
-                               {k: p[None] for k, p in self.module.ssa_temp.items()}, self.train_length,
-                               self.n_heads, self.n_kv_heads)
+        """The placements on ``sides`` as the core takes them."""
+        return self.plan.strategies(self.params(), sides)
 
     # the hooks --------------------------------------------------------------------------------------------
 
@@ -112,10 +112,9 @@ class _Layer:
 
     def _scaled(self, side: str, t: torch.Tensor) -> torch.Tensor:
         """A key or value projection (B, L, n d) or (B, L, n, d) times its side's temperature, same shape."""
-        s = self.strategies((side,))
         pos = self.pos[:, None] + 1  # (B|1, 1, L), 1-based
         proj = self._heads(t, self.n_kv_heads)[None]
-        tau = s.tau(side, s.inputs(side, self.x[None], proj=proj, pos=pos, n=pos.to(t.dtype)))
+        tau = self.plan.readout(self.params(), side, self.x[None], proj=proj, pos=pos, n=pos.to(t.dtype))
         if tau is None:
             return t
         tau = tau.expand(1, t.shape[0], self.n_kv_heads, t.shape[1])[0].transpose(1, 2)  # (B, L, n)
@@ -236,18 +235,40 @@ def _shape(module: nn.Module, config) -> tuple[int, int, int]:
     return H, H // module.num_key_value_groups, module.head_dim
 
 
-def _check_options(variant: Variant, placements, options: dict[str, Any]) -> dict[str, Any]:
+def _check_options(variant: Variant, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown option {unknown[0]!r} of ssa_theory.hf.apply; options: {', '.join(OPTIONS)}")
-    if "alpha_init" in options and not any(s.name == "ssa_pos" for _, s, _ in placements):
+    placed = [s for _, s, _ in variant.placements()]
+    if "alpha_init" in options and not any(s.name == "ssa_pos" for s in placed):
         raise ValueError(f"alpha_init is SSA's position term's start; {variant.name} places no position term")
-    if "train_length" in options and not any("train_length" in s.needs for _, s, _ in placements):
+    if "train_length" in options and not any("train_length" in s.needs for s in placed):
         raise ValueError(f"train_length is read by yarn, qwen and llama4; {variant.name} reads none")
     if options.get("neutral", True) is True and "alpha_init" in options:
         raise ValueError("alpha_init sets where SSA's position term starts when neutral=False; at neutral=True the "
                          "term starts at its neutral alpha = -inf")
+    neutral = options.get("neutral", True)
+    if not isinstance(neutral, bool):
+        raise ValueError(f"neutral must be True or False (got {neutral!r})")
     return options
+
+
+def _check_strategies(variant: Variant, neutral: bool) -> None:
+    for _, s, _ in variant.placements():
+        needs = sorted(n for n in s.needs if n != "train_length")
+        if needs:
+            raise ValueError(f"strategy {s.name!r} needs {', '.join(needs)} per token, which a transformers model "
+                             "does not pass; choose another strategy")
+        if neutral and s.neutral is None:
+            raise ValueError(f"strategy {s.name!r} has no neutral setting (no parameter value makes it vanilla "
+                             "attention), so applying it changes the model's outputs; pass neutral=False to accept that")
+
+
+def _plan(variant: Variant, module: nn.Module, config, train_length: int | None) -> LayerPlan:
+    """The plan of one attention module: its heads, head width and the model's width."""
+    H, Hk, d = _shape(module, config)
+    return LayerPlan.of(variant, d_model=config.hidden_size, n_heads=H, n_kv_heads=Hk, d_head=d, d_value=d,
+                        train_length=train_length, where=" (pass train_length=...)")
 
 
 def apply(model: nn.Module, variant: str | Variant = "ssa", **options: Any) -> nn.Module:
@@ -259,45 +280,26 @@ def apply(model: nn.Module, variant: str | Variant = "ssa", **options: Any) -> n
     setting or to train SSA's position term), ``train_length`` (the training length that ``yarn``,
     ``qwen`` and ``llama4`` read; default the config's ``max_position_embeddings`` / ``n_positions``),
     ``alpha_init`` (with ``neutral=False``: SSA's position-term start, default -4)."""
-    variant = get_variant(variant)
-    placements = variant.placements()
-    options = _check_options(variant, placements, dict(options))
+    variant = get_variant(variant)  # the name resolved once; every layer's plan takes the object
+    options = _check_options(variant, dict(options))
     neutral = options.get("neutral", True)
-    if not isinstance(neutral, bool):
-        raise ValueError(f"neutral must be True or False (got {neutral!r})")
     modules = _attention_modules(model)
     if any(hasattr(m, "ssa_state") for m in modules):
         raise ValueError("this model already has a strategy applied; call ssa_theory.hf.remove(model) first")
     config = model.config
-    for _, s, _ in placements:
-        needs = sorted(n for n in s.needs if n != "train_length")
-        if needs:
-            raise ValueError(f"strategy {s.name!r} needs {', '.join(needs)} per token, which a transformers model "
-                             "does not pass; choose another strategy")
-        if neutral and s.neutral is None:
-            raise ValueError(f"strategy {s.name!r} has no neutral setting (no parameter value makes it vanilla "
-                             "attention), so applying it changes the model's outputs; pass neutral=False to accept that")
+    _check_strategies(variant, neutral)
     train_length = options.get("train_length")
-    if train_length is None and any("train_length" in s.needs for _, s, _ in placements):
+    if train_length is None and any("train_length" in s.needs for _, s, _ in variant.placements()):
         train_length = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    st.check_placements(placements, train_length, where=" (pass train_length=...)")
+    plans = [_plan(variant, m, config, train_length) for m in modules]
     alpha_init = float(options.get("alpha_init", -4.0))
     _register()
-    for module in modules:
-        H, Hk, d = _shape(module, config)
+    draw = lambda shape: torch.randn(shape) / math.sqrt(config.hidden_size)  # noqa: E731  (torch's global generator)
+    for module, plan in zip(modules, plans):
         weight = next(module.parameters())
-        heads = {"q": H, "k": Hk, "v": Hk, "out": H, "sink": H}
-        temp = nn.ParameterDict()
-        for side, strategy, prefix in placements:
-            for pname, spec in strategy.params.items():
-                shape = st.param_shape(spec, H=heads[side], w=d, d=d, D=config.hidden_size)
-                value = spec.neutral if neutral else st.initial_value(spec, alpha_init=alpha_init)
-                data = (torch.randn(shape) / math.sqrt(config.hidden_size) if value is None
-                        else torch.full(shape, float(value)))
-                temp[prefix + pname] = nn.Parameter(data.to(weight.device, weight.dtype))
-        module.ssa_temp = temp
-        module.ssa_state = _Layer(module, placements, n_heads=H, n_kv_heads=Hk, head_dim=d, train_length=train_length,
-                                  gpt2=hasattr(module, "c_attn"))
+        values = plan.new_parameters(draw, neutral=neutral, alpha_init=alpha_init)
+        module.ssa_temp = plan.parameter_dict({k: v.to(weight.device, weight.dtype) for k, v in values.items()})
+        module.ssa_state = _Layer(module, plan, gpt2=hasattr(module, "c_attn"))
         module.ssa_state.attach()
     setattr(config, CONFIG_KEY, {"variant": variant.name, "neutral": neutral, "train_length": train_length,
                                  "alpha_init": alpha_init, "previous_attn_implementation": config._attn_implementation})

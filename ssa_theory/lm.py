@@ -34,6 +34,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ssa_theory.nn import SelectiveAttention
+from ssa_theory.variants import Variant
 from ssa_theory.seeding import derive_seed
 from ssa_theory import skeleton
 
@@ -43,7 +44,7 @@ class LMShape:
     """The model's sizes and its attention variant."""
 
     vocab: int
-    variant: str = "vanilla"
+    variant: "str | Variant" = "vanilla"  # a name, or the Variant already resolved (built once per member and layer)
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
@@ -173,13 +174,11 @@ def check_model_fields(cfg) -> None:
     """The checks of the model fields an LM experiment's config shares (``strategies``, ``placebo``,
     ``d_model``, ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field
     and the fix."""
-    from ssa_theory.variants import check_variant_name
-    from ssa_theory.config import require
+    from ssa_theory.config import require, resolve_variants
 
     require(len(cfg.strategies) >= 1, "strategies must name at least one strategy")
     require(PLACEBO not in cfg.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
-    for s in cfg.strategies:
-        check_variant_name("strategies", s)
+    resolve_variants(cfg)
     require(not cfg.placebo or "vanilla" in cfg.strategies, "placebo=true needs vanilla among the strategies")
     for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
         require(getattr(cfg, name) >= 1, f"{name} must be >= 1 (got {getattr(cfg, name)})")
@@ -194,10 +193,13 @@ def model_keys(cfg) -> list[str]:
     return list(cfg.strategies) + ([PLACEBO] if cfg.placebo else [])
 
 
-def model_spec(key: str):
-    """``(ModelSpec, init stream)`` of a model key of ``model_keys``: a strategy as itself from the
-    ``init`` stream; ``PLACEBO`` as ``skeleton.twin()``, vanilla attention from ``init_twin``."""
-    spec = skeleton.twin() if key == PLACEBO else skeleton.ModelSpec.of(key)
+def model_spec(cfg, key: str):
+    """``(ModelSpec, init stream)`` of a model key of ``model_keys``: a strategy as itself (the variant
+    ``cfg`` resolved) from the ``init`` stream; ``PLACEBO`` as ``skeleton.twin()``, vanilla attention
+    from ``init_twin``."""
+    from ssa_theory.config import variant_of
+
+    spec = skeleton.twin() if key == PLACEBO else skeleton.ModelSpec.of(key, variant_of(cfg, key))
     return spec, spec.init
 
 def presets(minutes: float, quick: dict, gpu: dict) -> dict:

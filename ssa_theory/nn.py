@@ -47,8 +47,9 @@ from torch import nn
 from ssa_theory import functional as core
 from ssa_theory import strategies as st
 from ssa_theory.functional import SDPA_ROW_LIMIT
+from ssa_theory.plan import LayerPlan
 from ssa_theory.strategies import Param, Strategy, register_strategy  # noqa: F401  (the public API)
-from ssa_theory.variants import Variant, get_variant, unknown
+from ssa_theory.variants import Variant, unknown
 
 __all__ = ["selective_sdpa", "sdpa_weights", "SelectiveAttention", "KVCache", "strategies", "register_strategy", "Strategy", "Param",
            "normalise_mask", "SDPA_ROW_LIMIT"]
@@ -65,9 +66,8 @@ def strategies() -> list[dict]:
 # --- the functional core, in SDPA's layout -------------------------------------------------------------------
 
 
-def _functional(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal):
-    """``selective_sdpa``'s arguments as the core takes them: (E = 1, B, H, L, .) tensors, scales, the
-    visibility (with its empty rows opened) and whether the plain causal mask is left to the kernel."""
+def _prepared(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal) -> core.Prepared:
+    """``selective_sdpa``'s arguments as the core's prepared call (a member axis of 1 added)."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(f"selective_sdpa takes (B, H, L, d) tensors; got q {tuple(q.shape)}, k {tuple(k.shape)}, "
                          f"v {tuple(v.shape)}")
@@ -75,18 +75,9 @@ def _functional(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal):
     Hk, Lk = k.shape[1], k.shape[2]
     if H % Hk or v.shape[1] != Hk:
         raise ValueError(f"{H} query heads cannot share {Hk} key and {v.shape[1]} value heads evenly")
-    if v_scale is not None:
-        v = v * v_scale[..., None]
-    k, v, tk = core.expand_kv(k, H, 1), core.expand_kv(v, H, 1), core.expand_kv(k_scale, H, 1)
     mask = None if attn_mask is None else core.mask5(attn_mask, 1, B, H, Lq, Lk)
-    visible = None if mask is None and not is_causal else core.visibility(Lq, Lk, causal=is_causal, attn_mask=mask,
-                                                                          device=q.device)
-    plain = is_causal and mask is None
-    empty = None
-    if visible is not None and not plain:
-        visible, empty = core.open_empty_rows(visible)
     lift = lambda t: None if t is None else t[None]  # noqa: E731
-    return lift(q), lift(k), lift(v), lift(q_scale), lift(tk), (None if plain else visible), empty, plain
+    return core.scaled(q[None], k[None], v[None], lift(q_scale), lift(k_scale), lift(v_scale), mask, is_causal)
 
 
 def selective_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_scale: torch.Tensor | None = None,
@@ -109,9 +100,8 @@ def selective_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, q_scale
     ``SDPA_ROW_LIMIT`` batch x head rows), by the attention core (``ssa_theory.functional``). A query
     with no visible key gets a zero output.
     """
-    q, k, v, tq, tk, visible, empty, plain = _functional(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal)
-    out = core.fused(q, k, v, tq, tk, visible, plain, None)
-    return (out if empty is None else out.masked_fill(empty[..., None], 0.0))[0]
+    out, _ = core.kernel(_prepared(q, k, v, q_scale, k_scale, v_scale, attn_mask, is_causal))
+    return out[0]
 
 
 def sdpa_weights(q: torch.Tensor, k: torch.Tensor, *, q_scale: torch.Tensor | None = None,
@@ -120,9 +110,8 @@ def sdpa_weights(q: torch.Tensor, k: torch.Tensor, *, q_scale: torch.Tensor | No
     """The attention probabilities ``selective_sdpa`` applies: ``(B, H, Lq, Lk)``, so that
     ``sdpa_weights(q, k, ...) @ v`` is its output (tested). Same arguments; the explicit softmax of the
     core, for reading a layer's attention, not for speed. A query with no visible key gets zeros."""
-    q, k, _, tq, tk, visible, empty, plain = _functional(q, k, k, q_scale, k_scale, None, attn_mask, is_causal)
-    _, w = core.explicit(q, k, k, tq, tk, visible, plain, None)
-    return (w if empty is None else w.masked_fill(empty[..., None], 0.0))[0]
+    _, w = core.kernel(_prepared(q, k, k, q_scale, k_scale, None, attn_mask, is_causal), return_probs=True)
+    return w[0]
 
 
 def normalise_mask(attn_mask: torch.Tensor, batch: int, lq: int, lk: int, n_heads: int = 1) -> torch.Tensor:
@@ -275,23 +264,17 @@ class SelectiveAttention(nn.Module):
             raise ValueError(f"rope_base must be > 1 (got {rope_base})")
         self.d_model, self.n_heads, self.n_kv_heads, self.d_head = d_model, n_heads, n_kv_heads, d_head
         self.causal, self.rope_base, self.train_length = causal, rope_base, train_length
-        self.variant = get_variant(variant)
-        self.placements = self.variant.placements()
-        st.check_placements(self.placements, train_length, where=" (pass train_length=...)")
+        self.plan = LayerPlan.of(variant, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads, d_head=d_head,
+                                 train_length=train_length, where=" (pass train_length=...)")
+        self.variant, self.placements = self.plan.variant, self.plan.placements
         self.q_proj = nn.Linear(d_model, n_heads * d_head, bias=bias)
         self.k_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=bias)
         self.v_proj = nn.Linear(d_model, n_kv_heads * d_head, bias=bias)
         self.o_proj = nn.Linear(n_heads * d_head, d_model, bias=bias)
         self.q_norm = _RMSNorm(d_head) if qk_norm else None
         self.k_norm = _RMSNorm(d_head) if qk_norm else None
-        self.temp = nn.ParameterDict()
-        heads = {"q": n_heads, "k": n_kv_heads, "v": n_kv_heads, "out": n_heads, "sink": n_heads}
-        for side, strategy, prefix in self.placements:
-            for pname, spec in strategy.params.items():
-                shape = st.param_shape(spec, H=heads[side], w=d_head, d=d_head, D=d_model)
-                init = st.initial_value(spec, alpha_init=alpha_init)
-                value = torch.randn(shape) / math.sqrt(d_model) if init is None else torch.full(shape, init)
-                self.temp[prefix + pname] = nn.Parameter(value)
+        draw = lambda shape: torch.randn(shape) / math.sqrt(d_model)  # noqa: E731  (torch's global generator)
+        self.temp = self.plan.parameter_dict(self.plan.new_parameters(draw, alpha_init=alpha_init))
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, d_head={self.d_head}, "
@@ -314,12 +297,11 @@ class SelectiveAttention(nn.Module):
         """The parameters of a placed strategy by their declared names, without a member axis:
         ``m.parameters_of("ssa_tok", "q")["u"]`` is SSA's query u (H, d), ``m.parameters_of("ssa_pos", "q")["alpha"]``
         its alpha (H,). ``KeyError`` naming what is placed otherwise."""
-        return st.parameters_of(self.placements, self.temp, strategy, side)
+        return self.plan.parameters_of(self.temp, strategy, side)
 
     def strategies(self) -> core.Strategies:
         """The layer's strategies as the attention core takes them: every parameter with a member axis of 1."""
-        return core.Strategies(self.placements, {k: p[None] for k, p in self.temp.items()}, self.train_length,
-                               self.n_heads, self.n_kv_heads)
+        return self.plan.strategies({k: p[None] for k, p in self.temp.items()})
 
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
@@ -399,9 +381,9 @@ def parameter_counts(variants: Sequence[str], d_model: int = 768, n_heads: int =
     """New parameters per variant for a layer of this shape (default GPT-2 small: D 768, 12 heads),
     as a count and as a share of the layer's own (q, k, v, o projections)."""
     rows = []
-    for name in variants:
-        m = SelectiveAttention(d_model, n_heads, variant=name, train_length=1024)
+    for variant in variants:  # names or resolved Variants
+        m = SelectiveAttention(d_model, n_heads, variant=variant, train_length=1024)
         base = sum(p.numel() for n_, p in m.named_parameters() if not n_.startswith("temp."))
         new = count_new_parameters(m)
-        rows.append({"variant": name, "new_parameters": new, "layer_parameters": base, "share_percent": 100 * new / base})
+        rows.append({"variant": m.variant.name, "new_parameters": new, "layer_parameters": base, "share_percent": 100 * new / base})
     return rows

@@ -45,8 +45,8 @@ class Preset:
 class Ablation:
     """How the ``ablation`` experiment trains any attention variant on this experiment's task.
 
-    ``run(config, variant, ctx)`` trains ``variant`` (a name in ``variants.VARIANTS``) for every
-    member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
+    ``run(config, variant, ctx)`` trains ``variant`` (a ``variants.Variant``, resolved once by the
+    ablation's cell; a name works too) for every member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
     per seed, (S,), relative to its floor (``measure`` says what it is, ``floor`` what the best
     possible value is and why; ``floor_value`` is that value, from which the ablation's figure reads
     the share of vanilla's gap to the floor a variant closes). It may instead return a mapping with

@@ -1,7 +1,9 @@
 """The pieces every experiment is built from (the skeleton is written down in ``ssa_theory.experiments``).
 
-- ``ModelSpec``: one model to train, resolved once from a label and an attention variant name;
-  tables label its rows by ``spec.label`` and ``spec.variant`` (``spec.name`` reads "ssa (ssa_q_tok)").
+- ``ModelSpec``: one model to train, from a label and an attention variant (a name, resolved once
+  when the spec is made, or a ``Variant`` already resolved); ``spec.resolved`` is the ``Variant`` the
+  model is built from; tables label its rows by ``spec.label`` and ``spec.variant``, the variant's
+  name (``spec.name`` reads "ssa (ssa_q_tok)").
   ``twin()`` is the placebo every claim is read against: vanilla attention initialised from another
   draw (the ``init_twin`` stream), trained on the same data.
 - ``Trained``: what ``train`` returns, a record of arrays with a leading member axis (E, ...) and
@@ -19,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ssa_theory.variants import get_variant
+from ssa_theory.variants import Variant, get_variant
 from ssa_theory.rundir import RunContext, with_ci
 from ssa_theory.seeding import Members
 
@@ -29,19 +31,26 @@ class ModelSpec:
     """A model to train: its row label in tables, its attention variant, task-specific extras.
 
     ``extras`` hold what a task's model needs besides the variant (denoising's sink token:
-    ``{"sink": True}``). The variant is checked when the spec is made (``ModelSpec.of``), once.
+    ``{"sink": True}``). ``variant`` is a name, resolved when the spec is made (an unknown name fails
+    here, not inside a training loop), or a ``Variant``; either way ``variant`` then holds its name and
+    ``resolved`` the object.
     """
 
     label: str
     variant: str
     extras: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        resolved = self.variant if isinstance(self.variant, Variant) else get_variant(self.variant)
+        object.__setattr__(self, "variant", resolved.name)
+        object.__setattr__(self, "resolved", resolved)
+
     @classmethod
-    def of(cls, label: str, variant: str | None = None, **extras: Any) -> "ModelSpec":
-        """The spec of ``label`` trained as ``variant`` (default: the label is the variant's name)."""
+    def of(cls, label: str, variant: "str | Variant | None" = None, **extras: Any) -> "ModelSpec":
+        """The spec of ``label`` trained as ``variant`` (default: the label is the variant's name; a
+        ``Variant`` given as the label labels the row by its name)."""
         variant = label if variant is None else variant
-        get_variant(variant)  # an unknown name fails here, not inside a training loop
-        return cls(label, variant, dict(extras))
+        return cls(label.name if isinstance(label, Variant) else label, variant, dict(extras))
 
     @property
     def name(self) -> str:
@@ -56,7 +65,7 @@ class ModelSpec:
     @property
     def scale(self) -> str:
         """The variant's extra strategy (``"freq"``, ``"global"``, ...), or ``""``."""
-        return get_variant(self.variant).scale
+        return self.resolved.scale
 
 
 PLACEBO = "placebo"  # the row and model key of the vanilla twin (``twin``)

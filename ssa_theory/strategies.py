@@ -12,6 +12,9 @@ A *strategy* is one way of changing attention's temperature, declared once as a 
               and projections; the train length; the key frequencies) and its parameters
     needs     what it needs from the caller (``train_length``; an entry of ``extras``, the per-token
               data a caller passes a layer: ``k_freq``), checked once
+    reads     which inputs its formula reads (``READS``): declared, so that a caller knows without
+              calling it (a temperature law of n reads ``n``, ``positions`` and ``train_length`` only);
+              a strategy that declares nothing is taken to read every input
     range     the range of its factor (or of ``1 + term``), which experiments read instead of their
               own copies of a bound
     neutral   ``params``: every parameter at its neutral value makes it the identity;
@@ -48,6 +51,7 @@ SIDES = ("q", "k", "v", "out", "sink")
 EXTRAS = ("k_freq",)  # per-token data a caller may pass a layer for its strategies (``extras=``)
 EXTRA_ABOUT = {"k_freq": "each key token's training frequency, (B, Lk)"}
 NEEDS = ("train_length", *EXTRAS)
+READS = ("x", "proj", "positions", "n", "q", "train_length", *EXTRAS)  # what a formula may read of ``Inputs``
 ENTRY_POINT_GROUP = "ssa_theory.strategies"
 
 
@@ -110,8 +114,16 @@ class Strategy:
     source: str = ""
     about: str = ""
     origin: str = "built-in"  # built-in, register_strategy, a dotted path, or an entry point
+    reads: frozenset[str] | None = None  # None: every input of READS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reads", frozenset(READS) if self.reads is None else frozenset(self.reads))
+        unread = set(self.reads) - set(READS)
+        if unread:
+            raise ValueError(f"strategy {self.name!r}: unknown reads {sorted(unread)}; known: {READS}")
+        if not set(self.needs) <= set(self.reads):
+            raise ValueError(f"strategy {self.name!r} needs {sorted(set(self.needs) - set(self.reads))} but does "
+                             "not declare that it reads them")
         if self.side is not None and self.side not in SIDES:
             raise ValueError(f"strategy {self.name!r}: side must be one of {SIDES} or None (got {self.side!r})")
         if self.combine not in ("add", "mul"):
@@ -239,58 +251,58 @@ BUILTINS: tuple[Strategy, ...] = (
     # SSA's own terms (Zhang et al., NeurIPS 2024, section 3): tau = 1 + sigmoid(alpha) log n + tanh(u . GELU(h))
     Strategy("ssa_pos", None, "add", _ssa_pos, {"alpha": Param(_H, "alpha_init", -math.inf)},
              range=(0.0, math.inf), source="Zhang et al., Selective Attention, NeurIPS 2024 (position term)",
-             about="sigmoid(alpha_h) log n: a per-head position temperature"),
+             about="sigmoid(alpha_h) log n: a per-head position temperature", reads={"positions"}),
     Strategy("ssa_tok", None, "add", _ssa_tok, {"u": Param(("H", "w"), 0.0, 0.0, decayed=True)},
              range=(-1.0, 1.0), source="Zhang et al., Selective Attention, NeurIPS 2024 (token term, weight sharing)",
-             about="tanh(u . GELU(h)), h the side's own projection: one vector u per head"),
+             about="tanh(u . GELU(h)), h the side's own projection: one vector u per head", reads={"proj"}),
     Strategy("ssa_tok_own", None, "add", _ssa_tok_own,
              {"u": Param(("H", "w"), 0.0, 0.0, decayed=True), "w": Param(("D", "Hw"), "normal", 0.0, decayed=True)},
              range=(-1.0, 1.0), source="Zhang et al., Selective Attention, NeurIPS 2024 (token term, no sharing)",
-             about="tanh(u . GELU(x W_t)) with its own projection W_t"),
+             about="tanh(u . GELU(x W_t)) with its own projection W_t", reads={"x"}),
     # competing strategies: a factor on every query's logits
     Strategy("global", "q", "mul", _global, {"g": Param(_H, 0.0, 0.0)}, range=(0.0, 2.0),
              source="ours: one learned inverse temperature per head, bounded",
-             about="1 + tanh(g_h), in (0, 2)"),
+             about="1 + tanh(g_h), in (0, 2)", reads={"n"}),
     Strategy("global_free", "q", "mul", _global_free, {"g": Param(_H, 0.0, 0.0)}, range=(0.0, math.inf),
-             source="ours: one learned inverse temperature per head, unbounded", about="exp(g_h)"),
+             source="ours: one learned inverse temperature per head, unbounded", about="exp(g_h)", reads={"n"}),
     Strategy("log_n", "q", "mul", _log_n, range=(0.0, math.inf), neutral=None,
              source="Chiang & Cholak, Overcoming a theoretical limitation of self-attention, ACL 2022",
-             about="log n, n the keys the query sees"),
+             about="log n, n the keys the query sees", reads={"n"}),
     Strategy("ssmax", "q", "mul", _ssmax, {"s": Param(_H, 1.0, math.nan)}, range=(-math.inf, math.inf), neutral=None,
-             source="Nakanishi, Scalable-Softmax is superior for attention, 2025", about="s_h log n, s learned per head"),
+             source="Nakanishi, Scalable-Softmax is superior for attention, 2025", about="s_h log n, s learned per head", reads={"n"}),
     Strategy("yarn", "q", "mul", _yarn, needs=frozenset({"train_length"}), range=(1.0, math.inf),
              neutral="train_length", source="Peng et al., YaRN, ICLR 2024 (its attention factor, squared for q and k)",
-             about="(1 + 0.1 ln max(1, n / L))^2"),
+             about="(1 + 0.1 ln max(1, n / L))^2", reads={"n", "train_length"}),
     Strategy("qwen", "q", "mul", _qwen, needs=frozenset({"train_length"}), range=(1.0, math.inf),
              neutral="train_length", source="Qwen (logn attention scaling past the training length)",
-             about="max(1, log n / log L)"),
+             about="max(1, log n / log L)", reads={"n", "train_length"}),
     Strategy("released", "q", "mul", _released, {"beta": Param((), 2.0, math.inf)}, range=(1.0, math.inf),
-             source="the SSA authors' released code: one beta per layer", about="1 + exp(-exp(beta)) log n"),
+             source="the SSA authors' released code: one beta per layer", about="1 + exp(-exp(beta)) log n", reads={"n"}),
     Strategy("asentmax", "q", "mul", _asentmax,
              {"w": Param(("H", "d"), 0.0, math.nan, decayed=True), "w2": Param(("H", "d"), 0.0, math.nan, decayed=True)},
              range=(1.0, math.inf), neutral=None,
              source="Vasylenko et al., adaptive-scaled entmax (ASEntmax), 2025; its scale, used with softmax",
-             about="1 + softplus(w . q) (log n)^(2 tanh(w' . q))"),
+             about="1 + softplus(w . q) (log n)^(2 tanh(w' . q))", reads={"n", "q"}),
     Strategy("llama4", "q", "mul", _llama4, needs=frozenset({"train_length"}), range=(1.0, math.inf),
              neutral="train_length",
              source="Meta, Llama 4 attention temperature tuning (attn_scale 0.1, floor_scale the training length)",
-             about="1 + 0.1 log(1 + floor((p + 1) / L0)), p the 0-based query position, L0 the training length"),
+             about="1 + 0.1 log(1 + floor((p + 1) / L0)), p the 0-based query position, L0 the training length", reads={"positions", "train_length"}),
     # on keys
     Strategy("freq", "k", "mul", _freq, {"g": Param(_H, 0.0, 0.0)}, needs=frozenset({"k_freq"}),
              range=(-math.inf, math.inf), source="frequency-based temperature (the paper's appendix comparison, p16)",
-             about="key j's logits times 1 + c_h log(1 / f_j), f_j its token's training frequency"),
+             about="key j's logits times 1 + c_h log(1 / f_j), f_j its token's training frequency", reads={"k_freq"}),
     # on outputs
     Strategy("gate", "out", "mul", _gate, {"w": Param(("D", "Hw"), 0.0, 0.0, decayed=True)}, range=(0.0, 2.0),
              source="ours: the output gate nearest to value selectivity",
-             about="each query's output times 2 sigmoid(x W_g), elementwise"),
+             about="each query's output times 2 sigmoid(x W_g), elementwise", reads={"x"}),
     Strategy("qwen_gate", "out", "mul", _qwen_gate,
              {"w": Param(("D", "H"), 0.0, 0.0, decayed=True), "b": Param(_H, 0.0, math.inf)}, range=(0.0, 1.0),
              source="Qiu et al. (Qwen), Gated Attention for Large Language Models, NeurIPS 2025 (head-wise gate)",
-             about="each head's output times sigmoid(x W_g + b_h); published without b (here b starts at 0)"),
+             about="each head's output times sigmoid(x W_g + b_h); published without b (here b starts at 0)", reads={"x"}),
     # an extra logit
     Strategy("sink", "sink", "mul", _sink, {"s": Param(_H, 0.0, -math.inf)}, range=(-math.inf, math.inf),
              source="OpenAI gpt-oss: a learned per-head attention sink (a zero key and value with a bias)",
-             about="one extra logit s_h per head whose value is zero"),
+             about="one extra logit s_h per head whose value is zero", reads=set()),
 )
 
 
@@ -316,13 +328,13 @@ for _s in BUILTINS:
 
 def register_strategy(name: str, *, side: str, combine: str = "mul", params: Mapping[str, Param] | None = None,
                       needs=(), range: tuple[float, float] = (-math.inf, math.inf), neutral: str | None = "params",
-                      source: str = "", about: str = "") -> Callable[[Formula], Formula]:
+                      source: str = "", about: str = "", reads=None) -> Callable[[Formula], Formula]:
     """Decorator: ``@register_strategy("my_scale", side="q", params={...})`` over its formula
     ``f(inputs, params) -> tensor`` adds a strategy to the table, in this process."""
     def deco(formula: Formula) -> Formula:
         register(Strategy(name, side, combine, formula, dict(params or {}), frozenset(needs), range,
                           neutral if params else (neutral if neutral != "params" else None), source, about,
-                          origin=f"register_strategy in {formula.__module__}"))
+                          origin=f"register_strategy in {formula.__module__}", reads=reads))
         return formula
     return deco
 

@@ -50,14 +50,19 @@ class Variant:
             unknown = set(getattr(self, side)) - set(TERMS)
             if unknown:
                 raise ValueError(f"variant {self.name!r}: unknown {side} terms {sorted(unknown)}; known: {TERMS}")
-        self.placements()  # an unknown or unplaceable strategy fails here, once
+        # the strategies resolved here, once: an unknown or unplaceable one fails now
+        object.__setattr__(self, "_placed", tuple(self._place()))
 
     def terms(self, side: str) -> frozenset[str]:
         return getattr(self, side)
 
     def placements(self) -> list[tuple[str, st.Strategy, str]]:
         """(side, strategy, parameter prefix) of every strategy this variant applies, in the order the
-        layer creates their parameters (SSA's terms per side, the scale, the gate)."""
+        layer creates their parameters (SSA's terms per side, the scale, the gate); resolved when the
+        variant was made."""
+        return list(self._placed)
+
+    def _place(self) -> list[tuple[str, st.Strategy, str]]:
         out = []
         for side in SIDES:
             terms = self.terms(side)

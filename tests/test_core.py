@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from ssa_theory import core, golden, registry, strategies
+from ssa_theory import core, golden, registry, strategies, variants
 from ssa_theory.rundir import run_dir
 
 ULP32 = 2.0 ** -23  # one float32 ulp, relative
@@ -37,6 +37,7 @@ def test_a_one_ulp_change_inside_a_formula_moves_the_golden_outputs(monkeypatch)
         return (1.0 + 0.1 * (1 + ULP32) * torch.log(torch.clamp(i.n / i.train_length, min=1.0))) ** 2
 
     monkeypatch.setitem(strategies._REGISTRY, "yarn", dataclasses.replace(yarn, formula=planted))
+    monkeypatch.setitem(variants.VARIANTS, "yarn", variants._v("yarn", scale="yarn"))  # variants resolve once, when made
     moved = core.check(golden.compute(("yarn",))).moved
     assert moved and all("/yarn/" in name for name in moved)
 

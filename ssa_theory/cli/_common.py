@@ -100,42 +100,26 @@ def resolve(args: argparse.Namespace, default_preset: str = "default"):
     return experiment, preset_name, preset, config
 
 
-def config_names(config) -> list[str]:
-    """Every string a config holds in its fields (strings, and strings in tuples)."""
-    import dataclasses
-
-    names = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        names += [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
-            if isinstance(value, tuple) else []
-    return names
-
-
-def plugin_strategies(names) -> list[str]:
-    """The plug-in strategies (from a dotted path or an entry point) among variant names, once each,
-    as the name or path to check them by."""
-    from ssa_theory.variants import get_variant
-
+def plugin_strategies(variants) -> list[str]:
+    """The plug-in strategies (from a dotted path or an entry point) that resolved variants place
+    (``{name: Variant}``), once each, as the name or path to check them by."""
     found = {}
-    for name in names:
-        try:
-            placements = get_variant(name).placements()
-        except ValueError:
-            continue  # not a variant (another kind of name): its own field checks it
-        for _, strategy, _ in placements:
+    for name, variant in variants.items():
+        for _, strategy, _ in variant.placements():
             if strategy.origin.startswith(("dotted path", "entry point")):
                 found.setdefault(strategy.name, (name if ":" in name else strategy.name))
     return list(found.values())
 
 
-def check_plugins(config=None, *, names=(), anyway: str = "run it anyway") -> None:
+def check_plugins(config=None, *, variants=None, anyway: str = "run it anyway") -> None:
     """The fast conformance check (causality, padding, finite values and gradients) of every plug-in
-    strategy that ``config``'s fields or ``names`` name, before anything trains: a ``UsageError``
+    strategy that ``config``'s variant fields (``config.variant_field``, resolved when the config was
+    made) or ``variants`` (``{name: Variant}``) place, before anything trains: a ``UsageError``
     naming the failed property."""
     from ssa_theory.testing.conformance import check_strategy
 
-    for ref in plugin_strategies([*(config_names(config) if config is not None else []), *names]):
+    resolved = {**(getattr(config, "_variants", {}) if config is not None else {}), **(variants or {})}
+    for ref in plugin_strategies(resolved):
         report = check_strategy(ref, fast=True)
         if not report.ok:
             raise UsageError(f"strategy {ref!r} fails the conformance check ({report.failures[0]}); fix it, or pass "

@@ -37,16 +37,16 @@ def execute(args: argparse.Namespace) -> int:
     from ssa_theory.variants import get_variant
 
     try:
-        get_variant(args.strategy)
+        variant = get_variant(args.strategy)  # the user's name, resolved once: the card takes the object
     except ValueError as e:
         raise UsageError(str(e)) from None
     if not args.no_check:
-        check_plugins(names=[args.strategy], anyway="make its card anyway")
+        check_plugins(variants={args.strategy: variant}, anyway="make its card anyway")
     preset = registry.get("ablation").presets["quick" if args.quick else "default"]
     seeds = member_seeds(args.seed, args.seeds or preset.seeds)
     device = compute(args)
     rundir.prepare_out(args.out)
-    folder = make_card(args.strategy, quick=args.quick, seeds=seeds, out=args.out, device=device, jobs=args.jobs,
+    folder = make_card(variant, quick=args.quick, seeds=seeds, out=args.out, device=device, jobs=args.jobs,
                        no_check=args.no_check)
     print(f"card: {folder / 'card.md'}")
     print()

@@ -32,6 +32,7 @@ prediction; an output gate there) trains as vanilla attention with inert paramet
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -42,10 +43,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ssa_theory.variants import VARIANTS, check_variant_name, get_variant
+from ssa_theory.variants import VARIANTS, get_variant
 from ssa_theory.claims import paired
 from ssa_theory import registry
-from ssa_theory.config import ConfigError, UsageError, choice, require
+from ssa_theory.config import ConfigError, UsageError, choice, require, resolve_variants, variant_field, variant_of
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.skeleton import Results, figures, write_results
@@ -71,7 +72,7 @@ class AblationConfig:
     """Settings of ``ablation``; the defaults are the default preset (minutes on 2 CPU cores)."""
 
     tasks: tuple[str, ...] = field(default_factory=lambda: tuple(registry.with_ablation()))  # every registered hook
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = variant_field(tuple(VARIANTS))
     scale: str = "moderate"  # which version of each task: its ``Ablation.overrides``, or those plus ``quick``
 
     def __post_init__(self) -> None:
@@ -79,8 +80,7 @@ class AblationConfig:
         for t in self.tasks:
             _task(t)
         require(len(self.variants) >= 1, "variants must name at least one variant")
-        for v in self.variants:
-            check_variant_name("variants", v)
+        resolve_variants(self)
         choice("scale", self.scale, SCALES)
 
 
@@ -98,6 +98,14 @@ def describe(name: str) -> str:
 
 
 def _task_config(experiment: Experiment, scale: str):
+    """The task's config at the ablation's ``scale``: made once per process (a frozen config; every
+    cell of the task shares it, so its variant fields are resolved once)."""
+    return _task_config_of(experiment.name, registry.ref(experiment.name), scale)
+
+
+@functools.lru_cache(maxsize=None)
+def _task_config_of(name: str, ref: str, scale: str):
+    experiment = registry.get(ref)
     spec = experiment.ablation
     overrides = dict(spec.overrides) if scale == "moderate" else {**spec.overrides, **spec.quick}
     return experiment.config(**overrides)
@@ -120,20 +128,20 @@ class CellConfig:
     """One cell of the ablation: ``variant`` trained on ``task`` at the ablation's ``scale``."""
 
     task: str = "graph_transition"
-    variant: str = "vanilla"
+    variant: str = variant_field("vanilla")
     scale: str = "moderate"
 
     def __post_init__(self) -> None:
         _task(self.task)
-        check_variant_name("variant", self.variant)
+        resolve_variants(self)
         choice("scale", self.scale, SCALES)
 
 
 def run_cell(cfg: CellConfig, ctx: RunContext) -> None:
     """Train the cell's variant on its task for every member seed; its values per seed (``per_seed``)."""
     experiment = _task(cfg.task)
-    values = _values(experiment.ablation.run(_task_config(experiment, cfg.scale), cfg.variant, ctx), len(ctx.seeds),
-                     cfg.task)
+    variant = variant_of(cfg, cfg.variant)  # resolved once, by the config; the task builds its model from it
+    values = _values(experiment.ablation.run(_task_config(experiment, cfg.scale), variant, ctx), len(ctx.seeds), cfg.task)
     rows = [{"task": cfg.task, "variant": cfg.variant, "seed": s, **{k: float(v[i]) for k, v in values.items()}}
             for i, s in enumerate(ctx.seeds)]
     ctx.write_table("per_seed", pd.DataFrame(rows))

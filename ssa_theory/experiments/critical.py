@@ -192,16 +192,16 @@ def evaluate_length(net: NeedleModel, cfg: CriticalConfig, n: int, members: Memb
             "log_odds": (keep * log_odds).sum(1) / k}
 
 
-def ablate(cfg: CriticalConfig, variant: str, ctx: RunContext) -> dict[str, np.ndarray]:
+def ablate(cfg: CriticalConfig, variant, ctx: RunContext) -> dict[str, np.ndarray]:
     """The ablation's cell: ``variant`` on the needle task in the bounded geometry (scores
     ``bound * cos(q, k)``, times whatever the variant's temperatures are), trained on n_min..n_max; per
     seed, the attention mass off the needle at the longest evaluation length over all contexts (0:
     all of it on the needle), and whether the seed learned the task at the training length (accuracy
     at least 0.99). Beside ``dilution``'s column, it shows which strategies counter dilution when no
     gap can grow past 2B."""
-    members = Members.of(ctx.seeds)
-    net = NeedleModel(variant, cfg, members.generators("init"), score="cosine", score_bound=cfg.bound).to(ctx.device)
-    needle_task.fit_model(net, cfg, members, ctx, variant, step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps))
+    members, spec = Members.of(ctx.seeds), ModelSpec.of(variant)
+    net = NeedleModel(spec.resolved, cfg, members.generators("init"), score="cosine", score_bound=cfg.bound).to(ctx.device)
+    needle_task.fit_model(net, cfg, members, ctx, spec.variant, step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps))
     everything = torch.ones(len(members), cfg.n_classes, dtype=torch.bool)
     far = evaluate_length(net, cfg, max(cfg.lengths), members, everything)
     near = evaluate_length(net, cfg, cfg.n_max, members, everything)

@@ -189,7 +189,7 @@ class DenoisingModel(nn.Module):
         token's frequency by class."""
         super().__init__()
         self.sink = bool(spec.extras.get("sink", False))
-        self.attn = Attention(spec.variant, cfg.dim + 3, generators=generators, d_head=cfg.dim,
+        self.attn = Attention(spec.resolved, cfg.dim + 3, generators=generators, d_head=cfg.dim,
                               value_proj=True, out_proj=False, qk_std=cfg.qk_init_std, train_length=cfg.n_tokens)
         self.register_buffer("p_noisy", p_noisy)
 
@@ -440,7 +440,7 @@ def _c3_rule(s: Mapping[str, np.ndarray], name: str):
     return van, decide(van.ok and naive.ok, van.n)
 
 
-def ablate(cfg: DenoisingConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: DenoisingConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained in the default regime (Table 2's), its held-out MSE over
     the Bayes risk per seed (the floor, 1, is the posterior mean's risk)."""
     members = members_of(cfg, ctx.seeds).select_cell(0)

@@ -50,9 +50,8 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, theory
-from ssa_theory.variants import check_variant_name
 from ssa_theory.claims import ONE_SEED, Claim, larger, smaller
-from ssa_theory.config import TrainingConfig, require
+from ssa_theory.config import TrainingConfig, require, resolve_variants, variant_field, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, step_lengths
@@ -80,10 +79,10 @@ class DilutionConfig(TrainingConfig):
     n_max: int = 16
     eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     flag_noise: float = 0.0  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
-    strategies: tuple[str, ...] = STRATEGIES
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)
     placebo: bool = True  # also train the vanilla twin (skeleton.twin: another initialisation), read by C5's rule in SSA's place
     noise_check: float = 0.3  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
-    noise_strategies: tuple[str, ...] = NOISE_STRATEGIES
+    noise_strategies: tuple[str, ...] = variant_field(NOISE_STRATEGIES)
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     steps: int = 1500
@@ -101,11 +100,8 @@ class DilutionConfig(TrainingConfig):
         require(max(self.eval_lengths) <= 65536, f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
         require(self.flag_noise >= 0, f"flag_noise must be >= 0 (got {self.flag_noise})")
         require(self.noise_check >= 0, f"noise_check must be >= 0 (got {self.noise_check})")
-        for s in self.noise_strategies:
-            check_variant_name("noise_strategies", s)
         require(len(self.strategies) >= 1, "strategies must name at least one strategy")
-        for s in self.strategies:
-            check_variant_name("strategies", s)  # a built-in, a plug-in strategy, or module:attr
+        resolve_variants(self)  # a built-in, a plug-in strategy, or module:attr
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
 
     @property
@@ -167,7 +163,7 @@ def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContex
 
 
 def _fit(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContext) -> NeedleModel:
-    net = NeedleModel(spec.variant, cfg, members.generators(spec.init)).to(ctx.device)
+    net = NeedleModel(spec.resolved, cfg, members.generators(spec.init)).to(ctx.device)
     # no training curve is drawn, so nothing is evaluated during training (log_every only paces the checks)
     return needle_task.fit_model(net, cfg, members, ctx, spec.label, train_lengths(cfg), cfg.weight_decay)
 
@@ -274,11 +270,12 @@ def train_model(cfg: DilutionConfig, key: str, ctx: RunContext) -> Trained:
     members = Members.of(ctx.seeds)
     if key.startswith(NOISY):
         s = key[len(NOISY):]
-        return train(ModelSpec(f"{s} (flag noise {cfg.noise_check:g})", s), replace(cfg, flag_noise=cfg.noise_check),
+        return train(ModelSpec(f"{s} (flag noise {cfg.noise_check:g})", variant_of(cfg, s)),
+                     replace(cfg, flag_noise=cfg.noise_check),
                      members, ctx)
     if key == PLACEBO:
         return train(twin(), cfg, members, ctx)
-    return train(ModelSpec.of(key), cfg, members, ctx)
+    return train(ModelSpec.of(key, variant_of(cfg, key)), cfg, members, ctx)
 
 
 def run(cfg: DilutionConfig, ctx: RunContext) -> None:
@@ -433,7 +430,7 @@ def _c5_rule(strategies: Mapping, name: str, ref: str):
     return f"dilution reproduced; {who} does not keep {MIN_KEEP:g} more mass than {ref}" + vs, keep
 
 
-def ablate(cfg: DilutionConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: DilutionConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained on lengths n_min..n_max; per seed, the attention mass it
     leaves off the needle at the longest evaluation length (``1 - mass``; 0 is the noise-free task's
     best), and beside it the accuracy there (``acc``): a model can keep its accuracy with little mass;

@@ -39,7 +39,7 @@ import torch
 
 from ssa_theory import cells, lm
 from ssa_theory.claims import ONE_SEED, Claim, rate_difference
-from ssa_theory.config import TrainingConfig, require
+from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.stats import binomial_ci, ci_columns
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
@@ -66,7 +66,7 @@ class FlipflopConfig(TrainingConfig):
     long_pairs: tuple[int, ...] = (256, 1024)  # longer test sequences, at p_ignore
     n_eval: int = 64  # test sequences per set and member
     sparse_eval: int = 512  # sparse test sequences per member: about 320 reads (C9's power)
-    strategies: tuple[str, ...] = STRATEGIES
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)
     placebo: bool = True  # also train the vanilla twin (PLACEBO), read against vanilla by C9's rule
     d_model: int = 32
     n_layers: int = 2
@@ -98,7 +98,7 @@ class FlipflopConfig(TrainingConfig):
         return [("in_distribution", self.pairs, self.p_ignore), ("sparse", self.pairs, self.sparse_p),
                 ("dense", self.pairs, self.dense_p)] + [(f"long_{t}", t, self.p_ignore) for t in self.long_pairs]
 
-    def shape(self, variant: str) -> lm.LMShape:
+    def shape(self, variant) -> lm.LMShape:
         return lm.LMShape(vocab=VOCAB, variant=variant, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
                           d_mlp=2 * self.d_model, conv=self.conv, train_length=2 * self.pairs)
 
@@ -140,7 +140,7 @@ def train(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContex
 def _fit(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext, init: str = "init"):
     gens = members.generators("data")
     monitor = _batch(members.generators("eval"), cfg.n_monitor, cfg.pairs, cfg.p_ignore)
-    return lm.fit_members(cfg.shape(spec.variant), members, ctx,
+    return lm.fit_members(cfg.shape(spec.resolved), members, ctx,
                           batch=lambda step: _batch(gens, cfg.batch_size, cfg.pairs, cfg.p_ignore), monitor=monitor,
                           steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every, label=spec.label,
                           token_freq=token_frequencies(cfg), init=init)
@@ -195,7 +195,7 @@ def read_entropy(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def train_model(cfg: FlipflopConfig, key: str, ctx: RunContext) -> Trained:
     """One strategy's model (or the placebo twin's), for every member of the run (``Experiment.models``)."""
-    spec, init = lm.model_spec(key)
+    spec, init = lm.model_spec(cfg, key)
     return train(spec, cfg, Members.of(ctx.seeds), ctx, init)
 
 
@@ -288,7 +288,7 @@ def claims(exported: Path) -> list[Claim]:
                   d, lo, hi, glitch_rule(van, ssa), placebo)]
 
 
-def ablate(cfg: FlipflopConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: FlipflopConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained on flip-flop; per seed, its glitch rate on the sparse set,
     and whether it learned the task (in distribution, at most ``1 - LEARNED`` of its reads wrong)."""
     members = Members.of(ctx.seeds)

@@ -132,7 +132,7 @@ def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, sc
     context every token, and query k's attention row is the predicted P*[k]. The query follows the K
     context tokens (position K + 1)."""
     K = cfg.n_nodes
-    attn = Attention(spec.variant, K, generators=members.generators(spec.init), d_head=cfg.d_head or K,
+    attn = Attention(spec.resolved, K, generators=members.generators(spec.init), d_head=cfg.d_head or K,
                      score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.eye(K), q_pos=torch.full((K,), K + 1), k_pos=torch.arange(1, K + 1),
                         k_freq=task.key_frequency if spec.scale == "freq" else None)
@@ -440,7 +440,7 @@ def permuted_trend(nodes: pd.DataFrame, rng_of) -> str | None:
 # --- figures (drawn from the run directory only) ------------------------------------------------
 
 
-def ablate(cfg: GraphTransitionConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: GraphTransitionConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained in the headline geometry; per seed, the objective it
     minimised above vanilla's floor: its excess CE over H(P*) plus the price of its logit multiplier
     beyond vanilla's, ``temp_penalty * (price - 1)``. Every multiplier pays the same price, a

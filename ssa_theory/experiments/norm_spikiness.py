@@ -49,9 +49,8 @@ import torch
 
 from ssa_theory import cells, measures, theory
 from ssa_theory.attention import Attention
-from ssa_theory.variants import get_variant
 from ssa_theory.claims import Claim, decide, smaller
-from ssa_theory.config import TrainingConfig, choice, require
+from ssa_theory.config import TrainingConfig, choice, require, resolve_variants, variant_field, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
@@ -76,8 +75,9 @@ class NormSpikinessConfig(TrainingConfig):
     smoothing: float = 0.05  # g in P*
     embed_dim: int = 128  # m: tokens are random unit vectors in R^m
     d_head: int = 128
-    ssa_variant: str = "ssa_q"  # which query temperature "ssa" is; see SSA_VARIANTS
-    compare_variants: tuple[str, ...] = ("ssa_q_pos", "ssa_q_tok", "global", "global_free")  # also trained, at the headline weight decay
+    ssa_variant: str = variant_field("ssa_q")  # which query temperature "ssa" is; see SSA_VARIANTS
+    # also trained, at the headline weight decay
+    compare_variants: tuple[str, ...] = variant_field(("ssa_q_pos", "ssa_q_tok", "global", "global_free"))
     weight_decay: float = 1e-5  # the headline budget
     sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
@@ -98,6 +98,7 @@ class NormSpikinessConfig(TrainingConfig):
         choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
         for v in self.compare_variants:
             choice("compare_variants", v, COMPARE_VARIANTS)
+        resolve_variants(self)
         degree_sequence(self.n_tokens, self.max_degree)  # refuses impossible graphs early
 
     @property
@@ -131,7 +132,7 @@ class Task:
 
 def model_specs(cfg: NormSpikinessConfig) -> dict[str, ModelSpec]:
     """The two headline models: vanilla, and ``ssa`` as the query temperature ``cfg.ssa_variant``."""
-    return {"vanilla": ModelSpec.of("vanilla"), "ssa": ModelSpec.of("ssa", cfg.ssa_variant)}
+    return {"vanilla": ModelSpec.of("vanilla"), "ssa": ModelSpec.of("ssa", variant_of(cfg, cfg.ssa_variant))}
 
 
 def members_of(cfg: NormSpikinessConfig, seeds) -> Members:
@@ -145,7 +146,7 @@ def members_of(cfg: NormSpikinessConfig, seeds) -> Members:
 def build_model(spec: ModelSpec, cfg: NormSpikinessConfig, task: Task, members: Members) -> PointerModel:
     """Attention over the K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
     K = cfg.n_tokens
-    attn = Attention(spec.variant, cfg.embed_dim, generators=members.generators(spec.init), d_head=cfg.d_head,
+    attn = Attention(spec.resolved, cfg.embed_dim, generators=members.generators(spec.init), d_head=cfg.d_head,
                      value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.as_tensor(task.X, dtype=torch.float32), q_pos=torch.full((K,), K + 1),
                         k_pos=torch.arange(1, K + 1), k_freq=task.graph.key_frequency if spec.scale == "freq" else None)
@@ -204,7 +205,7 @@ def train_model(cfg: NormSpikinessConfig, key: str, ctx: RunContext) -> Trained:
     the twin at the headline weight decay only."""
     members = members_of(cfg, ctx.seeds)
     if key.startswith(COMPARE) or key == PLACEBO:
-        spec = twin() if key == PLACEBO else ModelSpec.of(key[len(COMPARE):])
+        spec = twin() if key == PLACEBO else ModelSpec.of(variant_of(cfg, key[len(COMPARE):]))
         return train(spec, cfg, members.select_cell(0), ctx, task=Task.build(cfg))
     return train(model_specs(cfg)[key], cfg, members, ctx, task=Task.build(cfg))
 
@@ -222,7 +223,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
 
 def tau_max(cfg: NormSpikinessConfig) -> float:
     """SSA's largest query inverse temperature at position K + 1: 1 + [pos] log(K + 1) + [tok] 1."""
-    terms = get_variant(cfg.ssa_variant).q
+    terms = variant_of(cfg, cfg.ssa_variant).q
     return 1.0 + ("pos" in terms) * math.log(cfg.n_tokens + 1) + ("tok" in terms) * 1.0
 
 
@@ -394,7 +395,7 @@ def _c4_tests(s: Mapping[str, np.ndarray], name: str):
             smaller(s["mean_spikiness_vanilla"], s[f"mean_spikiness_{name}"], MIN_CUT))
 
 
-def ablate(cfg: NormSpikinessConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: NormSpikinessConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained at the headline weight decay; per seed, the mean over
     tokens of the per-token norm ``||W^T x_t||`` over the mean of the least norms any *vanilla* layer
     needs for the accuracy each token reached (``theory.query_norm_lower_bound``; a ratio of means, so

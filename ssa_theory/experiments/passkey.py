@@ -45,7 +45,7 @@ import torch
 
 from ssa_theory import cells, lm, theory
 from ssa_theory.claims import ONE_SEED, Claim, paired
-from ssa_theory.config import TrainingConfig, require
+from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, step_lengths
@@ -78,8 +78,8 @@ class PasskeyConfig(TrainingConfig):
     eval_lengths: tuple[int, ...] = (128, 512, 1024, 4096)
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle depth, a fraction of the filler
     n_eval: int = 16  # contexts per (length, depth) and member: 240 per length over 5 depths and 3 seeds
-    strategies: tuple[str, ...] = STRATEGIES
-    bounded: tuple[str, ...] = BOUNDED  # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)
+    bounded: tuple[str, ...] = variant_field(BOUNDED)  # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
     bound: float = 4.0  # the cosine geometry's scale s: every score in [-s, s], a needle's gap at most 2s
     placebo: bool = True  # also train the vanilla twin (PLACEBO), in each geometry, read against vanilla by C7 and C8
     learn_seeds: int = 3  # seeds of C8's models (vanilla, SSA and the twin, free geometry) from the run's first; C8 needs 8
@@ -138,7 +138,7 @@ class PasskeyConfig(TrainingConfig):
         """Evaluation lengths, the longest training length first (the retrieval head is found there)."""
         return tuple(sorted({self.n_max, *self.eval_lengths}))
 
-    def shape(self, variant: str, bounded: bool = False) -> lm.LMShape:
+    def shape(self, variant, bounded: bool = False) -> lm.LMShape:
         return lm.LMShape(vocab=self.vocab, variant=variant, d_model=self.d_model, n_layers=self.n_layers,
                           n_heads=self.n_heads, d_mlp=2 * self.d_model, conv=self.conv, train_length=self.n_max,
                           score="cosine" if bounded else "dot", score_bound=self.bound if bounded else None)
@@ -235,7 +235,7 @@ def _fit(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext,
         n = lengths[step]
         return _batch(cfg, gens, ds, cfg.batch_size, n)[0], answer_mask(n, ds)
 
-    return lm.fit_members(cfg.shape(spec.variant, bounded), members, ctx, batch=batch,
+    return lm.fit_members(cfg.shape(spec.resolved, bounded), members, ctx, batch=batch,
                           monitor=(mon_tokens, answer_mask(cfg.n_max, ds)), steps=cfg.steps, lr=cfg.lr,
                           log_every=cfg.log_every, label=spec.label, token_freq=token_frequencies(cfg), init=init,
                           log_at=cfg.log_steps())
@@ -293,46 +293,33 @@ def evaluate(net: lm.Ensemble, cfg: PasskeyConfig, members: Members, device) -> 
             "head": head.cpu().numpy(), **lm.temperature_arrays(net)}
 
 
-TOKEN_TERMS = ("ssa_tok", "ssa_tok_own")  # terms that read the token, not n: left out of the temperature law
-
-
 def law_ratio(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.ndarray:
     """``tau_q(n) / tau_q(n0)`` at the read (E, lengths): the query-side temperature law of the strategy,
-    for each member's retrieval head (``head``: layer x heads + head), from the strategy table's own
-    formulas at the read's position and key count ``n - d`` (the read sees the keys before it), with
+    for each member's retrieval head (``head``: layer x heads + head), from the layer plan's readout
+    (``LayerPlan.law``: the strategies that declare they read only n, the positions and the train
+    length) at the read's position and key count ``n - d`` (the read sees the keys before it), with
     the member's learned per-head scalars. SSA's token term reads the token, not n, and is left out:
     for ``ssa`` the law is its position term's, ``1 + sigmoid(alpha) log n``; so is any factor whose
     formula reads the query, the projections or the key frequencies (``asentmax``, ``freq``). 1 for
     vanilla."""
-    from ssa_theory import functional as core
-    from ssa_theory.variants import get_variant
+    from ssa_theory.plan import LAW
 
     E, H = len(head), cfg.n_heads
-    variant = get_variant(net.shape.variant)
-    placements = [(side, st, prefix) for side, st, prefix in variant.placements() if side == "q" and st.name not in TOKEN_TERMS]
     taus = np.ones((E, len(cfg.lengths)))
     params = net._params()
     for e in range(E):
         layer, h = divmod(int(head[e]), H)
-        found = {k[len(f"blocks.{layer}.attn.temp."):]: v[e:e + 1].detach().cpu().float() for k, v in params.items()
-                 if k.startswith(f"blocks.{layer}.attn.temp.")}
+        plan = net._base[0].blocks[layer].attn.plan
+        prefix = f"blocks.{layer}.attn.temp."
+        found = {k[len(prefix):]: v[e:e + 1].detach().cpu().float() for k, v in params.items() if k.startswith(prefix)}
 
-        def tau_at(n: int, placed) -> float:
+        def tau_at(n: int) -> float:
             seen = torch.tensor(float(n - ds[e]))
-            strategies = core.Strategies(placed, found, cfg.n_max, H, H)
-            inputs = strategies.inputs("q", torch.zeros(1, 1, 1, cfg.d_model), pos=seen.reshape(1, 1, 1),
-                                       n=seen.reshape(1, 1, 1, 1))
-            tau = strategies.tau("q", inputs)
+            tau = plan.readout(found, "q", torch.zeros(1, 1, 1, cfg.d_model), which=LAW, pos=seen.reshape(1, 1, 1),
+                               n=seen.reshape(1, 1, 1, 1))
             return 1.0 if tau is None else float(torch.broadcast_to(tau, (1, 1, H, 1))[0, 0, h, 0])
 
-        law = []
-        for placed in placements:  # a formula that reads the query, the projections or the key frequencies is no law of n
-            try:
-                tau_at(cfg.n_max, [placed])
-                law.append(placed)
-            except (TypeError, AttributeError):
-                pass
-        taus[e] = [tau_at(n, law) for n in cfg.lengths] if law else 1.0
+        taus[e] = [tau_at(n) for n in cfg.lengths] if plan.law("q") else 1.0
     return taus / taus[:, :1]
 
 
@@ -403,9 +390,9 @@ def model_weight(cfg: PasskeyConfig, key: str) -> float:
 def train_model(cfg: PasskeyConfig, key: str, ctx: RunContext) -> Trained:
     """One model of ``model_keys``, for its members (``model_seeds``)."""
     geometry, name = split_key(key)
-    spec, init = lm.model_spec(name)
+    spec, init = lm.model_spec(cfg, name)
     if geometry != "dot":
-        spec = ModelSpec(key, spec.variant)
+        spec = ModelSpec(key, spec.resolved)
     members = Members.grid(cfg.digits, model_seeds(cfg, key, ctx.seeds), lambda d: f"d={d}")
     return train(spec, cfg, members, ctx, init, bounded=geometry != "dot")
 
@@ -612,7 +599,7 @@ def claims(exported: Path) -> list[Claim]:
     return out
 
 
-def ablate(cfg: PasskeyConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: PasskeyConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained on lengths n_min..n_max with the first passkey length;
     per seed, the fraction of passkeys it misses at the longest evaluation length (0 is perfect), and
     whether it learned the task (exact match at least ``LEARNED`` at the training length)."""

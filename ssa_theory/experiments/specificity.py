@@ -56,9 +56,9 @@ import torch
 
 from ssa_theory import theory
 from ssa_theory.attention import Attention
-from ssa_theory.variants import VARIANTS, check_variant_name, get_variant
+from ssa_theory.variants import VARIANTS, Variant, get_variant
 from ssa_theory.claims import Claim, decide, smaller
-from ssa_theory.config import TrainingConfig, require
+from ssa_theory.config import TrainingConfig, require, resolve_variants, variant_field, variant_of
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
@@ -82,7 +82,7 @@ class SpecificityConfig(TrainingConfig):
     beta_sharp: float = 4.0  # the sharp query's target is softmax(beta_sharp z)
     contrasts: tuple[float, ...] = (1.0, 2.0, 8.0)  # beta_sharp / beta_flat; 1 is the control: no contrast
     rhos: tuple[float, ...] = (0.0, 0.5, 0.9, 0.99)  # cosine similarity of the two queries of a pair
-    strategies: tuple[str, ...] = STRATEGIES  # any name in variants.VARIANTS
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)  # any name in variants.VARIANTS
     d_head: int = 0  # query/key width; 0 means 2 n_pairs (the rank the pairs need)
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in every cell, read by C6's rule; needs vanilla
@@ -101,8 +101,7 @@ class SpecificityConfig(TrainingConfig):
                 f"rhos must lie in [0, 1) (got {self.rhos}); at rho = 1 the two queries are the same token")
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
         require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
-        for s in self.strategies:
-            check_variant_name("strategies", s)
+        resolve_variants(self)
         require(not self.placebo or "vanilla" in self.strategies,
                 "placebo=true needs vanilla among the strategies (the twin is read against it); add it or set placebo=false")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
@@ -118,9 +117,8 @@ class SpecificityConfig(TrainingConfig):
         return self.d_head or 2 * self.n_pairs
 
 
-def tau_range(strategy: str, n_keys: int) -> str:
-    """How the strategy's query inverse temperature is bounded in this task (the query sees n_keys keys)."""
-    v = get_variant("vanilla" if strategy == PLACEBO else strategy)
+def tau_range(v: Variant, n_keys: int) -> str:
+    """How the variant's query inverse temperature is bounded in this task (the query sees n_keys keys)."""
     log_k = math.log(n_keys)
     q = v.terms("q")
     if v.scale == "global":
@@ -197,7 +195,7 @@ def build_model(spec: ModelSpec, cfg: SpecificityConfig, grid: Grid) -> PointerM
     """One attention layer: query token i's attention row over the K one-hot keys is its prediction.
     The keys are a set, no order: every position (and the query's) is K, as in ``dilution``."""
     K, D, E = cfg.n_keys, 2 * cfg.n_pairs + cfg.n_keys, len(grid.members)
-    attn = Attention(spec.variant, D, generators=grid.members.generators(spec.init), d_head=cfg.width,
+    attn = Attention(spec.resolved, D, generators=grid.members.generators(spec.init), d_head=cfg.width,
                      value_proj=False, out_proj=False, train_length=K)
     keys = torch.zeros(K, D)
     keys[:, 2 * cfg.n_pairs:] = torch.eye(K)
@@ -301,7 +299,8 @@ def rows(cfg: SpecificityConfig) -> list[str]:
 
 def run(cfg: SpecificityConfig, ctx: RunContext) -> None:
     grid = Grid.of(cfg.cells, ctx.seeds)
-    trained = {row: train(twin() if row == PLACEBO else ModelSpec.of(row), cfg, grid.members, ctx, grid=grid)
+    trained = {row: train(twin() if row == PLACEBO else ModelSpec.of(row, variant_of(cfg, row)), cfg, grid.members, ctx,
+                          grid=grid)
                for row in rows(cfg)}
     write_results(ctx, measure(cfg, grid, trained))
 
@@ -419,7 +418,8 @@ def _strategies(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> tuple[pd.Data
     ref = "global" if "global" in cfg.strategies else cfg.strategies[0]
     summary, metrics = [], {}
     for strategy in rows(cfg):
-        row, m = {"strategy": strategy, "tau_range": tau_range(strategy, cfg.n_keys)}, {}
+        variant = get_variant("vanilla") if strategy == PLACEBO else variant_of(cfg, strategy)
+        row, m = {"strategy": strategy, "tau_range": tau_range(variant, cfg.n_keys)}, {}
         for label, (rho, contrast) in where.items():
             d = _cell(per_seed[per_seed.strategy == strategy], rho, contrast)
             row.update(ci_columns(f"excess_{label}", d.excess))
@@ -481,7 +481,7 @@ def _c6_rule(m: Mapping, name: str, ref: str):
     return weak, decide(all(e.ok for e in effect.values()), weak.n, yes=f"reproduced: {where}", no=f"not reproduced: {where}")
 
 
-def ablate(cfg: SpecificityConfig, variant: str, ctx: RunContext) -> np.ndarray:
+def ablate(cfg: SpecificityConfig, variant, ctx: RunContext) -> np.ndarray:
     """The ablation's cell: ``variant`` trained in the hardest cell (largest rho and contrast); its excess
     CE per query over the targets' entropy, per seed (floor 0)."""
     grid = Grid.of([(max(cfg.rhos), max(cfg.contrasts))], ctx.seeds)
