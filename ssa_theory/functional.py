@@ -79,8 +79,11 @@ class Strategies:
         return self.n_kv_heads if side in ("k", "v") else self.n_heads
 
     def inputs(self, side: str, x: torch.Tensor, *, proj=None, pos=None, n=None, q=None, extras=None) -> st.Inputs:
+        """What the side's formulas read; ``pos`` (1-based) defaults to 1..L, L the length of x."""
+        if pos is None:
+            pos = torch.arange(1, x.shape[-2] + 1, device=x.device)
         return st.Inputs(x=x, proj=proj, pos=pos, n=n, q=q, train_length=self.train_length,
-                         heads=split_heads(self.heads(side)), linear=linear, extras=extras or {})
+                         heads=split_heads(self.heads(side)), linear=linear, extras=extras or {}, dtype=x.dtype)
 
     def ssa(self, side: str, inputs: st.Inputs) -> torch.Tensor | None:
         """SSA's tau = 1 + the side's ``add`` terms, or None without any."""

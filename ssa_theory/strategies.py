@@ -84,6 +84,7 @@ class Inputs:
     heads: Callable[[torch.Tensor], torch.Tensor]  # (E, B, L, H*w) -> (E, B, H, L, w)
     linear: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-member x @ W
     extras: Mapping[str, torch.Tensor] = field(default_factory=dict)  # per-token data the caller gave (EXTRAS)
+    dtype: torch.dtype | None = None  # the layer's dtype (that of x), which a formula computes in
 
     @property
     def k_freq(self) -> torch.Tensor | None:
@@ -91,9 +92,8 @@ class Inputs:
         return self.extras.get("k_freq")
 
     def log_pos(self) -> torch.Tensor:
-        """log of the 1-based positions, default 1..L."""
-        pos = self.pos if self.pos is not None else torch.arange(1, self.x.shape[-2] + 1, device=self.x.device)
-        return torch.log(pos.to(self.x.dtype))
+        """log of the 1-based positions."""
+        return torch.log(self.pos.to(self.dtype))
 
 
 Formula = Callable[[Inputs, Mapping[str, torch.Tensor]], torch.Tensor]
@@ -226,8 +226,7 @@ LLAMA4_BETA = 0.1  # Llama 4's attn_scale
 def _llama4(i: Inputs, p):
     # 1 + beta log(1 + floor((p + 1) / L0)) with p the 0-based query position, so p + 1 is ours (1-based);
     # L0 is the training length (Llama 4's floor_scale, 8192 there)
-    pos = i.pos if i.pos is not None else torch.arange(1, i.x.shape[-2] + 1, device=i.x.device)
-    return 1.0 + LLAMA4_BETA * torch.log1p(torch.floor(pos.to(i.x.dtype) / i.train_length))
+    return 1.0 + LLAMA4_BETA * torch.log1p(torch.floor(i.pos.to(i.dtype) / i.train_length))
 
 
 def _gate(i: Inputs, p):
