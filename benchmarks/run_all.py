@@ -157,7 +157,8 @@ def section_seeds(args) -> str:
 
 def section_threads(args) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        run = lambda t, i: [*CLI, "run", "graph_transition", "--quick", "--quiet", "--force", "--threads", str(t),  # noqa: E731
+        run = lambda t, i: [*CLI, "run", "graph_transition", "--quick", "--quiet", "--force", "--threads", str(t),
+                            # noqa: E731
                             "--out", f"{tmp}/t{t}-{i}"]
         alone = {t: timed(run(t, 0))[0] for t in (1, 2)}
         together = {t: concurrent([run(t, i) for i in range(2)], 2) for t in (1, 2)}
@@ -224,28 +225,35 @@ def section_reproduce(args) -> str:
             parts.append(f"- the `--jobs 2` tables equal the `--jobs 1` tables byte for byte: {'yes' if same else 'NO'}\n")
         else:
             parts.append("- `--jobs 1`: not measured in this run (`--skip-jobs1`)\n")
-        experiments = {k: v for k, v in times.items() if " cell " not in k and " model " not in k}
-        by_task: dict[str, list[float]] = {}
-        for k, v in times.items():
-            if " cell " in k:
-                by_task.setdefault(f"ablation cells on {k.split('task=', 1)[1].split()[0]}", []).append(v)
-            elif " model " in k:
-                by_task.setdefault(f"{k.split(' model ', 1)[0]} models", []).append(v)
-        mmss = lambda t: f"{int(t // 60)}:{int(t % 60):02d}"  # noqa: E731
-        parts.append("\nEach task's wall time on one core within that run: an experiment's own task (for one collected "
-                     "from runs, the collection and its measures), and the runs it is collected from, by experiment "
-                     "(their sum is what `Preset.minutes` records, for scheduling only; the ablation's cells, what "
-                     "`Ablation.minutes` records):\n\n"
-                     "| task | wall time (m:ss) |\n|---|---|\n"
-                     + "".join(f"| {n} | {mmss(t)} |\n" for n, t in experiments.items())
-                     + "".join(f"| {t} ({len(v)}) | sum {mmss(sum(v))}, mean {sum(v) / len(v):.0f} s, longest "
-                               f"{max(v):.0f} s |\n" for t, v in by_task.items()))
+        parts.append(task_table(times))
     return "".join(parts)
+
+
+def task_table(times: dict[str, float]) -> str:
+    """Each task's wall time within a reproduce run: the experiments' own tasks, then the runs they are
+    collected from, summed per experiment."""
+    experiments = {k: v for k, v in times.items() if " cell " not in k and " model " not in k}
+    by_task: dict[str, list[float]] = {}
+    for k, v in times.items():
+        if " cell " in k:
+            by_task.setdefault(f"ablation cells on {k.split('task=', 1)[1].split()[0]}", []).append(v)
+        elif " model " in k:
+            by_task.setdefault(f"{k.split(' model ', 1)[0]} models", []).append(v)
+    mmss = lambda t: f"{int(t // 60)}:{int(t % 60):02d}"  # noqa: E731
+    return ("\nEach task's wall time on one core within that run: an experiment's own task (for one collected "
+            "from runs, the collection and its measures), and the runs it is collected from, by experiment "
+            "(their sum is what `Preset.minutes` records, for scheduling only; the ablation's cells, what "
+            "`Ablation.minutes` records):\n\n"
+            "| task | wall time (m:ss) |\n|---|---|\n"
+            + "".join(f"| {n} | {mmss(t)} |\n" for n, t in experiments.items())
+            + "".join(f"| {t} ({len(v)}) | sum {mmss(sum(v))}, mean {sum(v) / len(v):.0f} s, longest "
+                      f"{max(v):.0f} s |\n" for t, v in by_task.items()))
 
 
 def section_suite(args) -> str:
     """The default test suite, run exactly as the README writes it, without any thread variable."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env = {k: v for k,
+           v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -291,7 +299,8 @@ def _split(text: str) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-default", action="store_true", help="skip the default reproduce from scratch")
-    parser.add_argument("--skip-jobs1", action="store_true", help="skip the default reproduce at --jobs 1 (over an hour here)")
+    parser.add_argument("--skip-jobs1", action="store_true",
+                        help="skip the default reproduce at --jobs 1 (over an hour here)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     parser.add_argument("--runs", type=Path, default=None,
                         help="a fresh folder for the --jobs 2 runs from scratch (kept; default: a temporary one)")

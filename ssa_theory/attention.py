@@ -1,6 +1,7 @@
 """One attention layer; vanilla attention and Selective Self-Attention (SSA) are named variants of it.
 
-SSA (Zhang et al., NeurIPS 2024, section 3; our reading is in ``paper_repro.md``) scales query, key or value rows by an inverse temperature tau, a scalar per
+SSA (Zhang et al., NeurIPS 2024, section 3; our reading is in ``paper_repro.md``) scales query, key or
+value rows by an inverse temperature tau, a scalar per
 token and head (lower temperature T = 1/tau means a sparser, spikier row):
 
     logits_ij = tau_q(x_i, i) * tau_k(x_j, j) * score(q_i, k_j)
@@ -72,7 +73,7 @@ from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal 
 from ssa_theory.functional import SCORES, SDPA_ROW_LIMIT  # noqa: F401  (re-exported)
 from ssa_theory.plan import ALL, FACTORS, SSA, LayerPlan
 from ssa_theory.variants import (NEW_VARIANTS, SIDES, TERMS, VARIANTS, Variant, all_variants,  # noqa: F401
-                                 check_variant_name, get_variant, unknown)
+                                 get_variant, unknown)
 
 
 class Attention(nn.Module):

@@ -118,7 +118,8 @@ def seeds(experiment, config, *, n_seeds: int, repeats: int, device: torch.devic
             for c in counts:
                 d = Path(tmp) / f"{r}-{c}"
                 d.mkdir()
-                t = _timed(lambda: experiment.run(config, RunContext(d, member_seeds(seed, c), device, quiet=True)), device)
+                t = _timed(lambda: experiment.run(config, RunContext(d, member_seeds(seed, c), device, quiet=True)),
+                           device)
                 if r:
                     times[c].append(t)
     med = {c: statistics.median(times[c]) for c in counts}
@@ -159,7 +160,8 @@ def module(*, batch: int = 8, heads: int = 4, length: int = 1024, d_head: int = 
         t_ref, t_var = _rounds(lambda: ref(x).sum().backward(), lambda: layer(x).sum().backward(), repeats, device)
         ratio = statistics.median(b / a for a, b in zip(t_ref, t_var))
         target = MODULE_TARGETS.get(name, float("nan"))
-        rows.append({"variant": name, "ms_module": 1e3 * statistics.median(t_var), "ms_nanogpt": 1e3 * statistics.median(t_ref),
+        rows.append({"variant": name, "ms_module": 1e3 * statistics.median(t_var),
+                     "ms_nanogpt": 1e3 * statistics.median(t_ref),
                      "ratio": ratio, "target": target,
                      "met": "" if name not in MODULE_TARGETS else ("yes" if ratio <= target else "no")})
     return pd.DataFrame(rows)
@@ -194,7 +196,8 @@ def profile(variant: str = "ssa", *, batch: int = 8, heads: int = 4, length: int
     rest = df.iloc[top:][[f"ms_{variant}", "ms_vanilla", "extra_ms"]].sum()
     head = df.iloc[:top]
     total = pd.DataFrame([{"op": "all other operators", **rest.to_dict()},
-                          {"op": "total", f"ms_{variant}": df[f"ms_{variant}"].sum(), "ms_vanilla": df["ms_vanilla"].sum(),
+                          {"op": "total", f"ms_{variant}": df[f"ms_{variant}"].sum(),
+                           "ms_vanilla": df["ms_vanilla"].sum(),
                            "extra_ms": df["extra_ms"].sum()}])
     return pd.concat([head, total], ignore_index=True)
 

@@ -167,7 +167,8 @@ def learned_temperature(strategy, scale: str, seeds: list[int], device) -> pd.Da
     rows = []
     for n in (cfg.n_max, 256, 4096):
         tau = net.query_temperature(n).cpu().numpy()
-        rows.append({"n": n, "tau_q_mean": float(tau.mean()), "tau_q_min": float(tau.min()), "tau_q_max": float(tau.max())})
+        rows.append({"n": n, "tau_q_mean": float(tau.mean()), "tau_q_min": float(tau.min()),
+                     "tau_q_max": float(tau.max())})
     return pd.DataFrame(rows)
 
 
@@ -177,15 +178,15 @@ def _fmt(x: float) -> str:
 
 def write_card(folder: Path, plan: Plan, top: dict, tasks: pd.DataFrame, temps: pd.DataFrame) -> Path:
     """``card.md``, ``card.csv`` and ``card.png`` in ``folder``; returns card.md."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ssa_theory.plotting import colors
-
     folder.mkdir(parents=True, exist_ok=True)
     tasks.to_csv(folder / "card.csv", index=False)
+    (folder / "card.md").write_text("\n".join(card_lines(plan, top, tasks, temps)))
+    draw_card(folder / "card.png", plan.strategy, tasks)
+    return folder / "card.md"
+
+
+def card_lines(plan: Plan, top: dict, tasks: pd.DataFrame, temps: pd.DataFrame) -> list[str]:
+    """The lines of card.md: the header (``top``), the learned temperature and the per-task table."""
     s = plan.strategy
     lines = [f"# Report card: `{s}`", "",
              f"Trained as a row of the ablation ({plan.scale} size, seeds {plan.seeds[0]}..{plan.seeds[-1]}) on "
@@ -221,7 +222,18 @@ def write_card(folder: Path, plan: Plan, top: dict, tasks: pd.DataFrame, temps: 
               "vanilla's distance to the floor that the strategy removes (1: at the floor; 0: as vanilla; negative: "
               "worse). The floor is the task's best value, a closed form where the task has one.", "",
               f"References: {', '.join(sorted(set(tasks.references_from)))}.", "", "![card](card.png)", ""]
-    (folder / "card.md").write_text("\n".join(lines))
+    return lines
+
+
+def draw_card(path: Path, s: str, tasks: pd.DataFrame) -> None:
+    """card.png: each task's measure for the strategy and the references, with their 95% CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssa_theory.plotting import colors
+
     col = colors([s, *REFERENCES])
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.0 * len(tasks), 2.8), layout="constrained", squeeze=False)
     for ax, r in zip(axes[0], tasks.to_dict("records")):
@@ -234,9 +246,8 @@ def write_card(folder: Path, plan: Plan, top: dict, tasks: pd.DataFrame, temps: 
         ax.set_title(r["task"], fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle(f"{s}: each task's measure (lower is better), 95% CI", fontsize=9)
-    fig.savefig(folder / "card.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return folder / "card.md"
 
 
 def make_card(variant, *, quick: bool, seeds: list[int], out: Path, device, jobs: int, no_check: bool,

@@ -121,7 +121,8 @@ def run_model(cfg: ModelConfig, ctx: RunContext) -> None:
         raise
     ctx.save_arrays("model", **t.arrays)
     ctx.save_arrays("history", **t.history)
-    ctx.write_table("members", pd.DataFrame({"seed": t.members.seeds, "cell": t.members.cells, "label": t.members.labels}))
+    ctx.write_table("members",
+                    pd.DataFrame({"seed": t.members.seeds, "cell": t.members.cells, "label": t.members.labels}))
     ctx.write_metrics({"label": t.spec.label, "variant": t.spec.variant, "extras": dict(t.spec.extras),
                        "seeds": t.members.seeds, "cells": t.members.cells, "labels": t.members.labels})
 
@@ -154,6 +155,17 @@ MODEL = Experiment(
     depends=_depends,
 )
 MODEL_REF = "ssa_theory.cells:MODEL"  # how worker processes find it (it is not registered: no list entry)
+
+
+def split(experiment: Experiment, config: Any, minutes: float) -> list[tuple[str, Mapping[str, Any], float]]:
+    """The runs ``experiment`` is collected from, for ``config``: (experiment reference, config overrides,
+    estimated minutes) each, ``minutes`` being its own estimate (shared out among its models by their
+    weights); none for an experiment that trains in one piece (``Experiment.cells`` or ``.models``)."""
+    if experiment.cells is not None:
+        return experiment.cells(config)
+    if experiment.models is not None:
+        return model_cells(experiment, config, minutes)
+    return []
 
 
 def model_cells(experiment: Experiment, config: Any, minutes: float) -> list[tuple[str, dict[str, str], float]]:

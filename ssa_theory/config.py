@@ -66,8 +66,8 @@ HOLDS_VARIANTS = "variants"  # field metadata: the field holds attention variant
 
 def variant_field(default: Any) -> Any:
     """A config field that holds attention variant names (a name, or a tuple of names): resolved once
-    when the config is made (``resolve_variants``), and the fields the command line reads for plug-in
-    strategies to check."""
+    when the config is made (``variants.resolve_variants``), and the fields the command line reads for
+    plug-in strategies to check."""
     return dataclasses.field(default=default, metadata={"holds": HOLDS_VARIANTS})
 
 
@@ -79,28 +79,6 @@ def variant_names(config: Any) -> dict[str, list[str]]:
             value = getattr(config, f.name)
             out[f.name] = [value] if isinstance(value, str) else list(value)
     return out
-
-
-def resolve_variants(config: Any) -> None:
-    """For a config's ``__post_init__``: resolve every name its ``variant_field``s hold, once, keeping the
-    objects (``variant_of``); a ``ConfigError`` naming the field and the closest names otherwise."""
-    from ssa_theory.variants import get_variant
-
-    resolved = {}
-    for name, values in variant_names(config).items():
-        for value in values:
-            if value in resolved:  # a name two fields hold is resolved once
-                continue
-            try:
-                resolved[value] = get_variant(value)
-            except ValueError as e:
-                raise ConfigError(f"{name}: {e}") from None
-    object.__setattr__(config, "_variants", resolved)
-
-
-def variant_of(config: Any, name: str) -> Any:
-    """The ``Variant`` that ``resolve_variants`` made of ``name`` (a name a variant field of ``config`` holds)."""
-    return config._variants[name]
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -21,7 +21,8 @@ grouped-query heads, QK-norm, a KV cache). The core does, in this order:
 5. **The kernel.** For the dot product, tau is folded into q, k and v and one fused
    ``F.scaled_dot_product_attention`` call is made (``is_causal=True`` for the plain causal mask);
    the ``cosine`` geometry takes the same call on unit q and k, q scaled by ``B sqrt(d)`` (QK-norm at
-   a fixed scale, so a long context never materialises its L x L scores); otherwise, or when the probabilities are asked for, the explicit path: the geometry's score times
+   a fixed scale, so a long context never materialises its L x L scores); otherwise, or when the
+   probabilities are asked for, the explicit path: the geometry's score times
    tau_q times tau_k, masked, softmax, times the values. A ``sink`` strategy adds a zero key and value
    whose logit is its own.
 6. **The output factor** (a gate), per query.
@@ -174,7 +175,8 @@ def mask5(attn_mask: torch.Tensor, E: int, B: int, H: int, Lq: int, Lk: int) -> 
     expected = {2: (Lq, Lk), 3: (B, Lq, Lk), 4: (B, H, Lq, Lk), 5: (E, B, H, Lq, Lk)}.get(attn_mask.dim())
     lead = {2: (None, None, None), 3: (None, slice(None), None), 4: (None,), 5: ()}.get(attn_mask.dim())
     # every axis its size, or 1 on a leading (member, batch, head) axis, which then broadcasts
-    ok = expected is not None and all(s == e or (s == 1 and i < len(shape) - 2) for i, (s, e) in enumerate(zip(shape, expected)))
+    ok = expected is not None and all(s == e or (s == 1 and i < len(shape) - 2) for i,
+                                      (s, e) in enumerate(zip(shape, expected)))
     if not ok:
         raise ValueError(f"attn_mask of shape {shape} is not one of (Lq, Lk) = {(Lq, Lk)}, (B, Lq, Lk) = "
                          f"{(B, Lq, Lk)}, (B, 1 or H, Lq, Lk) = {(B, H, Lq, Lk)}"
@@ -202,7 +204,8 @@ def visibility(Lq: int, Lk: int, *, causal: bool, offset: int = 0, attn_mask: to
 # --- the kernel --------------------------------------------------------------------------------------------
 
 
-def sdpa_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+def sdpa_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              causal: bool) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` on (N, H, L, d) inputs, in calls of at most ``SDPA_ROW_LIMIT``
     rows N x H (rows are independent, so the split changes no number; below the limit it is one call)."""
     N, H = q.shape[:2]
@@ -339,6 +342,28 @@ class Prepared:
     sink: torch.Tensor | None
 
 
+def key_counts(strategies: Strategies, visible: torch.Tensor | None, *, plain: bool, Lq: int, Lk: int, causal: bool,
+               cache, new_valid: torch.Tensor | None, batch: int, L_new: int, dtype: torch.dtype,
+               device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """n, the keys a token sees, where a strategy reads it (else None): on the q side the visible real
+    keys of each query, broadcastable to (E, B, H, Lq); on the k and v sides the real keys token j
+    itself sees as a query of this call (B, 1, Lk), after the cache's ``count`` real tokens."""
+    n_q = n_k = None
+    if strategies.reads_n(("q",)):
+        if plain:
+            n_q = torch.arange(1, Lq + 1, device=device, dtype=torch.float32).to(dtype)
+        elif visible is None:
+            n_q = torch.full((Lq,), float(Lk), device=device).to(dtype)
+        else:
+            n_q = visible.sum(-1).to(torch.float32).clamp_min(1).to(dtype)
+    if strategies.reads_n(("k", "v")):
+        before = 0 if cache is None else cache.count[:, None]
+        real = torch.ones(batch, L_new, device=device) if new_valid is None else new_valid.to(dtype)
+        seen = real.cumsum(-1) if causal else real.sum(-1, keepdim=True)
+        n_k = (before + seen).clamp_min(1).to(dtype)[:, None]
+    return n_q, n_k
+
+
 def prepare(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, x: torch.Tensor,
             context: torch.Tensor | None = None, q_pos: torch.Tensor | None = None, k_pos: torch.Tensor | None = None,
             causal: bool = False, attn_mask: torch.Tensor | None = None, key_valid: torch.Tensor | None = None,
@@ -371,20 +396,9 @@ def prepare(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.T
     visible = None if plain else visibility(Lq, Lk, causal=causal, offset=offset, attn_mask=attn_mask,
                                             key_valid=key_valid, device=dev)
 
-    # Temperatures. n: the visible real keys of each query (q side); on the k and v sides, the real
-    # keys token j itself sees as a query of this call.
-    n_q = n_k = None
-    if strategies.reads_n(("q",)):
-        if plain:
-            n_q = torch.arange(1, Lq + 1, device=dev, dtype=torch.float32).to(q.dtype)
-        elif visible is None:
-            n_q = torch.full((Lq,), float(Lk), device=dev).to(q.dtype)
-        else:
-            n_q = visible.sum(-1).to(torch.float32).clamp_min(1).to(q.dtype)
-    if strategies.reads_n(("k", "v")):
-        before = 0 if cache is None else cache.count[:, None]
-        real = torch.ones(B, L_new, device=dev) if new_valid is None else new_valid.to(q.dtype)
-        n_k = (before + (real.cumsum(-1) if causal else real.sum(-1, keepdim=True))).clamp_min(1).to(q.dtype)[:, None]
+    # Temperatures, read at n (``key_counts``) and the 1-based positions.
+    n_q, n_k = key_counts(strategies, visible, plain=plain, Lq=Lq, Lk=Lk, causal=causal, cache=cache,
+                          new_valid=new_valid, batch=B, L_new=L_new, dtype=q.dtype, device=dev)
     pos = lambda p: (p + 1)[:, None]  # noqa: E731  (B|1, L) 0-based -> (B|1, 1, L) 1-based
     tq = strategies.tau("q", strategies.inputs("q", x, proj=q, pos=pos(q_pos), n=n_q, q=q, extras=extras))
     tk = strategies.tau("k", strategies.inputs("k", context, proj=k, pos=pos(k_pos), n=n_k, extras=extras))

@@ -42,7 +42,8 @@ FLOOR = {"float64": 1e-12, "float32": 1e-6}
 MARGIN = 100.0
 # environments in which the outputs are recomputed to measure their sensitivity to rounding
 _AVX2_LIBRARIES = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-ALTERNATIVES = ({"ATEN_CPU_CAPABILITY": "default", **_AVX2_LIBRARIES}, {"ATEN_CPU_CAPABILITY": "avx2", **_AVX2_LIBRARIES})
+ALTERNATIVES = ({"ATEN_CPU_CAPABILITY": "default", **_AVX2_LIBRARIES},
+                {"ATEN_CPU_CAPABILITY": "avx2", **_AVX2_LIBRARIES})
 
 # sizes: E members, B batch, H heads, L tokens, D width; L > TRAIN_LENGTH so that yarn, qwen and llama4 act
 E, B, H, L, D, D_HEAD = 2, 2, 2, 5, 6, 3
@@ -122,7 +123,8 @@ def _public_layer(outputs: dict, variant: str, dtype: torch.dtype) -> None:
 
     tag = f"public/{variant}/{str(dtype)[6:]}"
     with torch.random.fork_rng(devices=[]):
-        m = SelectiveAttention(8, 4, n_kv_heads=2, variant=variant, rope_base=100.0, train_length=TRAIN_LENGTH).to(dtype)
+        m = SelectiveAttention(8, 4, n_kv_heads=2, variant=variant, rope_base=100.0,
+                               train_length=TRAIN_LENGTH).to(dtype)
     _perturb(m, 6)
     Lp = 6
     x = _randn((B, Lp, 8), 7, dtype)

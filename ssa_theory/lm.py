@@ -141,7 +141,8 @@ class Ensemble(nn.Module):
     def __init__(self, shape: LMShape, seeds, token_freq: torch.Tensor | None = None, init: str = "init") -> None:
         super().__init__()
         models = [member(shape, s, init) for s in seeds]
-        self.register_buffer("token_freq", None if token_freq is None else torch.as_tensor(token_freq, dtype=torch.float32))
+        self.register_buffer("token_freq",
+                             None if token_freq is None else torch.as_tensor(token_freq, dtype=torch.float32))
         stacked, buffers = stack_module_state(models)
         if buffers:
             raise ValueError(f"TinyLM has no buffers; got {sorted(buffers)}")
@@ -174,10 +175,12 @@ def check_model_fields(cfg) -> None:
     """The checks of the model fields an LM experiment's config shares (``strategies``, ``placebo``,
     ``d_model``, ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field
     and the fix."""
-    from ssa_theory.config import require, resolve_variants
+    from ssa_theory.config import require
+    from ssa_theory.variants import resolve_variants
 
     require(len(cfg.strategies) >= 1, "strategies must name at least one strategy")
-    require(PLACEBO not in cfg.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
+    require(PLACEBO not in cfg.strategies,
+            f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
     resolve_variants(cfg)
     require(not cfg.placebo or "vanilla" in cfg.strategies, "placebo=true needs vanilla among the strategies")
     for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
@@ -197,7 +200,7 @@ def model_spec(cfg, key: str):
     """``(ModelSpec, init stream)`` of a model key of ``model_keys``: a strategy as itself (the variant
     ``cfg`` resolved) from the ``init`` stream; ``PLACEBO`` as ``skeleton.twin()``, vanilla attention
     from ``init_twin``."""
-    from ssa_theory.config import variant_of
+    from ssa_theory.variants import variant_of
 
     spec = skeleton.twin() if key == PLACEBO else skeleton.ModelSpec.of(key, variant_of(cfg, key))
     return spec, spec.init
@@ -208,10 +211,13 @@ def presets(minutes: float, quick: dict, gpu: dict) -> dict:
     overrides) and ``gpu`` (``gpu``'s overrides, 5 seeds)."""
     from ssa_theory.registry import Preset
 
-    return {"default": Preset({}, seeds=3, about="the run paper_repro.md reports: one model per strategy, 10 to 14 minutes of one core, spread over every core",
+    return {"default": Preset({}, seeds=3,
+                              about="the run paper_repro.md reports: one model per strategy, 10 to 14 minutes of one "
+                                    "core, spread over every core",
                               minutes=minutes),
             "quick": Preset(quick, seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
-            "gpu": Preset(gpu, seeds=5, about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?")}
+            "gpu": Preset(gpu, seeds=5,
+                          about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?")}
 
 
 def temperature_arrays(net: Ensemble) -> dict[str, np.ndarray]:
@@ -228,7 +234,8 @@ def scored(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tu
     from ``tokens[..., :-1]``; ``mask`` (E, n-1) or (E, B, n-1) marks the positions whose next token is
     scored."""
     target = tokens[..., 1:]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none").reshape(target.shape)
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                         reduction="none").reshape(target.shape)
     m = (mask if mask.dim() == 3 else mask[:, None, :]).to(logits.device).expand_as(ce)
     count = m.sum(-1)
     wrong = ((logits.argmax(-1) != target) & m).sum(-1)
@@ -260,7 +267,8 @@ def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[to
 
     def evaluate() -> dict[str, torch.Tensor]:
         ce, wrong, count = scored(net(mon_tokens[..., :-1]), mon_tokens, mon_mask)
-        return {"loss": ce.mean(1), "error": wrong.sum(1) / count.sum(1).clamp_min(1), "exact": (wrong == 0).float().mean(1)}
+        return {"loss": ce.mean(1), "error": wrong.sum(1) / count.sum(1).clamp_min(1),
+                "exact": (wrong == 0).float().mean(1)}
 
     hist = fit(net.parameters(), member_loss, steps=steps, lr=lr, log_every=log_every, evaluate=evaluate,
                progress=ctx.progress(label, steps), model=label, members=members.labels, log_at=log_at)
@@ -294,7 +302,8 @@ def time_to_learn(histories: dict, members, *, accuracy_key: str, accuracy_targe
             mine = steps_to(h["step"], h["loss"][:, e], target, below=True)
             ref = steps_to(van["step"], van["loss"][:, e], target, below=True)
             acc = h[accuracy_key][:, e]
-            rows.append({"strategy": s, cell_name: cell_values[c], "seed": seed, "ratio": mine / ref if ref > 0 else math.nan,
+            rows.append({"strategy": s, cell_name: cell_values[c], "seed": seed,
+                         "ratio": mine / ref if ref > 0 else math.nan,
                          "to_accuracy": steps_to(h["step"], acc, accuracy_target, below=not higher_is_better)})
     df = pd.DataFrame(rows)
     out = []
@@ -319,6 +328,7 @@ def temperature_table(trained):
                 continue
             alpha = k.endswith("alpha")
             x = 1 / (1 + np.exp(-v)) if alpha else v
-            rows.append({"strategy": s, "parameter": k[len("temp."):], "reads_as": "sigmoid(alpha)" if alpha else k.split(".")[-1],
+            rows.append({"strategy": s, "parameter": k[len("temp."):],
+                         "reads_as": "sigmoid(alpha)" if alpha else k.split(".")[-1],
                          "mean": float(x.mean()), "min": float(x.min()), "max": float(x.max())})
     return pd.DataFrame(rows)

@@ -329,7 +329,8 @@ class SelectiveAttention(nn.Module):
         B, L, _ = x.shape
         return self.o_proj(out[0].transpose(1, 2).reshape(B, L, self.n_heads * self.d_head))
 
-    def attention_weights(self, x: torch.Tensor, *, rows: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+    def attention_weights(self, x: torch.Tensor, *, rows: torch.Tensor | None = None,
+                          positions: torch.Tensor | None = None,
                           attn_mask: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                           extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The attention probabilities the layer applies to x ``(B, L, D)``: ``(B, H, R, L)`` for the query
@@ -385,5 +386,6 @@ def parameter_counts(variants: Sequence[str], d_model: int = 768, n_heads: int =
         m = SelectiveAttention(d_model, n_heads, variant=variant, train_length=1024)
         base = sum(p.numel() for n_, p in m.named_parameters() if not n_.startswith("temp."))
         new = count_new_parameters(m)
-        rows.append({"variant": m.variant.name, "new_parameters": new, "layer_parameters": base, "share_percent": 100 * new / base})
+        rows.append({"variant": m.variant.name, "new_parameters": new, "layer_parameters": base,
+                     "share_percent": 100 * new / base})
     return rows

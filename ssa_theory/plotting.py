@@ -71,7 +71,8 @@ def ci_err(df, column: str) -> np.ndarray:
     return np.nan_to_num(np.vstack([m - np.asarray(df[f"{column}_lo"]), np.asarray(df[f"{column}_hi"]) - m]))
 
 
-def band(ax, x, lo, hi, color, *, alpha: float = 0.15, bounds: tuple[float | None, float | None] = (None, None)) -> None:
+def band(ax, x, lo, hi, color, *, alpha: float = 0.15,
+         bounds: tuple[float | None, float | None] = (None, None)) -> None:
     """A shaded interval between ``lo`` and ``hi``, clipped to the measure's ``bounds``."""
     lo, hi = np.clip(np.asarray(lo, dtype=float), *bounds), np.clip(np.asarray(hi, dtype=float), *bounds)
     ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0)
@@ -94,5 +95,6 @@ def save(fig: "plt.Figure", run_dir: Path, name: str) -> None:
     d = Path(run_dir) / "figures"
     d.mkdir(exist_ok=True)
     fig.savefig(d / f"{name}.png", bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(d / f"{name}.pdf", bbox_inches="tight", metadata={"CreationDate": None, "Producer": None, "Creator": None})
+    fig.savefig(d / f"{name}.pdf", bbox_inches="tight",
+                metadata={"CreationDate": None, "Producer": None, "Creator": None})
     plt.close(fig)

@@ -1,8 +1,11 @@
-"""The experiment registry: an explicit name -> ``Experiment`` table.
+"""The experiment registry: an explicit name -> ``Experiment`` table, loaded on demand.
 
-Experiments are added by explicit ``register`` calls in ``ssa_theory/experiments/__init__.py``;
-a second experiment with the same name is refused, and an unknown name is answered with the
-closest registered ones.
+The built-in experiments are listed in ``BUILTINS`` by name and ``module:ATTR``, in the order
+``list`` shows; the registry imports none of them itself (lm-evaluation-harness keeps its registry
+this way): ``get(name)`` imports the one it is asked for, and ``load()`` imports them all (what
+``list``, ``reproduce`` and the ablation's default tasks need). Experiments defined elsewhere are
+added by ``register``; a second experiment with the same name is refused, and an unknown name is
+answered with the closest registered ones.
 
 Wherever an experiment name is accepted, a reference ``package.module:ATTR`` to an ``Experiment``
 defined outside the package works too (``run``, ``sweep``, ``reproduce --only``): it is imported, not
@@ -19,6 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ssa_theory.config import UsageError
+
+# name -> where its Experiment is, in the order ``list`` shows (adding an experiment: one module, one line here)
+BUILTINS: dict[str, str] = {name: f"ssa_theory.experiments.{name}:EXPERIMENT" for name in (
+    "graph_transition", "denoising", "norm_spikiness", "dilution", "critical", "specificity", "passkey", "flipflop",
+    "ablation")}
 
 if TYPE_CHECKING:
     from ssa_theory.claims import Claim
@@ -46,7 +54,8 @@ class Ablation:
     """How the ``ablation`` experiment trains any attention variant on this experiment's task.
 
     ``run(config, variant, ctx)`` trains ``variant`` (a ``variants.Variant``, resolved once by the
-    ablation's cell; a name works too) for every member seed of ``ctx`` on the task as ``config`` sets it, and returns the task's headline measure
+    ablation's cell; a name works too) for every member seed of ``ctx`` on the task as ``config`` sets
+    it, and returns the task's headline measure
     per seed, (S,), relative to its floor (``measure`` says what it is, ``floor`` what the best
     possible value is and why; ``floor_value`` is that value, from which the ablation's figure reads
     the share of vanilla's gap to the floor a variant closes). It may instead return a mapping with
@@ -131,17 +140,6 @@ class Experiment:
         if not self.presets["quick"].scratch or self.presets["default"].scratch:
             raise ValueError(f"experiment {self.name!r}: the quick preset must be scratch and the default must not")
 
-    def split(self, config: Any, minutes: float) -> list[tuple[str, Mapping[str, Any], float]]:
-        """The runs this one is collected from, for ``config``: (experiment reference, config overrides,
-        estimated minutes) each, ``minutes`` being this run's own estimate (shared out among its models
-        by their weights); none for an experiment that trains in one piece."""
-        if self.cells is not None:
-            return self.cells(config)
-        if self.models is not None:
-            from ssa_theory.cells import model_cells
-
-            return model_cells(self, config, minutes)
-        return []
 
 
 _REGISTRY: dict[str, Experiment] = {}
@@ -149,13 +147,13 @@ _REFS: dict[str, str] = {}  # name -> "module:attr" for experiments registered f
 
 
 def register(experiment: Experiment, *, ref: str | None = None) -> Experiment:
-    """Add an experiment; a duplicate name is a programming error.
+    """Add an experiment; a duplicate name (a built-in's included) is a programming error.
 
     ``ref`` (``"module:attr"``) is how a fresh worker process finds an experiment registered from
     outside ``ssa_theory.experiments`` (a test, a notebook); without one, such an experiment runs in
     this process only (``reproduce --jobs 1``).
     """
-    if experiment.name in _REGISTRY:
+    if experiment.name in _REGISTRY or experiment.name in BUILTINS:
         raise ValueError(f"experiment {experiment.name!r} is already registered")
     _REGISTRY[experiment.name] = experiment
     if ref is not None:
@@ -169,15 +167,28 @@ def unregister(name: str) -> None:
     _REFS.pop(name, None)
 
 
-def _loaded() -> dict[str, Experiment]:
-    import ssa_theory.experiments  # noqa: F401  (its imports fill the registry)
+_BUILT: dict[str, Experiment] = {}  # the built-ins imported so far
 
-    return _REGISTRY
+
+def _builtin(name: str) -> Experiment:
+    if name not in _BUILT:
+        from ssa_theory.refs import load as load_ref
+
+        experiment = load_ref(BUILTINS[name], Experiment, "experiment")
+        if experiment.name != name:
+            raise RuntimeError(f"{BUILTINS[name]} is named {experiment.name!r}, not {name!r}")
+        _BUILT[name] = experiment
+    return _BUILT[name]
+
+
+def load() -> list[Experiment]:
+    """Import every built-in experiment (once) and return every registered one, in ``names()`` order."""
+    return [get(n) for n in names()]
 
 
 def names() -> list[str]:
-    """Registered names in registration order (the order ``list`` shows)."""
-    return list(_loaded())
+    """Every experiment name, the built-ins first, in the order ``list`` shows (nothing is imported)."""
+    return [*BUILTINS, *(n for n in _REGISTRY if n not in BUILTINS)]
 
 
 def _import_ref(ref: str) -> Experiment:
@@ -194,21 +205,23 @@ def get(name: str) -> Experiment:
     the closest ones otherwise."""
     if ":" in name:  # imported, not registered (and the registry is not loaded for it)
         experiment = _import_ref(name)
-        if experiment.name not in _REGISTRY:  # how to reach it again from a fresh process (``ref``)
+        if experiment.name not in _REGISTRY and experiment.name not in BUILTINS:  # how a fresh process reaches it
             _REFS.setdefault(experiment.name, name)
         return experiment
-    registry = _loaded()
-    if name not in registry:
-        close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.5)
+    if name in BUILTINS:
+        return _builtin(name)
+    if name not in _REGISTRY:
+        known = names()
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise UsageError(f"unknown experiment {name!r}; {hint}registered: {', '.join(sorted(registry))} (see 'ssa-theory list')")
-    return registry[name]
+        raise UsageError(f"unknown experiment {name!r}; {hint}registered: {', '.join(sorted(known))} (see 'ssa-theory list')")
+    return _REGISTRY[name]
 
 
 def with_ablation() -> list[str]:
     """Names of the registered experiments that declare an ablation hook, in registration order: the
     tasks the ``ablation`` experiment trains by default."""
-    return [n for n in names() if _REGISTRY[n].ablation is not None]
+    return [e.name for e in load() if e.ablation is not None]
 
 
 def ref(name: str) -> str:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ssa_theory import registry, report
+from ssa_theory import cells, registry, report
 from ssa_theory.claims import Claim
 from ssa_theory.config import UsageError
 from ssa_theory.progress import clock, stage
@@ -133,7 +133,7 @@ def _jobs(plan, refs, preset, *, device, out, force) -> list[tuple[str, dict, in
 
     timed, collectors = [], []
     for i, (e, config, seeds) in enumerate(plan):
-        split = e.split(config, e.presets[preset].minutes)
+        split = cells.split(e, config, e.presets[preset].minutes)
         if not split:
             timed.append((e.presets[preset].minutes, (e.name, task(refs[i], preset, {}, seeds), i)))
             continue
@@ -203,7 +203,7 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
         if preset not in e.presets:
             raise UsageError(f"{e.name} has no preset {preset!r}; presets: {', '.join(e.presets)}")
     plan = _plan(experiments, preset, seed)
-    n_tasks = sum(1 + len(e.split(c, 0.0)) for e, c, _ in plan)  # an experiment collected from runs counts them
+    n_tasks = sum(1 + len(cells.split(e, c, 0.0)) for e, c, _ in plan)  # an experiment collected from runs counts them
     parallel = pool is not None or min(jobs, n_tasks) > 1
     refs = [_worker_ref(n) for n in names] if parallel else None  # checked before anything is written
     root = Path(out) / f"reproduce-check-{preset}" if check else export_root(preset, out, to)

@@ -57,7 +57,8 @@ def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[
     m = float(x.mean())
     if x.size == 1:
         return m, math.nan, math.nan
-    from scipy.special import stdtrit  # the Student-t quantile (scipy.stats.t.ppf's own); scipy.stats costs a second to import
+    # the Student-t quantile (scipy.stats.t.ppf's own); scipy.stats costs a second to import
+    from scipy.special import stdtrit
 
     half = float(stdtrit(x.size - 1, 0.5 + level / 2) * x.std(ddof=1) / math.sqrt(x.size))
     return m, m - half, m + half
@@ -133,7 +134,8 @@ def survival(steps: Sequence[float], reached: Sequence[bool], level: float = 0.9
             "hi": first_at_or_below_half(band.high.probabilities), **out}
 
 
-def interval(name: str, values: Sequence[float] | np.ndarray, bounded: bool | None = None) -> tuple[float, float, float]:
+def interval(name: str, values: Sequence[float] | np.ndarray,
+             bounded: bool | None = None) -> tuple[float, float, float]:
     """(mean, low, high) over seeds: ``bootstrap_ci`` for a measure with a range (``measure_range``,
     or ``bounded=True``), else ``mean_ci``."""
     if bounded is None:

@@ -285,7 +285,8 @@ BUILTINS: tuple[Strategy, ...] = (
     Strategy("llama4", "q", "mul", _llama4, needs=frozenset({"train_length"}), range=(1.0, math.inf),
              neutral="train_length",
              source="Meta, Llama 4 attention temperature tuning (attn_scale 0.1, floor_scale the training length)",
-             about="1 + 0.1 log(1 + floor((p + 1) / L0)), p the 0-based query position, L0 the training length", reads={"positions", "train_length"}),
+             about="1 + 0.1 log(1 + floor((p + 1) / L0)), p the 0-based query position, L0 the training length",
+             reads={"positions", "train_length"}),
     # on keys
     Strategy("freq", "k", "mul", _freq, {"g": Param(_H, 0.0, 0.0)}, needs=frozenset({"k_freq"}),
              range=(-math.inf, math.inf), source="frequency-based temperature (the paper's appendix comparison, p16)",

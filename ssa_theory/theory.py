@@ -272,7 +272,8 @@ def denoising_mse_bayes(sigmas: Sequence[float], prior_var: float = 1.0) -> floa
     return float(1.0 / (1.0 / prior_var + np.sum(_precision(sigmas))))
 
 
-def value_selective_bayes_parameters(n: int, sigmas: Sequence[float], prior_var: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def value_selective_bayes_parameters(n: int, sigmas: Sequence[float],
+                                     prior_var: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Softmax weights ``r`` and value gains ``tau`` per noise class with which attention IS the Bayes estimator.
 
     With unnormalised weights ``r_c = 1/sigma_c^2 + 1/(n v)`` the normaliser of any context of n
@@ -306,7 +307,8 @@ class DenoisingRisks:
     vanilla_gain: float  # the global gain that attains ``vanilla``
 
 
-def expected_denoising_mse(n: int, p: float, sigma_clean: float, sigma_noisy: float, prior_var: float = 1.0) -> DenoisingRisks:
+def expected_denoising_mse(n: int, p: float, sigma_clean: float, sigma_noisy: float,
+                           prior_var: float = 1.0) -> DenoisingRisks:
     """Exact expected risks when each of n tokens is noisy (sigma_noisy) with probability p, else clean.
 
     Enumerates the number k of noisy tokens (Binomial(n, p)). For vanilla attention with class

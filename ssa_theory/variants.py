@@ -96,15 +96,26 @@ class Variant:
         return lo, hi
 
 
-def check_variant_name(field_name: str, name: str) -> None:
-    """For configs: ``name`` must be a variant (a named one, a strategy's name, or module:attr); a
-    ``ConfigError`` naming the field and the closest names otherwise."""
-    from ssa_theory.config import ConfigError
+def resolve_variants(config: Any) -> None:
+    """For a config's ``__post_init__``: resolve every name its ``variant_field``s hold, once, keeping the
+    objects (``variant_of``); a ``ConfigError`` naming the field and the closest names otherwise."""
+    from ssa_theory.config import ConfigError, variant_names
 
-    try:
-        get_variant(name)
-    except ValueError as e:
-        raise ConfigError(f"{field_name}: {e}") from None
+    resolved = {}
+    for name, values in variant_names(config).items():
+        for value in values:
+            if value in resolved:  # a name two fields hold is resolved once
+                continue
+            try:
+                resolved[value] = get_variant(value)
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
+    object.__setattr__(config, "_variants", resolved)
+
+
+def variant_of(config: Any, name: str) -> Any:
+    """The ``Variant`` that ``resolve_variants`` made of ``name`` (a name a variant field of ``config`` holds)."""
+    return config._variants[name]
 
 
 def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gate: bool = False,

@@ -80,10 +80,10 @@ def test_reproduce_schedules_every_model_of_every_split_experiment_and_no_task_i
         assert all(t["name"] == cells.MODEL_REF and from_json(e.config, t["overrides"]["config"]) == cfg for t in tasks)
         assert all(t["seeds"] == plan[names.index(n)][2] for t in tasks)
         # every model's estimate is a share of the experiment's own; together they are all of it
-        shares = [m for _, _, m in e.split(cfg, e.presets["default"].minutes)]
+        shares = [m for _, _, m in cells.split(e, cfg, e.presets["default"].minutes)]
         assert sum(shares) == pytest.approx(e.presets["default"].minutes)
-    estimates = [m for e, c, _ in plan for _, _, m in e.split(c, e.presets["default"].minutes)]
-    estimates += [e.presets["default"].minutes for e, c, _ in plan if not e.split(c, 0.0)]
+    estimates = [m for e, c, _ in plan for _, _, m in cells.split(e, c, e.presets["default"].minutes)]
+    estimates += [e.presets["default"].minutes for e, c, _ in plan if not cells.split(e, c, 0.0)]
     assert sorted(estimates, reverse=True)[0] < 0.1 * sum(estimates)  # no task near a tenth of the work
 
 

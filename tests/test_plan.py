@@ -12,6 +12,7 @@ from ssa_theory.functional import split_heads
 from ssa_theory.ensemble import linear
 from ssa_theory.nn import SelectiveAttention
 from ssa_theory.plan import ALL, FACTORS, LAW, SSA, LayerPlan
+from ssa_theory import variants
 from ssa_theory.variants import all_variants, get_variant
 
 E, B, H, L, D, W = 2, 3, 2, 5, 6, 3
@@ -102,7 +103,7 @@ def test_a_variant_field_names_itself_on_a_bad_name_and_resolves_once():
     cfg = DilutionConfig()
     fields = cfgmod.variant_names(cfg)
     assert set(fields) == {"strategies", "noise_strategies"}
-    assert all(cfgmod.variant_of(cfg, n) is cfgmod.variant_of(cfg, n) for ns in fields.values() for n in ns)
+    assert all(variants.variant_of(cfg, n) is variants.variant_of(cfg, n) for ns in fields.values() for n in ns)
 
 
 def test_the_cli_checks_plugins_in_variant_fields_only(monkeypatch):
@@ -115,7 +116,7 @@ def test_the_cli_checks_plugins_in_variant_fields_only(monkeypatch):
         variant: str = cfgmod.variant_field("ssa")
 
         def __post_init__(self):
-            cfgmod.resolve_variants(self)
+            variants.resolve_variants(self)
 
     seen = []
     monkeypatch.setattr(_common, "plugin_strategies", lambda resolved: seen.append(dict(resolved)) or [])

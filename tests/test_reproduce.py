@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ssa_theory import cli, registry, reproduce
+from ssa_theory import cells, cli, registry, reproduce
 from ssa_theory.testing import toy as toy_module
 
 TOYS = [toy_module.REF, toy_module.OTHER_REF]
@@ -129,12 +129,12 @@ def test_the_ablation_goes_to_the_pool_as_its_cells_longest_first_and_is_collect
     n_cells = len(ablation.config().tasks) * len(ablation.config().variants)
     n_models = sum(len(e.models.keys(c)) for e, c, _ in plan if e.models is not None)  # tests/test_cells.py
     assert len(jobs) == len(names) + n_cells + n_models and labels[-1] == "ablation"
-    cells = [t for label, t, i in jobs if i is None and "task" in t["overrides"]]
-    assert len(cells) == n_cells and all(t["name"] == "ssa_theory.experiments.ablation:CELL" for t in cells)
-    assert {(t["overrides"]["task"], t["overrides"]["variant"]) for t in cells} == \
+    cell_jobs = [t for label, t, i in jobs if i is None and "task" in t["overrides"]]
+    assert len(cell_jobs) == n_cells and all(t["name"] == "ssa_theory.experiments.ablation:CELL" for t in cell_jobs)
+    assert {(t["overrides"]["task"], t["overrides"]["variant"]) for t in cell_jobs} == \
         {(t, v) for t in ablation.config().tasks for v in ablation.config().variants}
     minutes = {n: registry.get(n).presets["default"].minutes for n in names}
-    models = {(e.name, o["model"]): m for e, c, _ in plan for _, o, m in e.split(c, minutes[e.name]) if e.models}
+    models = {(e.name, o["model"]): m for e, c, _ in plan for _, o, m in cells.split(e, c, minutes[e.name]) if e.models}
 
     def estimate(label, t, i):
         if i is not None:
@@ -143,8 +143,8 @@ def test_the_ablation_goes_to_the_pool_as_its_cells_longest_first_and_is_collect
             return registry.get(t["overrides"]["task"]).ablation.minutes
         return models[(label.split(" model ")[0], t["overrides"]["model"])]
 
-    collectors = [j for j in jobs if j[2] is not None and registry.get(j[0]).split(plan[j[2]][1], 0.0)]
+    collectors = [j for j in jobs if j[2] is not None and cells.split(registry.get(j[0]), plan[j[2]][1], 0.0)]
     assert jobs[-len(collectors):] == collectors and len(collectors) == 6  # ablation, dilution, critical, norm_spikiness, passkey, flipflop
     est = [estimate(*j) for j in jobs[:-len(collectors)]]
     assert est == sorted(est, reverse=True)  # longest first, the collectors after everything
-    assert all(t["seeds"] == plan[names.index("ablation")][2] for t in cells)
+    assert all(t["seeds"] == plan[names.index("ablation")][2] for t in cell_jobs)

@@ -66,7 +66,8 @@ def compute_options(p: argparse.ArgumentParser) -> None:
 def experiment_options(p: argparse.ArgumentParser, seeds: bool = True) -> None:
     p.add_argument("name", metavar="NAME", help="experiment name (see 'list')")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="the tiny preset (seconds on a CPU); same as --preset quick")
+    group.add_argument("--quick", action="store_true",
+                       help="the tiny preset (seconds on a CPU); same as --preset quick")
     group.add_argument("--preset", default=None, help="a named preset of the experiment (default: default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field (repeatable); tuples are comma-separated")
@@ -82,7 +83,8 @@ def experiment_options(p: argparse.ArgumentParser, seeds: bool = True) -> None:
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="root of run directories (default: runs)")
+    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR",
+                   help="root of run directories (default: runs)")
     p.add_argument("--force", action="store_true", help="recompute even if a finished run exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

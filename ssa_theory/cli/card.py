@@ -20,7 +20,8 @@ def add(sub, epilog: str) -> None:
     p.add_argument("--quick", action="store_true", help="every cell at the ablation's quick size (minutes on 2 cores)")
     p.add_argument("--seeds", type=n_seeds, default=None, metavar="N", help="seeds per cell (default: the ablation's)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="first member seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="root of run directories (default: runs)")
+    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR",
+                   help="root of run directories (default: runs)")
     p.add_argument("--jobs", type=jobs, default=1, metavar="N", help="cells trained at once, each in its own process "
                    "(default 1; auto: one per core)")
     p.add_argument("--no-check", action="store_true",

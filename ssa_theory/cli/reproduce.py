@@ -19,7 +19,8 @@ def add(sub, epilog: str) -> None:
                        "verdict. --quick is a smoke test that writes only under OUT/reproduce-quick/.",
                        epilog=epilog, formatter_class=FORMAT)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="the quick preset of every experiment, into a scratch folder")
+    group.add_argument("--quick", action="store_true",
+                       help="the quick preset of every experiment, into a scratch folder")
     group.add_argument("--preset", default=None, help="a named preset (default: default)")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these experiments")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, metavar="S", help="first member seed")

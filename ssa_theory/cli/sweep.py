@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ssa_theory import rundir
-from ssa_theory.cli._common import (FORMAT, PROG, bounded_int, check_plugins, experiment_options, member_seeds, pool, resolve,
+from ssa_theory.cli._common import (FORMAT, PROG, bounded_int, check_plugins, experiment_options, member_seeds, pool,
+                                    resolve,
                                     resolve_device)
 from ssa_theory.config import UsageError
 
@@ -23,10 +24,12 @@ def add(sub, epilog: str) -> None:
                    help="a swept key and its values (repeatable)")
     p.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="local: a process pool here; dask: dask.distributed (pip install 'ssa_theory[dask]')")
-    p.add_argument("--address", default=None, metavar="SCHEDULER", help="join a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--address", default=None, metavar="SCHEDULER",
+                   help="join a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--workers", type=bounded_int(1, 1024), default=2, metavar="N",
                    help="worker processes of the local pool or of the LocalCluster (default: 2)")
-    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="root of run directories (default: runs)")
+    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR",
+                   help="root of run directories (default: runs)")
     p.set_defaults(execute=execute)
     p = sub.add_parser("collect", help="tidy tables and a figure from a sweep directory", epilog=epilog,
                        formatter_class=FORMAT)

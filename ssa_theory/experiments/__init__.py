@@ -1,4 +1,5 @@
-"""The registered experiments: one explicit ``register`` per module, in the order ``list`` shows.
+"""The built-in experiments, one module each, listed by name in ``registry.BUILTINS`` (this package
+imports none of them: the registry imports each when it is asked for).
 
 Every experiment is one module with the same skeleton, top to bottom (the pieces it shares are in
 ``ssa_theory.skeleton``, ``ssa_theory.seeding.Members`` and ``ssa_theory.tasks``):
@@ -18,15 +19,8 @@ Every experiment is one module with the same skeleton, top to bottom (the pieces
 8. ``plot(run_dir)``: every figure, from the run directory only (``*_plots.py``).
 9. ``EXPERIMENT``: the registry entry, with its presets.
 
-Adding an experiment is one module plus one ``register`` line here (or a ``register`` call
+Adding an experiment is one module plus one line in ``registry.BUILTINS`` (or a ``register`` call
 anywhere, with ``ref=`` so that worker processes can import it). The ``ablation`` experiment trains
 every registered experiment that declares an ablation hook (``registry.with_ablation``), so a new
 one joins it without an edit there.
 """
-
-from ssa_theory.experiments import (ablation, critical, denoising, dilution, flipflop, graph_transition, norm_spikiness,
-                                    passkey, specificity)
-from ssa_theory.registry import register
-
-for _module in (graph_transition, denoising, norm_spikiness, dilution, critical, specificity, passkey, flipflop, ablation):
-    register(_module.EXPERIMENT)

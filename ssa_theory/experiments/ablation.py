@@ -23,7 +23,8 @@ A task's hook may also say, per seed, whether the model learned the task at its 
 Each task says how it trains a variant (its ``registry.Ablation``): the ablation never imports an
 experiment module. Its tasks are every registered experiment that declares that hook
 (``registry.with_ablation``; ``--set tasks=...`` picks some, by name or ``module:ATTR``), so a new
-experiment joins the ablation by registering; their versions enter this experiment's run hash. Inputs a variant needs are given on every task: each key token's
+experiment joins the ablation by registering; their versions enter this experiment's run hash.
+Inputs a variant needs are given on every task: each key token's
 training frequency for ``freq``, the training length for ``yarn`` and ``qwen`` (no task here tests
 beyond it but ``dilution``, so there they equal vanilla attention). A variant whose temperature
 cannot act on a task's read-out (a value temperature where the attention row itself is the
@@ -43,10 +44,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ssa_theory.variants import VARIANTS, get_variant
+from ssa_theory.variants import VARIANTS, get_variant, resolve_variants, variant_of
 from ssa_theory.claims import paired
 from ssa_theory import registry
-from ssa_theory.config import ConfigError, UsageError, choice, require, resolve_variants, variant_field, variant_of
+from ssa_theory.config import ConfigError, UsageError, choice, require, variant_field
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.skeleton import Results, figures, write_results
@@ -141,7 +142,8 @@ def run_cell(cfg: CellConfig, ctx: RunContext) -> None:
     """Train the cell's variant on its task for every member seed; its values per seed (``per_seed``)."""
     experiment = _task(cfg.task)
     variant = variant_of(cfg, cfg.variant)  # resolved once, by the config; the task builds its model from it
-    values = _values(experiment.ablation.run(_task_config(experiment, cfg.scale), variant, ctx), len(ctx.seeds), cfg.task)
+    values = _values(experiment.ablation.run(_task_config(experiment, cfg.scale), variant, ctx), len(ctx.seeds),
+                     cfg.task)
     rows = [{"task": cfg.task, "variant": cfg.variant, "seed": s, **{k: float(v[i]) for k, v in values.items()}}
             for i, s in enumerate(ctx.seeds)]
     ctx.write_table("per_seed", pd.DataFrame(rows))
@@ -240,42 +242,26 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
     cell shows the count (``TASK_learned``, ``learned``), and a cell whose models (or vanilla's) did
     not all learn is marked ``unlearned`` and left out of the Holm family: its difference from
     vanilla is not a test of the variant."""
-    counts = {(t, v): learned_count(per_seed, t, v) for t in cfg.tasks for v in cfg.variants}  # None: the hook does not say
+    # None: the hook does not say
+    counts = {(t, v): learned_count(per_seed, t, v) for t in cfg.tasks for v in cfg.variants}
 
     def at(t, v, key="value"):
         d = per_seed[(per_seed.task == t) & (per_seed.variant == v)].sort_values("seed")
         return d[key].to_numpy()
 
     extra = {t: [k for k in extras(per_seed) if per_seed[per_seed.task == t][k].notna().any()] for t in cfg.tasks}
-    wide, long, metrics = [], [], {}
-    for v in cfg.variants:
-        row = {"variant": v, "changes": describe(v)}
-        for t in cfg.tasks:
-            row.update(ci_columns(t, at(t, v), bounded=_task(t).ablation.bounded))
-            for k in extra[t]:
-                row.update(ci_columns(f"{t}_{k}", at(t, v, k), bounded=measure_range(k) is not None))
-            if counts[t, v] is not None:
-                row[f"{t}_learned"] = "{}/{}".format(*counts[t, v])
-        wide.append(row)
+    wide = [_wide_row(cfg, v, at, extra, counts) for v in cfg.variants]
+    long, metrics = [], {}
     for t in cfg.tasks:
         spec = _task(t).ablation
         van = at(t, "vanilla") if "vanilla" in cfg.variants else None
         metrics[t] = {"measure": spec.measure, "floor": spec.floor, "floor_value": spec.floor_value,
                       "config": asdict(_task_config(_task(t), cfg.scale)), "variants": {}}
         for v in cfg.variants:
-            entry = _cell(t, v, at(t, v), van, spec.bounded, spec.floor_value)
-            for k in extra[t]:
-                entry[k] = float(np.mean(at(t, v, k)))
-            count, ref = counts[t, v], counts.get((t, "vanilla"))
-            if count is not None:
-                # a cell whose models did not all learn the task (or whose vanilla did not) is read as such,
-                # not tested: its p leaves the Holm family
-                entry["learned"] = "{}/{}".format(*count)
-                entry["unlearned"] = count[0] < count[1] or (ref is not None and ref[0] < ref[1])
-                if entry["unlearned"] and "p" in entry:
-                    entry["p"] = math.nan
+            entry = _long_entry(t, v, at, van, extra[t], counts[t, v], counts.get((t, "vanilla")))
             long.append(entry)
-            metrics[t]["variants"][v] = {"mean": entry["mean"], "ci95": [entry["lo"], entry["hi"]], "per_seed": at(t, v),
+            metrics[t]["variants"][v] = {"mean": entry["mean"], "ci95": [entry["lo"], entry["hi"]],
+                                         "per_seed": at(t, v),
                                          **({"learned": entry["learned"]} if "learned" in entry else {}),
                                          **({"vs_vanilla": entry["vs_vanilla"]} if van is not None else {}),
                                          **{k: {"mean": entry[k], "per_seed": at(t, v, k)} for k in extra[t]}}
@@ -289,10 +275,40 @@ def measure(cfg: AblationConfig, per_seed: pd.DataFrame, seeds: list[int]) -> Re
     results.table("cells", long)
     if all(m in cfg.variants for m in MATCHED):
         results.table("matched", _matched(cfg, at), ci=["diff"])
-    results.table("measures", pd.DataFrame([{"task": t, "measure": _task(t).ablation.measure, "floor": _task(t).ablation.floor}
+    results.table("measures",
+                  pd.DataFrame([{"task": t, "measure": _task(t).ablation.measure, "floor": _task(t).ablation.floor}
                                             for t in cfg.tasks]))
     results.metrics = {"seeds": seeds, "scale": cfg.scale, "alpha": ALPHA, "correction": "Holm", "tasks": metrics}
     return results
+
+
+def _wide_row(cfg: AblationConfig, v: str, at, extra: dict, counts: dict) -> dict:
+    """One variant's row of the wide table: every task's measure and extra measures with their
+    intervals, and the count of seeds that learned the task where the hook says."""
+    row = {"variant": v, "changes": describe(v)}
+    for t in cfg.tasks:
+        row.update(ci_columns(t, at(t, v), bounded=_task(t).ablation.bounded))
+        for k in extra[t]:
+            row.update(ci_columns(f"{t}_{k}", at(t, v, k), bounded=measure_range(k) is not None))
+        if counts[t, v] is not None:
+            row[f"{t}_learned"] = "{}/{}".format(*counts[t, v])
+    return row
+
+
+def _long_entry(t: str, v: str, at, van, extra: list[str], count, ref) -> dict:
+    """One cell of the long table against vanilla (``_cell``), its extra measures, and its learned count:
+    a cell whose models did not all learn the task (or whose vanilla did not) is read as such, not
+    tested (its p leaves the Holm family)."""
+    spec = _task(t).ablation
+    entry = _cell(t, v, at(t, v), van, spec.bounded, spec.floor_value)
+    for k in extra:
+        entry[k] = float(np.mean(at(t, v, k)))
+    if count is not None:
+        entry["learned"] = "{}/{}".format(*count)
+        entry["unlearned"] = count[0] < count[1] or (ref is not None and ref[0] < ref[1])
+        if entry["unlearned"] and "p" in entry:
+            entry["p"] = math.nan
+    return entry
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -318,7 +334,8 @@ def _matched(cfg: AblationConfig, at) -> pd.DataFrame:
         tok, glob = at(t, MATCHED[0]), at(t, MATCHED[1])
         d, lo, hi = paired(tok, glob, bounded=_task(t).ablation.bounded)
         outcome = "tie" if (np.isnan(lo) or lo <= 0 <= hi) else ("token term lower" if hi < 0 else "global lower")
-        rows.append({"task": t, MATCHED[0]: tok.mean(), MATCHED[1]: glob.mean(), "diff": d, "diff_lo": lo, "diff_hi": hi,
+        rows.append({"task": t, MATCHED[0]: tok.mean(), MATCHED[1]: glob.mean(), "diff": d, "diff_lo": lo,
+                     "diff_hi": hi,
                      "outcome": outcome})
     return pd.DataFrame(rows)
 
@@ -359,14 +376,16 @@ def depends(cfg: AblationConfig) -> dict[str, str]:
 
 EXPERIMENT = Experiment(
     name="ablation",
-    version="4",  # 4: cells whose models did not learn are marked and leave the Holm family; 3: Holm, gap share, matched
+    # 4: cells whose models did not learn are marked and leave the Holm family; 3: Holm, gap share, matched
+    version="4",
     claim="the paper's Q/K/V x position/token ablation (p14-16), and every strategy, on every task",
     config=AblationConfig,
     run=run,
     plot=figures("ssa_theory.experiments.ablation_plots", "heatmap"),
     headline="ablation",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports: 147 cells, 46 to 58 minutes of one core; it then only collects them", minutes=0.3),
+        "default": Preset({}, seeds=5, minutes=0.3, about="the run paper_repro.md reports: 147 cells, 46 to 58 "
+                          "minutes of one core; it then only collects them"),
         "quick": Preset({"scale": "quick", "variants": ("vanilla", "ssa", "global", "freq", "yarn")}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

@@ -29,10 +29,12 @@ def heatmap(run_dir: Path) -> None:
     val = cells.pivot(index="variant", columns="task", values="mean").loc[variants, tasks].to_numpy()
     share = (cells.pivot(index="variant", columns="task", values="gap_closed").loc[variants, tasks].to_numpy()
              if has_ref else np.zeros_like(val))
-    differs = (cells.pivot(index="variant", columns="task", values="differs").loc[variants, tasks].to_numpy().astype(bool)
+    differs = (cells.pivot(index="variant", columns="task",
+                           values="differs").loc[variants, tasks].to_numpy().astype(bool)
                if has_ref else np.zeros_like(val, dtype=bool))
     unlearned = (cells.pivot(index="variant", columns="task", values="unlearned").loc[variants, tasks]
-                 .fillna(False).to_numpy().astype(bool) if "unlearned" in cells.columns else np.zeros_like(val, dtype=bool))
+                 .fillna(False).to_numpy().astype(bool) if "unlearned" in cells.columns else np.zeros_like(val,
+                                                                                                           dtype=bool))
     fig, ax = plt.subplots(figsize=(1.9 * len(tasks) + 2.2, 0.32 * len(variants) + 1.6), layout="constrained")
     # a cell that does not differ from vanilla after the correction is drawn faded: its colour is noise
     shade = np.clip(np.nan_to_num(share, nan=0.0), -1, 1) * np.where(differs, 1.0, FADED)
@@ -40,7 +42,8 @@ def heatmap(run_dir: Path) -> None:
     for i in range(len(variants)):
         for j in range(len(tasks)):
             dark = abs(shade[i, j]) > 0.55  # white text on the saturated cells
-            ax.text(j, i, f"{val[i, j]:.3g}" + (" \u2020" if unlearned[i, j] else ""), ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{val[i, j]:.3g}" + (" \u2020" if unlearned[i, j] else ""), ha="center", va="center",
+                    fontsize=7,
                     color="white" if dark else "black",
                     fontweight="bold" if differs[i, j] else "normal")
     ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")

@@ -91,7 +91,8 @@ class CriticalConfig(TrainingConfig):
         require(2 <= self.n_min <= self.n_max, f"need 2 <= n_min <= n_max (got {self.n_min}, {self.n_max})")
         require(len(self.eval_lengths) >= 2 and all(n >= 2 for n in self.eval_lengths),
                 f"eval_lengths must be two or more lengths >= 2 (got {self.eval_lengths})")
-        require(max(self.eval_lengths) <= 65536, f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
+        require(max(self.eval_lengths) <= 65536,
+                f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
         require(sum(n >= self.fit_from for n in self.eval_lengths) >= 2,
                 f"fit_from={self.fit_from} leaves fewer than two evaluation lengths to fit the exponent over; lower it")
 
@@ -124,12 +125,14 @@ def train(gamma: float, cfg: CriticalConfig, members: Members, ctx: RunContext) 
     (``s_needle``, ``s_dist``: (E, C)), which classes it looks up (``looked_up``: (E, C)) and its gaps
     over those (``gap``, ``gap_max``: (E,))."""
     label = key(gamma)
-    net = NeedleModel("log_n", cfg, members.generators("init"), score="cosine", score_bound=gamma * cfg.bound).to(ctx.device)
+    net = NeedleModel("log_n", cfg, members.generators("init"), score="cosine",
+                      score_bound=gamma * cfg.bound).to(ctx.device)
     needle_task.fit_model(net, cfg, members, ctx, label, step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps))
     s_needle, s_dist = class_scores(net, cfg, gamma)
     looked_up = s_needle - s_dist.max(1, keepdims=True) >= LOOKED_UP * cfg.bound
     w = looked_up / np.maximum(looked_up.sum(1, keepdims=True), 1)  # a mean over the looked-up classes
-    gap, gap_max = (w * (s_needle - s_dist.mean(1, keepdims=True))).sum(1), (w * (s_needle - s_dist.max(1, keepdims=True))).sum(1)
+    gap, gap_max = (w * (s_needle - s_dist.mean(1, keepdims=True))).sum(1), (w * (s_needle - s_dist.max(1,
+                                                                                                        keepdims=True))).sum(1)
     arrays = {"s_needle": s_needle, "s_dist": s_dist, "looked_up": looked_up, "gap": gap, "gap_max": gap_max}
     measured = [evaluate_length(net, cfg, n, members, torch.as_tensor(looked_up)) for n in cfg.lengths]
     for k in measured[0]:
@@ -167,7 +170,8 @@ def spread_closed_form(n: int, gamma: float, s_needle: np.ndarray, s_dist: np.nd
 
 
 @torch.no_grad()
-def evaluate_length(net: NeedleModel, cfg: CriticalConfig, n: int, members: Members, looked_up: torch.Tensor) -> dict[str, np.ndarray]:
+def evaluate_length(net: NeedleModel, cfg: CriticalConfig, n: int, members: Members,
+                    looked_up: torch.Tensor) -> dict[str, np.ndarray]:
     """At length n, per member (E,), over contexts drawn from the ``eval`` stream's sub-stream n:
     accuracy and the needle's attention mass (``acc``, ``mass_all``); and over the contexts whose needle
     class is ``looked_up`` (E, C), the mass with its standard error and the mean log odds against the
@@ -200,8 +204,10 @@ def ablate(cfg: CriticalConfig, variant, ctx: RunContext) -> dict[str, np.ndarra
     at least 0.99). Beside ``dilution``'s column, it shows which strategies counter dilution when no
     gap can grow past 2B."""
     members, spec = Members.of(ctx.seeds), ModelSpec.of(variant)
-    net = NeedleModel(spec.resolved, cfg, members.generators("init"), score="cosine", score_bound=cfg.bound).to(ctx.device)
-    needle_task.fit_model(net, cfg, members, ctx, spec.variant, step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps))
+    net = NeedleModel(spec.resolved, cfg, members.generators("init"), score="cosine",
+                      score_bound=cfg.bound).to(ctx.device)
+    needle_task.fit_model(net, cfg, members, ctx, spec.variant,
+                          step_lengths(cfg.task_seed, cfg.n_min, cfg.n_max, cfg.steps))
     everything = torch.ones(len(members), cfg.n_classes, dtype=torch.bool)
     far = evaluate_length(net, cfg, max(cfg.lengths), members, everything)
     near = evaluate_length(net, cfg, cfg.n_max, members, everything)
@@ -272,7 +278,8 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.critical_plots", "transition"),
     headline="transition",
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports: 7 models of 5 seeds, about 1.5 minutes of one core", minutes=1.4),
+        "default": Preset({}, seeds=5, minutes=1.4, about="the run paper_repro.md reports: 7 models of 5 seeds, "
+                          "about 1.5 minutes of one core"),
         "quick": Preset({"steps": 100, "gammas": (0.35, 1.0, 2.0), "eval_lengths": (16, 64, 256), "n_eval": 32,
                          "log_every": 50}, seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

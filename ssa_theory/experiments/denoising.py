@@ -64,7 +64,8 @@ from ssa_theory.stats import ci_columns
 from ssa_theory.train import fit
 
 # label -> attention variant of every learned estimator; vanilla_sink also attends to a zero-valued sink
-MODELS = {"vanilla": "vanilla", "value_selective": "ssa_v_tok_noshare", "output_gate": "gated", "vanilla_sink": "vanilla"}
+MODELS = {"vanilla": "vanilla", "value_selective": "ssa_v_tok_noshare", "output_gate": "gated",
+          "vanilla_sink": "vanilla"}
 LEARNED = tuple(MODELS)
 ESTIMATORS = ("naive", "bayes", *LEARNED)
 EVAL_CHUNK = 1024  # contexts per evaluation call, at most (``sampling.eval_chunk``)
@@ -290,7 +291,8 @@ def run(cfg: DenoisingConfig, ctx: RunContext) -> None:
     if cfg.placebo:  # the default regime's members only, on their own held-out contexts
         head = members.in_cell(0)
         trained[PLACEBO] = train(twin(), cfg, members.select(head), ctx,
-                                 eval_batch=Batch(*(t[torch.as_tensor(head, device=t.device)] for t in eval_batch.fields())))
+                                 eval_batch=Batch(*(t[torch.as_tensor(head,
+                                                                      device=t.device)] for t in eval_batch.fields())))
     write_results(ctx, measure(cfg, members, eval_batch, trained))
 
 
@@ -304,13 +306,15 @@ def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: 
     err = {name: squared_error(closed_form_estimate(name, eval_batch, cfg.prior_var), eval_batch).cpu().numpy()
            for name in ("naive", "bayes")}
     err.update({label: t["errors"] for label, t in trained.items()})
-    theory_at = [theory.expected_denoising_mse(cfg.n_tokens, p, cfg.sigma_clean, s, cfg.prior_var) for p, s in cfg.regimes]
+    theory_at = [theory.expected_denoising_mse(cfg.n_tokens, p, cfg.sigma_clean, s,
+                                               cfg.prior_var) for p, s in cfg.regimes]
     results = Results()
     table = results.table("regimes", with_variant(_regimes(cfg, members, err, theory_at), "estimator",
                                                   {**MODELS, PLACEBO: "vanilla"}), ci=["mse"])
     results.table("headroom", _headroom(cfg, table, theory_at))
     results.table("per_member", pd.DataFrame([
-        {"p_noisy": cfg.regimes[c][0], "sigma_noisy": cfg.regimes[c][1], "seed": seed, **{name: err[name][e].mean() for name in ESTIMATORS}}
+        {"p_noisy": cfg.regimes[c][0], "sigma_noisy": cfg.regimes[c][1], "seed": seed,
+         **{name: err[name][e].mean() for name in ESTIMATORS}}
         for e, (c, seed) in enumerate(zip(members.cells, members.seeds))
     ]))
     # Table 2: the default regime (index 0).
@@ -359,7 +363,8 @@ def _headroom(cfg: DenoisingConfig, table: pd.DataFrame, theory_at) -> pd.DataFr
         return table[(table.p_noisy == p) & (table.sigma_noisy == s) & (table.estimator == name)].ratio_to_bayes.iloc[0]
 
     return pd.DataFrame([
-        {"p_noisy": p, "sigma_noisy": s, "bayes": th.bayes, "vanilla_limit": th.vanilla, "headroom": th.vanilla / th.bayes,
+        {"p_noisy": p, "sigma_noisy": s, "bayes": th.bayes, "vanilla_limit": th.vanilla,
+         "headroom": th.vanilla / th.bayes,
          **{f"{name}_over_bayes": ratio(p, s, name) for name in ("vanilla", "value_selective")}}
         for (p, s), th in zip(cfg.regimes, theory_at)
     ])
@@ -384,11 +389,13 @@ def _value_gains(cfg: DenoisingConfig, trained: Mapping[str, Trained], theory_at
 def _theory_curves(cfg: DenoisingConfig) -> pd.DataFrame:
     """The closed forms on a fine grid of both sweeps, for the figures' dashed curves."""
     grid = [("p_noisy", p, cfg.sigma_noisy) for p in np.linspace(0.0, 1.0, 41)]
-    grid += [("sigma_noisy", cfg.p_noisy, s) for s in np.geomspace(min(cfg.sweep_sigma + (cfg.sigma_clean,)), max(cfg.sweep_sigma + (cfg.sigma_noisy,)), 41)]
+    grid += [("sigma_noisy", cfg.p_noisy, s) for s in np.geomspace(min(cfg.sweep_sigma + (cfg.sigma_clean,)),
+                                                                   max(cfg.sweep_sigma + (cfg.sigma_noisy,)), 41)]
     rows = []
     for axis, p, s in grid:
         th = theory.expected_denoising_mse(cfg.n_tokens, float(p), cfg.sigma_clean, float(s), cfg.prior_var)
-        rows.append({"axis": axis, "p_noisy": p, "sigma_noisy": s, "naive": th.naive, "vanilla": th.vanilla, "bayes": th.bayes})
+        rows.append({"axis": axis, "p_noisy": p, "sigma_noisy": s, "naive": th.naive, "vanilla": th.vanilla,
+                     "bayes": th.bayes})
     return pd.DataFrame(rows)
 
 
@@ -427,7 +434,8 @@ def claims(exported: Path) -> list[Claim]:
     van, verdict = _c3_rule(s, "value_selective")
     placebo = _c3_rule(s, PLACEBO)[1] if f"mse_{PLACEBO}" in s else ""
     r = m["regime"]
-    return [Claim("C3", "denoising", "Table 2: value-selective attention has much lower MSE than vanilla and naive averaging",
+    return [Claim("C3", "denoising",
+                  "Table 2: value-selective attention has much lower MSE than vanilla and naive averaging",
                   f"MSE value-selective / MSE vanilla (p_noisy {r['p_noisy']:g}, sigma_noisy {r['sigma_noisy']:g})",
                   *van.ci, verdict, placebo)]
 
@@ -445,13 +453,16 @@ def ablate(cfg: DenoisingConfig, variant, ctx: RunContext) -> np.ndarray:
     the Bayes risk per seed (the floor, 1, is the posterior mean's risk)."""
     members = members_of(cfg, ctx.seeds).select_cell(0)
     errors = train(ModelSpec.of(variant), cfg, members, ctx, eval_batch=held_out(cfg, members, ctx.device))["errors"]
-    bayes = theory.expected_denoising_mse(cfg.n_tokens, cfg.p_noisy, cfg.sigma_clean, cfg.sigma_noisy, cfg.prior_var).bayes
+    bayes = theory.expected_denoising_mse(cfg.n_tokens, cfg.p_noisy, cfg.sigma_clean, cfg.sigma_noisy,
+                                          cfg.prior_var).bayes
     return errors.mean(1) / bayes
 
 
 EXPERIMENT = Experiment(
     name="denoising",
-    version="7",  # 7: the placebo twin in the default regime, read by C3's rule; 6: value gains' intervals by bootstrap (stats.RANGES)
+    # 7: the placebo twin in the default regime, read by C3's rule; 6: value gains' intervals by bootstrap
+    # (stats.RANGES)
+    version="7",
     claim="Table 2: value-selective attention denoises far better than vanilla attention and naive averaging, near Bayes",
     config=DenoisingConfig,
     run=run,
@@ -459,7 +470,8 @@ EXPERIMENT = Experiment(
     headline="table2",
     claims=claims,
     ablation=Ablation("MSE / Bayes risk (p_noisy 0.9, sigma_noisy 10)", "1: the Bayes posterior mean", ablate,
-                      overrides={"steps": 1500, "n_eval": 2048}, quick={"steps": 100, "n_eval": 512, "log_every": 50}, floor_value=1.0, minutes=0.13),
+                      overrides={"steps": 1500, "n_eval": 2048}, quick={"steps": 100, "n_eval": 512, "log_every": 50},
+                      floor_value=1.0, minutes=0.13),
     presets={
         "default": Preset({}, seeds=5, about="the run paper_repro.md reports (5 to 9 minutes of one core)", minutes=4.8),
         "quick": Preset({"steps": 200, "sweep_p": (0.5,), "sweep_sigma": (2.0,), "n_eval": 1024, "log_every": 50},

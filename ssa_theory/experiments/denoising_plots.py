@@ -20,7 +20,8 @@ STYLE = {
     "output_gate": dict(color=COLORS["gated"], marker="^"),
     "vanilla_sink": dict(color=COLORS["sink"], marker="v"),
 }
-THEORY = {"naive": "naive (theory)", "vanilla": "best vanilla / output gate (theory)", "bayes": "Bayes = best value-selective (theory)"}
+THEORY = {"naive": "naive (theory)", "vanilla": "best vanilla / output gate (theory)",
+          "bayes": "Bayes = best value-selective (theory)"}
 
 
 def _sweeps(run_dir: Path):
@@ -48,7 +49,8 @@ def risk_sweep(run_dir: Path) -> None:
         for name, style in STYLE.items():
             t = table[table.estimator == name]
             err = ci_err(t, "mse")
-            axes[0, col].errorbar(t[axis], t.mse, yerr=err, ls="none", ms=5, capsize=2, label=label(name, variants), **style)
+            axes[0, col].errorbar(t[axis], t.mse, yerr=err, ls="none", ms=5, capsize=2, label=label(name, variants),
+                                  **style)
             if name != "naive":
                 ratio = bayes.loc[t[axis]].values
                 axes[1, col].errorbar(t[axis], t.mse / ratio, yerr=err / ratio, ls="none", ms=5, capsize=2, **style)
@@ -75,7 +77,8 @@ def value_gains(run_dir: Path) -> None:
     ax.plot(sig, bayes_gain, ls="--", color="#333333", label="Bayes gain (1/s^2) / (1/s^2 + 1/(n v))")
     for cls, marker in (("clean", "o"), ("noisy", "D")):
         c = vs[vs["class"] == cls]
-        ax.errorbar(c.sigma, c.gain, yerr=ci_err(c, "gain"), ls="none", marker=marker, color=STYLE["value_selective"]["color"], capsize=2, label=f"value-selective, {cls} tokens")
+        ax.errorbar(c.sigma, c.gain, yerr=ci_err(c, "gain"), ls="none", marker=marker,
+                    color=STYLE["value_selective"]["color"], capsize=2, label=f"value-selective, {cls} tokens")
     van = g[(g.model == "vanilla") & (g["class"] == "noisy")]
     ax.plot(van.sigma_noisy, van.gain, ls="none", marker="o", mfc="none", color=STYLE["vanilla"]["color"],
             label="vanilla: its one global gain (x: regime's sigma_noisy)")
@@ -98,7 +101,8 @@ def training_curves(run_dir: Path) -> None:
         s = c[c.model == name].groupby("step").mse
         ax.plot(s.mean().index, s.mean(), color=STYLE[name]["color"], lw=lw, alpha=0.6 if lw > 2 else 1,
                 label=label(name, variants))
-    ax.axhline(m["mse_vanilla_limit_theory"], ls="--", lw=1, color=STYLE["vanilla"]["color"], label="best vanilla (theory)")
+    ax.axhline(m["mse_vanilla_limit_theory"], ls="--", lw=1, color=STYLE["vanilla"]["color"],
+               label="best vanilla (theory)")
     ax.axhline(m["mse_bayes_theory"], ls="--", lw=1, color=STYLE["bayes"]["color"], label="Bayes (theory)")
     ax.set_yscale("log")
     ax.set_xlabel("training step")

@@ -51,7 +51,8 @@ import torch
 
 from ssa_theory import cells, theory
 from ssa_theory.claims import ONE_SEED, Claim, larger, smaller
-from ssa_theory.config import TrainingConfig, require, resolve_variants, variant_field, variant_of
+from ssa_theory.config import TrainingConfig, require, variant_field
+from ssa_theory.variants import resolve_variants, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, step_lengths
@@ -65,7 +66,8 @@ STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "yarn", "qwen", "ssa_q_pos"
 EVAL_CHUNK = 64  # contexts per evaluation call at the longest lengths
 LEARNED = 0.99  # a seed has learned the training task when its accuracy at the training length is at least this
 Z_FLOOR = 1e-6  # the least standard error a deviation from the closed form is measured in (float32 resolution)
-MEASURES = ("acc", "bayes_acc", "mass", "mass_se", "mass_own_logits", "gap", "tau_q")  # per length, from ``evaluate_length``
+# per length, from ``evaluate_length``
+MEASURES = ("acc", "bayes_acc", "mass", "mass_se", "mass_own_logits", "gap", "tau_q")
 # The noisy-flag sensitivity row: every strategy whose query temperature grows with n, and the two references.
 NOISE_STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "qwen", "ssa_q_pos", "ssa_released", "asentmax")
 
@@ -80,7 +82,8 @@ class DilutionConfig(TrainingConfig):
     eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
     flag_noise: float = 0.0  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
     strategies: tuple[str, ...] = variant_field(STRATEGIES)
-    placebo: bool = True  # also train the vanilla twin (skeleton.twin: another initialisation), read by C5's rule in SSA's place
+    # also train the vanilla twin (skeleton.twin: another initialisation), read by C5's rule in SSA's place
+    placebo: bool = True
     noise_check: float = 0.3  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
     noise_strategies: tuple[str, ...] = variant_field(NOISE_STRATEGIES)
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
@@ -97,7 +100,8 @@ class DilutionConfig(TrainingConfig):
         require(2 <= self.n_min <= self.n_max, f"need 2 <= n_min <= n_max (got {self.n_min}, {self.n_max})")
         require(len(self.eval_lengths) >= 1 and all(n >= 2 for n in self.eval_lengths),
                 f"eval_lengths must be lengths >= 2 (got {self.eval_lengths})")
-        require(max(self.eval_lengths) <= 65536, f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
+        require(max(self.eval_lengths) <= 65536,
+                f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
         require(self.flag_noise >= 0, f"flag_noise must be >= 0 (got {self.flag_noise})")
         require(self.noise_check >= 0, f"noise_check must be >= 0 (got {self.noise_check})")
         require(len(self.strategies) >= 1, "strategies must name at least one strategy")
@@ -155,7 +159,8 @@ def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContex
     arrays["mass_pred_se"] = np.stack([pred[n][1] for n in cfg.eval_ns], 1)
     # the same extrapolation with the distractors' logits replaced by their mean: no spread
     gap0 = samples["needle_z"].mean(1) - samples["dist_z"].mean(1)
-    arrays["mass_pred_no_spread"] = np.stack([theory.dilution_mass(n, net.query_temperature(n).cpu().numpy() / tau0 * gap0)
+    arrays["mass_pred_no_spread"] = np.stack([theory.dilution_mass(n,
+                                                                   net.query_temperature(n).cpu().numpy() / tau0 * gap0)
                                               for n in cfg.eval_ns], 1)
     arrays["grid_mass_pred"] = np.stack([pred[n][0] for n in cfg.grid], 1)
     arrays.update({f"learned_{k}": v for k, v in learned_coefficients(net).items()})
@@ -197,7 +202,8 @@ def evaluate_length(net: NeedleModel, cfg: DilutionConfig, n: int, seeds: list[i
     log_m1 = (lse1 - math.log(count)).cpu().numpy()[:, None]
     log_m2 = (lse2 - math.log(count)).cpu().numpy()[:, None]
     first, corr = theory.dilution_mass_moments(n, needle_z, log_m1, log_m2)
-    summary = {"acc": acc.mean(1), "bayes_acc": bayes.mean(1), "mass": mass.mean(1), "mass_se": mass.std(1, ddof=1) / math.sqrt(mass.shape[1]),
+    summary = {"acc": acc.mean(1), "bayes_acc": bayes.mean(1), "mass": mass.mean(1),
+               "mass_se": mass.std(1, ddof=1) / math.sqrt(mass.shape[1]),
                "mass_own_logits": (first + corr).mean(1), "gap": (needle_z - log_m1).mean(1),
                "tau_q": net.query_temperature(n).cpu().numpy()}
     return summary, {"needle_z": needle_z, "dist_z": torch.cat(dist_z, 1).cpu().numpy()}
@@ -236,7 +242,8 @@ def learned_coefficients(net: NeedleModel) -> dict[str, np.ndarray]:
     attn, out = net.attn, {}
     with torch.no_grad():
         if "pos" in attn.variant.terms("q"):
-            out["c_pos"] = torch.sigmoid(attn.parameters_of("ssa_pos", "q")["alpha"].cpu()).mean(-1).numpy()  # tau_pos = 1 + c log n
+            # tau_pos = 1 + c log n
+            out["c_pos"] = torch.sigmoid(attn.parameters_of("ssa_pos", "q")["alpha"].cpu()).mean(-1).numpy()
         p = {k: v.cpu() for k, v in attn.parameters_of(attn.variant.scale).items()} if attn.variant.scale else {}
         if "s" in p:
             out["s"] = p["s"].mean(-1).numpy()
@@ -290,7 +297,8 @@ def measure(cfg: DilutionConfig, trained: Mapping[str, Trained], noisy: Mapping[
     metrics.json."""
     rows, curves = [], []
     for strategy, t in trained.items():
-        curves += [{"strategy": strategy, "n": n, "mass_pred": float(t["grid_mass_pred"][:, j].mean())} for j, n in enumerate(cfg.grid)]
+        curves += [{"strategy": strategy, "n": n,
+                    "mass_pred": float(t["grid_mass_pred"][:, j].mean())} for j, n in enumerate(cfg.grid)]
         for j, n in enumerate(cfg.eval_ns):
             for e, seed in enumerate(t.members.seeds):
                 rows.append({"strategy": strategy, "n": n, "seed": seed,
@@ -308,7 +316,8 @@ def measure(cfg: DilutionConfig, trained: Mapping[str, Trained], noisy: Mapping[
                        "seeds": list(next(iter(trained.values())).members.seeds),
                        "bayes_accuracy": 1.0 if cfg.flag_noise == 0 else None, "strategies": metrics,
                        "flag_noise": {} if noise is None else
-                       {r["strategy"]: {k: v for k, v in r.items() if k != "strategy"} for r in noise.to_dict("records")}}
+                       {r["strategy"]: {k: v for k,
+                                        v in r.items() if k != "strategy"} for r in noise.to_dict("records")}}
     return results
 
 
@@ -350,7 +359,8 @@ def _by_length(cfg: DilutionConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
     return by_len[by_len.n.isin(cfg.lengths)]
 
 
-def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame, trained: Mapping[str, Trained]) -> tuple[pd.DataFrame, dict]:
+def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame,
+                trained: Mapping[str, Trained]) -> tuple[pd.DataFrame, dict]:
     """One row per strategy (the training length against the longest), and its metrics entry."""
     n0, n1 = cfg.n_max, max(cfg.lengths)
     summary, metrics = [], {}
@@ -378,7 +388,8 @@ def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame, trained: Mapping[st
                            "acc_at_train_len": at(n0, "acc"), "mass_at_train_len": at(n0, "mass")})
         metrics[strategy] = {**block, "c_eff": float(c_eff.mean()), "gap_train": float(gap0.mean()),
                              "c_gap": float((c_eff * gap0).mean()),
-                             "learned": {k[len("learned_"):]: float(np.mean(v)) for k, v in trained[strategy].arrays.items()
+                             "learned": {k[len("learned_"):]: float(np.mean(v)) for k,
+                                         v in trained[strategy].arrays.items()
                                          if k.startswith("learned_")}}
     return pd.DataFrame(summary), metrics
 
@@ -407,7 +418,8 @@ def claims(exported: Path) -> list[Claim]:
     ref = "global" if "global" in strategies else "vanilla"
     verdict, keep = _c5_rule(strategies, "ssa_q_pos", ref)
     placebo = _c5_rule(strategies, PLACEBO, ref)[0] if PLACEBO in strategies else ""
-    return [Claim("C5", "dilution", "Prop. 2: attention dilutes as the context grows; the position temperature counters it",
+    return [Claim("C5", "dilution",
+                  "Prop. 2: attention dilutes as the context grows; the position temperature counters it",
                   f"needle mass at n = {m['max_length']}: SSA position term - {ref} (trained on n <= {m['train_length']})",
                   *keep.ci, verdict, placebo)]
 
@@ -438,7 +450,8 @@ def ablate(cfg: DilutionConfig, variant, ctx: RunContext) -> np.ndarray:
     net = _fit(ModelSpec.of(variant), cfg, Members.of(ctx.seeds), ctx)
     summary, _ = evaluate_length(net, cfg, max(cfg.lengths), ctx.seeds, ctx.device)
     at_train, _ = evaluate_length(net, cfg, cfg.n_max, ctx.seeds, ctx.device)
-    return {"value": 1.0 - summary["mass"], "acc": summary["acc"], "learned": (at_train["acc"] >= LEARNED).astype(float)}
+    return {"value": 1.0 - summary["mass"], "acc": summary["acc"],
+            "learned": (at_train["acc"] >= LEARNED).astype(float)}
 
 
 EXPERIMENT = Experiment(
@@ -450,8 +463,10 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.dilution_plots", "mass_and_accuracy", "effective_gap"),
     headline="strategies",
     presets={
-        "default": Preset({}, seeds=20, about="the run paper_repro.md reports: 20 models, 11 to 13 minutes of one core, spread over every core", minutes=12.7),
-        "quick": Preset({"steps": 150, "eval_lengths": (16, 256), "n_eval": 64, "log_every": 50, "noise_strategies": ("vanilla", "log_n"),
+        "default": Preset({}, seeds=20, minutes=12.7, about="the run paper_repro.md reports: 20 models, 11 to 13 "
+                          "minutes of one core, spread over every core"),
+        "quick": Preset({"steps": 150, "eval_lengths": (16, 256), "n_eval": 64, "log_every": 50,
+                         "noise_strategies": ("vanilla", "log_n"),
                          "strategies": ("vanilla", "log_n", "ssa_q_pos", "ssa", "freq")}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),
     },

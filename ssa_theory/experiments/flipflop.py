@@ -99,7 +99,8 @@ class FlipflopConfig(TrainingConfig):
                 ("dense", self.pairs, self.dense_p)] + [(f"long_{t}", t, self.p_ignore) for t in self.long_pairs]
 
     def shape(self, variant) -> lm.LMShape:
-        return lm.LMShape(vocab=VOCAB, variant=variant, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+        return lm.LMShape(vocab=VOCAB, variant=variant, d_model=self.d_model, n_layers=self.n_layers,
+                          n_heads=self.n_heads,
                           d_mlp=2 * self.d_model, conv=self.conv, train_length=2 * self.pairs)
 
 
@@ -236,7 +237,8 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
     results.table("per_seed", pd.DataFrame([
         {"strategy": s, "seed": seed, **{n: float(t["glitch"][e, i]) for i, n in enumerate(names)},
          "read_entropy": float(t["read_entropy"][e])} for s, t in trained.items() for e, seed in enumerate(members.seeds)]))
-    results.metrics = {"tests": {n: {"pairs": pr, "p_ignore": p} for n, pr, p in cfg.tests}, "seeds": list(members.seeds),
+    results.metrics = {"tests": {n: {"pairs": pr, "p_ignore": p} for n, pr, p in cfg.tests},
+                       "seeds": list(members.seeds),
                        "strategies": {s: {"glitch": {n: t["glitch"][:, i] for i, n in enumerate(names)},
                                           "reads": {n: t["reads"][:, i] for i, n in enumerate(names)},
                                           "errors": {n: t["errors"][:, i] for i, n in enumerate(names)},
@@ -283,7 +285,8 @@ def claims(exported: Path) -> list[Claim]:
     d, lo, hi = rate_difference(int(van["errors"].sum()), int(van["reads"].sum()), int(ssa["errors"].sum()),
                                 int(ssa["reads"].sum()))
     placebo = glitch_rule(van, arm(PLACEBO)) if PLACEBO in m["strategies"] else ""
-    return [Claim("C9", "flipflop", "attention glitches (flip-flop): a temperature keeps attention sharp and removes them",
+    return [Claim("C9", "flipflop",
+                  "attention glitches (flip-flop): a temperature keeps attention sharp and removes them",
                   "glitch rate on sparse sequences (p_ignore 0.98), vanilla - SSA, errors over reads pooled over seeds",
                   d, lo, hi, glitch_rule(van, ssa), placebo)]
 

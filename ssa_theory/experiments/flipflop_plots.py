@@ -41,5 +41,6 @@ def glitches(run_dir: Path) -> None:
 
 def curves(run_dir: Path) -> None:
     """Monitor loss and glitch rate against training step (mean over seeds)."""
-    training_curves(run_dir, load_frame(run_dir, "curves"), [("loss", "read-bit cross-entropy (monitor set)", True, None),
+    training_curves(run_dir, load_frame(run_dir, "curves"),
+                    [("loss", "read-bit cross-entropy (monitor set)", True, None),
                                                              ("glitch", "glitch rate (monitor set)", True, 1e-4)])

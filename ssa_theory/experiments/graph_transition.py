@@ -87,7 +87,8 @@ class GraphTransitionConfig(TrainingConfig):
     softcap_bound: float = 2.0  # B: scores in (-B, B)
     cosine_bound: float = 4.0  # B: scores in [-B, B]
     rownorm_bound: float = 5.0  # B: each score row has 2-norm B
-    dot_l2: float = 1e-4  # weight decay (Attention.weight_l2: W_q, W_k, SSA's u): the budget of the free dot-product geometry
+    # weight decay (Attention.weight_l2: W_q, W_k, SSA's u): the budget of the free dot-product geometry
+    dot_l2: float = 1e-4
     temp_penalty: float = 1e-2  # price of the inverse temperature: temp_penalty * mean tau^2
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the headline geometry, read by C1's rule
     d_head: int = 0  # query/key width; 0 means n_nodes
@@ -127,7 +128,8 @@ class GraphTransitionConfig(TrainingConfig):
 # --- the model and its training ----------------------------------------------------------------
 
 
-def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, score: str, members: Members) -> PointerModel:
+def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, score: str,
+                members: Members) -> PointerModel:
     """One attention layer over the K one-hot tokens (E members): the query is the current token, the
     context every token, and query k's attention row is the predicted P*[k]. The query follows the K
     context tokens (position K + 1)."""
@@ -198,7 +200,8 @@ def predictions(cfg: GraphTransitionConfig, score: str, degrees: np.ndarray) -> 
     if score not in theory.BOUNDED_SCORES:
         return {"T_pred": nan, "ce_ssa_pred": nan, "ce_vanilla_best": nan, "ce_global_pred": nan, "T_global_pred": nan}
     B = cfg.bound(score)
-    tau = np.array([theory.predicted_inverse_temperature(K, int(s), g, score, B, cfg.temp_penalty, TAU_MAX) for s in degrees])
+    tau = np.array([theory.predicted_inverse_temperature(K, int(s), g, score, B, cfg.temp_penalty,
+                                                         TAU_MAX) for s in degrees])
     # NaN tau: unpriced softcap, where every tau up to TAU_MAX is optimal; the CE is the same for all.
     tau_ce = np.where(np.isnan(tau), TAU_MAX, tau)
     return {
@@ -290,7 +293,8 @@ def _geometry_tables(cfg: GraphTransitionConfig, task: GraphTask, trained: Mappi
         pred = predictions(cfg, score, degrees)
         for e, seed in enumerate(ssa.members.seeds):
             for k in range(cfg.n_nodes):
-                per_node.append({"score": score, "seed": seed, "node": k, "degree": degrees[k], "T": ssa["temperature"][e, k], "T_pred": pred["T_pred"][k]})
+                per_node.append({"score": score, "seed": seed, "node": k, "degree": degrees[k],
+                                 "T": ssa["temperature"][e, k], "T_pred": pred["T_pred"][k]})
         for d in range(1, cfg.max_degree + 1):
             nodes = degrees == d
             spread = (ssa["temperature"][:, nodes].max(1) - ssa["temperature"][:, nodes].min(1)).mean()
@@ -417,7 +421,8 @@ def degree_placebo(exported: Path, score: str) -> str:
     if not path.is_file():
         return ""
     nodes = pd.read_csv(path)
-    label = permuted_trend(nodes[nodes.score == score], lambda seed: np.random.default_rng(derive_seed(seed, "placebo")))
+    label = permuted_trend(nodes[nodes.score == score],
+                           lambda seed: np.random.default_rng(derive_seed(seed, "placebo")))
     if label is None:
         return ONE_SEED
     return f"reproduced under {score}" if label.startswith("rises") else f"not reproduced: T {label} against permuted degrees"
@@ -453,7 +458,9 @@ def ablate(cfg: GraphTransitionConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    version="7",  # 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by Attention.weight_l2; C2's smallest rise
+    # 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by
+    # Attention.weight_l2; C2's smallest rise
+    version="7",
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,

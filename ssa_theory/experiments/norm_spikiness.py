@@ -50,7 +50,8 @@ import torch
 from ssa_theory import cells, measures, theory
 from ssa_theory.attention import Attention
 from ssa_theory.claims import Claim, decide, smaller
-from ssa_theory.config import TrainingConfig, choice, require, resolve_variants, variant_field, variant_of
+from ssa_theory.config import TrainingConfig, choice, require, variant_field
+from ssa_theory.variants import resolve_variants, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
@@ -93,7 +94,8 @@ class NormSpikinessConfig(TrainingConfig):
         for name in ("embed_dim", "d_head"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        require(all(w >= 0 for w in self.sweep_weight_decay), f"every sweep_weight_decay must be >= 0 (got {self.sweep_weight_decay})")
+        require(all(w >= 0 for w in self.sweep_weight_decay),
+                f"every sweep_weight_decay must be >= 0 (got {self.sweep_weight_decay})")
         require(self.accuracy > 0, f"accuracy must be > 0 (got {self.accuracy})")
         choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
         for v in self.compare_variants:
@@ -244,7 +246,8 @@ def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained]
     results.table("weight_decay_sweep", _sweep(cfg, trained), ci=["ce", "mean_norm", "mean_spikiness"])
     by_degree = pt.groupby(["model", "variant", "degree"])[["norm", "norm_bound_achieved", "excess_ce", "spikiness",
                                                             "max_prob", "tau"]].mean().reset_index()
-    by_degree["norm_bound_at_accuracy"] = [bound[d] / (tau_max(cfg) if m == "ssa" else 1.0) for m, d in zip(by_degree.model, by_degree.degree)]
+    by_degree["norm_bound_at_accuracy"] = [bound[d] / (tau_max(cfg) if m == "ssa" else 1.0)
+                                           for m, d in zip(by_degree.model, by_degree.degree)]
     by_degree["target_spikiness"] = [target_spikiness[degrees == d].mean() for d in by_degree.degree]
     results.table("by_degree", by_degree)
     _summary(cfg, task, {**trained, **({PLACEBO: placebo} if placebo is not None else {})}, pt, bound_vanilla,
@@ -279,7 +282,8 @@ def _per_token(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Train
                 continue
             for k in range(K):
                 excess = max(t["row_ce"][e, k] - task.graph.entropy[k], 1e-9)
-                need = theory.query_norm_lower_bound(K, int(degrees[k]), g, excess, task.sigma_max, float(t["tau"][e, k]))
+                need = theory.query_norm_lower_bound(K, int(degrees[k]), g, excess, task.sigma_max,
+                                                     float(t["tau"][e, k]))
                 rows.append({"model": label, "seed": seed, "token": k, "degree": degrees[k], "norm": t["norm"][e, k],
                              "spikiness": t["spikiness"][e, k], "max_prob": t["max_prob"][e, k], "tau": t["tau"][e, k],
                              "excess_ce": excess, "norm_bound_achieved": need,
@@ -341,7 +345,8 @@ def _summary(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained
 
 VARIANT_LABEL = {"vanilla": "none (vanilla)",
                  "ssa_q": "both terms (SSA)",
-                 "ssa_q_pos": "position term only (a global scale here only because every query sits at position K + 1; tau < 1 + log(K + 1))",
+                 "ssa_q_pos": "position term only (a global scale here only because every query sits at position "
+                              "K + 1; tau < 1 + log(K + 1))",
                  "ssa_q_tok": "token term only (tau < 2)",
                  "global": "global strategy 1 + tanh(g) (tau < 2, the token term's range)",
                  "global_free": "global strategy exp(g) (unbounded)"}
@@ -380,10 +385,12 @@ def claims(exported: Path) -> list[Claim]:
     if f"mean_norm_{PLACEBO}" in s:  # the twin trained at the headline weight decay only: no sweep part
         p_norm, p_spiky = _c4_tests(s, PLACEBO)
         placebo = decide(p_norm.ok and p_spiky.ok, p_norm.n)
-    sweep = pd.read_csv(Path(exported) / "weight_decay_sweep.csv").pivot(index="weight_decay", columns="model", values="mean_norm")
+    sweep = pd.read_csv(Path(exported) / "weight_decay_sweep.csv").pivot(index="weight_decay", columns="model",
+                                                                         values="mean_norm")
     everywhere = bool((sweep["ssa"] < sweep["vanilla"]).all())
     yes = "reproduced" + (" at every weight decay" if everywhere else ", but not at every weight decay")
-    return [Claim("C4", "norm_spikiness", "Fig. p4: with a query temperature, smaller query-key norm and spikier attention",
+    return [Claim("C4", "norm_spikiness",
+                  "Fig. p4: with a query temperature, smaller query-key norm and spikier attention",
                   f"mean norm SSA / mean norm vanilla (weight decay {m['weight_decay']:g})",
                   *norm.ci, decide(norm.ok and spiky.ok, norm.n, yes=yes), placebo)]
 
@@ -416,7 +423,8 @@ def ablate(cfg: NormSpikinessConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    version="7",  # 7: the placebo twin, read by C4's rule; 6: rows labelled by variant; one metrics block (rundir.summarise)
+    # 7: the placebo twin, read by C4's rule; 6: rows labelled by variant; one metrics block (rundir.summarise)
+    version="7",
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
@@ -425,11 +433,13 @@ EXPERIMENT = Experiment(
     claims=claims,
     tasks={"graphs": graphs.VERSION, "pointer": pointer.VERSION},
     ablation=Ablation("mean token norm / mean of vanilla's least norms at the accuracy reached (weight decay 1e-5)",
-                      "none fixed: 1 is vanilla's closed-form least norm; below 1 only where a temperature carries the logit scale (0 is the gap share's reference)",
+                      "none fixed: 1 is vanilla's closed-form least norm; below 1 only where a temperature carries "
+                      "the logit scale (0 is the gap share's reference)",
                       ablate, overrides={"steps": 1000},
                       quick={"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 100, "log_every": 50}, minutes=0.28),
     presets={
-        "default": Preset({}, seeds=5, about="the run paper_repro.md reports: 7 models with the twin, 9 to 14 minutes of one core, spread over every core", minutes=13.2),
+        "default": Preset({}, seeds=5, minutes=13.2, about="the run paper_repro.md reports: 7 models with the twin, "
+                          "9 to 14 minutes of one core, spread over every core"),
         "quick": Preset({"n_tokens": 64, "max_degree": 8, "embed_dim": 16, "d_head": 16, "steps": 200,
                          "sweep_weight_decay": (0.0,), "log_every": 50, "compare_variants": ("ssa_q_pos",)}, seeds=2,
                         about="a smoke test in seconds; numbers are not converged", scratch=True),

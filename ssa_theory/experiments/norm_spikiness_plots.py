@@ -33,7 +33,8 @@ def norm_histogram(run_dir: Path) -> None:
     bins = np.linspace(0, hi, 40)
     for model in ("vanilla", "ssa"):
         x = pt[pt.model == model].norm
-        ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), color=col[model], alpha=0.55, label=f"{label(model, variants)} (learned)")
+        ax.hist(x, bins=bins, weights=np.full(len(x), 1 / len(x)), color=col[model], alpha=0.55,
+                label=f"{label(model, variants)} (learned)")
         ax.axvline(x.mean(), color=col[model], ls="--", lw=1.5, label=f"{model} mean {x.mean():.2f}")
     for key, model in (("bound_vanilla", "vanilla"), ("bound_ssa", "ssa")):
         b = task[key]
@@ -109,7 +110,8 @@ def weight_decay(run_dir: Path) -> None:
         ax.errorbar(s.mean_norm, s.ce, xerr=ci_err(s, "mean_norm"), yerr=ci_err(s, "ce"), marker="o", capsize=2,
                     color=col[model], label=label(model, variants))
         for _, r in s.iterrows():
-            ax.annotate(f"{r.weight_decay:g}", (r.mean_norm, r.ce), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(f"{r.weight_decay:g}", (r.mean_norm, r.ce), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
     ax.axhline(m["ce_floor"], color=COLORS["theory"], ls="--", lw=1, label="floor")
     ax.set_xlabel("final mean per-token norm")
     ax.set_ylabel("final expected CE (nats)")

@@ -79,10 +79,12 @@ class PasskeyConfig(TrainingConfig):
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle depth, a fraction of the filler
     n_eval: int = 16  # contexts per (length, depth) and member: 240 per length over 5 depths and 3 seeds
     strategies: tuple[str, ...] = variant_field(STRATEGIES)
-    bounded: tuple[str, ...] = variant_field(BOUNDED)  # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
+    # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
+    bounded: tuple[str, ...] = variant_field(BOUNDED)
     bound: float = 4.0  # the cosine geometry's scale s: every score in [-s, s], a needle's gap at most 2s
     placebo: bool = True  # also train the vanilla twin (PLACEBO), in each geometry, read against vanilla by C7 and C8
-    learn_seeds: int = 3  # seeds of C8's models (vanilla, SSA and the twin, free geometry) from the run's first; C8 needs 8
+    # seeds of C8's models (vanilla, SSA and the twin, free geometry) from the run's first; C8 needs 8
+    learn_seeds: int = 3
     d_model: int = 32
     n_layers: int = 2
     n_heads: int = 2
@@ -107,11 +109,14 @@ class PasskeyConfig(TrainingConfig):
                 "needle, the decoys, the query and the answer")
         require(len(self.eval_lengths) >= 1 and min(self.eval_lengths) >= self.n_max,
                 f"eval_lengths must be >= n_max = {self.n_max}, the longest training length (got {self.eval_lengths})")
-        require(max(self.eval_lengths) <= 16384, f"eval_lengths above 16384 would not fit (got {max(self.eval_lengths)})")
-        require(len(self.depths) >= 1 and all(0 <= d <= 1 for d in self.depths), f"depths must lie in [0, 1] (got {self.depths})")
+        require(max(self.eval_lengths) <= 16384,
+                f"eval_lengths above 16384 would not fit (got {max(self.eval_lengths)})")
+        require(len(self.depths) >= 1 and all(0 <= d <= 1 for d in self.depths),
+                f"depths must lie in [0, 1] (got {self.depths})")
         lm.check_model_fields(self)
         for s in self.bounded:
-            require(s in self.strategies, f"bounded names {s!r}, which is not among the strategies; add it there or drop it")
+            require(s in self.strategies,
+                    f"bounded names {s!r}, which is not among the strategies; add it there or drop it")
         require(self.bound > 0, f"bound must be > 0 (got {self.bound})")
         require(self.learn_seeds >= 1, f"learn_seeds must be >= 1 (got {self.learn_seeds})")
         require(self.n_logs == 0 or self.n_logs >= 2, f"n_logs must be 0 or >= 2 (got {self.n_logs})")
@@ -227,7 +232,8 @@ def train(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext
     return Trained(spec, members, evaluate(net, cfg, members, ctx.device), hist)
 
 
-def _fit(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext, init: str = "init", bounded: bool = False):
+def _fit(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext, init: str = "init",
+         bounded: bool = False):
     ds, gens, lengths = member_digits(cfg, members), members.generators("data"), train_lengths(cfg)
     mon_tokens, _ = _batch(cfg, members.generators("eval"), ds, cfg.n_monitor, cfg.n_max)
 
@@ -379,7 +385,8 @@ def c8_model(cfg: PasskeyConfig, key: str) -> bool:
 def model_seeds(cfg: PasskeyConfig, key: str, seeds) -> list[int]:
     """The run's seeds, or for C8's models ``learn_seeds`` seeds from the run's first (if that is more)."""
     seeds = list(seeds)
-    return [seeds[0] + i for i in range(cfg.learn_seeds)] if c8_model(cfg, key) and cfg.learn_seeds > len(seeds) else seeds
+    return [seeds[0] + i for i in range(cfg.learn_seeds)] if c8_model(cfg,
+                                                                      key) and cfg.learn_seeds > len(seeds) else seeds
 
 
 def model_weight(cfg: PasskeyConfig, key: str) -> float:
@@ -513,7 +520,8 @@ def _metrics(cfg, seeds, trained, learn) -> dict:
 # --- claims --------------------------------------------------------------------------------------
 
 
-def retrieval_rule(van: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> tuple[str, tuple[float, float, float]]:
+def retrieval_rule(van: Mapping[str, np.ndarray],
+                   other: Mapping[str, np.ndarray]) -> tuple[str, tuple[float, float, float]]:
     """C7's rule, stated before the data, on per-seed exact match at the training length (``acc_train``)
     and the longest length (``acc_max``); returns the verdict and the paired difference other - vanilla
     at the longest length with its 95% interval:
@@ -536,7 +544,8 @@ def retrieval_rule(van: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray
     return ("reproduced" if diff[0] >= MIN_GAIN and diff[1] > 0 else "not reproduced"), diff
 
 
-def steps_rule(van: Mapping[str, float] | None, other: Mapping[str, float] | None) -> tuple[str, tuple[float, float, float]]:
+def steps_rule(van: Mapping[str, float] | None,
+               other: Mapping[str, float] | None) -> tuple[str, tuple[float, float, float]]:
     """C8's rule, stated before the data, on two ``time_to_learn`` rows (Kaplan-Meier medians of the steps
     to the fixed target, censored seeds kept); returns the verdict and the ratio of medians other /
     vanilla with the ratio of the intervals' far ends (other's low over vanilla's high, other's high
@@ -578,7 +587,8 @@ def claims(exported: Path) -> list[Claim]:
     st = m["strategies"]
     n1, n0 = max(m["lengths"]), m["train_lengths"][1]
     out = []
-    for geometry, prefix, cid in (("free dot product", "", "C7"), (f"cosine, bound {m.get('bound', 0):g}", COSINE, "C7b")):
+    for geometry, prefix, cid in (("free dot product", "", "C7"),
+                                  (f"cosine, bound {m.get('bound', 0):g}", COSINE, "C7b")):
         van, ssa, twin = (st.get(prefix + k, {}).get(d) for k in ("vanilla", "ssa", PLACEBO))
         if van is None or ssa is None:
             continue
@@ -623,7 +633,8 @@ EXPERIMENT = Experiment(
                                    "n_logs": 8, "n_min": 24, "n_max": 64, "learn_seeds": 3},
                        gpu={"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000,
                             "batch_size": 64, "eval_lengths": (128, 1024, 4096, 16384), "n_eval": 32, "learn_seeds": 8}),
-    ablation=Ablation("passkeys missed at n = 4096, trained on n <= 128 (1 digit)", "0: every passkey retrieved", ablate,
+    ablation=Ablation("passkeys missed at n = 4096, trained on n <= 128 (1 digit)", "0: every passkey retrieved",
+                      ablate,
                       overrides={"steps": 300, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
                       quick={"steps": 40, "eval_lengths": (64, 256), "n_min": 24, "n_max": 64, "n_monitor": 8, "n_logs": 8},
                       bounded=True, minutes=0.8),

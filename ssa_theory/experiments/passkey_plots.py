@@ -60,7 +60,8 @@ def accuracy_and_mass(run_dir: Path) -> None:
         ax.set_xlabel("length n (shaded: training lengths)")
     ax_a.set_ylabel(f"exact match ({d} digits)")
     ax_m.set_ylabel("retrieval head's attention on the needle at the read")
-    ax_m.set_title("dashed: closed form, training-length logits held fixed; dotted: scaled by the strategy's law", fontsize=8)
+    ax_m.set_title("dashed: closed form, training-length logits held fixed; dotted: scaled by the strategy's law",
+                   fontsize=8)
     ax_a.legend(fontsize=7, ncol=2)
     save(fig, run_dir, "accuracy_and_mass")
 

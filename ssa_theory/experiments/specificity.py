@@ -56,9 +56,9 @@ import torch
 
 from ssa_theory import theory
 from ssa_theory.attention import Attention
-from ssa_theory.variants import VARIANTS, Variant, get_variant
+from ssa_theory.variants import VARIANTS, Variant, get_variant, resolve_variants, variant_of
 from ssa_theory.claims import Claim, decide, smaller
-from ssa_theory.config import TrainingConfig, require, resolve_variants, variant_field, variant_of
+from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
@@ -100,7 +100,8 @@ class SpecificityConfig(TrainingConfig):
         require(len(self.rhos) >= 1 and all(0 <= r < 1 for r in self.rhos),
                 f"rhos must lie in [0, 1) (got {self.rhos}); at rho = 1 the two queries are the same token")
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
-        require(PLACEBO not in self.strategies, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
+        require(PLACEBO not in self.strategies,
+                f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
         resolve_variants(self)
         require(not self.placebo or "vanilla" in self.strategies,
                 "placebo=true needs vanilla among the strategies (the twin is read against it); add it or set placebo=false")
@@ -269,14 +270,16 @@ def readout(net: PointerModel, cfg: SpecificityConfig, grid: Grid, T: np.ndarray
     rho = np.repeat(grid.rho, P)
     beta_flat = np.repeat([cfg.beta_sharp / c for c in grid.contrast], P)
     frontier = theory.specificity_frontier(zs, cfg.beta_sharp, beta_flat, rho, kl.sum(-1).reshape(-1), bisections=40)
-    out = {"excess_rows": kl.reshape(E, 2 * P), "excess_sharp": kl[..., 0], "excess_flat": kl[..., 1], "tau_sharp": tau[..., 0], "tau_flat": tau[..., 1],
+    out = {"excess_rows": kl.reshape(E, 2 * P), "excess_sharp": kl[..., 0], "excess_flat": kl[..., 1],
+           "tau_sharp": tau[..., 0], "tau_flat": tau[..., 1],
            "norm": norms, "norm_vanilla_min": frontier.reshape(E, P),
            "param_sq": sum(p.double().pow(2).reshape(E, -1).sum(1) for p in net.parameters()).cpu().numpy()}
     swing = token_swing(net)
     if swing is not None:
         s, gain = (t.double().cpu().numpy() for t in swing)
         s = s.reshape(E, P, 2)
-        need = np.array([[theory.token_swing_min_gain(s[e, p, 0] - s[e, p, 1], grid.rho[e]) for p in range(P)] for e in range(E)])
+        need = np.array([[theory.token_swing_min_gain(s[e, p, 0] - s[e, p, 1],
+                                                      grid.rho[e]) for p in range(P)] for e in range(E)])
         out["tok_gain"], out["tok_gain_min"] = gain, need.max(1)
     return out
 
@@ -347,7 +350,8 @@ def _prediction(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
         forms = closed_forms(cfg, rho, contrast)
         glob, tok = _cell(g[g.strategy == "global"], rho, contrast), _cell(g[g.strategy == "ssa_q_tok"], rho, contrast)
         m, lo, hi = ratio_ci(glob.excess.to_numpy() / tok.excess.to_numpy())
-        rows.append({"contrast": contrast, "rho": rho, "predicted": forms["norm_exact_global"] / forms["norm_exact_token"],
+        rows.append({"contrast": contrast, "rho": rho,
+                     "predicted": forms["norm_exact_global"] / forms["norm_exact_token"],
                      "measured": m, "measured_lo": lo, "measured_hi": hi,
                      "tau_split": float((tok.tau_sharp - tok.tau_flat).mean())})
     return pd.DataFrame(rows)
@@ -402,7 +406,8 @@ def _cells(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> pd.DataFrame:
     cells = pd.DataFrame(cells)
     if "global" in cfg.strategies:  # each strategy's excess over the global scale's in the same cell
         glob = cells[cells.strategy == "global"].set_index(["contrast", "rho"]).excess
-        cells.insert(6, "excess_vs_global", cells.excess.to_numpy() / glob.loc[list(zip(cells.contrast, cells.rho))].to_numpy())
+        cells.insert(6, "excess_vs_global",
+                     cells.excess.to_numpy() / glob.loc[list(zip(cells.contrast, cells.rho))].to_numpy())
     return cells
 
 
@@ -478,7 +483,8 @@ def _c6_rule(m: Mapping, name: str, ref: str):
     who = "token / global" if (name, ref) == ("ssa_q_tok", "global") else f"{name} / {ref}"
     where = (f"{who} excess {ratio['hard']:.2f} there, {ratio['dissimilar']:.2f} at rho = {dis['rho']:g}, "
              f"{ratio['no_contrast']:.2f} without contrast")
-    return weak, decide(all(e.ok for e in effect.values()), weak.n, yes=f"reproduced: {where}", no=f"not reproduced: {where}")
+    return weak, decide(all(e.ok for e in effect.values()), weak.n, yes=f"reproduced: {where}",
+                        no=f"not reproduced: {where}")
 
 
 def ablate(cfg: SpecificityConfig, variant, ctx: RunContext) -> np.ndarray:
@@ -491,7 +497,9 @@ def ablate(cfg: SpecificityConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="specificity",
-    version="4",  # 4: the placebo twin, read by C6's rule; 3: the one budget (scalars free), the prediction table, C6 as an interaction
+    # 4: the placebo twin, read by C6's rule; 3: the one budget (scalars free), the prediction table, C6 as an
+    # interaction
+    version="4",
     claim="Fig. p4 argument: similar queries that need different sparsity; token term vs a global scale",
     config=SpecificityConfig,
     run=run,

@@ -36,7 +36,8 @@ def excess_and_norm(run_dir: Path) -> None:
             d = t[(t.contrast == c) & (t.strategy == s)].sort_values("rho")
             x = _x(d.rho)
             free = s == "global_free"  # unbounded: drawn apart, thin, without its (off-scale) dashed line
-            ax_e.plot(x, d.excess, "o-", color=col[s], label=s + (" (unbounded)" if free else ""), ms=3, lw=0.8 if free else 1.2)
+            ax_e.plot(x, d.excess, "o-", color=col[s], label=s + (" (unbounded)" if free else ""), ms=3,
+                      lw=0.8 if free else 1.2)
             band(ax_e, x, d.excess_lo, d.excess_hi, col[s], alpha=0.12, bounds=(0, None))
             ax_n.plot(x, d.norm, "o-", color=col[s], ms=3, lw=0.8 if free else 1.2)
             if not free:

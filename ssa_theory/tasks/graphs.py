@@ -93,7 +93,8 @@ class TransitionSampler:
     def __init__(self, P: np.ndarray, generators, batch_size: int, device) -> None:
         K = P.shape[0]
         self.cdf = torch.as_tensor(np.cumsum(P, 1), dtype=torch.float32, device=device)
-        draw = lambda g, n: (torch.randint(K, (n, batch_size), generator=g), torch.rand(n, batch_size, generator=g))  # noqa: E731
+        draw = lambda g, n: (torch.randint(K, (n, batch_size), generator=g),
+                             torch.rand(n, batch_size, generator=g))  # noqa: E731
         self.stream = MemberStream(generators, draw, device)
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:

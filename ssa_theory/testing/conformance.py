@@ -184,7 +184,8 @@ def _cache(c: _Case) -> str | None:
     _perturb(m, 6)
     full = m(c.x, extras=c.extras())
     cache = m.new_cache(B, L)
-    steps = [m(c.x[:, t:t + 1], cache=cache, extras={k: f[:, t:t + 1] for k, f in c.extras().items()}) for t in range(L)]
+    steps = [m(c.x[:, t:t + 1], cache=cache,
+               extras={k: f[:, t:t + 1] for k, f in c.extras().items()}) for t in range(L)]
     ok, diff = _close(torch.cat(steps, 1), full, TOL_PATH)
     if not ok:
         return f"cached decoding differs from the full forward pass by {diff:.2e}"
@@ -279,7 +280,8 @@ def _run(report: Report, name: str, fn, case: _Case) -> None:
         report.failures.append(f"{name}: {failure}")
 
 
-FAST = ("causal", "padding", "gradients")  # the subset that guards a plug-in where it enters: causality, padding, finite values
+# the subset that guards a plug-in where it enters: causality, padding, finite values
+FAST = ("causal", "padding", "gradients")
 
 
 def check_strategy(strategy, *, fast: bool = False) -> Report:
