@@ -93,6 +93,9 @@ class Attention(nn.Module):
             (default ``1/sqrt(d_model)``). A small value starts every score and temperature near
             neutral, which matters when inputs are large (e.g. very noisy tokens).
         train_length: L of the ``yarn``, ``qwen`` and ``llama4`` strategies (the longest training context).
+        causal: whether query i sees only keys 0..i by default (True, as in ``nn.SelectiveAttention``;
+            a call's ``causal=`` overrides it). The experiments' read-out models attend over a set and
+            say ``causal=False``.
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class Attention(nn.Module):
         alpha_init: float = -4.0,
         qk_std: float | None = None,
         train_length: int | None = None,
+        causal: bool = True,
     ) -> None:
         super().__init__()
+        self.causal = causal
         if score not in SCORES:
             raise unknown("score geometry", score, list(SCORES))
         if score != "dot" and not (score_bound and score_bound > 0):
@@ -185,7 +190,7 @@ class Attention(nn.Module):
         placed = self._token_term(side)
         p = self.parameters_of(placed.strategy.name, side)
         h = self._side_proj(side, x) if placed.strategy.name == "ssa_tok" else self._heads(linear(x, p["w"]))
-        return st.token_argument(h, p["u"])
+        return st.token_argument(h, st.per_head(p["u"], ("H", "w")))
 
     def token_projection(self, side: str) -> torch.Tensor:
         """The projection (E, D, H w) the token term on ``side`` reads: the side's own weights with
@@ -217,7 +222,7 @@ class Attention(nn.Module):
         given; ``pos`` holds the 1-based positions (L,), default ``1..L``."""
         if proj is None and "proj" in self.plan.reads(side):
             proj = self._side_proj(side, x)
-        tau = self.plan.readout(self.temp, side, x, which=SSA, proj=proj, pos=pos)
+        tau = self.plan.readout(self.temp, side, x, which=SSA, proj=proj, positions=_readout_positions(pos))
         return None if tau is None else tau.expand(x.shape[0], x.shape[1], self.n_heads, x.shape[-2])
 
     def strategy_scale(self, n: torch.Tensor, q: torch.Tensor | None = None,
@@ -237,7 +242,7 @@ class Attention(nn.Module):
         E, B, L, _ = x.shape
         q = self._side_proj("q", x)
         n = torch.as_tensor(n, dtype=x.dtype, device=x.device).expand(L)
-        tau = self.plan.readout(self.temp, "q", x, which=ALL, proj=q, pos=pos, n=n, q=q)
+        tau = self.plan.readout(self.temp, "q", x, which=ALL, proj=q, positions=_readout_positions(pos), n=n, q=q)
         return torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype) if tau is None \
             else tau.expand(E, B, self.n_heads, L)
 
@@ -246,7 +251,7 @@ class Attention(nn.Module):
         """Everything that multiplies key j's logits (E,B,H,Lk): SSA's key terms times the key-side
         strategies' factor (``freq``); None where that is 1 (most variants)."""
         k = self._side_proj("k", context) if self.plan.on("k") else None
-        tau = self.plan.readout(self.temp, "k", context, which=ALL, proj=k, pos=k_pos, extras=extras)
+        tau = self.plan.readout(self.temp, "k", context, which=ALL, proj=k, positions=_readout_positions(k_pos), extras=extras)
         return None if tau is None else tau.expand(context.shape[0], context.shape[1], self.n_heads, -1)
 
     # --- the layer ---------------------------------------------------------------------------------
@@ -255,6 +260,7 @@ class Attention(nn.Module):
         """The projections and the core's keywords: positions made 0-based, the mask made 5-D by its shape."""
         context = x if context is None else context
         q, k, v = self._side_proj("q", x), self._side_proj("k", context), self._side_proj("v", context)
+        causal = self.causal if causal is None else causal
         E, B, Lq, _ = x.shape
         if mask is not None:
             mask = core.mask5(mask, E, B, self.n_heads, Lq, context.shape[-2])
@@ -262,7 +268,7 @@ class Attention(nn.Module):
                          "causal": causal, "attn_mask": mask}
 
     def logits(self, x: torch.Tensor, context: torch.Tensor | None = None, *, q_pos: torch.Tensor | None = None,
-               k_pos: torch.Tensor | None = None, causal: bool = False, mask: torch.Tensor | None = None,
+               k_pos: torch.Tensor | None = None, causal: bool | None = None, mask: torch.Tensor | None = None,
                extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Masked attention logits (E,B,H,Lq,Lk), temperatures applied; hidden entries are -inf."""
         q, k, v, where = self._call(x, context, q_pos, k_pos, causal, mask)
@@ -270,14 +276,14 @@ class Attention(nn.Module):
                            **where)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, *, q_pos: torch.Tensor | None = None,
-                k_pos: torch.Tensor | None = None, causal: bool = False, mask: torch.Tensor | None = None,
+                k_pos: torch.Tensor | None = None, causal: bool | None = None, mask: torch.Tensor | None = None,
                 extras: Mapping[str, torch.Tensor] | None = None,
                 return_probs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Attend from x (E,B,Lq,D) over context (E,B,Lk,D; default x).
 
         ``mask`` (boolean, True = may attend) is ``(Lq, Lk)``, ``(B, Lq, Lk)`` (a batch axis: it is never
         broadcast onto heads), ``(B, H, Lq, Lk)`` / ``(B, 1, Lq, Lk)`` or ``(E, B, H, Lq, Lk)``; with
-        ``causal`` both apply (query i sees keys 0..i, by slot). ``q_pos``/``k_pos`` are the 1-based
+        ``causal`` both apply (query i sees keys 0..i, by slot; None: the layer's ``causal``). ``q_pos``/``k_pos`` are the 1-based
         positions the strategies read (default ``1..L``). A query that sees no key gets a zero output
         (and zero probabilities).
 
@@ -294,6 +300,11 @@ class Attention(nn.Module):
         if self.w_o is not None:
             out = linear(out, self.w_o)
         return (out, probs) if return_probs else out
+
+
+def _readout_positions(pos: torch.Tensor | None) -> torch.Tensor | None:
+    """The ensemble layer's 1-based positions (L,) or (B, L) as a formula's 0-based (B|1, 1, L)."""
+    return None if pos is None else _zero_based(pos)[:, None]
 
 
 def _zero_based(pos: torch.Tensor | None) -> torch.Tensor | None:

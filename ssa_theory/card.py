@@ -73,7 +73,7 @@ def committed_references(root: Path, plan: Plan, learned: dict | None = None) ->
 
 
 def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int, log: Callable[[str], None],
-                skip: dict, learned: dict | None = None) -> dict[tuple[str, str], np.ndarray]:
+                skip: dict, learned: dict | None = None, force: bool = False) -> dict[tuple[str, str], np.ndarray]:
     """The cells (task, variant) not in ``skip``, trained or reused under ``out`` (``jobs`` workers):
     per-seed values; ``learned`` (when given) receives each cell's ``"k/S"`` seeds that learned its
     task, where the task's hook says."""
@@ -83,7 +83,7 @@ def train_cells(plan: Plan, variants: list[str], *, out: Path, device, jobs: int
     todo = [(t, v) for t in plan.tasks for v in variants if (t, v) not in skip]
     paths = execute_all([(CELL_REF, {"task": t, "variant": v, "scale": plan.scale}) for t, v in todo],
                         [f"{v} on {t}" for t, v in todo], seeds=plan.seeds, device=device, out=out,
-                        preset="default" if plan.scale == "moderate" else "quick", jobs=jobs, log=log)
+                        preset="default" if plan.scale == "moderate" else "quick", jobs=jobs, log=log, force=force)
     out_values = {}
     for key, path in zip(todo, paths):
         rows = cell_rows(path)
@@ -251,7 +251,7 @@ def draw_card(path: Path, s: str, tasks: pd.DataFrame) -> None:
 
 
 def make_card(variant, *, quick: bool, seeds: list[int], out: Path, device, jobs: int, no_check: bool,
-              root: Path = Path("."), tasks: list[str] | None = None,
+              root: Path = Path("."), tasks: list[str] | None = None, force: bool = False,
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> Path:
     """Everything above for ``variant`` (a name or a resolved ``Variant``), on ``tasks`` (default: every
     task of the ablation); returns the card's folder (``OUT/cards/NAME``)."""
@@ -265,13 +265,13 @@ def make_card(variant, *, quick: bool, seeds: list[int], out: Path, device, jobs
     log(f"card {strategy}: conformance, parameters and speed")
     top = header(variant, fast=quick, no_check=no_check)
     learned: dict[tuple[str, str], str] = {}
-    committed = {} if quick else committed_references(root, plan, learned)
+    committed = {} if quick or force else committed_references(root, plan, learned)
     sources = {k: "the committed ablation (experiments/ablation)" for k in committed}
     variants = list(dict.fromkeys((strategy, *REFERENCES)))
     log(f"card {strategy}: {len(plan.tasks) * len(variants) - len(committed)} cells to train or reuse "
         f"({len(committed)} read from the committed ablation)")
     values = {**committed, **train_cells(plan, variants, out=out, device=device, jobs=jobs, log=log, skip=committed,
-                                         learned=learned)}
+                                         learned=learned, force=force)}
     tasks = task_rows(plan, values, sources, learned)
     log(f"card {strategy}: the learned temperature on dilution")
     temps = learned_temperature(variant, plan.scale, seeds, device)

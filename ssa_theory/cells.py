@@ -36,20 +36,20 @@ from ssa_theory.train import Diverged
 
 def execute_all(tasks: Sequence[tuple[str, Mapping[str, Any]]], labels: Sequence[str], *, seeds: Sequence[int],
                 device: torch.device, out: Path, preset: str, jobs: int = 1, quiet: bool = True,
-                log: Callable[[str], None] | None = None) -> list[Path]:
+                log: Callable[[str], None] | None = None, force: bool = False) -> list[Path]:
     """Run or reuse every task (an experiment reference and its config overrides, ``labels`` naming
     them in progress lines) with ``seeds`` under ``out``; their run directories, in order.
 
     ``jobs`` > 1 runs them on that many worker processes (``sweep.LocalPool``, each at this process's
     thread count); then a task that fails raises one ``RuntimeError`` naming every task that did not
-    finish. ``log`` gets one line per finished task."""
+    finish. ``log`` gets one line per finished task; ``force`` recomputes finished ones."""
     say = log or (lambda msg: None)
     paths: list[Path | None] = [None] * len(tasks)
     if jobs > 1 and len(tasks) > 1:
         from ssa_theory.sweep import LocalPool, task
 
-        pool_tasks = [task(ref, preset, overrides, seeds, device=device.type, out=out, threads=torch.get_num_threads())
-                      for ref, overrides in tasks]
+        pool_tasks = [task(ref, preset, overrides, seeds, device=device.type, out=out, threads=torch.get_num_threads(),
+                           force=force) for ref, overrides in tasks]
         failed: dict[int, str] = {}
 
         def on_event(j: int, status: str, info: str | None) -> None:
@@ -71,7 +71,7 @@ def execute_all(tasks: Sequence[tuple[str, Mapping[str, Any]]], labels: Sequence
         config = build_config(experiment.config, experiment.presets[preset].overrides, overrides)
         start = time.perf_counter()
         paths[i], reused = execute(experiment, config, seeds=list(seeds), device=device, out=out, preset=preset,
-                                   quiet=quiet)
+                                   quiet=quiet, force=force)
         say(f"[{i + 1}/{len(tasks)}] {labels[i]}: {'reused' if reused else 'trained'} "
             f"({time.perf_counter() - start:.1f} s)")
     return paths
@@ -102,7 +102,13 @@ class ModelConfig:
     model: str = "vanilla"
 
     def __post_init__(self) -> None:
-        keys = _split_experiment(self.experiment).models.keys(self.resolved())
+        resolved = self.resolved()
+        keys = _split_experiment(self.experiment).models.keys(resolved)
+        # the variant this model trains (its key is its name, or PREFIX: + its name): a plug-in's code
+        # enters this run's hash, and no other model's
+        mine = {n: v for n, v in getattr(resolved, "_variants", {}).items()
+                if self.model == n or self.model.endswith(":" + n)}
+        object.__setattr__(self, "_variants", mine)
         if self.model not in keys:
             raise ConfigError(f"model: {self.model!r} is not a model of {self.experiment}; its models: {', '.join(keys)}")
 

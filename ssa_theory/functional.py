@@ -72,18 +72,21 @@ class Strategies:
     n_kv_heads: int
 
     def on(self, side: str, combine: str | None = None) -> list[tuple[st.Strategy, dict[str, torch.Tensor]]]:
-        """The strategies placed on ``side`` (of one ``combine`` kind, or all), with their parameters."""
-        return [(s, {p: self.params[prefix + p] for p in s.params}) for sd, s, prefix in self.placements
-                if sd == side and (combine is None or s.combine == combine)]
+        """The strategies placed on ``side`` (of one ``combine`` kind, or all), with their parameters
+        shaped per head as the formulas take them (``strategies.per_head``)."""
+        return [(s, {p: st.per_head(self.params[prefix + p], spec.shape) for p, spec in s.params.items()})
+                for sd, s, prefix in self.placements if sd == side and (combine is None or s.combine == combine)]
 
     def heads(self, side: str) -> int:
         return self.n_kv_heads if side in ("k", "v") else self.n_heads
 
-    def inputs(self, side: str, x: torch.Tensor, *, proj=None, pos=None, n=None, q=None, extras=None) -> st.Inputs:
-        """What the side's formulas read; ``pos`` (1-based) defaults to 1..L, L the length of x."""
-        if pos is None:
-            pos = torch.arange(1, x.shape[-2] + 1, device=x.device)
-        return st.Inputs(x=x, proj=proj, pos=pos, n=n, q=q, train_length=self.train_length,
+    def inputs(self, side: str, x: torch.Tensor, *, proj=None, positions=None, n=None, q=None,
+               extras=None) -> st.Inputs:
+        """What the side's formulas read; ``positions`` (0-based, (B or 1, 1, L) or (L,)) default to
+        0..L-1, L the length of x."""
+        if positions is None:
+            positions = torch.arange(x.shape[-2], device=x.device)
+        return st.Inputs(x=x, proj=proj, positions=positions, n=n, q=q, train_length=self.train_length,
                          heads=split_heads(self.heads(side)), linear=linear, extras=extras or {}, dtype=x.dtype)
 
     def ssa(self, side: str, inputs: st.Inputs) -> torch.Tensor | None:
@@ -98,7 +101,7 @@ class Strategies:
         return factor if tau is None else (tau if factor is None else tau * factor)
 
     def extra(self, side: str, inputs: st.Inputs) -> torch.Tensor | None:
-        """An ``out`` factor (E, B, H, Lq, w or 1) or a ``sink`` logit (E, 1, H, 1, 1), or None."""
+        """An ``out`` factor (E, B, H, Lq, w or 1) or a ``sink`` logit (E, 1, H, 1), or None."""
         return st.product(self.on(side), inputs)
 
     def reads_n(self, sides: Sequence[str]) -> bool:
@@ -399,10 +402,10 @@ def prepare(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.T
     # Temperatures, read at n (``key_counts``) and the 1-based positions.
     n_q, n_k = key_counts(strategies, visible, plain=plain, Lq=Lq, Lk=Lk, causal=causal, cache=cache,
                           new_valid=new_valid, batch=B, L_new=L_new, dtype=q.dtype, device=dev)
-    pos = lambda p: (p + 1)[:, None]  # noqa: E731  (B|1, L) 0-based -> (B|1, 1, L) 1-based
-    tq = strategies.tau("q", strategies.inputs("q", x, proj=q, pos=pos(q_pos), n=n_q, q=q, extras=extras))
-    tk = strategies.tau("k", strategies.inputs("k", context, proj=k, pos=pos(k_pos), n=n_k, extras=extras))
-    tv = strategies.tau("v", strategies.inputs("v", context, proj=v, pos=pos(k_pos), n=n_k, extras=extras))
+    qp, kp = q_pos[:, None], k_pos[:, None]  # (B|1, L) -> (B|1, 1, L)
+    tq = strategies.tau("q", strategies.inputs("q", x, proj=q, positions=qp, n=n_q, q=q, extras=extras))
+    tk = strategies.tau("k", strategies.inputs("k", context, proj=k, positions=kp, n=n_k, extras=extras))
+    tv = strategies.tau("v", strategies.inputs("v", context, proj=v, positions=kp, n=n_k, extras=extras))
     if tq is not None:
         tq = tq.expand(E, B, H, Lq)
     if tk is not None:
@@ -415,7 +418,8 @@ def prepare(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.T
     if cache is not None:
         k, v, tk = cache.append(k, v, tk, new_valid, k_pos)
     k, v, tk = expand_kv(k, H), expand_kv(v, H), expand_kv(tk, H)
-    sink = strategies.extra("sink", strategies.inputs("sink", x, extras=extras))
+    sink = strategies.extra("sink", strategies.inputs("sink", x, extras=extras))  # (E, 1|B, H, 1|Lq)
+    sink = None if sink is None else sink[..., None]  # the logit of an extra key column: (E, 1|B, H, 1|Lq, 1)
     return Prepared(q, k, v, tq, tk, visible, plain, sink)
 
 

@@ -102,7 +102,7 @@ def _ensemble_layer(outputs: dict, variant: str, dtype: torch.dtype, score: str 
     _backward(outputs, f"{tag}/causal", attn, y, 4)
     mask = torch.rand((B, L, L), generator=_gen(5)) < 0.6
     mask[0, 1] = False  # a query that sees no key
-    y, probs = attn(x, mask=mask, extras=extras, return_probs=True)
+    y, probs = attn(x, mask=mask, causal=False, extras=extras, return_probs=True)
     outputs[f"{tag}/masked"], outputs[f"{tag}/masked/probs"] = y, probs
     outputs[f"{tag}/logits"] = attn.logits(x, causal=True, extras=extras)
     if score != "dot":

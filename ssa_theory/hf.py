@@ -112,9 +112,9 @@ class _Layer:
 
     def _scaled(self, side: str, t: torch.Tensor) -> torch.Tensor:
         """A key or value projection (B, L, n d) or (B, L, n, d) times its side's temperature, same shape."""
-        pos = self.pos[:, None] + 1  # (B|1, 1, L), 1-based
+        pos = self.pos[:, None]  # (B|1, 1, L), 0-based
         proj = self._heads(t, self.n_kv_heads)[None]
-        tau = self.plan.readout(self.params(), side, self.x[None], proj=proj, pos=pos, n=pos.to(t.dtype))
+        tau = self.plan.readout(self.params(), side, self.x[None], proj=proj, positions=pos, n=(pos + 1).to(t.dtype))
         if tau is None:
             return t
         tau = tau.expand(1, t.shape[0], self.n_kv_heads, t.shape[1])[0].transpose(1, 2)  # (B, L, n)

@@ -143,12 +143,13 @@ class LayerPlan:
         return [p for p in self.on(side) if p.strategy.reads <= LAW_INPUTS]
 
     def readout(self, params: Mapping[str, torch.Tensor], side: str, x: torch.Tensor, *, which: str = ALL,
-                proj: torch.Tensor | None = None, pos: torch.Tensor | None = None, n: torch.Tensor | None = None,
+                proj: torch.Tensor | None = None, positions: torch.Tensor | None = None, n: torch.Tensor | None = None,
                 q: torch.Tensor | None = None, extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         """The inverse temperature on ``side`` for inputs x (E, B, L, D), broadcastable to (E, B, H, L),
         or None where it is 1: ``which`` is ``ALL`` (SSA's terms times every factor), ``SSA`` (1 + SSA's
         terms), ``FACTORS`` (the factors only) or ``LAW`` (``law``'s strategies). ``params`` carry a
-        leading member axis; the inputs are those of ``functional.Strategies.inputs``."""
+        leading member axis; the inputs are those of ``functional.Strategies.inputs`` (``positions``
+        0-based)."""
         if which == LAW:
             placed = self.law(side)
         elif which == SSA:
@@ -160,4 +161,4 @@ class LayerPlan:
         else:
             raise ValueError(f"which must be one of {ALL!r}, {SSA!r}, {FACTORS!r}, {LAW!r} (got {which!r})")
         s = core.Strategies(placed, params, self.train_length, self.n_heads, self.n_kv_heads)
-        return s.tau(side, s.inputs(side, x, proj=proj, pos=pos, n=n, q=q, extras=extras))
+        return s.tau(side, s.inputs(side, x, proj=proj, positions=positions, n=n, q=q, extras=extras))

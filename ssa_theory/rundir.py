@@ -334,9 +334,13 @@ def run_payload(experiment, config, seeds: Sequence[int], device: torch.device) 
     The experiment's name and version, the versions of the shared tasks it uses and of the core
     (the layer, the training loop, the sampler: ``ssa_theory.core``), the resolved config, the
     member seeds, the device type, and the number of CPU threads (on a CPU, matrix products split
-    their sums differently with more threads, so the last bits of results can differ).
+    their sums differently with more threads, so the last bits of results can differ). Where the
+    config places a plug-in strategy (its ``variant_field``s, resolved), the text of the plug-in's
+    module enters too (``variants.plugin_digests``), so that an edited formula is never reused.
     """
-    return {
+    from ssa_theory.variants import plugin_digests
+
+    payload = {
         "experiment": experiment.name,
         "version": experiment.version,
         "tasks": {**experiment.tasks, **(experiment.depends(config) if experiment.depends else {})},
@@ -346,6 +350,10 @@ def run_payload(experiment, config, seeds: Sequence[int], device: torch.device) 
         "device": device.type,
         "threads": torch.get_num_threads(),
     }
+    plugins = plugin_digests(getattr(config, "_variants", {}).values())
+    if plugins:  # only then: a run of built-in strategies keeps its hash
+        payload["plugins"] = plugins
+    return payload
 
 
 def run_dir(out: Path, experiment, config, seeds: Sequence[int], device: torch.device) -> Path:

@@ -32,9 +32,21 @@ Strategies from outside the package come in three ways (``register_strategy``, a
 ``ssa_theory.strategies``); ``resolve`` finds any of them, and ``ssa_theory.testing.check_strategy``
 checks that one behaves.
 
-Shapes: E ensemble members, B batch, H heads, L positions of the side's tokens, w the side's head
-width, D the model width. A formula returns a tensor broadcastable to (E, B, H, L) (``out``:
-(E, B, H, Lq, 1) per head or (E, B, H, Lq, w) per channel).
+The formula's contract, in the public layer's terms (``nn.SelectiveAttention``: B batch, H heads, L
+the side's tokens, w the side's head width, D the model width). Every tensor may carry leading axes
+``*`` before these (the experiments run several seeds as one leading axis): write formulas that
+broadcast on the trailing axes, and never index or reshape the leading ones.
+
+- parameters arrive shaped per head: a ``("H",)`` parameter as ``(*, 1, H, 1)``, ``("H", "w")`` as
+  ``(*, 1, H, 1, w)``, a scalar ``()`` as ``(*, 1, 1, 1)``: each broadcasts against ``(B, H, L)``
+  (and ``(B, H, L, w)``) as it is. A matrix (``("D", "Hw")``) arrives as ``(*, D, H w)``, for
+  ``inputs.linear``.
+- ``Inputs`` (below): ``positions`` are 0-based token indices ``(B or 1, 1, L)`` (``log_pos()`` is
+  log of the 1-based position), ``n`` the keys a token sees, broadcastable to ``(B, H, L)``,
+  ``proj`` and ``q`` ``(B, H, L, w)``, ``x`` ``(B, L, D)``, ``k_freq`` ``(B, 1, L)``.
+- the value is broadcastable to ``(B, H, L)``: a factor or term per token and head (``out``:
+  ``(B, H, Lq, 1)`` per head or ``(B, H, Lq, w)`` per channel; ``sink``: ``(1 or B, H, 1)``, the
+  extra logit of each query).
 """
 
 from __future__ import annotations
@@ -71,29 +83,37 @@ class Param:
 @dataclass
 class Inputs:
     """What a formula may read, filled by the attention core (``ssa_theory.functional``) from what
-    the layer computed and what its caller passed. Tensors are on the layer's device and dtype;
-    None where not given."""
+    the layer computed and what its caller passed, in the shapes of the module docstring's contract
+    (``*``: leading axes a formula broadcasts over). Tensors are on the layer's device and dtype;
+    None where not given (a formula reads only what its strategy declares in ``reads``)."""
 
-    x: torch.Tensor  # the side's inputs (E, B, L, D)
-    proj: torch.Tensor | None  # the side's projection split into heads (E, B, H, L, w), before RoPE
-    pos: torch.Tensor | None  # 1-based positions of the side's tokens, broadcastable to (B, 1, L); None: 1..L
-    n: torch.Tensor | None  # q side: the visible keys each query sees, broadcastable to (E, B, H, Lq);
+    x: torch.Tensor  # the side's inputs (*, B, L, D)
+    proj: torch.Tensor | None  # the side's projection split into heads (*, B, H, L, w), before RoPE
+    positions: torch.Tensor | None  # 0-based token indices of the side's tokens (B or 1, 1, L), integers
+    n: torch.Tensor | None  # q side: the visible keys each query sees, broadcastable to (*, B, H, Lq);
     #                         k and v sides: the keys token j sees as a query of the same call (B, 1, Lk)
-    q: torch.Tensor | None  # the queries (E, B, H, Lq, d), for query-dependent scales
+    q: torch.Tensor | None  # the queries (*, B, H, Lq, d), for query-dependent scales
     train_length: int | None
-    heads: Callable[[torch.Tensor], torch.Tensor]  # (E, B, L, H*w) -> (E, B, H, L, w)
-    linear: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # per-member x @ W
+    heads: Callable[[torch.Tensor], torch.Tensor]  # (*, B, L, H*w) -> (*, B, H, L, w)
+    linear: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # x (*, B, L, D) @ W (*, D, k) -> (*, B, L, k)
     extras: Mapping[str, torch.Tensor] = field(default_factory=dict)  # per-token data the caller gave (EXTRAS)
     dtype: torch.dtype | None = None  # the layer's dtype (that of x), which a formula computes in
 
     @property
+    def pos(self):
+        raise AttributeError("Inputs.pos (1-based) was replaced by Inputs.positions (0-based, as the public layer's "
+                             "positions): use inputs.positions + 1, or inputs.log_pos() for log of the 1-based position")
+
+    @property
     def k_freq(self) -> torch.Tensor | None:
-        """Each key token's training frequency, (B, Lk) or (E, B, Lk): ``extras["k_freq"]``."""
-        return self.extras.get("k_freq")
+        """Each key token's training frequency, ``(*, B, 1, Lk)`` (``extras["k_freq"]``, given as (B, Lk)
+        or with leading axes)."""
+        f = self.extras.get("k_freq")
+        return None if f is None else f[..., None, :]
 
     def log_pos(self) -> torch.Tensor:
-        """log of the 1-based positions."""
-        return torch.log(self.pos.to(self.dtype))
+        """log of the 1-based positions, ``(B or 1, 1, L)`` in the layer's dtype: SSA's log n."""
+        return torch.log((self.positions + 1).to(self.dtype))
 
 
 Formula = Callable[[Inputs, Mapping[str, torch.Tensor]], torch.Tensor]
@@ -151,19 +171,19 @@ class Strategy:
 
 
 def _ssa_pos(i: Inputs, p):
-    # SSA's position term sigmoid(alpha_h) log n: (E, 1, H, L), the same for every batch row
-    return torch.sigmoid(p["alpha"])[:, None, :, None] * i.log_pos()
+    # SSA's position term sigmoid(alpha_h) log n: (*, 1, H, L), the same for every batch row
+    return torch.sigmoid(p["alpha"]) * i.log_pos()
 
 
 def token_argument(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``u . GELU(h)`` (E, B, H, L), the argument of the token term's tanh, from h (E, B, H, L, w) and
-    u (E, H, w); computed in the projection's own (E, B, L, H, w) layout, where h is contiguous
-    (measured faster than a matmul on the head-major view)."""
-    return (F.gelu(h.transpose(2, 3)) * u[:, None, None]).sum(-1).transpose(2, 3)
+    """``u . GELU(h)`` (*, B, H, L), the argument of the token term's tanh, from h (*, B, H, L, w) and
+    u shaped per head (*, 1, H, 1, w); computed in the projection's own (*, B, L, H, w) layout, where
+    h is contiguous (measured faster than a matmul on the head-major view)."""
+    return (F.gelu(h.transpose(-3, -2)) * u.transpose(-3, -2)).sum(-1).transpose(-1, -2)
 
 
 def _token_term(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """tanh(u . GELU(h)) (E, B, H, L): SSA's token term."""
+    """tanh(u . GELU(h)) (*, B, H, L): SSA's token term."""
     return torch.tanh(token_argument(h, u))
 
 
@@ -175,16 +195,23 @@ def _ssa_tok_own(i: Inputs, p):
     return _token_term(i.heads(i.linear(i.x, p["w"])), p["u"])
 
 
-def _per_head(t: torch.Tensor) -> torch.Tensor:
-    return t.view(t.shape[0], 1, -1, 1)  # (E, H) -> (E, 1, H, 1)
+def per_head(t: torch.Tensor, shape: tuple[str, ...]) -> torch.Tensor:
+    """A parameter stored with a leading member axis, (E, *declared shape), as a formula sees it (the
+    module docstring's contract): ``("H", ...)`` -> (E, 1, H, 1, ...), ``()`` -> (E, 1, 1, 1), a
+    matrix as stored."""
+    if not shape:
+        return t.reshape(*t.shape, 1, 1, 1)
+    if shape[0] == "H":
+        return t.unsqueeze(1).unsqueeze(3)
+    return t
 
 
 def _global(i: Inputs, p):
-    return (1.0 + torch.tanh(_per_head(p["g"]))) * torch.ones_like(torch.log(i.n))
+    return (1.0 + torch.tanh(p["g"])) * torch.ones_like(torch.log(i.n))
 
 
 def _global_free(i: Inputs, p):
-    return torch.exp(_per_head(p["g"])) * torch.ones_like(torch.log(i.n))
+    return torch.exp(p["g"]) * torch.ones_like(torch.log(i.n))
 
 
 def _log_n(i: Inputs, p):
@@ -192,7 +219,7 @@ def _log_n(i: Inputs, p):
 
 
 def _ssmax(i: Inputs, p):
-    return _per_head(p["s"]) * torch.log(i.n)
+    return p["s"] * torch.log(i.n)
 
 
 def _yarn(i: Inputs, p):
@@ -204,29 +231,26 @@ def _qwen(i: Inputs, p):
 
 
 def _released(i: Inputs, p):
-    beta = p["beta"].view(-1, 1, 1, 1)
-    return 1.0 + torch.exp(-torch.exp(beta)) * torch.log(i.n)
+    return 1.0 + torch.exp(-torch.exp(p["beta"])) * torch.log(i.n)
 
 
 def _asentmax(i: Inputs, p):
-    w, w2 = (p[k][:, None, :, None, :] for k in ("w", "w2"))
     log_n = torch.log(i.n)
-    return 1.0 + F.softplus((i.q * w).sum(-1)) * log_n.clamp_min(1e-6) ** (2.0 * torch.tanh((i.q * w2).sum(-1)))
+    return 1.0 + F.softplus((i.q * p["w"]).sum(-1)) * log_n.clamp_min(1e-6) ** (2.0 * torch.tanh((i.q * p["w2"]).sum(-1)))
 
 
 def _freq(i: Inputs, p):
-    c = _per_head(p["g"])
-    f = i.k_freq if i.k_freq.dim() == 3 else i.k_freq[None]  # (E or 1, B, Lk)
-    return 1.0 + c * torch.log(1.0 / f.to(c.dtype))[:, :, None, :]
+    c = p["g"]
+    return 1.0 + c * torch.log(1.0 / i.k_freq.to(c.dtype))
 
 
 LLAMA4_BETA = 0.1  # Llama 4's attn_scale
 
 
 def _llama4(i: Inputs, p):
-    # 1 + beta log(1 + floor((p + 1) / L0)) with p the 0-based query position, so p + 1 is ours (1-based);
-    # L0 is the training length (Llama 4's floor_scale, 8192 there)
-    return 1.0 + LLAMA4_BETA * torch.log1p(torch.floor(i.pos.to(i.dtype) / i.train_length))
+    # 1 + beta log(1 + floor((p + 1) / L0)) with p the 0-based query position; L0 is the training length
+    # (Llama 4's floor_scale, 8192 there)
+    return 1.0 + LLAMA4_BETA * torch.log1p(torch.floor((i.positions + 1).to(i.dtype) / i.train_length))
 
 
 def _gate(i: Inputs, p):
@@ -235,13 +259,13 @@ def _gate(i: Inputs, p):
 
 
 def _qwen_gate(i: Inputs, p):
-    # Gated Attention's head-wise gate sigmoid(x W_g + b), one scalar per head and query: (E, B, H, Lq, 1)
-    z = i.linear(i.x, p["w"]) + p["b"][:, None, None, :]  # (E, B, Lq, H)
-    return torch.sigmoid(z).transpose(2, 3)[..., None]
+    # Gated Attention's head-wise gate sigmoid(x W_g + b), one scalar per head and query: (*, B, H, Lq, 1)
+    z = i.linear(i.x, p["w"]).transpose(-1, -2) + p["b"]  # (*, B, H, Lq)
+    return torch.sigmoid(z)[..., None]
 
 
 def _sink(i: Inputs, p):
-    return p["s"].view(p["s"].shape[0], 1, -1, 1, 1)  # the sink's logit per head (E, 1, H, 1, 1)
+    return p["s"]  # the sink's logit per head (*, 1, H, 1): the same for every query
 
 
 _H = ("H",)
@@ -310,6 +334,7 @@ BUILTINS: tuple[Strategy, ...] = (
 
 _REGISTRY: dict[str, Strategy] = {}
 _ENTRY_POINTS_LOADED = False
+_ENTRY_POINT_ERRORS: dict[str, str] = {}  # an installed plug-in that failed to load: its name -> one line
 
 
 def register(strategy: Strategy) -> Strategy:
@@ -353,14 +378,37 @@ def _load_entry_points() -> None:
     _ENTRY_POINTS_LOADED = True
     from importlib.metadata import entry_points
 
+    from ssa_theory.refs import import_failure
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY:
             continue
-        obj = ep.load()
-        strategy = obj if isinstance(obj, Strategy) else None
-        if strategy is None:
-            raise ValueError(f"entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP} is not a Strategy")
-        register(_with_origin(strategy, f"entry point {ep.value}"))
+        try:  # a broken plug-in is reported when it is asked for, not when another name is
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001
+            _ENTRY_POINT_ERRORS[ep.name] = import_failure(e, f"the plug-in strategy {ep.name!r} ({ep.value}) does not load")
+            continue
+        if not isinstance(obj, Strategy):
+            _ENTRY_POINT_ERRORS[ep.name] = f"entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP} is not a Strategy"
+            continue
+        register(_with_origin(obj, f"entry point {ep.value}"))
+
+
+def source_digest(strategy: Strategy) -> str:
+    """A short hash of the text of the module that defines the strategy's formula (or of the formula's
+    own source where it has no module file): a plug-in's code, which enters the hash of every run that
+    places it, so that editing a formula never reuses results made by the old one."""
+    import hashlib
+    import inspect
+    import sys
+
+    module = sys.modules.get(getattr(strategy.formula, "__module__", ""), None)
+    path = getattr(module, "__file__", None)
+    try:
+        text = open(path, "rb").read() if path else inspect.getsource(strategy.formula).encode()
+    except (OSError, TypeError):
+        text = repr(strategy).encode()  # defined where no source can be read (an interactive session)
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def _with_origin(s: Strategy, origin: str) -> Strategy:
@@ -394,6 +442,8 @@ def resolve(name) -> Strategy:
         return s if s.name in _REGISTRY and _REGISTRY[s.name] is s else _with_origin(s, f"dotted path {name}")
     if name not in _REGISTRY:
         _load_entry_points()
+    if name in _ENTRY_POINT_ERRORS:
+        raise ValueError(_ENTRY_POINT_ERRORS[name])
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from ssa_theory import strategies as st
 
@@ -111,6 +111,12 @@ def resolve_variants(config: Any) -> None:
             except ValueError as e:
                 raise ConfigError(f"{name}: {e}") from None
     object.__setattr__(config, "_variants", resolved)
+
+
+def plugin_digests(variants) -> dict[str, str]:
+    """Strategy name -> ``strategies.source_digest`` for every strategy not built in (a dotted path, an
+    entry point, a ``register_strategy``) that the ``variants`` (``Variant`` objects) place."""
+    return {s.name: st.source_digest(s) for v in variants for _, s, _ in v.placements() if s.origin != "built-in"}
 
 
 def variant_of(config: Any, name: str) -> Any:

@@ -18,6 +18,7 @@ NO_NEUTRAL = {"log_n", "ssmax", "asentmax"}  # strategies with no setting that e
 def make(variant, score="dot", bound=None, seeds=(0, 1), **kw):
     torch.manual_seed(0)  # nothing in the layer may depend on it; inputs below use their own generator
     kw.setdefault("train_length", L)  # yarn and qwen: neutral up to the training length
+    kw.setdefault("causal", False)  # these tests attend over the whole row unless they say causal=True
     return Attention(variant, D, generators=torch_generators(list(seeds), "init"), n_heads=H, score=score,
                      score_bound=bound, **kw).double()
 
@@ -519,7 +520,7 @@ def test_a_query_with_no_visible_key_gets_zero_on_both_paths():
 def test_a_batch_mask_is_never_broadcast_onto_heads():
     """(B, Lq, Lk) with B == H: masking batch row 0's last key changes row 0 on every head, not head 0 of
     every row (the bug of the landed layer)."""
-    layer = Attention("vanilla", D, generators=torch_generators([0], "init"), n_heads=B).double()
+    layer = Attention("vanilla", D, generators=torch_generators([0], "init"), n_heads=B, causal=False).double()
     x = inputs()[:1]
     keep = torch.ones(B, L, L, dtype=torch.bool)
     keep[0, :, -1] = False

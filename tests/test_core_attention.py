@@ -38,13 +38,25 @@ def _moved(m, seed=3):
 # --- the slow reference ------------------------------------------------------------------------------------
 
 
-def _tau(m, side, x, proj, pos, n, q, extras):
-    """tau of one side for one row alone (1, 1, H_side, L) from the table's formulas: 1 + add terms, x factors."""
+def _contract(p: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """A parameter as the formula contract hands it (strategies' module docstring), written here from that
+    text: ("H", ...) -> (1, H, 1, ...), () -> (1, 1, 1), a matrix as it is."""
+    if not shape:
+        return p.reshape(1, 1, 1)
+    return p.reshape(1, p.shape[0], 1, *p.shape[1:]) if shape[0] == "H" else p
+
+
+def _params(m, s, prefix):
+    return {p: _contract(m.temp[prefix + p], spec.shape) for p, spec in s.params.items()}
+
+
+def _tau(m, side, x, proj, positions, n, q, extras):
+    """tau of one side for one row alone (1, H_side, L) from the table's formulas: 1 + add terms, x factors."""
     heads = m.n_kv_heads if side in ("k", "v") else m.n_heads
-    inputs = st.Inputs(x=x, proj=proj, pos=pos, n=n, q=q, train_length=m.train_length,
+    inputs = st.Inputs(x=x, proj=proj, positions=positions, n=n, q=q, train_length=m.train_length,
                        heads=lambda t: t.reshape(*t.shape[:-1], heads, -1).transpose(-2, -3),
-                       linear=lambda a, w: a @ w, extras=extras)
-    placed = [(s, {p: m.temp[prefix + p][None] for p in s.params}) for sd, s, prefix in m.placements if sd == side]
+                       linear=lambda a, w: a @ w, extras=extras, dtype=x.dtype)
+    placed = [(s, _params(m, s, prefix)) for sd, s, prefix in m.placements if sd == side]
     add = [t for t in placed if t[0].combine == "add"]
     tau = None
     if add:
@@ -83,24 +95,24 @@ def reference(m: SelectiveAttention, x: torch.Tensor, kf: torch.Tensor | None = 
     """One row alone (L, D), causal, positions 0..L-1: the layer's output (L, D), query by query."""
     L = x.shape[0]
     H, Hk, d = m.n_heads, m.n_kv_heads, m.d_head
-    X = x[None, None]  # (1, 1, L, D)
+    X = x[None]  # (1, L, D): one row, no leading axes
     q = m.q_proj(x).view(L, H, d).transpose(0, 1)  # (H, L, d)
     k = m.k_proj(x).view(L, Hk, d).transpose(0, 1)
     v = m.v_proj(x).view(L, Hk, d).transpose(0, 1)
     if m.q_norm is not None:
         q, k = m.q_norm(q), m.k_norm(k)
-    pos1 = torch.arange(1, L + 1)
+    positions = torch.arange(L)[None, None]  # (1, 1, L), 0-based
     n = torch.arange(1, L + 1, dtype=x.dtype)  # query i sees keys 0..i; token j, as a query, j + 1
     extras = {} if kf is None else {"k_freq": kf[None]}
-    tq = _tau(m, "q", X, q[None, None], pos1, n, q[None, None], extras)
-    tk = _tau(m, "k", X, k[None, None], pos1, n, None, extras)
-    tv = _tau(m, "v", X, v[None, None], pos1, n, None, extras)
-    tq, tk, tv = (torch.ones(heads, L) if t is None else torch.broadcast_to(t, (1, 1, heads, L))[0, 0]
+    tq = _tau(m, "q", X, q[None], positions, n, q[None], extras)
+    tk = _tau(m, "k", X, k[None], positions, n, None, extras)
+    tv = _tau(m, "v", X, v[None], positions, n, None, extras)
+    tq, tk, tv = (torch.ones(heads, L) if t is None else torch.broadcast_to(t, (1, heads, L))[0]
                   for t, heads in ((tq, H), (tk, Hk), (tv, Hk)))
     if m.rope_base is not None:
         q, k = _rot(q, torch.arange(L), m.rope_base), _rot(k, torch.arange(L), m.rope_base)
     sink = [(s, prefix) for sd, s, prefix in m.placements if sd == "sink"]
-    gate = [(s, {p: m.temp[prefix + p][None] for p in s.params}) for sd, s, prefix in m.placements if sd == "out"]
+    gate = [(s, _params(m, s, prefix)) for sd, s, prefix in m.placements if sd == "out"]
     heads_out = []
     for h in range(H):
         g = h // (H // Hk)
@@ -119,13 +131,13 @@ def reference(m: SelectiveAttention, x: torch.Tensor, kf: torch.Tensor | None = 
             p = torch.softmax(logits, -1)[:L]
             rows.append((p[:, None] * tv[g][:, None] * v[g]).sum(0))
         heads_out.append(torch.stack(rows))
-    out = torch.stack(heads_out)[None, None]  # (1, 1, H, L, d)
+    out = torch.stack(heads_out)[None]  # (1, H, L, d)
     for s, p in gate:
-        inputs = st.Inputs(x=X, proj=None, pos=None, n=None, q=None, train_length=m.train_length,
+        inputs = st.Inputs(x=X, proj=None, positions=None, n=None, q=None, train_length=m.train_length,
                            heads=lambda t: t.reshape(*t.shape[:-1], H, -1).transpose(-2, -3),
-                           linear=lambda a, w: a @ w)
+                           linear=lambda a, w: a @ w, dtype=x.dtype)
         out = out * st.apply(s, inputs, p)
-    return m.o_proj(out[0, 0].transpose(0, 1).reshape(L, H * d))
+    return m.o_proj(out[0].transpose(0, 1).reshape(L, H * d))
 
 
 def _padded(rows: list[torch.Tensor], side: str, fill: float = 3.0):
@@ -173,7 +185,7 @@ VARIANTS = sorted(all_variants())
 
 def _reads_n_on_keys(inputs, params):
     """A key-side plug-in that reads n: key j's logits times 1 + sigmoid(c) log n."""
-    return 1.0 + torch.sigmoid(params["c"]).view(params["c"].shape[0], 1, -1, 1) * torch.log(inputs.n)
+    return 1.0 + torch.sigmoid(params["c"]) * torch.log(inputs.n)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -177,7 +177,7 @@ def test_rope_is_relative_and_the_token_term_reads_the_pre_rope_projection():
     same = x[:, :1].expand(B, L, D)
     q = m.q_proj(same).view(B, L, H, -1).transpose(1, 2)[None]
     s = m.strategies()
-    tau = s.tau("q", s.inputs("q", same[None], proj=q, pos=torch.arange(1, L + 1), n=torch.arange(1.0, L + 1), q=q))
+    tau = s.tau("q", s.inputs("q", same[None], proj=q, positions=torch.arange(L), n=torch.arange(1.0, L + 1), q=q))
     torch.testing.assert_close(tau, tau[..., :1].expand_as(tau))
 
 
@@ -432,7 +432,7 @@ def test_the_readmes_own_strategy_block_runs_as_written(capsys):
     finally:
         st.unregister("half_log_n")
     printed = capsys.readouterr().out
-    assert printed.count("conforms (8 passed, 0 failed") == 2, printed
+    assert printed.count("conforms (9 passed, 0 failed") == 2, printed
     assert "half_log_n_obj" not in {s.name for s in st.table()}  # checked, then removed
 
 
@@ -482,7 +482,7 @@ def test_check_strategy_takes_the_function_the_object_and_the_name():
     exec(_PEEKING, ns)
     report = check_strategy(ns["PEEK"], fast=True)
     assert [f.split(":")[0] for f in report.failures] == ["causal", "padding"]  # it reads every token, padding too
-    assert report.passed == ["gradients"] and len(FAST) == 3
+    assert report.passed == ["declared reads", "gradients"] and len(FAST) == 4
     assert "peek" not in {s.name for s in st.table()}
     assert check_strategy("log_n").ok and check_strategy(st.resolve("log_n")).ok
     with pytest.raises(ValueError, match="not the formula of a registered strategy"):

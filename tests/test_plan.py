@@ -22,10 +22,9 @@ def _inputs(strategy: st.Strategy) -> st.Inputs:
     """Inputs holding only what ``strategy`` declares it reads; everything else None."""
     g = torch.Generator().manual_seed(0)
     full = {"x": torch.randn(E, B, L, D, generator=g), "proj": torch.randn(E, B, H, L, W, generator=g),
-            "pos": torch.arange(1, L + 1)[None, None], "n": torch.arange(1, L + 1).float(),
+            "positions": torch.arange(L)[None, None], "n": torch.arange(1, L + 1).float(),
             "q": torch.randn(E, B, H, L, W, generator=g), "train_length": 2}
-    reads = {"positions": "pos"}
-    keep = {reads.get(r, r) for r in strategy.reads}
+    keep = set(strategy.reads)
     extras = {"k_freq": torch.rand(B, L, generator=g) + 0.1} if "k_freq" in strategy.reads else {}
     return st.Inputs(**{k: (v if k in keep else None) for k, v in full.items()}, heads=split_heads(H), linear=linear,
                      extras=extras, dtype=torch.float32)
@@ -35,7 +34,8 @@ def _inputs(strategy: st.Strategy) -> st.Inputs:
 def test_every_builtin_formula_runs_on_what_it_declares_it_reads(strategy):
     """A declaration that leaves out an input the formula touches fails here (the formula meets None)."""
     shapes = {"H": H, "w": W, "d": W, "D": D, "Hw": H * W}
-    params = {name: torch.randn(E, *[shapes[s] for s in p.shape]) * 0.3 for name, p in strategy.params.items()}
+    params = {name: st.per_head(torch.randn(E, *[shapes[s] for s in p.shape]) * 0.3, p.shape)
+              for name, p in strategy.params.items()}
     value = strategy.formula(_inputs(strategy), params)
     assert torch.isfinite(value).all()
 
@@ -74,10 +74,10 @@ def test_the_readouts_split_a_side_into_terms_and_factors():
             p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(3))
     x = torch.randn(E, B, L, D, generator=torch.Generator().manual_seed(4))
     q = attn._side_proj("q", x)
-    kw = dict(proj=q, pos=torch.arange(1, L + 1), n=torch.arange(1, L + 1).float(), q=q)
+    kw = dict(proj=q, positions=torch.arange(L)[None, None], n=torch.arange(1, L + 1).float(), q=q)
     read = {w: attn.plan.readout(attn.temp, "q", x, which=w, **kw) for w in (ALL, SSA, FACTORS, LAW)}
     torch.testing.assert_close(read[ALL], read[SSA] * read[FACTORS])
-    law = attn.plan.readout(attn.temp, "q", x, which=LAW, pos=kw["pos"], n=kw["n"])  # no projection given
+    law = attn.plan.readout(attn.temp, "q", x, which=LAW, positions=kw["positions"], n=kw["n"])  # no projection
     alpha, s = attn.parameters_of("ssa_pos", "q")["alpha"], attn.parameters_of("ssmax")["s"]
     expected = (1 + torch.sigmoid(alpha)[:, None, :, None] * torch.log(kw["n"])) * s[:, None, :, None] * torch.log(kw["n"])
     torch.testing.assert_close(law, expected)
@@ -122,3 +122,15 @@ def test_the_cli_checks_plugins_in_variant_fields_only(monkeypatch):
     monkeypatch.setattr(_common, "plugin_strategies", lambda resolved: seen.append(dict(resolved)) or [])
     _common.check_plugins(Config())
     assert list(seen[0]) == ["ssa"]
+
+
+def test_the_conformance_kit_catches_an_undeclared_read():
+    """A plug-in whose formula reads n while declaring only the positions fails the kit's 'declared reads'."""
+    from ssa_theory.testing import check_strategy
+
+    liar = st.Strategy("liar_reads_n", "q", "mul", lambda i, p: 1.0 + 0.1 * torch.log(i.n), neutral=None,
+                       reads={"positions"})
+    report = check_strategy(liar, fast=True)
+    assert any(f.startswith("declared reads:") for f in report.failures), str(report)
+    honest = dataclasses.replace(liar, name="honest_reads_n", reads={"n"})
+    assert check_strategy(honest, fast=True).ok

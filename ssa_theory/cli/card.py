@@ -24,6 +24,7 @@ def add(sub, epilog: str) -> None:
                    help="root of run directories (default: runs)")
     p.add_argument("--jobs", type=jobs, default=1, metavar="N", help="cells trained at once, each in its own process "
                    "(default 1; auto: one per core)")
+    p.add_argument("--force", action="store_true", help="retrain every cell even if a finished one exists")
     p.add_argument("--no-check", action="store_true",
                    help="make the card of a plug-in strategy that fails the fast conformance check (the card says which "
                         "properties fail)")
@@ -48,7 +49,7 @@ def execute(args: argparse.Namespace) -> int:
     device = compute(args)
     rundir.prepare_out(args.out)
     folder = make_card(variant, quick=args.quick, seeds=seeds, out=args.out, device=device, jobs=args.jobs,
-                       no_check=args.no_check)
+                       no_check=args.no_check, force=args.force)
     print(f"card: {folder / 'card.md'}")
     print()
     print((folder / "card.md").read_text().split("## Per task", 1)[1].split("How to read it", 1)[0].strip())

@@ -190,7 +190,7 @@ class DenoisingModel(nn.Module):
         token's frequency by class."""
         super().__init__()
         self.sink = bool(spec.extras.get("sink", False))
-        self.attn = Attention(spec.resolved, cfg.dim + 3, generators=generators, d_head=cfg.dim,
+        self.attn = Attention(spec.resolved, cfg.dim + 3, generators=generators, d_head=cfg.dim, causal=False,
                               value_proj=True, out_proj=False, qk_std=cfg.qk_init_std, train_length=cfg.n_tokens)
         self.register_buffer("p_noisy", p_noisy)
 

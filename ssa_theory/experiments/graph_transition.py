@@ -134,7 +134,7 @@ def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, sc
     context every token, and query k's attention row is the predicted P*[k]. The query follows the K
     context tokens (position K + 1)."""
     K = cfg.n_nodes
-    attn = Attention(spec.resolved, K, generators=members.generators(spec.init), d_head=cfg.d_head or K,
+    attn = Attention(spec.resolved, K, generators=members.generators(spec.init), d_head=cfg.d_head or K, causal=False,
                      score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.eye(K), q_pos=torch.full((K,), K + 1), k_pos=torch.arange(1, K + 1),
                         k_freq=task.key_frequency if spec.scale == "freq" else None)

@@ -148,7 +148,7 @@ def members_of(cfg: NormSpikinessConfig, seeds) -> Members:
 def build_model(spec: ModelSpec, cfg: NormSpikinessConfig, task: Task, members: Members) -> PointerModel:
     """Attention over the K embedded vocabulary tokens; the attention row of query t predicts P*[t]."""
     K = cfg.n_tokens
-    attn = Attention(spec.resolved, cfg.embed_dim, generators=members.generators(spec.init), d_head=cfg.d_head,
+    attn = Attention(spec.resolved, cfg.embed_dim, generators=members.generators(spec.init), d_head=cfg.d_head, causal=False,
                      value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.as_tensor(task.X, dtype=torch.float32), q_pos=torch.full((K,), K + 1),
                         k_pos=torch.arange(1, K + 1), k_freq=task.graph.key_frequency if spec.scale == "freq" else None)

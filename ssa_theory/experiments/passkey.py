@@ -320,9 +320,9 @@ def law_ratio(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.
         found = {k[len(prefix):]: v[e:e + 1].detach().cpu().float() for k, v in params.items() if k.startswith(prefix)}
 
         def tau_at(n: int) -> float:
-            seen = torch.tensor(float(n - ds[e]))
-            tau = plan.readout(found, "q", torch.zeros(1, 1, 1, cfg.d_model), which=LAW, pos=seen.reshape(1, 1, 1),
-                               n=seen.reshape(1, 1, 1, 1))
+            seen = torch.tensor(float(n - ds[e]))  # the keys the read sees; its 0-based position is one less
+            tau = plan.readout(found, "q", torch.zeros(1, 1, 1, cfg.d_model), which=LAW,
+                               positions=torch.tensor(n - ds[e] - 1).reshape(1, 1, 1), n=seen.reshape(1, 1, 1, 1))
             return 1.0 if tau is None else float(torch.broadcast_to(tau, (1, 1, H, 1))[0, 0, h, 0])
 
         taus[e] = [tau_at(n) for n in cfg.lengths] if plan.law("q") else 1.0

@@ -196,7 +196,7 @@ def build_model(spec: ModelSpec, cfg: SpecificityConfig, grid: Grid) -> PointerM
     """One attention layer: query token i's attention row over the K one-hot keys is its prediction.
     The keys are a set, no order: every position (and the query's) is K, as in ``dilution``."""
     K, D, E = cfg.n_keys, 2 * cfg.n_pairs + cfg.n_keys, len(grid.members)
-    attn = Attention(spec.resolved, D, generators=grid.members.generators(spec.init), d_head=cfg.width,
+    attn = Attention(spec.resolved, D, generators=grid.members.generators(spec.init), d_head=cfg.width, causal=False,
                      value_proj=False, out_proj=False, train_length=K)
     keys = torch.zeros(K, D)
     keys[:, 2 * cfg.n_pairs:] = torch.eye(K)

@@ -58,7 +58,7 @@ class NeedleModel(nn.Module):
     def __init__(self, strategy: str, cfg, generators, score: str = "dot", score_bound: float | None = None) -> None:
         super().__init__()
         D = cfg.n_classes + 2
-        self.attn = Attention(strategy, D, generators=generators, d_head=cfg.n_classes, value_proj=True,
+        self.attn = Attention(strategy, D, generators=generators, d_head=cfg.n_classes, value_proj=True, causal=False,
                               out_proj=False, train_length=cfg.n_max, score=score, score_bound=score_bound)
         query = torch.zeros(D)
         query[-1] = 1.0

@@ -13,18 +13,22 @@ plug-in. It checks, on small float32 layers with fixed generators:
     cache          cached decoding, one token at a time, equals the full forward pass at every step;
                    and a left-padded batch decoded with the cache equals each row decoded alone
     fused          the fused path (SDPA) equals the explicit one (softmax of the logits)
-    independent    batch rows do not mix, and neither do ensemble members
+    declared reads the formula gives the same outputs when it is handed only the inputs its strategy
+                   declares (``Strategy.reads``; a strategy that declares none reads every input)
+    independent    batch rows do not mix, and neither do ensemble members (the formula broadcasts
+                   over leading axes, as the contract in ``ssa_theory.strategies`` asks)
     gradients      finite at initialisation and after a few steps of training
 
 A failed property is one line naming it. ``check_strategy`` returns a ``Report``; ``assert_conforms``
 raises ``StrategyError`` with those lines. Both take a strategy's name, its dotted path
 ``module:attr``, the ``Strategy`` object, or the function ``register_strategy`` decorated.
 ``FAST`` is the subset that guards a plug-in where it enters (``run``, ``card``): causality, padding,
-finite values and gradients.
+its declared reads, finite values and gradients.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -226,6 +230,37 @@ def _fused(c: _Case) -> str | None:
     return None if ok else f"the fused path differs from the explicit one by {diff:.2e}"
 
 
+def _only_declared(strategy: st.Strategy) -> st.Strategy:
+    """The strategy with a formula that sees only the inputs the strategy declares it reads."""
+    reads = strategy.reads
+
+    def formula(inputs: st.Inputs, params):
+        hidden = {f: None for f in ("x", "proj", "positions", "n", "q") if f not in reads}
+        if "train_length" not in reads:
+            hidden["train_length"] = None
+        extras = {k: v for k, v in inputs.extras.items() if k in reads}
+        return strategy.formula(dataclasses.replace(inputs, **hidden, extras=extras), params)
+
+    return dataclasses.replace(strategy, formula=formula)
+
+
+def _declared(c: _Case) -> str | None:
+    from ssa_theory.plan import Placement
+
+    m = c.make()
+    _perturb(m, 13)
+    full = m(c.x, extras=c.extras())
+    m.plan = dataclasses.replace(m.plan, placements=tuple(
+        Placement(p.side, _only_declared(p.strategy) if p.strategy.name == c.strategy.name else p.strategy, p.prefix)
+        for p in m.plan.placements))
+    try:
+        limited = m(c.x, extras=c.extras())
+    except (TypeError, AttributeError) as e:
+        return f"reads an input it does not declare in reads={sorted(c.strategy.reads)} ({type(e).__name__}: {e})"
+    ok, diff = _close(limited, full, 0.0)
+    return None if ok else f"differs by {diff:.2e} when it sees only what it declares in reads={sorted(c.strategy.reads)}"
+
+
 def _independent(c: _Case) -> str | None:
     m = c.make()
     _perturb(m, 8)
@@ -263,7 +298,8 @@ def _gradients(c: _Case) -> str | None:
 
 
 PROPERTIES = (("neutral", _neutral), ("causal", _causal), ("n per query", _per_query), ("padding", _padding),
-              ("cache", _cache), ("fused", _fused), ("independent", _independent), ("gradients", _gradients))
+              ("cache", _cache), ("fused", _fused), ("declared reads", _declared), ("independent", _independent),
+              ("gradients", _gradients))
 
 
 def _run(report: Report, name: str, fn, case: _Case) -> None:
@@ -281,7 +317,7 @@ def _run(report: Report, name: str, fn, case: _Case) -> None:
 
 
 # the subset that guards a plug-in where it enters: causality, padding, finite values
-FAST = ("causal", "padding", "gradients")
+FAST = ("causal", "padding", "declared reads", "gradients")
 
 
 def check_strategy(strategy, *, fast: bool = False) -> Report:

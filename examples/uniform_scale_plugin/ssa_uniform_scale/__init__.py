@@ -17,9 +17,8 @@ from ssa_theory.strategies import Param, Strategy
 
 
 def uniform_scale(inputs, params):
-    """exp(g) on every query's logits: broadcastable to (E, B, H, Lq)."""
-    g = params["g"]  # (E,): one scalar per ensemble member
-    return torch.exp(g).view(-1, 1, 1, 1) * torch.ones_like(inputs.n)
+    """exp(g) on every query's logits: broadcastable to (B, H, Lq)."""
+    return torch.exp(params["g"]) * torch.ones_like(inputs.n)  # g: one scalar, shaped (1, 1, 1)
 
 
 UNIFORM_SCALE = Strategy(
@@ -30,6 +29,7 @@ UNIFORM_SCALE = Strategy(
     params={"g": Param(shape=(), init=0.0, neutral=0.0)},
     range=(0.0, math.inf),
     neutral="params",
+    reads={"n"},  # for its shape only: the factor is the same at every n
     source="Wang et al., Length Generalization of Causal Transformers without Position Encoding, ACL Findings 2024",
     about="exp(g): one learned inverse temperature shared by every head",
 )
