@@ -87,7 +87,7 @@ def concurrent(args: list[str], n: int) -> float:
     return time.perf_counter() - start
 
 
-SECTIONS = ("attention", "module", "hf", "seeds", "threads", "reproduce", "suite", "gpu")
+SECTIONS = ("attention", "module", "lengths", "hf", "seeds", "threads", "reproduce", "suite", "gpu")
 
 
 def bench_tables(kind: str, threads: int) -> tuple[str, list[str], str]:
@@ -128,6 +128,17 @@ def section_module(args) -> str:
             "ms per forward-plus-backward step, one thread, the same shape, `ssa` against `vanilla`):\n\n"
             + sh([sys.executable, "-c", PROFILE]))
     return out
+
+
+def section_lengths(args) -> str:
+    cmd = "python -m ssa_theory bench lengths --threads 1 --repeats 5"
+    text = sh([*CLI, "bench", "lengths", "--threads", "1", "--repeats", "5"])
+    return ("\n## `ssa` by context length: the module and the ensemble layer\n\n"
+            "`ssa` (query and value temperature, both terms) at batch 8, 4 heads, head width 64, float32, one thread, "
+            "forward plus backward, rounds interleaved, median ratio: the public module against nanoGPT's attention, "
+            "and the experiments' ensemble layer against the fused SDPA reference of `bench attention`. Target at "
+            "length 1024: <= 1.05x for both; the temperature's O(L d) cost beside attention's O(L^2 d) should make "
+            f"the ratios fall toward 1 as the length grows.\n\n`{cmd}`:\n\n" + tables_in(text)[0])
 
 
 def section_hf(args) -> str:

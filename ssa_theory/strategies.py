@@ -175,11 +175,37 @@ def _ssa_pos(i: Inputs, p):
     return torch.sigmoid(p["alpha"]) * i.log_pos()
 
 
+class _TokenArgument(torch.autograd.Function):
+    """``(GELU(h) * u).sum(-1)`` with a backward that keeps GELU(h) instead of rebuilding the graph's
+    temporaries: the same arithmetic as autograd's, in fewer passes over the (*, B, L, H, w) tensor."""
+
+    generate_vmap_rule = True  # the LM runs its members under torch.func.vmap
+
+    @staticmethod
+    def forward(h: torch.Tensor, u: torch.Tensor):
+        g = F.gelu(h)
+        return (g * u).sum(-1), g
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        h, u = inputs
+        ctx.save_for_backward(h, u, output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _):
+        h, u, g = ctx.saved_tensors
+        grad = grad[..., None]
+        dh = torch.ops.aten.gelu_backward(grad * u, h) if ctx.needs_input_grad[0] else None
+        du = (grad * g).sum_to_size(u.shape) if ctx.needs_input_grad[1] else None
+        return dh, du
+
+
 def token_argument(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``u . GELU(h)`` (*, B, H, L), the argument of the token term's tanh, from h (*, B, H, L, w) and
     u shaped per head (*, 1, H, 1, w); computed in the projection's own (*, B, L, H, w) layout, where
     h is contiguous (measured faster than a matmul on the head-major view)."""
-    return (F.gelu(h.transpose(-3, -2)) * u.transpose(-3, -2)).sum(-1).transpose(-1, -2)
+    return _TokenArgument.apply(h.transpose(-3, -2), u.transpose(-3, -2))[0].transpose(-1, -2)
 
 
 def _token_term(h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

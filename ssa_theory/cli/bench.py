@@ -34,6 +34,16 @@ def add(sub, epilog: str) -> None:
                          "nn.Linear), interleaved, median ratio; and the new parameters of each variant in a "
                          "GPT-2-small-shaped layer (D 768, 12 heads).", epilog=epilog, formatter_class=FORMAT)
     _shape_options(b, variants=["vanilla", "ssa"])
+    b = bench.add_parser("lengths", help="ssa's module and ensemble-layer ratios at lengths 256, 1024 and 4096",
+                         description="The public module against nanoGPT's attention and the ensemble layer against the "
+                         "fused SDPA reference, forward plus backward, at each length, side by side.",
+                         epilog=epilog, formatter_class=FORMAT)
+    for flag, default in (("--batch", 8), ("--heads", 4), ("--d-head", 64)):
+        b.add_argument(flag, type=count, default=default)
+    b.add_argument("--lengths", nargs="+", type=count, default=[256, 1024, 4096], metavar="L")
+    b.add_argument("--variant", default="ssa", metavar="NAME", help="default: ssa")
+    b.add_argument("--repeats", type=count, default=3, help="timed rounds per length (default: 3)")
+    compute_options(b)
     b = bench.add_parser("hf", help="a Hugging Face Llama after ssa_theory.hf.apply against its own sdpa path",
                          description="Forward plus backward of a tiny transformers Llama (hidden 256, 4 layers, batch 4, "
                          "length 512 by default) after ssa_theory.hf.apply(model, VARIANT) against the same model on "
@@ -58,6 +68,20 @@ def execute(args: argparse.Namespace) -> None:
     from ssa_theory import bench
     from ssa_theory.rundir import markdown_table
 
+    if args.bench == "lengths":
+        from ssa_theory.variants import get_variant
+
+        try:
+            get_variant(args.variant)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        device = compute(args)
+        print(f"bench lengths: {args.variant}, batch {args.batch}, heads {args.heads}, d_head {args.d_head}, causal, "
+              f"forward+backward, device {device}, {args.threads} thread(s), {args.repeats} rounds per length", flush=True)
+        df = bench.lengths(lengths=tuple(args.lengths), batch=args.batch, heads=args.heads, d_head=args.d_head,
+                           repeats=args.repeats, variant=args.variant, device=device)
+        print(markdown_table(df), end="")
+        return
     if args.bench in ("attention", "module", "hf"):
         for name in args.variants or []:
             from ssa_theory.variants import get_variant
