@@ -142,17 +142,20 @@ def section_lengths(args) -> str:
 
 
 def section_hf(args) -> str:
-    out = ("\n## A Hugging Face model after `ssa_theory.hf.apply`\n\n"
-           "A transformers Llama (hidden 256, 4 layers, 4 heads, batch 4, length 512, float32) after "
-           "`ssa_theory.hf.apply(model, VARIANT)` against the same model on transformers' own `sdpa` attention: "
-           "forward plus backward of the language-model loss, rounds interleaved, median ratio, one thread. "
-           "Target: `ssa` <= 1.10x.\n")
+    out = ("\n## Hugging Face models after `ssa_theory.hf.apply`\n\n"
+           "A random-weight transformers decoder of each family (hidden 256, 4 layers, 4 heads, batch 4, length 512, "
+           "float32; GPT-NeoX is Pythia's family) after `ssa_theory.hf.apply(model, VARIANT)` against the same model "
+           "on its own attention (`sdpa`; Gemma 2: `eager`, its only path with the logit soft-cap): forward plus "
+           "backward of the language-model loss, rounds interleaved, median ratio, one thread. Target: `ssa` "
+           "<= 1.10x.\n")
     try:
         import transformers  # noqa: F401
     except ImportError:
         return out + "\nNot measured: transformers is not installed (the `hf` extra).\n"
-    cmd = [*CLI, "bench", "hf", "--threads", "1", "--repeats", "7"]
-    return out + "\n`python -m ssa_theory bench hf --threads 1 --repeats 7`:\n\n" + tables_in(sh(cmd))[0]
+    families = ["llama", "gpt_neox", "gemma", "gemma2", "phi3"]
+    cmd = [*CLI, "bench", "hf", "--threads", "1", "--repeats", "5", "--families", *families]
+    return (out + f"\n`python -m ssa_theory bench hf --threads 1 --repeats 5 --families {' '.join(families)}`:\n\n"
+            + tables_in(sh(cmd))[0])
 
 
 def section_seeds(args) -> str:

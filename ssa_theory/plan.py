@@ -89,15 +89,17 @@ class LayerPlan:
 
     def new_parameters(self, draw: Callable[[tuple[int, ...]], torch.Tensor], *, members: int | None = None,
                        neutral: bool = False, alpha_init: float = -4.0) -> dict[str, torch.Tensor]:
-        """Every strategy parameter, in placement order: its neutral value (``neutral``) or its initial
-        value (``Param.init``; ``alpha_init`` for SSA's position term), each ``(members, *shape)`` (or
-        ``shape`` without members); a parameter initialised at random (``init="normal"``) is
+        """Every strategy parameter, in placement order: its neutral value (``neutral``; a parameter
+        ``free_at_neutral`` keeps its initial value, so that the neutral start is no saddle) or its
+        initial value (``Param.init``; ``alpha_init`` for SSA's position term), each ``(members, *shape)``
+        (or ``shape`` without members); a parameter initialised at random (``init="normal"``) is
         ``draw(shape)``, the shell's sampler (which adds the member axis itself)."""
         shapes, out = self.shapes(), {}
         for p in self.placements:
             for name, spec in p.strategy.params.items():
                 shape = shapes[p.prefix + name]
-                value = spec.neutral if neutral else st.initial_value(spec, alpha_init=alpha_init)
+                start_neutral = neutral and not spec.free_at_neutral
+                value = spec.neutral if start_neutral else st.initial_value(spec, alpha_init=alpha_init)
                 full = shape if members is None else (members, *shape)
                 out[p.prefix + name] = draw(shape) if value is None else torch.full(full, float(value))
         return out

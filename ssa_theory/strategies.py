@@ -78,6 +78,9 @@ class Param:
     init: float | str
     neutral: float
     decayed: bool = False  # a vector or matrix (priced by weight decay where a task prices them), not a per-head scalar
+    # the strategy is the identity whatever this parameter is once the others are neutral, so a neutral start
+    # may leave it at its initial value (SSA's own token projection: at 0 too, u = 0 would be a saddle)
+    free_at_neutral: bool = False
 
 
 @dataclass
@@ -271,12 +274,19 @@ def _freq(i: Inputs, p):
 
 
 LLAMA4_BETA = 0.1  # Llama 4's attn_scale
+MINISTRAL_BETA = 0.1  # Ministral 3's llama_4_scaling_beta (its config's default)
 
 
 def _llama4(i: Inputs, p):
-    # 1 + beta log(1 + floor((p + 1) / L0)) with p the 0-based query position; L0 is the training length
-    # (Llama 4's floor_scale, 8192 there)
+    # transformers' Llama4TextAttention.forward: 1 + attn_scale log1p(floor((p + 1) / floor_scale)), p the
+    # 0-based query slot; L0 is the training length (Llama 4's floor_scale, 8192 there)
     return 1.0 + LLAMA4_BETA * torch.log1p(torch.floor((i.positions + 1).to(i.dtype) / i.train_length))
+
+
+def _ministral(i: Inputs, p):
+    # transformers' ministral3 get_llama_4_attn_scale: 1 + beta log(1 + floor(p / L0)), p the 0-based
+    # position_ids, L0 its original_max_position_embeddings: one position later than Llama 4's step
+    return 1.0 + MINISTRAL_BETA * torch.log1p(torch.floor(i.positions.to(i.dtype) / i.train_length))
 
 
 def _gate(i: Inputs, p):
@@ -305,7 +315,8 @@ BUILTINS: tuple[Strategy, ...] = (
              range=(-1.0, 1.0), source="Zhang et al., Selective Attention, NeurIPS 2024 (token term, weight sharing)",
              about="tanh(u . GELU(h)), h the side's own projection: one vector u per head", reads={"proj"}),
     Strategy("ssa_tok_own", None, "add", _ssa_tok_own,
-             {"u": Param(("H", "w"), 0.0, 0.0, decayed=True), "w": Param(("D", "Hw"), "normal", 0.0, decayed=True)},
+             {"u": Param(("H", "w"), 0.0, 0.0, decayed=True),
+              "w": Param(("D", "Hw"), "normal", 0.0, decayed=True, free_at_neutral=True)},
              range=(-1.0, 1.0), source="Zhang et al., Selective Attention, NeurIPS 2024 (token term, no sharing)",
              about="tanh(u . GELU(x W_t)) with its own projection W_t", reads={"x"}),
     # competing strategies: a factor on every query's logits
@@ -320,7 +331,10 @@ BUILTINS: tuple[Strategy, ...] = (
     Strategy("ssmax", "q", "mul", _ssmax, {"s": Param(_H, 1.0, math.nan)}, range=(-math.inf, math.inf), neutral=None,
              source="Nakanishi, Scalable-Softmax is superior for attention, 2025", about="s_h log n, s learned per head", reads={"n"}),
     Strategy("yarn", "q", "mul", _yarn, needs=frozenset({"train_length"}), range=(1.0, math.inf),
-             neutral="train_length", source="Peng et al., YaRN, ICLR 2024 (its attention factor, squared for q and k)",
+             neutral="train_length",
+             source="Peng et al., YaRN, ICLR 2024: its attention factor (transformers' yarn_get_mscale, squared as it "
+                    "scales both cos and sin), here dynamic: at the scale s = n / L each query reaches, where YaRN "
+                    "applies one static factor at every position",
              about="(1 + 0.1 ln max(1, n / L))^2", reads={"n", "train_length"}),
     Strategy("qwen", "q", "mul", _qwen, needs=frozenset({"train_length"}), range=(1.0, math.inf),
              neutral="train_length", source="Qwen (logn attention scaling past the training length)",
@@ -336,6 +350,12 @@ BUILTINS: tuple[Strategy, ...] = (
              neutral="train_length",
              source="Meta, Llama 4 attention temperature tuning (attn_scale 0.1, floor_scale the training length)",
              about="1 + 0.1 log(1 + floor((p + 1) / L0)), p the 0-based query position, L0 the training length",
+             reads={"positions", "train_length"}),
+    Strategy("ministral", "q", "mul", _ministral, needs=frozenset({"train_length"}), range=(1.0, math.inf),
+             neutral="train_length",
+             source="Mistral AI, Ministral 3 / Mistral 4 (transformers' get_llama_4_attn_scale, beta 0.1, L0 the "
+                    "original_max_position_embeddings)",
+             about="1 + 0.1 log(1 + floor(p / L0)), p the 0-based query position: llama4's step one position later",
              reads={"positions", "train_length"}),
     # on keys
     Strategy("freq", "k", "mul", _freq, {"g": Param(_H, 0.0, 0.0)}, needs=frozenset({"k_freq"}),

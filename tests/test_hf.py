@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from ssa_theory import hf
-from ssa_theory.variants import VARIANTS, get_variant
+from ssa_theory.variants import VARIANTS, all_variants, get_variant
 
 if importlib.util.find_spec("transformers") is None:
     pytest.skip("ssa_theory.hf needs the [hf] extra (transformers): pip install -e '.[hf]'", allow_module_level=True)
@@ -56,19 +56,41 @@ def _tiny(family: str, **overrides) -> torch.nn.Module:
         "qwen3": lambda: transformers.Qwen3Config(hidden_size=32, intermediate_size=64, num_attention_heads=4,
                                                   num_key_value_heads=2, head_dim=8, **common),
         "gpt2": lambda: transformers.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                                                attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, pad_token_id=0, bos_token_id=None, eos_token_id=None,
-                                                initializer_range=0.2),
+                                                attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, pad_token_id=0,
+                                                bos_token_id=None, eos_token_id=None, initializer_range=0.2),
+        # Pythia's family: fused per-head q | k | v, partial rotary
+        "gpt_neox": lambda: transformers.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                       rotary_pct=0.5, attention_dropout=0.0, hidden_dropout=0.0,
+                                                       **common),
+        "gemma": lambda: transformers.GemmaConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                  num_key_value_heads=1, head_dim=8, **common),
+        # Gemma 2: logit soft-cap (small, so that it binds), query_pre_attn_scalar, sliding and global layers
+        "gemma2": lambda: transformers.Gemma2Config(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                    num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=16,
+                                                    attn_logit_softcapping=2.0, final_logit_softcapping=None,
+                                                    sliding_window=4, **common),
+        # Gemma 3: q_norm / k_norm, a sliding layer then a global one
+        "gemma3_text": lambda: transformers.Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                             num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8,
+                                                             sliding_window=4, layer_types=["sliding_attention",
+                                                                                            "full_attention"],
+                                                             **common),
+        "phi3": lambda: transformers.Phi3Config(hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                                num_key_value_heads=2, resid_pdrop=0.0, embd_pdrop=0.0,
+                                                attention_dropout=0.0, **common),
     }
     config = configs[family]()
     for k, v in overrides.items():
         setattr(config, k, v)
+    # Gemma 2's own attention with a logit soft-cap exists in transformers only as its eager path
+    implementation = "eager" if family == "gemma2" else "sdpa"
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation=implementation)
     return model.eval()
 
 
-FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gpt2"]
+FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "gemma", "gemma2", "gemma3_text", "phi3"]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -131,12 +153,25 @@ def _llama():
 def _llama_vanilla():
     return hf.apply(copy.deepcopy(_llama()), "vanilla")
 
-NEUTRAL = [v for v in VARIANTS if all(s.neutral is not None and not (s.needs - {"train_length"})
-                                      for _, s, _ in get_variant(v).placements())]
+def _accepted(variant: str, neutral: bool) -> bool:
+    try:
+        hf._check_strategies(get_variant(variant), neutral)
+        return True
+    except ValueError:
+        return False
 
 
-def test_the_neutral_list_is_every_variant_but_those_without_a_neutral_setting():
-    assert set(VARIANTS) - set(NEUTRAL) == {"log_n", "ssmax", "asentmax", "freq"}
+NEUTRAL = [v for v in all_variants() if _accepted(v, True)]
+STARTS = [(v, {}) for v in NEUTRAL] + [(v, {"neutral": False}) for v in all_variants()
+                                       if not _accepted(v, True) and _accepted(v, False)]
+
+
+def test_the_neutral_list_is_every_variant_but_those_without_a_neutral_setting_that_trains():
+    assert set(all_variants()) - set(NEUTRAL) == {"log_n", "ssmax", "asentmax", "freq", "ssa_q_pos", "ssa_released",
+                                                  "sink", "qwen_gate"}
+    for v in ("ssa_q_pos", "ssa_released", "sink", "qwen_gate"):
+        with pytest.raises(ValueError, match=f"^{v} cannot train from its neutral start: .* pass neutral=False"):
+            hf.apply(copy.deepcopy(_llama()), v)
 
 
 @pytest.mark.parametrize("variant", NEUTRAL)
@@ -179,12 +214,14 @@ def _reference_layer(model, family: str, variant: str):
 
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
 @pytest.mark.parametrize("variant", ["ssa", "ssa_k", "ssa_noshare", "log_n", "qwen_gate", "sink", "ssa_qkv"])
-def test_an_attention_layer_equals_the_packages_own_module_with_its_weights(name, variant):
+@pytest.mark.parametrize("positions", ["given", "from the padding"])
+def test_an_attention_layer_equals_the_packages_own_module_with_its_weights(name, variant, positions):
     """Off neutral, under left padding: the model's layer 0 against ``nn.SelectiveAttention`` (pinned to a slow
-    reference in test_core_attention.py) with the same weights, on the hidden states the layer received."""
-    model = _off_neutral(hf.apply(_tiny(name), variant, **({"neutral": False} if variant == "log_n" else {})))
+    reference in test_core_attention.py) with the same weights, on the hidden states the layer received;
+    with ``position_ids`` given, and without (a plain batched forward: the positions follow the padding)."""
+    model = _off_neutral(hf.apply(_tiny(name), variant, **({} if variant in NEUTRAL else {"neutral": False})))
     ids, mask = _batch(pads=(3, 0, 1))
-    position_ids = (mask.cumsum(-1) - 1).clamp_min(0)
+    position_ids = (mask.cumsum(-1) - 1).clamp_min(0) if positions == "given" else None
     module, ref = _reference_layer(model, name, variant)
     seen = {}
     handle = module.register_forward_hook(lambda mod, args, kwargs, out: seen.update(x=args[0] if args else
@@ -304,7 +341,15 @@ def test_remove_restores_the_models_own_attention():
     (lambda m: hf.apply(m, "log_n"), r"'log_n' has no neutral setting .* pass neutral=False"),
     (lambda m: hf.apply(m, "freq", neutral=False), r"'freq' needs k_freq per token, which a transformers model"),
     (lambda m: hf.apply(m, "global", alpha_init=-3.0), r"alpha_init is SSA's position term's start; global places"),
-    (lambda m: hf.apply(m, "ssa", train_length=8), r"train_length is read by yarn, qwen and llama4; ssa reads none"),
+    (lambda m: hf.apply(m, "ssa", train_length=8), r"train_length is read by yarn, qwen, llama4 and ministral; ssa"),
+    (lambda m: hf.apply(m, 123), r"variant must be a name \(a str, e.g. 'ssa'\) or a Variant \(got int 123\)"),
+    (lambda m: hf.apply(m, ["ssa"]), r"variant must be a name .* \(got list \['ssa'\]\)"),
+    (lambda m: hf.apply(m, "ssa", neutral=False, alpha_init="x"), r"alpha_init must be a finite number \(got 'x'\)"),
+    (lambda m: hf.apply(m, "ssa", neutral=False, alpha_init=float("nan")), r"alpha_init must be a finite number"),
+    (lambda m: hf.apply(m, "yarn", train_length="4096"), r"train_length must be an integer >= 2 \(got '4096'\)"),
+    (lambda m: hf.apply(m, "yarn", train_length=2.5), r"train_length must be an integer >= 2 \(got 2.5\)"),
+    (lambda m: hf.apply(m, "yarn", train_length=float("inf")), r"train_length must be an integer >= 2 \(got inf\)"),
+    (lambda m: hf.apply(m, "yarn", train_length=True), r"train_length must be an integer >= 2 \(got True\)"),
     (lambda m: hf.apply(m, "ssa", alpha_init=-3.0), r"alpha_init sets where .* when neutral=False"),
     (lambda m: hf.apply(m, "ssa", temperature=2), r"unknown option 'temperature' of ssa_theory.hf.apply"),
     (lambda m: hf.apply(m, "ssa", neutral="yes"), r"neutral must be True or False"),
@@ -319,7 +364,7 @@ def test_bad_input_is_one_line_naming_the_fix(call, message):
 def test_an_unsupported_model_is_refused_with_the_supported_list():
     config = transformers.BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                                      intermediate_size=64)
-    with pytest.raises(ValueError, match="supports the decoders llama, mistral, qwen2, qwen3, gpt2; this model is 'bert'"):
+    with pytest.raises(ValueError, match="supports the decoders llama, .*, phi3; this model is 'bert', whose attention"):
         hf.apply(transformers.BertModel(config), "ssa")
 
 
@@ -336,8 +381,11 @@ def test_the_readme_snippet_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # it saves under runs/
     text = (ROOT / "README.md").read_text()
     section = text.split("## Use it in a Hugging Face model", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    exec(compile(code, "README.md", "exec"), {})
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2  # the adapter, then PEFT
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    if importlib.util.find_spec("peft") is not None:
+        exec(compile(blocks[1], "README.md", "exec"), {})
 
 
 def test_the_example_runs_at_smoke_size(tmp_path, capsys):
@@ -355,3 +403,124 @@ def test_the_example_runs_at_smoke_size(tmp_path, capsys):
     rows = (tmp_path / "result.csv").read_text().splitlines()
     assert rows[0].startswith("strategy,") and len(rows) > 2
     assert not math.isnan(float(rows[1].split(",")[-1]))
+
+
+# --- every start trains; positions from the padding; threads; saved configs ----------------------------------
+
+
+@pytest.mark.parametrize("variant,options", STARTS, ids=[f"{v}{'-off' if o else ''}" for v, o in STARTS])
+def test_every_start_apply_accepts_trains(family, variant, options):
+    """One optimiser step from the start ``apply`` gives (its default, or neutral=False where the neutral start
+    is refused): finite gradients, and at least one temperature parameter moves (parameter-free laws aside)."""
+    name, base = family
+    model = hf.apply(copy.deepcopy(base), variant, **options).train()
+    params = hf.temperature_parameters(model)
+    if not params:
+        pytest.skip(f"{variant} has no parameter: nothing to train")
+    before = [p.detach().clone() for p in params]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    ids, mask = _batch(pads=(0, 2), length=8)
+    model(ids, attention_mask=mask, labels=ids).loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in params), (name, variant)
+    opt.step()
+    moved = [float((p.detach() - b).abs().max()) for p, b in zip(params, before)]
+    assert max(moved) > 0, (name, variant, "no temperature parameter moved")
+
+
+@pytest.mark.parametrize("variant", ["ssa", "ssa_k", "ssa_v"])
+def test_a_plain_left_padded_forward_equals_each_row_alone(family, variant):
+    """Batched scoring without position_ids: each padded row's logits at its real tokens equal the same prompt
+    alone (transformers' default positions count the pad slots; the temperatures must not)."""
+    name, base = family
+    if name == "gpt2":
+        pytest.skip("GPT-2's own learned absolute positions count the pad slots (the model, not the temperatures)")
+    model = _off_neutral(hf.apply(copy.deepcopy(base), variant))
+    ids, mask = _batch(pads=(3, 0, 1))
+    batched = _logits(model, ids, mask)
+    worst = 0.0
+    for b in range(ids.shape[0]):
+        real = mask[b].bool()
+        alone = _logits(model, ids[b:b + 1, real], mask[b:b + 1, real])[0]
+        worst = max(worst, float((batched[b, real] - alone).abs().max()))
+    assert worst <= TOL, (name, variant, worst)
+
+
+def test_threads_sharing_one_patched_model_get_what_each_gets_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _off_neutral(hf.apply(copy.deepcopy(_llama()), "ssa"))
+    inputs = [_batch(pads=(p % 3, 0), length=5 + p % 4, seed=p) for p in range(24)]
+    alone = [_logits(model, ids, mask) for ids, mask in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda im: _logits(model, *im), inputs * 5))
+    assert all(torch.equal(t, alone[i % len(inputs)]) for i, t in enumerate(together))
+
+
+def test_apply_refuses_a_config_that_records_a_saved_strategy(tmp_path):
+    model = hf.apply(copy.deepcopy(_llama()), "ssa")
+    model.save_pretrained(tmp_path)
+    plain = transformers.LlamaForCausalLM.from_pretrained(tmp_path)  # the plain class: the temperatures left out
+    with pytest.raises(ValueError, match=r"records a strategy saved by ssa_theory\.hf.*ssa_theory\.hf\.from_pretrained"):
+        hf.apply(plain, "ssa")
+
+
+def test_the_train_length_reads_the_original_context_of_a_rescaled_model():
+    config = transformers.LlamaConfig(max_position_embeddings=262144)
+    assert hf._train_length(config) == 262144
+    config.original_max_position_embeddings = 16384
+    assert hf._train_length(config) == 16384
+    config = transformers.LlamaConfig(max_position_embeddings=4096,
+                                      rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                                    "original_max_position_embeddings": 1024})
+    assert hf._train_length(config) == 1024
+
+
+# --- PEFT ------------------------------------------------------------------------------------------------------
+
+
+def _lora(model):
+    peft = pytest.importorskip("peft", reason="the PEFT tests need peft (pip install peft)")
+    return peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                      lora_dropout=0.0, init_lora_weights=False))
+
+
+def _train(model, steps=3):
+    for p in hf.temperature_parameters(model):
+        p.requires_grad_(True)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids, mask = _batch(pads=(0, 2), length=8)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
+        opt.step()
+    return model
+
+
+@pytest.mark.parametrize("order", ["lora then apply", "apply then lora"])
+def test_lora_in_either_order_equals_its_merge(order):
+    base = copy.deepcopy(_llama())
+    if order == "lora then apply":
+        model = hf.apply(_lora(base), "ssa")
+    else:
+        model = _lora(hf.apply(base, "ssa"))
+    _train(model.train()).eval()
+    ids, mask = _batch()
+    before = _logits(model, ids, mask)
+    merged = model.merge_and_unload()  # the LoRA layers replaced by plain linears: the hooks follow them
+    after = _logits(merged, ids, mask)
+    assert (before - after)[mask.bool()].abs().max() <= TOL
+
+
+def test_the_temperatures_train_under_peft_and_travel_with_the_adapter(tmp_path):
+    peft = pytest.importorskip("peft", reason="the PEFT tests need peft (pip install peft)")
+    model = _lora(hf.apply(copy.deepcopy(_llama()), "ssa"))
+    start = [p.detach().clone() for p in hf.temperature_parameters(model)]
+    _train(model.train()).eval()
+    assert any(not torch.equal(p, s) for p, s in zip(hf.temperature_parameters(model), start))
+    model.save_pretrained(tmp_path)
+    hf.save_temperatures(model, tmp_path)
+    ids, mask = _batch()
+    expected = _logits(model, ids, mask)
+    again = peft.PeftModel.from_pretrained(hf.apply(copy.deepcopy(_llama()), "ssa"), tmp_path)
+    hf.load_temperatures(again, tmp_path)
+    assert torch.equal(_logits(again.eval(), ids, mask), expected)

@@ -52,6 +52,8 @@ def add(sub, epilog: str) -> None:
     for flag, default in (("--hidden", 256), ("--layers", 4), ("--heads", 4), ("--length", 512), ("--batch", 4)):
         b.add_argument(flag, type=count, default=default)
     b.add_argument("--variants", nargs="+", default=["vanilla", "ssa"], metavar="NAME", help="default: vanilla ssa")
+    b.add_argument("--families", nargs="+", default=["llama"], metavar="FAMILY",
+                   help="default: llama; also gpt_neox (Pythia's), gemma, gemma2, phi3")
     b.add_argument("--repeats", type=count, default=5, help="timed rounds (default: 5)")
     compute_options(b)
     b = bench.add_parser("seeds", help="time N batched seeds against 1, side by side",
@@ -98,11 +100,16 @@ def execute(args: argparse.Namespace) -> None:
                 raise UsageError("bench hf needs transformers: python -m pip install 'ssa_theory[hf]'") from None
             if args.hidden % args.heads:
                 raise UsageError(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
-            print(f"bench hf: a transformers Llama (hidden {args.hidden}, {args.layers} layers, {args.heads} heads) after "
-                  f"ssa_theory.hf.apply vs its own sdpa path, batch {args.batch}, length {args.length}, forward+backward, "
+            unknown = sorted(set(args.families) - set(bench.HF_FAMILIES))
+            if unknown:
+                raise UsageError(f"--families: no benchmark model for {unknown[0]!r}; choose from "
+                                 f"{', '.join(bench.HF_FAMILIES)}")
+            print(f"bench hf: transformers {', '.join(args.families)} (hidden {args.hidden}, {args.layers} layers, "
+                  f"{args.heads} heads) after ssa_theory.hf.apply vs its own attention, batch {args.batch}, length {args.length}, forward+backward, "
                   f"device {device}, {args.threads} thread(s), {args.repeats} rounds", flush=True)
             df = bench.hf_model(hidden=args.hidden, layers=args.layers, heads=args.heads, length=args.length,
-                                batch=args.batch, repeats=args.repeats, variants=args.variants, device=device)
+                                batch=args.batch, repeats=args.repeats, variants=args.variants, device=device,
+                                families=args.families)
             print(markdown_table(df), end="")
             return
         if args.bench == "module":
