@@ -63,6 +63,7 @@ no weights.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -109,6 +110,32 @@ def _transformers():
     except ImportError:
         raise ImportError("ssa_theory.hf needs transformers: pip install 'ssa_theory[hf]'") from None
     return transformers
+
+
+PLAIN_LOAD = ("ssa_theory.hf: this checkpoint was saved after hf.apply, and the plain model class left its trained "
+              "temperatures out (its 'UNEXPECTED' ssa_temp keys): load it with ssa_theory.hf.from_pretrained(ModelClass, path)")
+
+
+class _PlainLoadWarning(logging.Handler):
+    """Listens to transformers' load report: an SSA checkpoint loaded by the plain model class (its
+    strategy's weights reported as unexpected) gets one line naming ``from_pretrained``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if ".ssa_temp." in message and "UNEXPECTED" in message:
+            logging.getLogger("ssa_theory.hf").warning(PLAIN_LOAD)
+
+
+def _listen_to_loads() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    if not any(isinstance(h, _PlainLoadWarning) for h in hf_logging.get_logger().handlers):
+        hf_logging.add_handler(_PlainLoadWarning())
+
+
+_listen_to_loads()  # a process that imported this module hears of an SSA checkpoint loaded without it
 
 
 # --- what one call carries -----------------------------------------------------------------------------------

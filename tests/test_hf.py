@@ -524,3 +524,15 @@ def test_the_temperatures_train_under_peft_and_travel_with_the_adapter(tmp_path)
     again = peft.PeftModel.from_pretrained(hf.apply(copy.deepcopy(_llama()), "ssa"), tmp_path)
     hf.load_temperatures(again, tmp_path)
     assert torch.equal(_logits(again.eval(), ids, mask), expected)
+
+
+def test_loading_an_ssa_checkpoint_with_the_plain_class_warns_in_one_line(tmp_path, caplog):
+    hf.apply(copy.deepcopy(_llama()), "ssa").save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="ssa_theory.hf"):
+        transformers.LlamaForCausalLM.from_pretrained(tmp_path)
+    ours = [r.getMessage() for r in caplog.records if r.name == "ssa_theory.hf"]
+    assert ours == [hf.PLAIN_LOAD] and "\n" not in ours[0] and "hf.from_pretrained" in ours[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ssa_theory.hf"):
+        hf.from_pretrained(transformers.LlamaForCausalLM, tmp_path)  # the right way: no such line
+    assert not [r for r in caplog.records if r.name == "ssa_theory.hf"]
