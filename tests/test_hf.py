@@ -123,9 +123,11 @@ def _off_neutral(model, seed=0):
     return model
 
 
-def test_vanilla_equals_transformers_sdpa_under_left_padding(family):
+@pytest.mark.parametrize("pads, length", [((2, 0, 3), 7), ((1, 0, 2), 3)], ids=["B 3 L 7", "B == L"])
+def test_vanilla_equals_transformers_sdpa_under_left_padding(family, pads, length):
+    """Against the model's own attention (sdpa; Gemma 2: eager), under left padding, B == L included."""
     name, base = family
-    ids, mask = _batch()
+    ids, mask = _batch(pads=pads, length=length)
     ref = _logits(base, ids, mask)
     model = hf.apply(copy.deepcopy(base), "vanilla")
     assert model.config._attn_implementation == hf.NAME
