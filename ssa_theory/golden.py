@@ -312,13 +312,29 @@ def digest(outputs: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
+def _processor() -> str:
+    """The processor's model name and a short hash of its feature flags (Linux's /proc/cpuinfo; the
+    platform's processor string elsewhere): math libraries pick their kernels by both."""
+    import platform
+
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
+                              if line.startswith(key)), "")
+    flags = " ".join(sorted(set(field("flags").split())))
+    return f"{field('model name') or platform.machine()} {hashlib.sha256(flags.encode()).hexdigest()[:8]}"
+
+
 def machine_kind() -> str:
-    """What bit-for-bit agreement is keyed by: the CPU capability torch dispatches its kernels to and
-    the versions of the libraries the outputs run through."""
+    """What bit-for-bit agreement is keyed by: the processor (its model and feature flags), the CPU
+    capability torch dispatches its kernels to, and the versions of the libraries the outputs run
+    through. Another kind is held to the tolerance only."""
     import scipy
 
-    return (f"{torch.backends.cpu.get_cpu_capability()} torch {torch.__version__} numpy {np.__version__} "
-            f"scipy {scipy.__version__}")
+    return (f"{_processor()} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__} "
+            f"numpy {np.__version__} scipy {scipy.__version__}")
 
 
 def dtype_of(value: np.ndarray) -> str:
