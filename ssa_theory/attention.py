@@ -69,7 +69,7 @@ from torch import nn
 
 from ssa_theory import functional as core
 from ssa_theory import strategies as st
-from ssa_theory.ensemble import lecun_std, linear, stacked_full, stacked_normal  # noqa: F401  (stacked_full re-exported)
+from ssa_theory.ensemble import lecun_std, linear, stacked_normal
 from ssa_theory.functional import SCORES, SDPA_ROW_LIMIT  # noqa: F401  (re-exported)
 from ssa_theory.plan import ALL, FACTORS, SSA, LayerPlan
 from ssa_theory.variants import (NEW_VARIANTS, SIDES, TERMS, VARIANTS, Variant, all_variants,  # noqa: F401
@@ -251,7 +251,8 @@ class Attention(nn.Module):
         """Everything that multiplies key j's logits (E,B,H,Lk): SSA's key terms times the key-side
         strategies' factor (``freq``); None where that is 1 (most variants)."""
         k = self._side_proj("k", context) if self.plan.on("k") else None
-        tau = self.plan.readout(self.temp, "k", context, which=ALL, proj=k, positions=_readout_positions(k_pos), extras=extras)
+        tau = self.plan.readout(self.temp, "k", context, which=ALL, proj=k, positions=_readout_positions(k_pos),
+                                extras=extras)
         return None if tau is None else tau.expand(context.shape[0], context.shape[1], self.n_heads, -1)
 
     # --- the layer ---------------------------------------------------------------------------------

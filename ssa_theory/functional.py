@@ -178,8 +178,8 @@ def mask5(attn_mask: torch.Tensor, E: int, B: int, H: int, Lq: int, Lk: int) -> 
     expected = {2: (Lq, Lk), 3: (B, Lq, Lk), 4: (B, H, Lq, Lk), 5: (E, B, H, Lq, Lk)}.get(attn_mask.dim())
     lead = {2: (None, None, None), 3: (None, slice(None), None), 4: (None,), 5: ()}.get(attn_mask.dim())
     # every axis its size, or 1 on a leading (member, batch, head) axis, which then broadcasts
-    ok = expected is not None and all(s == e or (s == 1 and i < len(shape) - 2) for i,
-                                      (s, e) in enumerate(zip(shape, expected)))
+    ok = expected is not None and all(s == e or (s == 1 and i < len(shape) - 2)
+                                      for i, (s, e) in enumerate(zip(shape, expected)))
     if not ok:
         raise ValueError(f"attn_mask of shape {shape} is not one of (Lq, Lk) = {(Lq, Lk)}, (B, Lq, Lk) = "
                          f"{(B, Lq, Lk)}, (B, 1 or H, Lq, Lk) = {(B, H, Lq, Lk)}"
@@ -399,7 +399,7 @@ def prepare(strategies: Strategies, q: torch.Tensor, k: torch.Tensor, v: torch.T
     visible = None if plain else visibility(Lq, Lk, causal=causal, offset=offset, attn_mask=attn_mask,
                                             key_valid=key_valid, device=dev)
 
-    # Temperatures, read at n (``key_counts``) and the 1-based positions.
+    # Temperatures, read at n (``key_counts``) and the 0-based positions.
     n_q, n_k = key_counts(strategies, visible, plain=plain, Lq=Lq, Lk=Lk, causal=causal, cache=cache,
                           new_valid=new_valid, batch=B, L_new=L_new, dtype=q.dtype, device=dev)
     qp, kp = q_pos[:, None], k_pos[:, None]  # (B|1, L) -> (B|1, 1, L)

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -62,15 +60,14 @@ def _k_freq(shape, seed: int, dtype) -> torch.Tensor:
     return torch.rand(shape, generator=_gen(seed), dtype=torch.float64).mul(0.9).add(0.05).to(dtype)
 
 
-def _perturb(module: torch.nn.Module, seed: int, names: Callable[[str], bool] = lambda n: True) -> None:
-    """Every parameter whose name passes ``names`` set to a fixed float64 draw: strategy parameters away
+def _perturb(module: torch.nn.Module, seed: int) -> None:
+    """Every parameter set to a fixed float64 draw: strategy parameters away
     from their neutral values, so that every formula and its gradient is exercised, and inputs that do
     not depend on the CPU's sampler (torch's float32 normal sampler has a vectorised path whose values
     differ from its scalar path's in the last bits; the layer's own draws are outputs of their own)."""
     with torch.no_grad():
-        for i, (name, p) in enumerate(module.named_parameters()):
-            if names(name):
-                p.copy_(_randn(p.shape, seed * 1000 + i, p.dtype, 0.5))
+        for i, p in enumerate(module.parameters()):
+            p.copy_(_randn(p.shape, seed * 1000 + i, p.dtype, 0.5))
 
 
 def _backward(outputs: dict, prefix: str, module: torch.nn.Module, y: torch.Tensor, seed: int) -> None:

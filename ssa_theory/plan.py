@@ -128,6 +128,9 @@ class LayerPlan:
         """The placed strategies (those on ``sides``, default all) and ``params`` (each with a leading
         member axis) as the attention core takes them."""
         placed = self.placements if sides is None else [p for p in self.placements if p.side in sides]
+        return self._core(placed, params)
+
+    def _core(self, placed: Sequence[Placement], params: Mapping[str, torch.Tensor]) -> core.Strategies:
         return core.Strategies(placed, params, self.train_length, self.n_heads, self.n_kv_heads)
 
     def on(self, side: str) -> list[Placement]:
@@ -162,5 +165,5 @@ class LayerPlan:
             placed = self.on(side)
         else:
             raise ValueError(f"which must be one of {ALL!r}, {SSA!r}, {FACTORS!r}, {LAW!r} (got {which!r})")
-        s = core.Strategies(placed, params, self.train_length, self.n_heads, self.n_kv_heads)
+        s = self._core(placed, params)
         return s.tau(side, s.inputs(side, x, proj=proj, positions=positions, n=n, q=q, extras=extras))

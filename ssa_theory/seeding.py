@@ -35,8 +35,8 @@ def derive_seed(seed: int, stream: str, *keys: int) -> int:
         raise ValueError(f"sub-stream keys must be non-negative integers (got {keys})")
     # Each key enters as key + 1: SeedSequence pads its entropy with zeros, so a key of 0 would give the
     # stream itself, and keys (a,) and (a, 0) one sub-stream.
-    state = np.random.SeedSequence([int(seed), STREAMS[stream], *(int(k) + 1 for k in keys)]).generate_state(1,
-                                                                                                             dtype=np.uint64)
+    entropy = [int(seed), STREAMS[stream], *(int(k) + 1 for k in keys)]
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)
     return int(state[0] >> np.uint64(1))
 
 

@@ -424,8 +424,8 @@ def _per_seed_series(metrics: dict, n_seeds: int, prefix: str = "") -> dict[str,
     for key, value in metrics.items():
         if key == "per_seed" and isinstance(value, dict):
             for name, series in value.items():
-                if isinstance(series,
-                              list) and len(series) == n_seeds and all(isinstance(v, (int, float)) for v in series):
+                numbers = isinstance(series, list) and all(isinstance(v, (int, float)) for v in series)
+                if numbers and len(series) == n_seeds:
                     out[f"{prefix}{name}"] = series
         elif isinstance(value, dict):
             out.update(_per_seed_series(value, n_seeds, f"{prefix}{key}."))

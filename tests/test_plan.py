@@ -103,7 +103,9 @@ def test_a_variant_field_names_itself_on_a_bad_name_and_resolves_once():
     cfg = DilutionConfig()
     fields = cfgmod.variant_names(cfg)
     assert set(fields) == {"strategies", "noise_strategies"}
-    assert all(variants.variant_of(cfg, n) is variants.variant_of(cfg, n) for ns in fields.values() for n in ns)
+    names = {n for ns in fields.values() for n in ns}
+    assert set(cfg._variants) == names  # every name either field holds, each resolved once
+    assert all(variants.variant_of(cfg, n) == get_variant(n) for n in names)
 
 
 def test_the_cli_checks_plugins_in_variant_fields_only(monkeypatch):

@@ -64,6 +64,17 @@ def add(sub, epilog: str) -> None:
     p.set_defaults(execute=execute)
 
 
+def _check_variants(names) -> None:
+    """Every name a variant, else a one-line usage error naming the closest."""
+    from ssa_theory.variants import get_variant
+
+    for name in names:
+        try:
+            get_variant(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
 def execute(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -71,12 +82,7 @@ def execute(args: argparse.Namespace) -> None:
     from ssa_theory.rundir import markdown_table
 
     if args.bench == "lengths":
-        from ssa_theory.variants import get_variant
-
-        try:
-            get_variant(args.variant)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        _check_variants([args.variant])
         device = compute(args)
         print(f"bench lengths: {args.variant}, batch {args.batch}, heads {args.heads}, d_head {args.d_head}, causal, "
               f"forward+backward, device {device}, {args.threads} thread(s), {args.repeats} rounds per length", flush=True)
@@ -85,13 +91,7 @@ def execute(args: argparse.Namespace) -> None:
         print(markdown_table(df), end="")
         return
     if args.bench in ("attention", "module", "hf"):
-        for name in args.variants or []:
-            from ssa_theory.variants import get_variant
-
-            try:
-                get_variant(name)
-            except ValueError as e:
-                raise UsageError(str(e)) from None
+        _check_variants(args.variants or [])
         device = compute(args)
         if args.bench == "hf":
             try:

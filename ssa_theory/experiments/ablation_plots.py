@@ -33,8 +33,8 @@ def heatmap(run_dir: Path) -> None:
                            values="differs").loc[variants, tasks].to_numpy().astype(bool)
                if has_ref else np.zeros_like(val, dtype=bool))
     unlearned = (cells.pivot(index="variant", columns="task", values="unlearned").loc[variants, tasks]
-                 .fillna(False).to_numpy().astype(bool) if "unlearned" in cells.columns else np.zeros_like(val,
-                                                                                                           dtype=bool))
+                 .fillna(False).to_numpy().astype(bool)
+                 if "unlearned" in cells.columns else np.zeros_like(val, dtype=bool))
     fig, ax = plt.subplots(figsize=(1.9 * len(tasks) + 2.2, 0.32 * len(variants) + 1.6), layout="constrained")
     # a cell that does not differ from vanilla after the correction is drawn faded: its colour is noise
     shade = np.clip(np.nan_to_num(share, nan=0.0), -1, 1) * np.where(differs, 1.0, FADED)

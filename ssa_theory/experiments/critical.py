@@ -131,8 +131,8 @@ def train(gamma: float, cfg: CriticalConfig, members: Members, ctx: RunContext) 
     s_needle, s_dist = class_scores(net, cfg, gamma)
     looked_up = s_needle - s_dist.max(1, keepdims=True) >= LOOKED_UP * cfg.bound
     w = looked_up / np.maximum(looked_up.sum(1, keepdims=True), 1)  # a mean over the looked-up classes
-    gap, gap_max = (w * (s_needle - s_dist.mean(1, keepdims=True))).sum(1), (w * (s_needle - s_dist.max(1,
-                                                                                                        keepdims=True))).sum(1)
+    gap = (w * (s_needle - s_dist.mean(1, keepdims=True))).sum(1)
+    gap_max = (w * (s_needle - s_dist.max(1, keepdims=True))).sum(1)
     arrays = {"s_needle": s_needle, "s_dist": s_dist, "looked_up": looked_up, "gap": gap, "gap_max": gap_max}
     measured = [evaluate_length(net, cfg, n, members, torch.as_tensor(looked_up)) for n in cfg.lengths]
     for k in measured[0]:

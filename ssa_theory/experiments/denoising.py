@@ -291,8 +291,8 @@ def run(cfg: DenoisingConfig, ctx: RunContext) -> None:
     if cfg.placebo:  # the default regime's members only, on their own held-out contexts
         head = members.in_cell(0)
         trained[PLACEBO] = train(twin(), cfg, members.select(head), ctx,
-                                 eval_batch=Batch(*(t[torch.as_tensor(head,
-                                                                      device=t.device)] for t in eval_batch.fields())))
+                                 eval_batch=Batch(*(t[torch.as_tensor(head, device=t.device)]
+                                                    for t in eval_batch.fields())))
     write_results(ctx, measure(cfg, members, eval_batch, trained))
 
 

@@ -159,9 +159,8 @@ def train(spec: ModelSpec, cfg: DilutionConfig, members: Members, ctx: RunContex
     arrays["mass_pred_se"] = np.stack([pred[n][1] for n in cfg.eval_ns], 1)
     # the same extrapolation with the distractors' logits replaced by their mean: no spread
     gap0 = samples["needle_z"].mean(1) - samples["dist_z"].mean(1)
-    arrays["mass_pred_no_spread"] = np.stack([theory.dilution_mass(n,
-                                                                   net.query_temperature(n).cpu().numpy() / tau0 * gap0)
-                                              for n in cfg.eval_ns], 1)
+    arrays["mass_pred_no_spread"] = np.stack(
+        [theory.dilution_mass(n, net.query_temperature(n).cpu().numpy() / tau0 * gap0) for n in cfg.eval_ns], 1)
     arrays["grid_mass_pred"] = np.stack([pred[n][0] for n in cfg.grid], 1)
     arrays.update({f"learned_{k}": v for k, v in learned_coefficients(net).items()})
     return Trained(spec, members, arrays)
@@ -316,8 +315,8 @@ def measure(cfg: DilutionConfig, trained: Mapping[str, Trained], noisy: Mapping[
                        "seeds": list(next(iter(trained.values())).members.seeds),
                        "bayes_accuracy": 1.0 if cfg.flag_noise == 0 else None, "strategies": metrics,
                        "flag_noise": {} if noise is None else
-                       {r["strategy"]: {k: v for k,
-                                        v in r.items() if k != "strategy"} for r in noise.to_dict("records")}}
+                       {r["strategy"]: {k: v for k, v in r.items() if k != "strategy"}
+                        for r in noise.to_dict("records")}}
     return results
 
 
@@ -388,9 +387,8 @@ def _strategies(cfg: DilutionConfig, per_seed: pd.DataFrame,
                            "acc_at_train_len": at(n0, "acc"), "mass_at_train_len": at(n0, "mass")})
         metrics[strategy] = {**block, "c_eff": float(c_eff.mean()), "gap_train": float(gap0.mean()),
                              "c_gap": float((c_eff * gap0).mean()),
-                             "learned": {k[len("learned_"):]: float(np.mean(v)) for k,
-                                         v in trained[strategy].arrays.items()
-                                         if k.startswith("learned_")}}
+                             "learned": {k[len("learned_"):]: float(np.mean(v))
+                                         for k, v in trained[strategy].arrays.items() if k.startswith("learned_")}}
     return pd.DataFrame(summary), metrics
 
 

@@ -385,8 +385,9 @@ def c8_model(cfg: PasskeyConfig, key: str) -> bool:
 def model_seeds(cfg: PasskeyConfig, key: str, seeds) -> list[int]:
     """The run's seeds, or for C8's models ``learn_seeds`` seeds from the run's first (if that is more)."""
     seeds = list(seeds)
-    return [seeds[0] + i for i in range(cfg.learn_seeds)] if c8_model(cfg,
-                                                                      key) and cfg.learn_seeds > len(seeds) else seeds
+    if c8_model(cfg, key) and cfg.learn_seeds > len(seeds):
+        return [seeds[0] + i for i in range(cfg.learn_seeds)]
+    return seeds
 
 
 def model_weight(cfg: PasskeyConfig, key: str) -> float:
