@@ -105,7 +105,8 @@ def execute(args: argparse.Namespace) -> None:
                 raise UsageError(f"--families: no benchmark model for {unknown[0]!r}; choose from "
                                  f"{', '.join(bench.HF_FAMILIES)}")
             print(f"bench hf: transformers {', '.join(args.families)} (hidden {args.hidden}, {args.layers} layers, "
-                  f"{args.heads} heads) after ssa_theory.hf.apply vs its own attention, batch {args.batch}, length {args.length}, forward+backward, "
+                  f"{args.heads} heads) after ssa_theory.hf.apply vs its own attention, batch {args.batch}, "
+                  f"length {args.length}, forward+backward, "
                   f"device {device}, {args.threads} thread(s), {args.repeats} rounds", flush=True)
             df = bench.hf_model(hidden=args.hidden, layers=args.layers, heads=args.heads, length=args.length,
                                 batch=args.batch, repeats=args.repeats, variants=args.variants, device=device,
