@@ -42,6 +42,8 @@ class Claim:
     hi: float
     verdict: str
     placebo: str = ""  # the same rule on a vanilla twin (another initialisation) against vanilla; "" not run
+    # the rule's empirical false-positive rate and its power at the declared effect, in words (``Calibration``)
+    calibration: str = ""
 
     def __post_init__(self) -> None:
         if self.placebo.startswith("reproduced") and self.verdict.startswith("reproduced"):
@@ -49,8 +51,13 @@ class Claim:
             object.__setattr__(self, "verdict", PLACEBO_PASSED)
 
     def interval(self) -> str:
-        if math.isnan(self.lo):
-            return f"{self.value:.4g} (one seed: no CI)"
+        """The headline and its interval in words; never an infinite bound printed as evidence."""
+        if not math.isfinite(self.value):
+            return "— (no estimate: the event was not reached)"
+        if math.isnan(self.lo) or math.isnan(self.hi):
+            return f"{self.value:.4g} (— no interval: one seed or no spread)"
+        if math.isinf(self.lo) or math.isinf(self.hi):
+            return f"{self.value:.4g} (— interval unbounded: too few seeds reached the event)"
         return f"{self.value:.4g} [{self.lo:.4g}, {self.hi:.4g}]"
 
 
@@ -112,3 +119,64 @@ def rate_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, f
     p2, l2, u2 = binomial_ci(k2, n2)
     d = p1 - p2
     return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+MIN_POWER = 0.5  # below this power at its declared effect a rule's verdict reads "not testable (power N%)"
+N_DRAWS = 2000  # resamples behind a calibration (its own Monte Carlo interval is printed)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A rule's false-positive rate and power, estimated by resampling the committed per-seed noise.
+
+    ``noise`` is a (seeds,) sample of the rule's per-seed statistic under no effect (for example the
+    placebo twin's per-seed difference from vanilla: the same estimator, real seed-to-seed noise).
+    Each draw resamples the seeds with replacement, centres them (no effect) and applies the rule; for
+    power the effect is added first. ``fpr`` and ``power`` are the shares of draws the rule calls
+    "reproduced", each with its exact binomial interval over the draws (Monte Carlo error only; the
+    seeds are the rest of the uncertainty). ``how`` says where the noise came from."""
+
+    fpr: float
+    fpr_lo: float
+    fpr_hi: float
+    power: float
+    power_lo: float
+    power_hi: float
+    draws: int
+    how: str
+
+    def testable(self) -> bool:
+        return self.power >= MIN_POWER
+
+    def words(self) -> str:
+        return (f"FPR {self.fpr:.1%} [{self.fpr_lo:.1%}, {self.fpr_hi:.1%}], power {self.power:.0%} at the declared "
+                f"effect ({self.how}, {self.draws} draws)")
+
+
+def calibrate(noise, passes, effect: float, how: str, draws: int = N_DRAWS, seed: int = 0) -> Calibration | None:
+    """``Calibration`` of a rule on per-seed statistics: ``passes(sample) -> bool`` is the rule on one
+    (seeds,) sample of per-seed differences (log ratios for a ratio rule), ``effect`` the declared
+    smallest effect on that scale (signed: the direction that counts as "reproduced"). None with
+    fewer than two seeds of noise."""
+    from ssa_theory.stats import binomial_ci
+
+    x = np.asarray(noise, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    centred = x - x.mean()
+    idx = rng.integers(0, x.size, (draws, x.size))
+    false = sum(bool(passes(centred[i])) for i in idx)
+    true = sum(bool(passes(centred[i] + effect)) for i in idx)
+    f, flo, fhi = binomial_ci(false, draws)
+    p, plo, phi = binomial_ci(true, draws)
+    return Calibration(f, flo, fhi, p, plo, phi, draws, how)
+
+
+def gated(verdict: str, cal: Calibration | None) -> str:
+    """A verdict read through its rule's power: "not testable (power N%)" where the power at the
+    declared effect is below ``MIN_POWER`` and the rule did not pass; the verdict itself otherwise."""
+    if cal is None or cal.testable() or verdict.startswith(("reproduced", "inconclusive", "not testable")):
+        return verdict
+    return f"not testable (power {cal.power:.0%})"

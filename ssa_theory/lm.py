@@ -54,6 +54,7 @@ class LMShape:
     train_length: int | None = None  # for strategies that read it (yarn, qwen, llama4)
     score: str = "dot"  # the attention's score geometry (SelectiveAttention): "dot" (free), "cosine", "softcap"
     score_bound: float | None = None  # B of a bounded geometry: scores B cos(q, k) or B tanh(q.k / (sqrt(d) B))
+    alpha_init: float = -4.0  # where SSA's position terms start (sigmoid(-4) = 0.018: nearly vanilla)
 
 
 class CausalConv(nn.Module):
@@ -78,7 +79,8 @@ class Block(nn.Module):
         self.ln_c = nn.LayerNorm(D) if shape.conv else None
         self.ln_a, self.ln_m = nn.LayerNorm(D), nn.LayerNorm(D)
         self.attn = SelectiveAttention(D, shape.n_heads, variant=shape.variant, rope_base=shape.rope_base,
-                                       train_length=shape.train_length, score=shape.score, score_bound=shape.score_bound)
+                                       train_length=shape.train_length, score=shape.score, score_bound=shape.score_bound,
+                                       alpha_init=shape.alpha_init)
         self.mlp = nn.Sequential(nn.Linear(D, shape.d_mlp), nn.GELU(), nn.Linear(shape.d_mlp, D))
 
     def forward(self, x: torch.Tensor, read: torch.Tensor | None = None, extras: dict | None = None):
@@ -205,18 +207,18 @@ def model_spec(cfg, key: str):
     spec = skeleton.twin() if key == PLACEBO else skeleton.ModelSpec.of(key, variant_of(cfg, key))
     return spec, spec.init
 
-def presets(minutes: float, quick: dict, gpu: dict) -> dict:
-    """The LM experiments' presets: ``default`` (3 seeds, the run ``paper_repro.md`` reports;
+def presets(minutes: float, quick: dict, gpu: dict, seeds: int = 3) -> dict:
+    """The LM experiments' presets: ``default`` (``seeds`` seeds, the run ``paper_repro.md`` reports;
     ``minutes`` is its measured time, for scheduling), ``quick`` (a smoke test with ``quick``'s
     overrides) and ``gpu`` (``gpu``'s overrides, 5 seeds)."""
     from ssa_theory.registry import Preset
 
-    return {"default": Preset({}, seeds=3,
-                              about="the run paper_repro.md reports: one model per strategy, 10 to 14 minutes of one "
-                                    "core, spread over every core",
+    return {"default": Preset({}, seeds=seeds,
+                              about=f"the run paper_repro.md reports: one model per strategy, {seeds} seeds, about "
+                                    f"{minutes:.0f} minutes of one core, spread over every core",
                               minutes=minutes),
             "quick": Preset(quick, seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
-            "gpu": Preset(gpu, seeds=5,
+            "gpu": Preset(gpu, seeds=max(5, seeds),
                           about="10-100x the default for a GPU: do the CPU verdicts hold at a larger scale?")}
 
 
@@ -245,12 +247,13 @@ def scored(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tu
 def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
                 monitor: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float, log_every: int,
                 label: str, token_freq: torch.Tensor | None = None, init: str = "init",
-                log_at=None) -> tuple[Ensemble, dict]:
+                log_at=None, temp_lr: float | None = None) -> tuple[Ensemble, dict]:
     """Train ``Ensemble(shape, members.seeds)`` on ``batch(step) -> (tokens (E, B, n), mask)``, the loss
     being each member's mean cross-entropy at its scored positions (``scored``); score the fixed
     ``monitor`` set (tokens, mask) every ``log_every`` steps; ``token_freq`` (V,) is each token's
     training frequency (for the ``freq`` strategy); ``init`` the initialisation stream (``member``);
-    ``log_at`` the step counts after which the monitor is scored instead of every ``log_every``.
+    ``log_at`` the step counts after which the monitor is scored instead of every ``log_every``;
+    ``temp_lr`` the temperature parameters' own learning rate (None: ``lr``, as every other weight).
     Returns the model and the history
     ``{"step", "loss", "error"}`` (``error``: the fraction of the monitor's scored positions wrong)."""
     from ssa_theory.train import fit
@@ -270,9 +273,22 @@ def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[to
         return {"loss": ce.mean(1), "error": wrong.sum(1) / count.sum(1).clamp_min(1),
                 "exact": (wrong == 0).float().mean(1)}
 
-    hist = fit(net.parameters(), member_loss, steps=steps, lr=lr, log_every=log_every, evaluate=evaluate,
+    hist = fit(parameter_groups(net, lr if temp_lr is None else temp_lr), member_loss, steps=steps, lr=lr, log_every=log_every, evaluate=evaluate,
                progress=ctx.progress(label, steps), model=label, members=members.labels, log_at=log_at)
     return net, hist
+
+
+def parameter_groups(net: Ensemble, temp_lr: float) -> list[dict]:
+    """Adam's parameter groups: every weight at the run's rate, the temperature parameters (``Ensemble.temperatures``)
+    in a group of their own at ``temp_lr``. The authors' released code trains its temperature scalar at its
+    own rate; under one shared rate a scalar that starts near neutral barely moves in a short run
+    (400 Adam steps at 3e-3 under cosine decay move it at most about 0.6)."""
+    temps = set(net.temperatures())
+    rest = [p for k, p in net._params().items() if k not in temps]
+    groups = [{"params": rest}]
+    if temps:
+        groups.append({"params": [p for k, p in net._params().items() if k in temps], "lr": temp_lr})
+    return groups
 
 
 def steps_to(steps, values, target: float, below: bool) -> float:
@@ -286,7 +302,7 @@ def time_to_learn(histories: dict, members, *, accuracy_key: str, accuracy_targe
                   cell_name: str, cell_values):
     """Per strategy and grid cell (C8): the steps each member needs to reach vanilla's final monitor
     loss (same seed and cell), over vanilla's own steps to it, as a geometric mean with an interval
-    (``stats.ratio_ci``) and per seed; and the mean steps to ``accuracy_target`` of ``accuracy_key``.
+    (``stats.ratio_ci``; left empty where every seed has the same ratio) and per seed; and the mean steps to ``accuracy_target`` of ``accuracy_key``.
     A pandas DataFrame, empty without a vanilla run."""
     import pandas as pd
 
@@ -309,6 +325,8 @@ def time_to_learn(histories: dict, members, *, accuracy_key: str, accuracy_targe
     out = []
     for (s, c), g in df.groupby(["strategy", cell_name], sort=False):
         m, lo, hi = ratio_ci(g.ratio)
+        if not hi > lo:  # identical seeds (or one): a t-interval of no width says nothing; left empty
+            lo = hi = math.nan
         out.append({"strategy": s, cell_name: c, "steps_ratio": m, "steps_ratio_lo": lo, "steps_ratio_hi": hi,
                     "reached": int(g.ratio.notna().sum()), "seeds": len(g), "steps_to_accuracy": g.to_accuracy.mean(),
                     "per_seed_ratio": " ".join(f"{r:.3g}" for r in g.ratio)})

@@ -61,11 +61,12 @@ def all_claims(root: Path) -> list[Claim]:
 
 
 def summary_table(claims: Iterable[Claim]) -> str:
-    rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict | placebo (vanilla twin) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict | placebo (vanilla twin) "
+            "| false-positive rate and power |",
+            "|---|---|---|---|---|---|---|"]
     for c in claims:
         rows.append(f"| {c.id} (`{c.experiment}`) | {c.paper} | {c.measure} | {c.interval()} | {c.verdict} | "
-                    f"{c.placebo or 'not run yet'} |")
+                    f"{c.placebo or 'not run yet'} | {c.calibration or 'not estimated yet'} |")
     return "\n".join(rows) + "\n"
 
 

@@ -148,3 +148,14 @@ def ci_columns(name: str, values: Sequence[float] | np.ndarray, bounded: bool | 
     folds them for display)."""
     m, lo, hi = interval(name, values, bounded)
     return {name: m, f"{name}_lo": lo, f"{name}_hi": hi}
+
+
+def rate_columns(name: str, rates: Sequence[float] | np.ndarray, k: int, n: int) -> dict[str, float]:
+    """Columns ``{name, name_lo, name_hi}`` of a rate of counts (errors over reads, hits over contexts):
+    the mean of the per-seed ``rates`` with its bootstrap interval over seeds, except where that interval
+    has no width (every seed the same, as 0 errors everywhere), where the exact interval of the pooled
+    ``k`` events in ``n`` trials (``binomial_ci``) stands instead: a count never gets a zero-width interval."""
+    m, lo, hi = bootstrap_ci(rates)
+    if n >= 1 and not (hi > lo):
+        _, lo, hi = binomial_ci(k, n)
+    return {name: m, f"{name}_lo": lo, f"{name}_hi": hi}

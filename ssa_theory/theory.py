@@ -436,6 +436,17 @@ def off_needle_exponent(log_odds, n) -> float:
     return float(np.polyfit(np.log(n), log_odds, 1)[0])
 
 
+def critical_gamma(gap: float, fit_lengths, gammas) -> float:
+    """The transition of ``critical_mass`` at a fixed ``gap``, read as a measurement reads it: the gamma
+    where the off-needle exponent fitted over ``fit_lengths`` (``off_needle_exponent`` of
+    ``critical_log_odds``) crosses 0 on the grid ``gammas`` (``crossing``). The exponent is
+    ``a - gamma gap`` with ``a`` the slope of ``log(n - 1)`` on ``log n`` (just above 1), so this is
+    ``a / gap`` up to the grid's interpolation; ``1 / gap`` in the large-n limit."""
+    n = np.asarray(fit_lengths, dtype=float)
+    g = np.asarray(gammas, dtype=float)
+    return crossing(g, [off_needle_exponent(critical_log_odds(n, x, gap), n) for x in g])
+
+
 def crossing(x, y) -> float:
     """Where a sequence ``y`` over increasing ``x`` first changes sign from positive to non-positive,
     linearly interpolated in ``log x``; NaN if it never does."""
