@@ -92,7 +92,7 @@ def test_a_bad_model_config_is_one_line_naming_the_fix():
         cells.ModelConfig(experiment="dilutoin")
     with pytest.raises(ConfigError, match="denoising is not split into models"):
         cells.ModelConfig(experiment="denoising")
-    with pytest.raises(ConfigError, match="'sssa' is not a model of passkey; its models: vanilla, global"):
+    with pytest.raises(ConfigError, match="'sssa' is not a model of passkey; its models: vanilla, ssa, placebo"):
         cells.ModelConfig(experiment="passkey", model="sssa")
     with pytest.raises(ConfigError, match="unknown config keys for PasskeyConfig: nope"):
         cells.ModelConfig(experiment="passkey", config='{"nope": 1}')

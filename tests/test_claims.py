@@ -3,6 +3,7 @@ its control kind (no effect, or an effect below the declared size, or one that s
 too), and "inconclusive (one seed)" on one seed. The data are written as the experiments export them."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -273,20 +274,21 @@ def test_c6_one_seed(tmp_path):
 # --- C7, C8: passkey; C9: flipflop ---------------------------------------------------------------------------------
 
 
-def _passkey(tmp_path, van_max, ssa_max, learn=((800, 700, 900), (800, 700, 900)), seeds=8):
+def _passkey(tmp_path, van_max, ssa_max, learn=None):
     n = len(van_max)
+    arm = lambda mx: {"1": {"acc_train": [1.0] * n, "acc_max": list(mx), "gap_slope": [0.0] * n}}  # noqa: E731
     m = {"digits": [1], "lengths": [128, 4096], "train_lengths": [32, 128],
-         "strategies": {"vanilla": {"1": {"acc_train": [1.0] * n, "acc_max": list(van_max)}},
-                        "ssa": {"1": {"acc_train": [1.0] * n, "acc_max": list(ssa_max)}}},
-         "time_to_learn": [{"strategy": k, "digits": 1, "median_steps": a, "median_lo": b, "median_hi": c, "seeds": seeds,
-                            "censored": 0} for k, (a, b, c) in zip(("vanilla", "ssa"), learn)]}
+         "strategies": {"vanilla": arm(van_max), "ssa": arm(ssa_max)},
+         "learn": {"digits": 2, "lengths": [32, 64], "per_seed": learn or {}}}
     return passkey.claims(_write(tmp_path, m))
 
 
 def test_c7_c8_control_kind_and_one_seed(tmp_path):
-    c7, c8 = _passkey(tmp_path, (0.5, 0.55, 0.45), (0.5, 0.56, 0.44))
+    same = {"steps": [800, 700, 900, 850, 760, 820, 790, 810], "reached": [1.0] * 8}
+    c7, c8 = _passkey(tmp_path, (0.5, 0.55, 0.45), (0.5, 0.56, 0.44), learn={"vanilla": same, "ssa": same})
     assert c7.verdict == "not reproduced" and c8.verdict == "no clear difference"
-    c7, c8 = _passkey(tmp_path, (0.5,), (0.9,), seeds=1)
+    one = {"steps": [800], "reached": [1.0]}
+    c7, c8 = _passkey(tmp_path, (0.5,), (0.9,), learn={"vanilla": one, "ssa": one})
     assert c7.verdict == cl.ONE_SEED and c8.verdict.startswith("not testable: 1 seeds, the rule needs 8")
 
 
@@ -294,7 +296,7 @@ def _flipflop(tmp_path, van, ssa, reads=400):
     """Per-seed glitch rates of each arm on the sparse set, as errors over ``reads`` reads a seed."""
     arm = lambda rates: {"errors": {"sparse": [round(r * reads) for r in rates]},  # noqa: E731
                          "reads": {"sparse": [reads] * len(rates)}}
-    m = {"strategies": {"vanilla": arm(van), "ssa": arm(ssa)}}
+    m = {"strategies": {"vanilla": arm(van), "ssa": arm(ssa)}, "tests": {"sparse": {"p_ignore": 0.99}}}
     return flipflop.claims(_write(tmp_path, m))[0]
 
 
@@ -302,6 +304,28 @@ def test_c9_control_kind_and_one_seed(tmp_path):
     assert _flipflop(tmp_path, [0.2, 0.3, 0.25], [0.2, 0.3, 0.25]).verdict == "not reproduced"
     assert _flipflop(tmp_path, [0.2, 0.3, 0.25], [0.05, 0.1, 0.08]).verdict == "reproduced"
     assert _flipflop(tmp_path, [0.2], [0.05]).verdict == cl.ONE_SEED
+
+
+def test_calibration_from_both_sides():
+    """A rule on per-seed differences: no false positives where the twin's noise is small against the
+    threshold, full power at twice it; a noise as wide as the effect gives neither."""
+    def passes(x):
+        m, lo, _ = __import__("ssa_theory.stats", fromlist=["mean_ci"]).mean_ci(x)
+        return m >= 0.05 and lo > 0
+
+    tight = cl.calibrate(np.array([0.01, -0.01, 0.005, -0.005, 0.0, 0.01, -0.01, 0.0]), passes, 0.1, "test")
+    assert tight.fpr == 0 and tight.power == 1 and tight.testable() and tight.fpr_hi > 0  # an interval with width
+    wide = cl.calibrate(np.array([0.3, -0.3, 0.2, -0.25, 0.1, 0.35, -0.4, 0.0]), passes, 0.1, "test")
+    assert wide.power < cl.MIN_POWER and not wide.testable()
+    assert cl.gated("not reproduced", wide) == f"not testable (power {wide.power:.0%})"
+    assert cl.gated("reproduced", wide) == "reproduced" and cl.gated("not reproduced", tight) == "not reproduced"
+    assert cl.calibrate([0.1], passes, 0.1, "test") is None
+
+
+def test_an_unbounded_interval_is_never_printed_as_evidence():
+    c = cl.Claim("C", "x", "p", "m", 0.98, 0.5, math.inf, "v")
+    assert "inf" not in c.interval() and "—" in c.interval()
+    assert "—" in cl.Claim("C", "x", "p", "m", math.inf, math.inf, math.inf, "v").interval()
 
 
 # --- every rule on simulated nulls: its false-positive rate -----------------------------------------------
@@ -415,35 +439,21 @@ def _null_c7(rng, tmp_path, prefix=""):
 
 
 def _null_c8(rng, tmp_path):
-    """Two identical learners under the rule's preconditions (8 seeds; a task learned in about 800 of
-    1500 steps), logged at the committed run's log-spaced steps (40 from 1 to the last) on a monitor of
-    64 contexts a seed (binomial noise), through passkey.time_to_learn: the steps to 0.9 exact match,
-    interpolated, a seed that never gets there censored; the rule compares Kaplan-Meier medians."""
-    from ssa_theory.seeding import Members
-    from ssa_theory.skeleton import ModelSpec, Trained
-
-    cfg = passkey.PasskeyConfig(steps=1500)
-    members = Members.grid([1], list(range(8)), lambda d: f"d={d}")
-    steps = np.array([0, *cfg.log_steps()])
-
-    def learner():
-        onset = np.exp(rng.normal(np.log(800.0), 0.25, 8))  # each seed's step of learning, spread as seeds are
-        p = 1 / (1 + np.exp(-(steps[:, None] - onset[None, :]) / 60.0))
-        return Trained(ModelSpec.of("vanilla"), members, {}, {"step": steps, "exact": rng.binomial(64, p) / 64})
-
-    learn = passkey.time_to_learn(cfg, {"vanilla": learner(), "ssa": learner()})
-    m = _committed("passkey")
-    return [c for c in passkey.claims(_write(tmp_path, {**m, "time_to_learn": learn.to_dict("records")})) if c.id == "C8"][0]
+    """Two identical learners under the rule's preconditions (8 seeds; a task learned in about 800 steps),
+    each seed's steps log-normal with the spread seeds have (0.25), paired by seed, through the paired
+    rule on per-seed log ratios."""
+    learner = lambda: {"steps": list(np.exp(rng.normal(np.log(800.0), 0.25, 8))), "reached": [1.0] * 8}  # noqa: E731
+    m = {"digits": [1], "lengths": [128, 4096], "train_lengths": [32, 128], "strategies": {},
+         "learn": {"digits": 2, "lengths": [32, 64], "per_seed": {"vanilla": learner(), "ssa": learner()}}}
+    return [c for c in passkey.claims(_write(tmp_path, m)) if c.id == "C8"][0]
 
 
 def _null_c9(rng, tmp_path):
-    """Both arms glitching alike, over the committed run's sparse reads per seed, at the rate where the
-    rule can decide (above its 1% floor): vanilla's committed in-distribution rate."""
-    m = _committed("flipflop")
-    p = float(np.mean(m["strategies"]["vanilla"]["glitch"]["in_distribution"]))
-    reads = np.asarray(m["strategies"]["vanilla"]["reads"]["sparse"])
-    arm = lambda: {"errors": {"sparse": rng.binomial(reads, p).tolist()}, "reads": {"sparse": reads.tolist()}}  # noqa: E731
-    return flipflop.claims(_write(tmp_path, {"strategies": {"vanilla": arm(), "ssa": arm()}}))[0]
+    """Both arms glitching alike, at 3% (above the rule's 1% floor), over 8 seeds of 330 sparse reads."""
+    reads = np.full(8, 330)
+    arm = lambda: {"errors": {"sparse": rng.binomial(reads, 0.03).tolist()}, "reads": {"sparse": reads.tolist()}}  # noqa: E731
+    return flipflop.claims(_write(tmp_path, {"strategies": {"vanilla": arm(), "ssa": arm()},
+                                             "tests": {"sparse": {"p_ignore": 0.99}}}))[0]
 
 
 NULLS = {"C1": _null_c1, "C2": _null_c2, "C3": _null_c3, "C4": _null_c4, "C5": _null_c5, "C6": _null_c6,

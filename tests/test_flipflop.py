@@ -58,27 +58,50 @@ def _metrics(tmp_path, van, ssa, placebo=None, reads=120):
     st = {"vanilla": arm(van), "ssa": arm(ssa), **({ff.PLACEBO: arm(placebo)} if placebo is not None else {})}
     d = tmp_path / "m"
     d.mkdir(exist_ok=True)
-    (d / "metrics.json").write_text(json.dumps({"strategies": st}))
+    (d / "metrics.json").write_text(json.dumps({"strategies": st, "tests": {"sparse": {"pairs": 64, "p_ignore": 0.99}}}))
     return d
 
 
 @pytest.mark.parametrize("van,ssa,reads,verdict", [
-    ([24, 36, 30], [6, 12, 10], 120, "reproduced"),
-    ([24, 36, 30], [18, 30, 36], 120, "not reproduced"),  # lower on average but not on every seed, nor half
-    ([1, 0, 0], [0, 0, 0], 200, "no difference: both below 1% glitches (exact upper bounds)"),
-    ([0, 0, 0], [0, 0, 0], 120, "not reproduced"),  # 360 reads without an error: upper bound 1.02%, not below 1%
-    ([0, 0, 0], [0, 0, 0], 90, "not testable: fewer than 300 reads pooled over seeds"),  # 270 reads
-    ([2, 1, 2], [0, 0, 0], 120, "not reproduced"),  # half, every seed lower, but the intervals overlap
+    ([24, 36, 30, 28], [6, 12, 10, 8], 120, "reproduced"),  # every seed about a third: clear and under 0.75
+    ([24, 36, 30, 28], [18, 30, 36, 27], 120, "not reproduced"),  # lower on average, neither clear nor 0.75
+    ([24, 36, 30, 28], [60, 70, 66, 61], 120, "not reproduced: more glitches"),
+    ([24, 36, 30, 28], [20, 31, 25, 24], 120, "not reproduced"),  # clearly lower (0.84x), under the threshold
+    ([1, 0, 0, 0], [0, 0, 0, 0], 200, "not testable (floor): vanilla glitches at 0.12% pooled, under 1%"),
+    ([40, 0, 0, 0], [0, 0, 0, 0], 120, "not reproduced"),  # 40 errors, all on one seed: clustered, no clear effect
+    ([2, 1, 2], [0, 0, 0], 120, "reproduced"),  # 1.4% pooled, above the floor; every seed to none: about 0.24x
 ])
 def test_glitch_rule_from_both_sides(tmp_path, van, ssa, reads, verdict):
     (claim,) = ff.claims(_metrics(tmp_path, van, ssa, reads=reads))
-    assert claim.verdict == verdict and claim.placebo == ""
-    assert claim.hi > claim.lo  # a count's interval has width, zeros included
+    assert claim.verdict == verdict and claim.placebo == "" and claim.calibration == ""
 
 
-def test_the_placebo_goes_through_the_same_rule(tmp_path):
-    (claim,) = ff.claims(_metrics(tmp_path, [24, 36, 30], [6, 12, 10], placebo=[25, 33, 31]))
+def test_one_clustered_seed_is_not_many_errors():
+    """40 errors on one seed and none on three weigh as one seed's ratio, not as 40 independent errors:
+    pooled, 40 against 0 would be overwhelming."""
+    van = {"errors": [40, 0, 0, 0], "reads": [300] * 4}
+    ssa = {"errors": [0, 0, 0, 0], "reads": [300] * 4}
+    x = ff.log_rate_ratios(van, ssa)
+    assert x[0] < -4 and np.allclose(x[1:], 0)
+    assert ff.glitch_rule(van, ssa) == "not reproduced"
+
+
+def test_the_placebo_goes_through_the_same_rule_and_calibrates_it(tmp_path):
+    (claim,) = ff.claims(_metrics(tmp_path, [24, 36, 30, 28, 26, 33, 29, 31], [6, 12, 10, 8, 7, 9, 11, 10],
+                                  placebo=[25, 33, 31, 27, 30, 28, 27, 32]))
     assert claim.verdict == "reproduced" and claim.placebo == "not reproduced"
+    assert "FPR 0.0%" in claim.calibration and "power 100%" in claim.calibration
+    (claim,) = ff.claims(_metrics(tmp_path, [24, 36, 30, 28], [20, 31, 25, 24], placebo=[2, 80, 5, 60]))
+    assert claim.verdict.startswith("not testable (power ")  # a twin that far from vanilla: the rule cannot see 2x
+
+
+def test_a_rate_of_counts_gets_the_exact_interval_where_the_bootstrap_collapses():
+    from ssa_theory.stats import binomial_ci, rate_columns
+
+    c = rate_columns("glitch", [0.0, 0.0, 0.0], 0, 900)  # no error in 900 reads: not [0, 0]
+    assert c["glitch"] == 0 and c["glitch_lo"] == 0 and c["glitch_hi"] == pytest.approx(binomial_ci(0, 900)[2])
+    c = rate_columns("glitch", [0.1, 0.3], 40, 200)  # seeds that differ keep their bootstrap interval
+    assert (c["glitch_lo"], c["glitch_hi"]) == bootstrap_ci([0.1, 0.3])[1:]
 
 
 def test_bootstrap_interval_stays_in_the_range_of_the_values():

@@ -81,12 +81,51 @@ def test_quick_run_intervals_stay_in_range_and_claims_have_verdicts(quick, tmp_p
     t = pd.read_csv(path / "tables" / "by_length.csv")
     for c in ("acc", "needle_mass"):
         assert (t[f"{c}_lo"] >= 0).all() and (t[f"{c}_hi"] <= 1).all() and (t[f"{c}_lo"] <= t[c]).all()
+    assert (t.acc_hi > t.acc_lo).all()  # a rate of counts never gets a zero-width interval (2 seeds of 4 contexts)
     claims = pk.claims(_export(path, tmp_path))
-    assert [c.id for c in claims] == ["C7", "C7b", "C8"] and all(c.verdict and c.placebo for c in claims)  # the twin too
+    assert [c.id for c in claims] == ["C7", "C7b", "C7b.range", "C7b.slope", "C7b.bound", "C8"]
+    assert all(c.verdict and c.placebo for c in claims)  # the twin
+    assert all(c.calibration for c in claims if c.id != "C8")  # FPR and power (C8's seeds are censored at 40 steps)
     assert ((t.acc_exact_lo <= t.acc) & (t.acc <= t.acc_exact_hi) & (t.acc_exact_hi > t.acc_exact_lo)).all()
     assert np.allclose(t.retrieved / t.contexts, t.acc)
-    assert set(t.strategy) == {"vanilla", "ssa", pk.PLACEBO, *(pk.COSINE + s for s in ("vanilla", "ssa", pk.PLACEBO))}
-    assert set(t.geometry) == {"dot", "cosine"} and (t.law_ratio[t.strategy.str.endswith("vanilla")] == 1).all()
+    twins = (pk.COSINE + s for s in ("vanilla", "ssa", pk.PLACEBO))
+    assert set(t.strategy) == {"vanilla", "ssa", pk.PLACEBO, *twins, "cosine6:vanilla", "cosine8:vanilla", "cosine8:ssa"}
+    assert (t.law_ratio[t.strategy.str.endswith("vanilla")] == 1).all()
+    arms = pd.read_csv(path / "tables" / "arms.csv")
+    assert set(arms.model) == set(t.strategy) and (arms.acc_exact_hi > arms.acc_exact_lo).all()
+    learn = pd.read_csv(path / "tables" / "time_to_learn.csv")
+    assert set(learn.strategy) == {"vanilla", "ssa", pk.PLACEBO} and (learn.digits == 2).all()  # C8's own task
+
+
+def test_arm_keys_parse_to_their_geometry_start_and_task():
+    cfg = pk.PasskeyConfig()
+    assert pk.arm(cfg, "ssa") == pk.Arm("ssa", "ssa")
+    assert pk.arm(cfg, "cosine:ssa_q_pos@-2") == pk.Arm("cosine:ssa_q_pos@-2", "ssa_q_pos", 4.0, -2.0)
+    assert pk.arm(cfg, "cosine6:vanilla") == pk.Arm("cosine6:vanilla", "vanilla", 6.0)
+    assert pk.arm(cfg, "learn:placebo") == pk.Arm("learn:placebo", pk.PLACEBO, learn=True)
+    keys = pk.model_keys(cfg)
+    assert len(keys) == len(set(keys)) == 16 and all(pk.arm(cfg, k).key == k for k in keys)
+    assert "cosine:ssa_q_pos@-2" in keys and "cosine6:vanilla" in keys and "cosine8:ssa" in keys
+    assert pk.model_keys(pk.PasskeyConfig(pos_starts=(), matched_bound=0, second_bound=0, learn=False)) == [
+        "vanilla", "ssa", pk.PLACEBO, *(pk.COSINE + s for s in (*pk.BOUNDED, pk.PLACEBO))]
+
+
+def test_a_position_term_starts_where_its_key_says_and_temperatures_get_their_own_rate():
+    cfg = pk.PasskeyConfig(d_model=16, n_filler=4)
+    net = lm.Ensemble(cfg.shape("ssa_q_pos", 4.0, -2.0), [0])
+    alphas = [v for k, v in net.temperatures().items() if k.endswith("q_alpha")]
+    assert alphas and all(torch.all(a == -2.0) for a in alphas)
+    groups = lm.parameter_groups(net, 0.5)
+    assert len(groups) == 2 and groups[1]["lr"] == 0.5 and "lr" not in groups[0]
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in net.parameters())
+    assert len(lm.parameter_groups(lm.Ensemble(cfg.shape("vanilla"), [0]), 0.5)) == 1  # nothing to single out
+
+
+def test_gap_slope_is_the_least_squares_slope_on_log_n():
+    cfg = pk.PasskeyConfig(eval_lengths=(128, 512, 4096))
+    x = np.log(np.array(cfg.lengths, dtype=float))
+    gap = np.stack([3 + 0.7 * x, np.full(3, 5.0)])
+    np.testing.assert_allclose(pk.gap_slopes(cfg, gap), [0.7, 0.0], atol=1e-12)
 
 
 def _export(run_dir, tmp_path):
@@ -101,16 +140,28 @@ def _row(name, median, lo, hi, seeds=8, censored=0):
             "seeds": seeds, "censored": censored}
 
 
-def _metrics(tmp_path, van_max, ssa_max, van_train=(1.0, 1.0, 1.0), ssa_train=(1.0, 1.0, 1.0), learn=None):
-    learn = learn or [_row("vanilla", 800, 700, 900), _row("ssa", 800, 700, 900)]
-    m = {"digits": [1], "lengths": [128, 4096], "train_lengths": [32, 128], "bound": 4.0, "accuracy_target": 0.9,
-         "strategies": {"vanilla": {"1": {"acc_train": list(van_train), "acc_max": list(van_max)}},
-                        "ssa": {"1": {"acc_train": list(ssa_train), "acc_max": list(ssa_max)}}},
-         "time_to_learn": learn}
+def _metrics(tmp_path, van_max, ssa_max, van_train=None, ssa_train=None, learn=None, slopes=None):
+    n = len(van_max)
+    van_train = van_train or [1.0] * n
+    ssa_train = ssa_train or [1.0] * n
+    arm = lambda train, mx, slope: {"1": {"acc_train": list(train), "acc_max": list(mx),  # noqa: E731
+                                          "gap_slope": list(slope)}}
+    vs, ss = slopes or ([0.0] * n, [0.0] * n)
+    m = {"digits": [1], "lengths": [128, 4096], "train_lengths": [32, 128], "bound": 4.0, "matched_bound": 0,
+         "second_bound": 0, "accuracy_target": 0.9,
+         "strategies": {pk.COSINE + "vanilla": arm(van_train, van_max, vs), pk.COSINE + "ssa": arm(ssa_train, ssa_max, ss),
+                        "cosine6:vanilla": arm(van_train, van_max, vs)},
+         "time_to_learn": [], "learn": {"digits": 2, "lengths": [32, 64], "steps": 2500, "per_seed": learn or {}}}
+    if slopes:
+        m["matched_bound"] = 6
     d = tmp_path / "m"
     d.mkdir(exist_ok=True)
     (d / "metrics.json").write_text(json.dumps(m))
     return d
+
+
+def _claim(claims, cid):
+    return next(c for c in claims if c.id == cid)
 
 
 @pytest.mark.parametrize("van,ssa,train,verdict", [
@@ -123,23 +174,55 @@ def _metrics(tmp_path, van_max, ssa_max, van_train=(1.0, 1.0, 1.0), ssa_train=(1
     ((0.5, 0.55, 0.45), (0.9, 0.95, 0.85), (0.9, 1, 1), "not testable: a model did not learn the task at the training length"),
 ])
 def test_c7_rule_from_both_sides(tmp_path, van, ssa, train, verdict):
-    (c7, _) = pk.claims(_metrics(tmp_path, van, ssa, van_train=train))
-    assert c7.verdict == verdict
+    c7b = _claim(pk.claims(_metrics(tmp_path, van, ssa, van_train=train)), "C7b")
+    assert c7b.verdict == verdict and c7b.placebo == "" and c7b.calibration == ""  # no twin here: nothing to calibrate
 
 
-@pytest.mark.parametrize("ssa,van,verdict", [
-    (_row("ssa", 600, 550, 650), _row("vanilla", 800, 700, 900), "reproduced"),
-    (_row("ssa", 1000, 950, 1100), _row("vanilla", 800, 700, 900), "not reproduced"),
-    (_row("ssa", 750, 650, 850), _row("vanilla", 800, 700, 900), "no clear difference"),  # overlapping intervals
-    (_row("ssa", 700, 560, 690), _row("vanilla", 760, 700, 900), "no clear difference"),  # disjoint, but under the 10% effect
-    (_row("ssa", 600, 550, 650, censored=3), _row("vanilla", float("inf"), 700, float("inf"), censored=5),
+@pytest.mark.parametrize("van,ssa,verdict", [
+    ((0.1, 0.2, 0.0, 0.1), (1.0, 1.1, 0.9, 1.2), "reproduced"),  # the gap grows 1 nat per log n more
+    ((0.1, 0.2, 0.0, 0.1), (0.2, 0.3, 0.1, 0.15), "not reproduced: static"),  # clearly under the 0.25 threshold
+    ((0.1, 0.2, 0.0, 0.1), (0.1, 1.5, -0.9, 0.9), "not reproduced"),  # too noisy to say either way
+])
+def test_c7b_slope_rule_from_both_sides(tmp_path, van, ssa, verdict):
+    claims = pk.claims(_metrics(tmp_path, (0.5,) * 4, (0.9,) * 4, slopes=(van, ssa)))
+    assert _claim(claims, "C7b.slope").verdict == verdict
+
+
+def _learner(steps, reached=None):
+    return {"steps": list(steps), "reached": [1.0] * len(steps) if reached is None else list(reached)}
+
+
+SEEDS8 = np.array([0.9, 1.1, 1.0, 0.95, 1.05, 1.0, 0.98, 1.02])
+
+
+@pytest.mark.parametrize("van,ssa,verdict", [
+    (_learner(800 * SEEDS8), _learner(600 * SEEDS8[::-1]), "reproduced"),  # 0.75x, clear
+    (_learner(800 * SEEDS8), _learner(1000 * SEEDS8[::-1]), "not reproduced"),  # slower, clear
+    (_learner(800 * SEEDS8), _learner(780 * SEEDS8[::-1]), "no clear difference"),
+    (_learner(800 * SEEDS8), _learner(760 * SEEDS8), "no clear difference"),  # clear, but 0.95x: under the 1.1x threshold
+    (_learner(800 * SEEDS8), _learner(600 * SEEDS8, [1, 1, 1, 1, 1, 1, 1, 0]),  # one SSA seed censored: no claim
+     "no clear difference"),
+    (_learner(800 * SEEDS8, [1, 1, 1, 0, 0, 0, 0, 0]), _learner(600 * SEEDS8),
      "not testable: vanilla reached the target on fewer than half its seeds"),
-    (_row("ssa", 60, 55, 65, seeds=3), _row("vanilla", 100, 90, 110, seeds=3),
+    (_learner(100 * SEEDS8[:3]), _learner(60 * SEEDS8[:3]),
      "not testable: 3 seeds, the rule needs 8; vanilla learns in 100 steps (median), under 500"),
 ])
-def test_c8_rule_from_both_sides(tmp_path, ssa, van, verdict):
-    (_, c8) = pk.claims(_metrics(tmp_path, (1, 1, 1), (1, 1, 1), learn=[van, ssa]))
+def test_c8_paired_rule_from_both_sides(tmp_path, van, ssa, verdict):
+    c8 = _claim(pk.claims(_metrics(tmp_path, (1, 1, 1), (1, 1, 1), learn={"vanilla": van, "ssa": ssa})), "C8")
     assert c8.verdict == verdict
+
+
+def test_c8_reads_not_testable_below_half_power_and_calibrates_on_the_twin(tmp_path):
+    """A twin whose per-seed log ratios spread wide (x0.5 to x2): at 8 seeds the rule cannot see 1.25x."""
+    van = _learner(800 * SEEDS8)
+    wide = _learner(800 * SEEDS8 * np.array([0.5, 2, 0.6, 1.8, 0.5, 2, 0.7, 1.5]))
+    c8 = _claim(pk.claims(_metrics(tmp_path, (1, 1, 1), (1, 1, 1),
+                                   learn={"vanilla": van, "ssa": _learner(780 * SEEDS8), pk.PLACEBO: wide})), "C8")
+    assert c8.verdict.startswith("not testable (power ") and "FPR" in c8.calibration
+    tight = _learner(800 * SEEDS8 * np.array([0.99, 1.01, 1.0, 1.0, 0.99, 1.01, 1.0, 1.0]))
+    c8 = _claim(pk.claims(_metrics(tmp_path, (1, 1, 1), (1, 1, 1),
+                                   learn={"vanilla": van, "ssa": _learner(780 * SEEDS8), pk.PLACEBO: tight})), "C8")
+    assert c8.verdict == "no clear difference" and "power 100%" in c8.calibration  # at 1.25x, twice the 1.1x threshold
 
 
 def test_the_crossing_is_interpolated_and_a_seed_that_never_reaches_it_is_censored():
@@ -157,6 +240,8 @@ def test_the_temperature_law_is_the_strategy_tables():
                           ("asentmax", [1, 1])):  # a factor that reads the query is no law of n: left out
         net = lm.Ensemble(cfg.shape(variant), [0, 1])
         np.testing.assert_allclose(pk.law_ratio(cfg, net, np.array([0, 3]), ds), [want, want], rtol=1e-6)
+    net = lm.Ensemble(cfg.shape("log_n"), [0])
+    np.testing.assert_allclose(pk.law_tau(cfg, net, np.array([0]), [1]), [[np.log(127), np.log(1023)]], rtol=1e-6)
 
 
 def test_config_refuses_impossible_settings():
@@ -166,5 +251,9 @@ def test_config_refuses_impossible_settings():
         pk.PasskeyConfig(strategies=("vanila",))
     with pytest.raises(ConfigError, match="needle, the decoys, the query and the answer"):
         pk.PasskeyConfig(digits=(20,))
-    with pytest.raises(ConfigError, match="bounded names 'ssmax'"):
-        pk.PasskeyConfig(bounded=("vanilla", "ssmax"))
+    with pytest.raises(ConfigError, match="pos_starts"):
+        pk.PasskeyConfig(bounded=("vanilla", "ssa"))
+    with pytest.raises(ConfigError, match="second_bound"):
+        pk.PasskeyConfig(second_bound=-1)
+    with pytest.raises(ConfigError, match="C8's task"):
+        pk.PasskeyConfig(learn_n_min=8)

@@ -38,17 +38,22 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, lm
-from ssa_theory.claims import ONE_SEED, Claim, rate_difference
+from ssa_theory.claims import ONE_SEED, Claim, calibrate, gated
 from ssa_theory.config import TrainingConfig, require, variant_field
-from ssa_theory.stats import binomial_ci, ci_columns
+from ssa_theory.stats import binomial_ci, mean_ci, rate_columns
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
 
-STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "ssa_q_pos", "ssa_q", "ssa")
+STRATEGIES = ("vanilla", "global", "log_n", "ssa_q_pos", "ssa")
 PLACEBO = lm.PLACEBO
-POWER_READS = 300  # C9 is testable when each arm has this many pooled sparse reads: 1 - 0.99^300 = 0.95
+
+# --- C9's rule constants, fixed before the data they judge (paper_repro.md names the commit) ---------------
+C9_MAX = 0.75  # C9's threshold: SSA's glitch rate at most 0.75 of vanilla's (geometric mean of per-seed ratios)
+C9_EFFECT = 0.5  # C9's declared effect, twice the threshold's cut (power): half vanilla's rate
+C9_FLOOR = 0.01  # below this pooled vanilla rate there is no room for the effect: "not testable (floor)"
+CONTINUITY = 0.5  # added to each seed's errors and reads before its log rate: a seed with no error keeps a finite rate
 W, R, I, BIT0 = 0, 1, 2, 3  # tokens: instructions, then the bits 0 and 1
 VOCAB = 5
 
@@ -61,11 +66,14 @@ class FlipflopConfig(TrainingConfig):
 
     pairs: int = 64  # T, instruction/bit pairs per training sequence (2T tokens)
     p_ignore: float = 0.8
-    sparse_p: float = 0.98
+    # C9's regime, chosen before the data from a pilot of vanilla at 8 other seeds (100..107): 200 steps (half
+    # the training) and reads still farther from their writes (p_ignore 0.99) glitch at 2.1% pooled (55 of 2650
+    # reads; 51 of them on one seed), where 400 steps and p_ignore 0.98 glitched at 0.2%
+    sparse_p: float = 0.99
     dense_p: float = 0.1
     long_pairs: tuple[int, ...] = (256, 1024)  # longer test sequences, at p_ignore
     n_eval: int = 64  # test sequences per set and member
-    sparse_eval: int = 512  # sparse test sequences per member: about 320 reads (C9's power)
+    sparse_eval: int = 1024  # sparse test sequences per member: about 330 reads at p_ignore 0.99
     strategies: tuple[str, ...] = variant_field(STRATEGIES)
     placebo: bool = True  # also train the vanilla twin (PLACEBO), read against vanilla by C9's rule
     d_model: int = 32
@@ -74,10 +82,11 @@ class FlipflopConfig(TrainingConfig):
     conv: int = 2
     glitch_target: float = 0.01  # time to learn: the first logged step with a monitor glitch rate at most this
     n_monitor: int = 64
-    steps: int = 400
+    steps: int = 200
     batch_size: int = 32
     lr: float = 3e-3
     log_every: int = 20
+    temp_lr_factor: float = 10.0  # the temperature parameters train at this multiple of lr (their own rate)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -88,6 +97,7 @@ class FlipflopConfig(TrainingConfig):
         lm.check_model_fields(self)
         require(0 < self.glitch_target < 1, f"glitch_target must lie in (0, 1) (got {self.glitch_target})")
         require(self.sparse_eval >= 1, f"sparse_eval must be >= 1 (got {self.sparse_eval})")
+        require(self.temp_lr_factor > 0, f"temp_lr_factor must be > 0 (got {self.temp_lr_factor})")
 
     def n_sequences(self, test: str) -> int:
         return self.sparse_eval if test == "sparse" else self.n_eval
@@ -131,20 +141,21 @@ def _batch(gens, count: int, pairs: int, p_ignore: float):
 
 
 def train(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext, init: str = "init") -> Trained:
-    """Train one strategy for every member at once (initialised from the ``init`` stream); its reads,
-    errors and glitch rate on every test set (E, tests) and the attention entropy at the
-    in-distribution reads (E,)."""
-    net, hist = _fit(spec, cfg, members, ctx, init)
+    """Train one strategy for every member at once (initialised from the ``init`` stream; the temperature
+    parameters at ``temp_lr_factor`` times the rate); its reads, errors and glitch rate on every test set
+    (E, tests) and the attention entropy at the in-distribution reads (E,)."""
+    net, hist = _fit(spec, cfg, members, ctx, init, temp_lr=cfg.lr * cfg.temp_lr_factor)
     return Trained(spec, members, evaluate(net, cfg, members, ctx.device), hist)
 
 
-def _fit(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext, init: str = "init"):
+def _fit(spec: ModelSpec, cfg: FlipflopConfig, members: Members, ctx: RunContext, init: str = "init",
+         temp_lr: float | None = None):
     gens = members.generators("data")
     monitor = _batch(members.generators("eval"), cfg.n_monitor, cfg.pairs, cfg.p_ignore)
     return lm.fit_members(cfg.shape(spec.resolved), members, ctx,
                           batch=lambda step: _batch(gens, cfg.batch_size, cfg.pairs, cfg.p_ignore), monitor=monitor,
                           steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every, label=spec.label,
-                          token_freq=token_frequencies(cfg), init=init)
+                          token_freq=token_frequencies(cfg), init=init, temp_lr=temp_lr)
 
 
 def token_frequencies(cfg: FlipflopConfig) -> torch.Tensor:
@@ -216,7 +227,7 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
     for s, t in trained.items():
         row = {"strategy": s}
         for i, name in enumerate(names):
-            row.update(ci_columns(name, t["glitch"][:, i], bounded=True))
+            row.update(rate_columns(name, t["glitch"][:, i], int(t["errors"][:, i].sum()), int(t["reads"][:, i].sum())))
         row["read_entropy"] = float(t["read_entropy"].mean())
         rows.append(row)
     results.table("glitches", pd.DataFrame(rows), ci=names)
@@ -250,45 +261,64 @@ def measure(cfg: FlipflopConfig, members: Members, trained: Mapping[str, Trained
 # --- claims --------------------------------------------------------------------------------------
 
 
+def log_rate_ratios(vanilla: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per seed (the seed trains both arms on the same data and reads the same test set), the log of
+    ``other``'s glitch rate over vanilla's, each ``(errors + CONTINUITY) / (reads + CONTINUITY)``: C9's
+    seed-clustered statistic (a seed whose errors cluster counts once, not once per error)."""
+    ve, vr = np.asarray(vanilla["errors"], dtype=float), np.asarray(vanilla["reads"], dtype=float)
+    oe, orr = np.asarray(other["errors"], dtype=float), np.asarray(other["reads"], dtype=float)
+    n = min(ve.size, oe.size)
+    return (np.log((oe[:n] + CONTINUITY) / (orr[:n] + CONTINUITY))
+            - np.log((ve[:n] + CONTINUITY) / (vr[:n] + CONTINUITY)))
+
+
+def _halves(x: np.ndarray) -> bool:
+    """C9's test on per-seed log rate ratios: the geometric-mean ratio at most ``C9_MAX`` with its
+    t-interval below 1."""
+    m, lo, hi = mean_ci(x)
+    return bool(not math.isnan(hi) and hi < 0 and m <= math.log(C9_MAX))
+
+
 def glitch_rule(vanilla: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> str:
-    """C9's rule, stated before the data, on one test set's per-seed ``errors`` and ``reads`` of each arm:
+    """C9's rule, stated before the data, on one test set's per-seed ``errors`` and ``reads`` of each arm,
+    clustered by seed (``log_rate_ratios``):
     - fewer than two seeds: ``ONE_SEED``;
-    - "not testable" when either arm has fewer than ``POWER_READS`` reads pooled over seeds (then a 1%
-      glitch rate could show no error at all with probability above 5%);
-    - "no difference" when the exact 95% upper bounds of both pooled rates are below 1%;
-    - "reproduced" when ``other``'s pooled rate is at most half vanilla's, their exact intervals are
-      disjoint, and ``other`` is lower on every seed;
-    - "not reproduced" otherwise."""
+    - "not testable (floor)" when vanilla's pooled rate is below ``C9_FLOOR`` (no room to halve it that
+      the reads could show);
+    - "reproduced" when the geometric mean of the per-seed rate ratios is at most ``C9_MAX`` and its
+      t-interval lies below 1 (``_halves``; power is computed at ``C9_EFFECT``);
+    - "not reproduced: more glitches" when the interval lies above 1; "not reproduced" otherwise."""
     ve, vr = np.asarray(vanilla["errors"]), np.asarray(vanilla["reads"])
-    oe, orr = np.asarray(other["errors"]), np.asarray(other["reads"])
     if ve.size < 2:
         return ONE_SEED
-    if min(vr.sum(), orr.sum()) < POWER_READS:
-        return f"not testable: fewer than {POWER_READS} reads pooled over seeds"
-    v, v_lo, v_hi = binomial_ci(int(ve.sum()), int(vr.sum()))
-    o, o_lo, o_hi = binomial_ci(int(oe.sum()), int(orr.sum()))
-    if v_hi < 0.01 and o_hi < 0.01:
-        return "no difference: both below 1% glitches (exact upper bounds)"
-    if o <= 0.5 * v and o_hi < v_lo and np.all(oe / np.maximum(orr, 1) < ve / np.maximum(vr, 1)):
+    if ve.sum() < C9_FLOOR * vr.sum():
+        return f"not testable (floor): vanilla glitches at {ve.sum() / max(vr.sum(), 1):.2%} pooled, under {C9_FLOOR:.0%}"
+    x = log_rate_ratios(vanilla, other)
+    if _halves(x):
         return "reproduced"
-    return "not reproduced"
+    return "not reproduced: more glitches" if mean_ci(x)[1] > 0 else "not reproduced"
 
 
 def claims(exported: Path) -> list[Claim]:
     """C9 from ``metrics.json``: ``glitch_rule`` on the sparse set (reads far from their writes, where
-    dilution would bite), SSA against vanilla, and the placebo twin against vanilla. The headline number
-    is vanilla's glitch rate minus SSA's, errors over reads pooled over seeds, with its MOVER interval
-    (``claims.rate_difference``)."""
+    dilution would bite), SSA against vanilla, and the placebo twin against vanilla; the headline is the
+    geometric mean over seeds of SSA's glitch rate over vanilla's with its t-interval (``log_rate_ratios``),
+    and the rule's false-positive rate and power from the twin's per-seed log ratios, resampled
+    (``claims.calibrate``)."""
     m = read_json(Path(exported) / "metrics.json")
     arm = lambda name: {k: np.asarray(m["strategies"][name][k]["sparse"]) for k in ("errors", "reads")}  # noqa: E731
     van, ssa = arm("vanilla"), arm("ssa")
-    d, lo, hi = rate_difference(int(van["errors"].sum()), int(van["reads"].sum()), int(ssa["errors"].sum()),
-                                int(ssa["reads"].sum()))
-    placebo = glitch_rule(van, arm(PLACEBO)) if PLACEBO in m["strategies"] else ""
+    x = log_rate_ratios(van, ssa)
+    mean, lo, hi = mean_ci(x)
+    twin = arm(PLACEBO) if PLACEBO in m["strategies"] else None
+    cal = calibrate(log_rate_ratios(van, twin), _halves, math.log(C9_EFFECT),
+                    "the twin's per-seed log rate ratios to vanilla, resampled") if twin is not None else None
     return [Claim("C9", "flipflop",
                   "attention glitches (flip-flop): a temperature keeps attention sharp and removes them",
-                  "glitch rate on sparse sequences (p_ignore 0.98), vanilla - SSA, errors over reads pooled over seeds",
-                  d, lo, hi, glitch_rule(van, ssa), placebo)]
+                  f"glitch rate on sparse sequences (p_ignore {m['tests']['sparse']['p_ignore']:g}), SSA / vanilla, "
+                  "geometric mean of per-seed ratios",
+                  math.exp(mean), math.exp(lo), math.exp(hi), gated(glitch_rule(van, ssa), cal),
+                  glitch_rule(van, twin) if twin is not None else "", cal.words() if cal else "")]
 
 
 def ablate(cfg: FlipflopConfig, variant, ctx: RunContext) -> np.ndarray:
@@ -302,19 +332,21 @@ def ablate(cfg: FlipflopConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="flipflop",
-    version="2",  # 2: the placebo twin; reads and errors pooled (C9 with power); test sets from eval sub-streams
+    version="3",  # 3: 8 seeds, C9's regime off the floor (200 steps, p_ignore 0.99), seed-clustered rule, own temperature rate
+    # 2: the placebo twin; reads and errors pooled (C9 with power); test sets from eval sub-streams
     claim="flip-flop: does a temperature remove attention glitches on sparse and long sequences?",
     config=FlipflopConfig,
     run=run,
     plot=figures("ssa_theory.experiments.flipflop_plots", "glitches", "curves"),
     headline="glitches",
     claims=claims,
-    presets=lm.presets(10.6, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
+    presets=lm.presets(8.0, seeds=8, quick={"steps": 60, "pairs": 16, "long_pairs": (64,), "n_eval": 16, "n_monitor": 16,
                                    "strategies": ("vanilla", "ssa")},
                        gpu={"d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 5000, "batch_size": 64, "pairs": 256,
                             "long_pairs": (1024, 4096), "n_eval": 256}),
     ablation=Ablation("glitch rate on sparse flip-flop sequences (p_ignore 0.98)", "0: every read right", ablate,
-                      overrides={"steps": 200, "long_pairs": (), "n_eval": 32},
+                      # the committed ablation's settings (before C9's regime moved the defaults)
+                      overrides={"steps": 200, "long_pairs": (), "n_eval": 32, "sparse_p": 0.98, "sparse_eval": 512},
                       quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True, minutes=0.83),
     models=Models(lm.model_keys, train_model),
 )

@@ -16,26 +16,39 @@ constant in training. Members are (d, seed) pairs, one grid cell per passkey len
 
 The model is ``ssa_theory.lm`` (NoPE attention, a causal convolution of 2 taps for local order, 2
 pre-LayerNorm blocks), the attention variant being the strategy compared, with free dot-product
-scores (``strategies``) and, for ``bounded``, with scores ``bound * cos(q, k)`` (model keys
-``COSINE + name``): there no gap between two keys exceeds ``2 bound`` unless a temperature multiplies
-it. The placebo twin (vanilla from another initialisation) trains in both. No parameter pays a
-penalty. Evaluation: exact match on a grid of lengths up to 32x the longest training length and of
-needle depths; and at the read (the QUERY position), for the retrieval head (per member, the layer
-and head that pays the needle most at the training length): its attention on the needle, its logit
-gaps against the mean and the largest other token, and the dilution closed form from its
-training-length mass with the logits held fixed, and scaled by the strategy's own temperature law
-(``law_ratio``, from the strategy table).
+scores (``strategies``: C7) and with scores ``bound * cos(q, k)`` (model keys ``COSINE + name``:
+C7b): there no gap between two keys exceeds ``2 bound`` unless a temperature multiplies it. The
+temperature parameters train at ``temp_lr_factor`` times the rate (the authors' released code trains
+its temperature scalar at its own rate; under one shared rate a position term from alpha = -4 barely
+moves in 400 steps). No parameter pays a penalty.
 
-Time to learn (C8): a fixed monitor set at the longest training length is scored at ``n_logs``
-log-spaced steps; per seed, the step at which exact match first reaches ``accuracy_target``
-(interpolated), censored when never; Kaplan-Meier medians over seeds (``time_to_learn``). C8's models
-(vanilla, SSA, the twin) train ``learn_seeds`` seeds.
+C7b's controls (``model_keys``): in the bounded geometry the strategies of ``bounded``, the position
+term alone from a second start (``pos_starts``: sigmoid(-2) = 0.12), vanilla at the matched range
+(``matched_bound``: a static range as wide as SSA's learned scale reaches) and vanilla and SSA at a
+second bound (the sensitivity row), each beside the placebo twin (vanilla from another
+initialisation). Two readings, each with its own rule: the outcome (exact match at the longest
+length, ``retrieval_rule``) and the mechanism (the slope of the needle's logit gap on log n,
+``gap_slopes``, against the matched-range control's: ``slope_rule``); ``arms`` tabulates both per
+model, with the learned position coefficient.
+
+Evaluation: exact match on a grid of lengths up to 32x the longest training length and of needle
+depths; and at the read (the QUERY position), for the retrieval head (per member, the layer and head
+that pays the needle most at the training length): its attention on the needle, its logit gaps
+against the mean and the largest other token, and the dilution closed form from its training-length
+mass with the logits held fixed, and scaled by the strategy's own temperature law (``law_ratio``,
+from the strategy table).
+
+Time to learn (C8) on a task of its own that vanilla takes at least 500 steps to learn
+(``learn_task``: a 2-digit passkey on lengths 32..64, batch 16, lr 6e-4, 2500 steps): vanilla, SSA
+and the twin, each seed on the same data stream; the monitor is scored every ``learn_log_every``
+steps; per seed, the step at which exact match first reaches ``accuracy_target`` (interpolated),
+censored when never; C8's rule reads the per-seed log ratios (``steps_rule``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -44,25 +57,36 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, lm, theory
-from ssa_theory.claims import ONE_SEED, Claim, paired
+from ssa_theory.claims import ONE_SEED, Claim, gated, paired
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, step_lengths
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
-from ssa_theory.stats import binomial_ci, ci_columns, survival
+from ssa_theory.stats import binomial_ci, ci_columns, mean_ci, rate_columns, survival
 
-STRATEGIES = ("vanilla", "global", "log_n", "ssa_q_pos", "ssa")
-# the strategies also trained in the bounded geometry: global beside SSA, so that a fixed sharper scale and a
-# temperature that grows with n are told apart (as C5 does)
-BOUNDED = ("vanilla", "global", "log_n", "ssa")
+STRATEGIES = ("vanilla", "ssa")  # the free geometry: there vanilla retrieves 0.96 at 32x (C7 has no headroom)
+# the strategies trained in the bounded geometry: global beside SSA, so that a fixed sharper scale and a
+# temperature that grows with n are told apart (as C5 does), and SSA's position term alone
+BOUNDED = ("vanilla", "global", "log_n", "ssa_q_pos", "ssa")
 DIGITS = 10  # tokens 0..9 are the digits
 PLACEBO = lm.PLACEBO
 COSINE = "cosine:"  # the key prefix of a model in the bounded geometry: COSINE + strategy (or PLACEBO)
-MIN_GAIN = 0.05  # C7's smallest effect: SSA's exact match at the longest length above vanilla's by this much
+LEARN = "learn:"  # the key prefix of C8's models: LEARN + strategy (or PLACEBO), on C8's own task
+ALPHA_INIT = -4.0  # where a position term starts unless its key says otherwise (sigmoid(-4) = 0.018)
+
+# --- the rules' constants, fixed before the data they judge (paper_repro.md names the commit) -------------
+# Each rule has a threshold its point estimate must reach (besides an interval that excludes no effect) and a
+# declared effect, twice the threshold, at which its power is computed: at its own threshold no rule of this
+# form can have power above 50%.
+MIN_GAIN = 0.05  # C7's threshold: SSA's exact match at the longest length above the control's by this much
+GAIN_EFFECT = 0.10  # C7's declared effect (power)
+MIN_SLOPE = 0.25  # C7b's mechanism: the needle's logit gap grows by this much (nats) per unit log n more than the control's
+SLOPE_EFFECT = 0.5  # ... its declared effect (power)
 C8_SEEDS = 8  # C8's rule needs this many seeds per model
-C8_MIN_STEPS = 500  # ... and a task vanilla takes at least this many steps (KM median) to learn
-C8_EFFECT = 0.9  # C8's declared effect: SSA's median steps at most 0.9 of vanilla's
+C8_MIN_STEPS = 500  # ... and a task vanilla takes at least this many steps (median) to learn
+C8_MIN = 1.1  # C8's threshold: SSA reaches the target in at most 1/1.1 of vanilla's steps (geometric mean per seed)
+C8_EFFECT = 1.25  # C8's declared effect (power): 1/1.25 of vanilla's steps
 LEARNED = 0.95  # a model has learned the task when its exact match at the training length is at least this
 
 
@@ -77,14 +101,19 @@ class PasskeyConfig(TrainingConfig):
     n_max: int = 128
     eval_lengths: tuple[int, ...] = (128, 512, 1024, 4096)
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle depth, a fraction of the filler
-    n_eval: int = 16  # contexts per (length, depth) and member: 240 per length over 5 depths and 3 seeds
+    n_eval: int = 8  # contexts per (length, depth) and member: 320 per length over 5 depths and 8 seeds
     strategies: tuple[str, ...] = variant_field(STRATEGIES)
     # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
     bounded: tuple[str, ...] = variant_field(BOUNDED)
     bound: float = 4.0  # the cosine geometry's scale s: every score in [-s, s], a needle's gap at most 2s
-    placebo: bool = True  # also train the vanilla twin (PLACEBO), in each geometry, read against vanilla by C7 and C8
-    # seeds of C8's models (vanilla, SSA and the twin, free geometry) from the run's first; C8 needs 8
-    learn_seeds: int = 3
+    # ssa_q_pos in the bounded geometry also from these starts of alpha (-2: sigmoid 0.12), besides ALPHA_INIT
+    pos_starts: tuple[float, ...] = (-2.0,)
+    # vanilla also at this bound (0: not): a static range 1.5x the committed one, the matched-range control of
+    # C7b (a pilot of ssa_q_pos at 3 other seeds reached about that scale at the training length)
+    matched_bound: float = 6.0
+    second_bound: float = 8.0  # vanilla and SSA also at this bound (0: not): C7b's sensitivity row
+    placebo: bool = True  # also train the vanilla twin (PLACEBO) in each geometry and on C8's task
+    temp_lr_factor: float = 10.0  # the temperature parameters train at this multiple of lr (their own rate)
     d_model: int = 32
     n_layers: int = 2
     n_heads: int = 2
@@ -97,6 +126,15 @@ class PasskeyConfig(TrainingConfig):
     lr: float = 3e-3
     log_every: int = 20  # the monitor every log_every steps, when n_logs is 0
     n_logs: int = 40  # the monitor at this many log-spaced steps (0: every log_every)
+    # C8's task, one vanilla takes at least 500 steps to learn (a 2-seed pilot: 713 and 572 steps)
+    learn: bool = True  # train C8's models (vanilla, SSA and the twin on this task)
+    learn_digits: int = 2
+    learn_n_min: int = 32
+    learn_n_max: int = 64
+    learn_steps: int = 2500
+    learn_batch_size: int = 16
+    learn_lr: float = 6e-4
+    learn_log_every: int = 25
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,11 +152,19 @@ class PasskeyConfig(TrainingConfig):
         require(len(self.depths) >= 1 and all(0 <= d <= 1 for d in self.depths),
                 f"depths must lie in [0, 1] (got {self.depths})")
         lm.check_model_fields(self)
-        for s in self.bounded:
-            require(s in self.strategies,
-                    f"bounded names {s!r}, which is not among the strategies; add it there or drop it")
+        require(PLACEBO not in self.bounded, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
         require(self.bound > 0, f"bound must be > 0 (got {self.bound})")
-        require(self.learn_seeds >= 1, f"learn_seeds must be >= 1 (got {self.learn_seeds})")
+        require(self.matched_bound >= 0 and self.second_bound >= 0,
+                f"matched_bound and second_bound must be >= 0, 0 for none (got {self.matched_bound}, {self.second_bound})")
+        require(not self.pos_starts or "ssa_q_pos" in self.bounded,
+                "pos_starts are starts of ssa_q_pos in the bounded geometry; add it to bounded or empty pos_starts")
+        require(self.temp_lr_factor > 0, f"temp_lr_factor must be > 0 (got {self.temp_lr_factor})")
+        if self.learn:
+            require(2 * self.learn_digits + 3 + self.decoys * (self.learn_digits + 1) <= self.learn_n_min <= self.learn_n_max,
+                    f"C8's task needs learn_n_min <= learn_n_max, both long enough for {self.learn_digits} digits and "
+                    f"the decoys (got {self.learn_n_min}, {self.learn_n_max})")
+            require(self.learn_steps >= 2 and self.learn_batch_size >= 1 and self.learn_lr > 0 and self.learn_log_every >= 1,
+                    "learn_steps >= 2, learn_batch_size >= 1, learn_lr > 0 and learn_log_every >= 1")
         require(self.n_logs == 0 or self.n_logs >= 2, f"n_logs must be 0 or >= 2 (got {self.n_logs})")
         require(0 < self.accuracy_target <= 1, f"accuracy_target must lie in (0, 1] (got {self.accuracy_target})")
 
@@ -143,10 +189,18 @@ class PasskeyConfig(TrainingConfig):
         """Evaluation lengths, the longest training length first (the retrieval head is found there)."""
         return tuple(sorted({self.n_max, *self.eval_lengths}))
 
-    def shape(self, variant, bounded: bool = False) -> lm.LMShape:
+    def shape(self, variant, bound: float | None = None, alpha_init: float = ALPHA_INIT) -> lm.LMShape:
+        """The model: free dot products, or scores ``bound * cos(q, k)`` where ``bound`` is given."""
         return lm.LMShape(vocab=self.vocab, variant=variant, d_model=self.d_model, n_layers=self.n_layers,
                           n_heads=self.n_heads, d_mlp=2 * self.d_model, conv=self.conv, train_length=self.n_max,
-                          score="cosine" if bounded else "dot", score_bound=self.bound if bounded else None)
+                          score="dot" if bound is None else "cosine", score_bound=bound, alpha_init=alpha_init)
+
+    def learn_task(self) -> "PasskeyConfig":
+        """C8's task as a config of its own: ``learn_digits`` digits on lengths ``learn_n_min..learn_n_max``,
+        ``learn_steps`` steps at ``learn_lr``, batch ``learn_batch_size``, the monitor every ``learn_log_every``."""
+        return replace(self, digits=(self.learn_digits,), n_min=self.learn_n_min, n_max=self.learn_n_max,
+                       steps=self.learn_steps, batch_size=self.learn_batch_size, lr=self.learn_lr,
+                       log_every=self.learn_log_every, n_logs=0, learn=False)
 
     def log_steps(self) -> list[int] | None:
         """The steps after which the monitor is scored (besides 0 and the last): ``n_logs`` log-spaced
@@ -225,15 +279,16 @@ def answer_mask(n: int, ds) -> torch.Tensor:
 
 
 def train(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext, init: str = "init",
-          bounded: bool = False) -> Trained:
-    """Train one strategy for every (d, seed) member at once (initialised from the ``init`` stream; in
-    the cosine geometry when ``bounded``); then measure it (``evaluate``)."""
-    net, hist = _fit(spec, cfg, members, ctx, init, bounded)
+          bound: float | None = None, alpha_init: float = ALPHA_INIT) -> Trained:
+    """Train one strategy for every (d, seed) member at once (initialised from the ``init`` stream; with
+    scores ``bound * cos(q, k)`` where ``bound`` is given); then measure it (``evaluate``)."""
+    net, hist = _fit(spec, cfg, members, ctx, init, bound, alpha_init)
     return Trained(spec, members, evaluate(net, cfg, members, ctx.device), hist)
 
 
 def _fit(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext, init: str = "init",
-         bounded: bool = False):
+         bound: float | None = None, alpha_init: float = ALPHA_INIT, temp_lr: float | None = None):
+    """Train on the task's stream; ``temp_lr`` the temperature parameters' own rate (None: ``lr``)."""
     ds, gens, lengths = member_digits(cfg, members), members.generators("data"), train_lengths(cfg)
     mon_tokens, _ = _batch(cfg, members.generators("eval"), ds, cfg.n_monitor, cfg.n_max)
 
@@ -241,10 +296,10 @@ def _fit(spec: ModelSpec, cfg: PasskeyConfig, members: Members, ctx: RunContext,
         n = lengths[step]
         return _batch(cfg, gens, ds, cfg.batch_size, n)[0], answer_mask(n, ds)
 
-    return lm.fit_members(cfg.shape(spec.resolved, bounded), members, ctx, batch=batch,
+    return lm.fit_members(cfg.shape(spec.resolved, bound, alpha_init), members, ctx, batch=batch,
                           monitor=(mon_tokens, answer_mask(cfg.n_max, ds)), steps=cfg.steps, lr=cfg.lr,
                           log_every=cfg.log_every, label=spec.label, token_freq=token_frequencies(cfg), init=init,
-                          log_at=cfg.log_steps())
+                          log_at=cfg.log_steps(), temp_lr=temp_lr)
 
 
 def token_frequencies(cfg: PasskeyConfig) -> torch.Tensor:
@@ -293,14 +348,15 @@ def evaluate(net: lm.Ensemble, cfg: PasskeyConfig, members: Members, device) -> 
             head = m.argmax(1)
         pick = lambda t: t.gather(1, head[:, None])[:, 0].cpu().numpy()  # noqa: E731
         mass[:, i], gap_mean[:, i], gap_max[:, i] = pick(m), pick(g_mean), pick(g_max)
-    ratio = law_ratio(cfg, net, head.cpu().numpy(), ds)
-    return {"acc": acc, "hits": hits, "needle_mass": mass, "needle_mass_pred": predicted_mass(cfg, ds, mass[:, 0]),
+    tau = law_tau(cfg, net, head.cpu().numpy(), ds)
+    ratio = tau / tau[:, :1]
+    return {"tau_law": tau, "acc": acc, "hits": hits, "needle_mass": mass, "needle_mass_pred": predicted_mass(cfg, ds, mass[:, 0]),
             "needle_mass_law": predicted_mass(cfg, ds, mass[:, 0], ratio), "law_ratio": ratio, "gap_mean": gap_mean, "gap_max": gap_max,
             "head": head.cpu().numpy(), **lm.temperature_arrays(net)}
 
 
-def law_ratio(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.ndarray:
-    """``tau_q(n) / tau_q(n0)`` at the read (E, lengths): the query-side temperature law of the strategy,
+def law_tau(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.ndarray:
+    """``tau_q(n)`` at the read (E, lengths; ``law_ratio`` is it over its value at n0): the query-side temperature law of the strategy,
     for each member's retrieval head (``head``: layer x heads + head), from the layer plan's readout
     (``LayerPlan.law``: the strategies that declare they read only n, the positions and the train
     length) at the read's position and key count ``n - d`` (the read sees the keys before it), with
@@ -326,7 +382,13 @@ def law_ratio(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.
             return 1.0 if tau is None else float(torch.broadcast_to(tau, (1, 1, H, 1))[0, 0, h, 0])
 
         taus[e] = [tau_at(n) for n in cfg.lengths] if plan.law("q") else 1.0
-    return taus / taus[:, :1]
+    return taus
+
+
+def law_ratio(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.ndarray:
+    """``law_tau`` over its value at the training length (E, lengths): 1 at n0."""
+    tau = law_tau(cfg, net, head, ds)
+    return tau / tau[:, :1]
 
 
 def read_gaps(w: torch.Tensor, start: torch.Tensor, ds, reads) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -365,44 +427,88 @@ def predicted_mass(cfg: PasskeyConfig, ds, mass0: np.ndarray, ratio: np.ndarray 
 # --- run -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One model of a run, parsed from its key: the strategy (or ``PLACEBO``), the score geometry (``bound``
+    None: free dot products), where a position term starts, and the task (``learn``: C8's)."""
+
+    key: str
+    name: str
+    bound: float | None = None
+    alpha_init: float = ALPHA_INIT
+    learn: bool = False
+
+    @property
+    def geometry(self) -> str:
+        return "dot" if self.bound is None else f"cosine {self.bound:g}"
+
+
+def arm(cfg: PasskeyConfig, key: str) -> Arm:
+    """The ``Arm`` of a model key: ``vanilla`` (free geometry), ``cosine:ssa`` (bound ``cfg.bound``),
+    ``cosine6:vanilla`` (bound 6), ``cosine:ssa_q_pos@-2`` (its position term starting at alpha -2),
+    ``learn:ssa`` (C8's task)."""
+    if key.startswith(LEARN):
+        return Arm(key, key[len(LEARN):], learn=True)
+    if not key.startswith("cosine"):
+        return Arm(key, key)
+    head, rest = key.split(":", 1)
+    name, _, start = rest.partition("@")
+    bound = float(head[len("cosine"):]) if head != "cosine" else cfg.bound
+    return Arm(key, name, bound, float(start) if start else ALPHA_INIT)
+
+
+def bounded_key(bound: float | None, name: str, start: float | None = None) -> str:
+    """The key of ``name`` at ``bound`` (None: the run's ``bound``), from alpha ``start`` (None: ``ALPHA_INIT``)."""
+    head = COSINE if bound is None else f"cosine{bound:g}:"
+    return head + name + ("" if start is None else f"@{start:g}")
+
+
 def model_keys(cfg: PasskeyConfig) -> list[str]:
-    """Every model a run trains: the strategies and the placebo twin in the free geometry, then
-    ``COSINE + name`` for the bounded strategies and their twin."""
+    """Every model a run trains: the strategies and the placebo twin in the free geometry; the bounded
+    strategies, ``ssa_q_pos`` from each of ``pos_starts`` and the twin at ``bound``; vanilla at
+    ``matched_bound``; vanilla and SSA at ``second_bound``; C8's vanilla, SSA and twin on its own task."""
     twin = [PLACEBO] if cfg.placebo else []
-    return lm.model_keys(cfg) + [COSINE + s for s in (*cfg.bounded, *twin)]
+    keys = lm.model_keys(cfg) + [bounded_key(None, s) for s in (*cfg.bounded, *twin)]
+    keys += [bounded_key(None, "ssa_q_pos", a) for a in cfg.pos_starts]
+    if cfg.matched_bound:
+        keys.append(bounded_key(cfg.matched_bound, "vanilla"))
+    if cfg.second_bound:
+        keys += [bounded_key(cfg.second_bound, s) for s in ("vanilla", "ssa") if s in cfg.bounded]
+    if cfg.learn:
+        keys += [LEARN + s for s in ("vanilla", "ssa", *twin) if s in cfg.strategies or s == PLACEBO]
+    return keys
 
 
 def split_key(key: str) -> tuple[str, str]:
     """(geometry, strategy or PLACEBO) of a model key."""
-    return ("cosine", key[len(COSINE):]) if key.startswith(COSINE) else ("dot", key)
-
-
-def c8_model(cfg: PasskeyConfig, key: str) -> bool:
-    """Whether a model is one of C8's (vanilla, SSA and the twin in the free geometry): those train ``learn_seeds`` seeds."""
-    return key in ("vanilla", "ssa", PLACEBO) and key in model_keys(cfg)
-
-
-def model_seeds(cfg: PasskeyConfig, key: str, seeds) -> list[int]:
-    """The run's seeds, or for C8's models ``learn_seeds`` seeds from the run's first (if that is more)."""
-    seeds = list(seeds)
-    if c8_model(cfg, key) and cfg.learn_seeds > len(seeds):
-        return [seeds[0] + i for i in range(cfg.learn_seeds)]
-    return seeds
+    if key.startswith(LEARN):
+        return "dot", key[len(LEARN):]
+    if not key.startswith("cosine"):
+        return "dot", key
+    head, rest = key.split(":", 1)
+    return head, rest.partition("@")[0]
 
 
 def model_weight(cfg: PasskeyConfig, key: str) -> float:
-    """A model's share of the time, for scheduling: C8's models train more seeds."""
-    return 2.0 if c8_model(cfg, key) and cfg.learn_seeds > 3 else 1.0
+    """A model's share of the time, for scheduling: C8's models train longer on shorter sequences."""
+    return 1.8 if key.startswith(LEARN) else 1.0
 
 
 def train_model(cfg: PasskeyConfig, key: str, ctx: RunContext) -> Trained:
-    """One model of ``model_keys``, for its members (``model_seeds``)."""
-    geometry, name = split_key(key)
-    spec, init = lm.model_spec(cfg, name)
-    if geometry != "dot":
+    """One model of ``model_keys``, for every member seed of the run. Temperature parameters train at
+    ``temp_lr_factor`` times the rate. C8's models are trained on ``learn_task`` and not evaluated by length."""
+    a = arm(cfg, key)
+    spec, init = lm.model_spec(cfg, a.name)
+    if key != a.name:
         spec = ModelSpec(key, spec.resolved)
-    members = Members.grid(cfg.digits, model_seeds(cfg, key, ctx.seeds), lambda d: f"d={d}")
-    return train(spec, cfg, members, ctx, init, bounded=geometry != "dot")
+    if a.learn:
+        task = cfg.learn_task()
+        members = Members.grid(task.digits, ctx.seeds, lambda d: f"d={d}")
+        _, hist = _fit(spec, task, members, ctx, init, temp_lr=task.lr * cfg.temp_lr_factor)
+        return Trained(spec, members, {}, hist)
+    members = Members.grid(cfg.digits, ctx.seeds, lambda d: f"d={d}")
+    net, hist = _fit(spec, cfg, members, ctx, init, a.bound, a.alpha_init, temp_lr=cfg.lr * cfg.temp_lr_factor)
+    return Trained(spec, members, evaluate(net, cfg, members, ctx.device), hist)
 
 
 def run(cfg: PasskeyConfig, ctx: RunContext) -> None:
@@ -410,33 +516,79 @@ def run(cfg: PasskeyConfig, ctx: RunContext) -> None:
     write_results(ctx, measure(cfg, ctx.seeds, trained))
 
 
-def _first(t: Trained, seeds) -> Trained:
-    """The members of the run's own seeds (a C8 model trains more; the tables compare every model on these)."""
-    return t.select(np.isin(np.asarray(t.members.seeds), list(seeds))) if set(t.members.seeds) - set(seeds) else t
+def gap_slopes(cfg: PasskeyConfig, gap: np.ndarray) -> np.ndarray:
+    """Per member (E,): the least-squares slope of the needle's logit gap at the read (``gap_mean``,
+    (E, lengths)) on log n over the evaluation lengths: how much the gap grows per unit log n (0: a static
+    gap, whatever its size)."""
+    x = np.log(np.asarray(cfg.lengths, dtype=float))
+    x = x - x.mean()
+    return (np.asarray(gap) - np.asarray(gap).mean(1, keepdims=True)) @ x / (x @ x)
+
+
+def position_coefficient(t: Trained) -> np.ndarray:
+    """Per member (E,): sigmoid(alpha) of the query-side position term at the retrieval head (NaN where the
+    model has none): the learned coefficient of log n in ``1 + sigmoid(alpha) log n``."""
+    E = len(t.members)
+    out = np.full(E, np.nan)
+    heads = t.arrays.get("head")
+    for k, v in t.arrays.items():
+        if k.startswith("temp.") and k.endswith("q_alpha") and heads is not None:
+            layer = int(k.split(".")[2])
+            H = v.shape[1]
+            for e in range(E):
+                lay, h = divmod(int(heads[e]), H)
+                if lay == layer:
+                    out[e] = 1 / (1 + np.exp(-v[e, h]))
+    return out
 
 
 def measure(cfg: PasskeyConfig, seeds, trained: Mapping[str, Trained]) -> Results:
-    """The tables: exact match and the read's needle mass, gaps and closed forms by length (each model on
-    the run's seeds), C8's steps to the target (C8's models on all their seeds), the summary per model,
-    the learned temperatures, metrics.json."""
+    """The tables: exact match and the read's needle mass, gaps and closed forms by length, every arm's
+    C7b readings (``arms``), C8's steps to the target, the summary per model, the learned temperatures,
+    metrics.json."""
     results = Results()
     results.frames["curves"] = pd.DataFrame([
-        {"strategy": s, "digits": cfg.digits[c], "seed": seed, "step": int(step),
-         "loss": float(t.history["loss"][i, e]), "acc": float(t.history["exact"][i, e])}
+        {"strategy": s, "digits": cfg.learn_digits if s.startswith(LEARN) else cfg.digits[c], "seed": seed, "step": int(step), "loss": float(t.history["loss"][i, e]), "acc": float(t.history["exact"][i, e])}
         for s, t in trained.items() for e, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds))
         for i, step in enumerate(t.history["step"])])
-    table = {s: _first(t, seeds) for s, t in trained.items()}
+    table = {s: t for s, t in trained.items() if not s.startswith(LEARN)}
     results.frames["grid"] = pd.DataFrame([
         {"strategy": s, "digits": cfg.digits[c], "seed": seed, "n": n, "depth": depth, "acc": float(t["acc"][e, i, j])}
         for s, t in table.items() for e, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds))
         for i, n in enumerate(cfg.lengths) for j, depth in enumerate(cfg.depths)])
     results.table("by_length", _by_length(cfg, table), ci=["acc", "needle_mass"])
-    learn = time_to_learn(cfg, {s: t for s, t in trained.items() if c8_model(cfg, s)})
+    results.table("arms", _arms(cfg, table), ci=["acc_max", "gap_slope", "pos_coef"])
+    learners = {s[len(LEARN):]: t for s, t in trained.items() if s.startswith(LEARN)}
+    learn = time_to_learn(cfg.learn_task(), learners) if learners else pd.DataFrame()
     results.table("time_to_learn", learn)
     results.table("strategies", _summary(cfg, table), ci=["acc_train", "acc_max"])
     results.table("temperatures", lm.temperature_table(table))
-    results.metrics = _metrics(cfg, seeds, table, learn)
+    results.metrics = _metrics(cfg, seeds, table, learn, learners)
     return results
+
+
+def _arms(cfg, trained) -> pd.DataFrame:
+    """C7b's readings per model at the longest passkey: exact match at the longest length with its exact
+    interval (contexts pooled over seeds), the gap's slope on log n (``gap_slopes``, t-interval over
+    seeds), the learned position coefficient (``position_coefficient``) and the strategy's temperature
+    law at the read at the training length and the longest (``tau_law``: SSA's token term left out)."""
+    rows = []
+    c = len(cfg.digits) - 1
+    for s, t in trained.items():
+        idx = t.members.in_cell(c)
+        k, total = int(t["hits"][idx, -1].sum()), int(idx.sum()) * len(cfg.depths) * cfg.n_eval
+        _, lo, hi = binomial_ci(k, total)
+        geometry, name = split_key(s)
+        pos = position_coefficient(t)[idx]
+        rows.append({"model": s, "strategy": name, "geometry": geometry, "seeds": int(idx.sum()),
+                     "retrieved": k, "contexts": total, **rate_columns("acc_max", t["acc"][idx, -1].mean(1), k, total),
+                     "acc_exact_lo": lo, "acc_exact_hi": hi,
+                     **ci_columns("gap_slope", gap_slopes(cfg, t["gap_mean"][idx]), bounded=False),
+                     "gap_train": float(t["gap_mean"][idx, 0].mean()), "gap_max_len": float(t["gap_mean"][idx, -1].mean()),
+                     **(ci_columns("pos_coef", pos, bounded=False) if np.isfinite(pos).all()
+                        else {"pos_coef": math.nan, "pos_coef_lo": math.nan, "pos_coef_hi": math.nan}),
+                     "tau_law_train": float(t["tau_law"][idx, 0].mean()), "tau_law_max": float(t["tau_law"][idx, -1].mean())})
+    return pd.DataFrame(rows)
 
 
 def _by_length(cfg, trained) -> pd.DataFrame:
@@ -448,7 +600,7 @@ def _by_length(cfg, trained) -> pd.DataFrame:
                 k, total = int(t["hits"][idx, i].sum()), int(idx.sum()) * len(cfg.depths) * cfg.n_eval
                 pooled, lo, hi = binomial_ci(k, total)
                 rows.append({"strategy": s, "geometry": split_key(s)[0], "digits": d, "n": n,
-                             **ci_columns("acc", t["acc"][idx, i].mean(1)),
+                             **rate_columns("acc", t["acc"][idx, i].mean(1), k, total),
                              "contexts": total, "retrieved": k, "acc_exact_lo": lo, "acc_exact_hi": hi,
                              **ci_columns("needle_mass", t["needle_mass"][idx, i]),
                              "needle_mass_pred": float(t["needle_mass_pred"][idx, i].mean()),
@@ -472,20 +624,27 @@ def steps_to_target(steps, values, target: float) -> tuple[float, bool]:
     return float(steps[i - 1] + t * (steps[i] - steps[i - 1])), True
 
 
+def learn_steps(cfg: PasskeyConfig, t: Trained, c: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed of grid cell ``c``: the steps to ``accuracy_target`` exact match on the monitor
+    (``steps_to_target``) and whether it was reached (False: censored at the last logged step)."""
+    hit = [steps_to_target(t.history["step"], t.history["exact"][:, e], cfg.accuracy_target)
+           for e in np.nonzero(t.members.in_cell(c))[0]]
+    return np.array([h[0] for h in hit]), np.array([h[1] for h in hit])
+
+
 def time_to_learn(cfg: PasskeyConfig, trained: Mapping[str, Trained]) -> pd.DataFrame:
     """C8, per model and passkey length: the steps each seed needs to reach ``accuracy_target`` exact match
     on the monitor (interpolated; a seed that never does is censored at the last step), and the
-    Kaplan-Meier median over seeds with its 95% interval (``stats.survival``), the censored count,
-    and the per-seed steps."""
+    Kaplan-Meier median over seeds with its 95% interval (``stats.survival``; a bound the band never
+    crosses is left empty, not printed as infinite), the censored count, and the per-seed steps."""
     rows = []
     for s, t in trained.items():
         for c, d in enumerate(cfg.digits):
-            idx = np.nonzero(t.members.in_cell(c))[0]
-            hit = [steps_to_target(t.history["step"], t.history["exact"][:, e], cfg.accuracy_target) for e in idx]
-            steps, reached = np.array([h[0] for h in hit]), np.array([h[1] for h in hit])
+            steps, reached = learn_steps(cfg, t, c)
             km = survival(steps, reached)
-            rows.append({"strategy": s, "digits": d, "median_steps": km["median"], "median_lo": km["lo"],
-                         "median_hi": km["hi"], "censored": km["censored"], "seeds": km["seeds"],
+            finite = lambda x: x if math.isfinite(x) else math.nan  # noqa: E731
+            rows.append({"strategy": s, "digits": d, "median_steps": finite(km["median"]), "median_lo": finite(km["lo"]),
+                         "median_hi": finite(km["hi"]), "censored": km["censored"], "seeds": km["seeds"],
                          "per_seed_steps": " ".join(f"{x:.0f}" + ("" if r else "+") for x, r in zip(steps, reached))})
     return pd.DataFrame(rows)
 
@@ -496,8 +655,10 @@ def _summary(cfg, trained) -> pd.DataFrame:
         for c, d in enumerate(cfg.digits):
             idx = t.members.in_cell(c)
             a0, a1 = t["acc"][idx, 0].mean(1), t["acc"][idx, -1].mean(1)
-            rows.append({"strategy": s, "geometry": split_key(s)[0], "digits": d, **ci_columns("acc_train", a0),
-                         **ci_columns("acc_max", a1), "learned": bool(np.all(a0 >= LEARNED)),
+            total = int(idx.sum()) * len(cfg.depths) * cfg.n_eval
+            rows.append({"strategy": s, "geometry": split_key(s)[0], "digits": d,
+                         **rate_columns("acc_train", a0, int(t["hits"][idx, 0].sum()), total),
+                         **rate_columns("acc_max", a1, int(t["hits"][idx, -1].sum()), total), "learned": bool(np.all(a0 >= LEARNED)),
                          "needle_mass_train": float(t["needle_mass"][idx, 0].mean()),
                          "needle_mass_max": float(t["needle_mass"][idx, -1].mean()),
                          "needle_mass_max_pred": float(t["needle_mass_pred"][idx, -1].mean()),
@@ -507,14 +668,24 @@ def _summary(cfg, trained) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _metrics(cfg, seeds, trained, learn) -> dict:
+def _metrics(cfg, seeds, trained, learn, learners) -> dict:
     out = {"lengths": list(cfg.lengths), "train_lengths": [cfg.n_min, cfg.n_max], "digits": list(cfg.digits),
-           "seeds": list(seeds), "bound": cfg.bound, "accuracy_target": cfg.accuracy_target, "strategies": {}}
+           "seeds": list(seeds), "bound": cfg.bound, "matched_bound": cfg.matched_bound, "second_bound": cfg.second_bound,
+           "accuracy_target": cfg.accuracy_target, "strategies": {}}
     for s, t in trained.items():
         out["strategies"][s] = {str(d): {
             "acc_train": t["acc"][t.members.in_cell(c), 0].mean(1), "acc_max": t["acc"][t.members.in_cell(c), -1].mean(1),
+            "gap_slope": gap_slopes(cfg, t["gap_mean"][t.members.in_cell(c)]),
         } for c, d in enumerate(cfg.digits)}
     out["time_to_learn"] = learn.to_dict("records") if len(learn) else []
+    out["learn"] = {}
+    if cfg.learn:
+        task = cfg.learn_task()
+        out["learn"] = {"digits": task.learn_digits, "lengths": [task.n_min, task.n_max], "steps": task.steps,
+                        "per_seed": {}}
+        for s, t in learners.items():
+            steps, reached = learn_steps(task, t)
+            out["learn"]["per_seed"][s] = {"steps": steps, "reached": reached.astype(float)}
     return out
 
 
@@ -530,7 +701,8 @@ def retrieval_rule(van: Mapping[str, np.ndarray],
     - "not testable" when a model did not learn the task (exact match below ``LEARNED`` at the training
       length), or when vanilla's accuracy at the longest length leaves less headroom than the declared
       effect ``MIN_GAIN`` (no gain of that size is possible);
-    - "reproduced" when ``other`` exceeds vanilla by at least ``MIN_GAIN``, the paired CI above 0;
+    - "reproduced" when ``other`` exceeds vanilla by at least ``MIN_GAIN``, the paired CI above 0 (power is
+      computed at ``GAIN_EFFECT``);
     - "not reproduced" otherwise."""
     a, b = np.asarray(other["acc_max"], dtype=float), np.asarray(van["acc_max"], dtype=float)
     n = min(a.size, b.size)  # a model with more seeds (C8's) is paired on the run's own
@@ -545,68 +717,161 @@ def retrieval_rule(van: Mapping[str, np.ndarray],
     return ("reproduced" if diff[0] >= MIN_GAIN and diff[1] > 0 else "not reproduced"), diff
 
 
-def steps_rule(van: Mapping[str, float] | None,
-               other: Mapping[str, float] | None) -> tuple[str, tuple[float, float, float]]:
-    """C8's rule, stated before the data, on two ``time_to_learn`` rows (Kaplan-Meier medians of the steps
-    to the fixed target, censored seeds kept); returns the verdict and the ratio of medians other /
-    vanilla with the ratio of the intervals' far ends (other's low over vanilla's high, other's high
-    over vanilla's low):
-    - "not testable" with fewer than ``C8_SEEDS`` seeds a model, when vanilla's median is below
-      ``C8_MIN_STEPS`` (a task learned that fast cannot show a 10% difference at this monitor), or
-      when vanilla did not reach the target on half its seeds (no median);
-    - "reproduced" when the other model's median is at most ``C8_EFFECT`` times vanilla's and the two
-      intervals are disjoint (its high below vanilla's low);
-    - "not reproduced" when the other model is slower, the intervals disjoint (its low above vanilla's high);
+def slope_rule(control: Mapping[str, np.ndarray],
+               other: Mapping[str, np.ndarray]) -> tuple[str, tuple[float, float, float]]:
+    """C7b's mechanism rule, stated before the data, on per-seed slopes of the needle's logit gap on log n
+    (``gap_slope``; the same seeds in both arms); returns the verdict and the paired difference
+    other - control with its t-interval:
+    - fewer than two seeds: ``ONE_SEED``;
+    - "reproduced" (the gap grows with log n beyond the control's) when the difference is at least
+      ``MIN_SLOPE`` and its interval lies above 0 (power is computed at ``SLOPE_EFFECT``);
+    - "not reproduced: static" when the interval lies below ``MIN_SLOPE`` (a gap that does not grow that
+      much, whatever its size); "not reproduced" otherwise."""
+    a, b = np.asarray(other["gap_slope"], dtype=float), np.asarray(control["gap_slope"], dtype=float)
+    n = min(a.size, b.size)
+    diff = paired(a[:n], b[:n])
+    if n < 2:
+        return ONE_SEED, diff
+    if diff[0] >= MIN_SLOPE and diff[1] > 0:
+        return "reproduced", diff
+    return ("not reproduced: static" if diff[2] < MIN_SLOPE else "not reproduced"), diff
+
+
+def _log_ratios(van: Mapping, other: Mapping) -> tuple[np.ndarray, int, int]:
+    """Per seed, ``log(other's steps / vanilla's)`` to C8's target (C8's paired statistic), with censored
+    times at their censoring step: a vanilla seed that never got there makes its ratio an upper bound
+    (against the claim). Pairs censored in both arms are dropped. Returns the log ratios, the number of
+    pairs dropped, and the seeds where only ``other`` is censored (its ratio a lower bound: for the claim)."""
+    vs, vr = np.asarray(van["steps"], dtype=float), np.asarray(van["reached"], dtype=bool)
+    os_, orr = np.asarray(other["steps"], dtype=float), np.asarray(other["reached"], dtype=bool)
+    n = min(vs.size, os_.size)
+    vs, vr, os_, orr = vs[:n], vr[:n], os_[:n], orr[:n]
+    keep = vr | orr
+    return np.log(np.maximum(os_[keep], 1.0) / np.maximum(vs[keep], 1.0)), int((~keep).sum()), int((vr & ~orr).sum())
+
+
+def _faster(x: np.ndarray) -> bool:
+    """C8's test on per-seed log ratios: the geometric-mean ratio at most ``1 / C8_MIN`` with its
+    t-interval below 1."""
+    m, lo, hi = mean_ci(x)
+    return bool(not math.isnan(hi) and hi < 0 and m <= -math.log(C8_MIN))
+
+
+def steps_rule(van: Mapping | None, other: Mapping | None) -> tuple[str, tuple[float, float, float]]:
+    """C8's rule, stated before the data, on each seed's steps to the fixed target in both arms (the same
+    seed trains both on the same data stream; ``{"steps", "reached"}``); returns the verdict and the
+    geometric-mean ratio other / vanilla with its t-interval (on the per-seed log ratios, ``_log_ratios``):
+    - "not testable" with fewer than ``C8_SEEDS`` seeds, when vanilla reached the target on fewer than
+      half its seeds, or when vanilla's median is under ``C8_MIN_STEPS`` (too fast to show a difference);
+    - "reproduced" when the ratio is at most ``1 / C8_MIN`` with its interval below 1 (``_faster``)
+      and no seed is censored in the other arm alone (there its ratio would favour the claim);
+    - "not reproduced" when the interval lies above 1 (the other model slower);
     - "no clear difference" otherwise."""
     nan = (math.nan, math.nan, math.nan)
     if van is None or other is None:
         return "not testable: no time-to-learn run", nan
-    v, o = van, other
-    ratio = (o["median_steps"] / v["median_steps"], o["median_lo"] / v["median_hi"], o["median_hi"] / v["median_lo"])
-    seeds, why = min(v["seeds"], o["seeds"]), []
-    if seeds < C8_SEEDS:
-        why.append(f"{seeds} seeds, the rule needs {C8_SEEDS}")
-    if not math.isfinite(v["median_steps"]):
+    x, dropped, only_other = _log_ratios(van, other)
+    m, lo, hi = mean_ci(x) if x.size else nan
+    ratio = (math.exp(m), math.exp(lo), math.exp(hi)) if x.size else nan
+    steps, reached = np.asarray(van["steps"], dtype=float), np.asarray(van["reached"], dtype=bool)
+    why = []
+    if min(steps.size, len(other["steps"])) < C8_SEEDS:
+        why.append(f"{min(steps.size, len(other['steps']))} seeds, the rule needs {C8_SEEDS}")
+    if reached.sum() * 2 < reached.size:
         why.append("vanilla reached the target on fewer than half its seeds")
-    elif v["median_steps"] < C8_MIN_STEPS:
-        why.append(f"vanilla learns in {v['median_steps']:.0f} steps (median), under {C8_MIN_STEPS}")
+    elif np.median(np.where(reached, steps, np.inf)) < C8_MIN_STEPS:
+        why.append(f"vanilla learns in {np.median(np.where(reached, steps, np.inf)):.0f} steps (median), under {C8_MIN_STEPS}")
     if why:
         return "not testable: " + "; ".join(why), ratio
-    if o["median_steps"] <= C8_EFFECT * v["median_steps"] and o["median_hi"] < v["median_lo"]:
+    if x.size < 2:
+        return ONE_SEED, ratio
+    if _faster(x) and not only_other:
         return "reproduced", ratio
-    if o["median_lo"] > v["median_hi"]:
+    if lo > 0:
         return "not reproduced", ratio
     return "no clear difference", ratio
 
 
+def _calibration(noise, passes, effect: float, how: str):
+    from ssa_theory.claims import calibrate
+
+    return calibrate(noise, passes, effect, how)
+
+
 def claims(exported: Path) -> list[Claim]:
-    """C7 (``retrieval_rule``) in each geometry and C8 (``steps_rule``) from ``metrics.json``, at the
-    longest passkey (largest d): SSA against vanilla, and the placebo twin against vanilla by the same
-    rules."""
+    """From ``metrics.json``, at the longest passkey (largest d); each with the placebo twin read by the same
+    rule and the rule's false-positive rate and power (``claims.calibrate``: the twin's per-seed
+    differences from vanilla, resampled and centred, then shifted by the declared effect):
+    - C7: ``retrieval_rule`` in the free geometry, SSA against vanilla;
+    - C7b (bound ``bound``): the outcome, SSA against vanilla (C7b) and against vanilla at the matched
+      range (C7b.range); the mechanism, the slope of SSA's logit gap on log n against the
+      matched-range control's (C7b.slope, ``slope_rule``); the outcome at the second bound (C7b.bound);
+    - C8: ``steps_rule`` on C8's task."""
     m = read_json(Path(exported) / "metrics.json")
     d = str(max(m["digits"]))
     st = m["strategies"]
     n1, n0 = max(m["lengths"]), m["train_lengths"][1]
+    get = lambda key: st.get(key, {}).get(d)  # noqa: E731
     out = []
-    for geometry, prefix, cid in (("free dot product", "", "C7"),
-                                  (f"cosine, bound {m.get('bound', 0):g}", COSINE, "C7b")):
-        van, ssa, twin = (st.get(prefix + k, {}).get(d) for k in ("vanilla", "ssa", PLACEBO))
-        if van is None or ssa is None:
-            continue
-        verdict, (diff, lo, hi) = retrieval_rule(van, ssa)
-        out.append(Claim(cid, "passkey", "SSA improves passkey retrieval",
-                         f"exact match at n = {n1}, SSA - vanilla ({d}-digit passkey among decoys; {geometry}; trained on n <= {n0})",
-                         diff, lo, hi, verdict, retrieval_rule(van, twin)[0] if twin else ""))
 
-    def learn_row(name):  # a median or bound never reached is inf, which JSON keeps as null
-        rows = [r for r in m["time_to_learn"] if r["strategy"] == name and str(r["digits"]) == d]
-        return {k: math.inf if v is None else v for k, v in rows[0].items()} if rows else None
+    how = "the twin's per-seed differences from vanilla, resampled"
 
-    verdict, (ratio, lo, hi) = steps_rule(learn_row("vanilla"), learn_row("ssa"))
-    twin = learn_row(PLACEBO)
-    out.append(Claim("C8", "passkey", "SSA reaches vanilla's loss with fewer training tokens",
-                     f"Kaplan-Meier median steps to {m.get('accuracy_target', 0.9):g} exact match, SSA / vanilla ({d}-digit passkey)",
-                     ratio, lo, hi, verdict, steps_rule(learn_row("vanilla"), twin)[0] if twin else ""))
+    def noise(van, twin, key):
+        if not (van and twin):
+            return None
+        k = min(len(van[key]), len(twin[key]))
+        return np.asarray(twin[key][:k], dtype=float) - np.asarray(van[key][:k], dtype=float)
+
+    def claim(cid, measure, control, other, rule, passes, effect, key, base=(None, None)):
+        """One row: the rule on ``other`` against ``control``, the placebo twin against ``base[0]`` (the
+        geometry's own vanilla) by the same rule, and the rule's calibration on that twin's noise."""
+        van0, twin = base
+        if control is None or other is None:
+            return
+        verdict, (v, lo, hi) = rule(control, other)
+        cal = _calibration(noise(van0, twin, key), passes, effect, how) if twin else None
+        out.append(Claim(cid, "passkey", "SSA improves passkey retrieval", measure, v, lo, hi,
+                         gated(verdict, cal), rule(van0, twin)[0] if twin else "", cal.words() if cal else ""))
+
+    def gain_passes(x):
+        mean, lo, _ = mean_ci(x)
+        return mean >= MIN_GAIN and lo > 0
+
+    def slope_passes(x):
+        mean, lo, _ = mean_ci(x)
+        return mean >= MIN_SLOPE and lo > 0
+
+    claim("C7", f"exact match at n = {n1}, SSA - vanilla ({d}-digit passkey among decoys; free dot product; trained on n <= {n0})",
+          get("vanilla"), get("ssa"), retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", (get("vanilla"), get(PLACEBO)))
+    B, Bm, B2 = m.get("bound", 0), m.get("matched_bound", 0), m.get("second_bound", 0)
+    van, ssa = get(COSINE + "vanilla"), get(COSINE + "ssa")
+    base = (van, get(COSINE + PLACEBO))  # every bounded row's placebo and noise: the twin at the committed bound
+    claim("C7b", f"exact match at n = {n1}, SSA - vanilla (cosine scores, bound {B:g})",
+          van, ssa, retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", base)
+    if Bm:
+        matched = get(bounded_key(Bm, "vanilla"))
+        claim("C7b.range", f"exact match at n = {n1}, SSA (bound {B:g}) - vanilla at the matched range (bound {Bm:g})",
+              matched, ssa, retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", base)
+        claim("C7b.slope", f"slope of the needle's logit gap on log n, SSA (bound {B:g}) - vanilla at the matched range "
+              f"(bound {Bm:g}), nats per unit log n", matched, ssa, slope_rule, slope_passes, SLOPE_EFFECT, "gap_slope", base)
+    if B2:
+        claim("C7b.bound", f"exact match at n = {n1}, SSA - vanilla, both at bound {B2:g} (sensitivity)",
+              get(bounded_key(B2, "vanilla")), get(bounded_key(B2, "ssa")), retrieval_rule, gain_passes, GAIN_EFFECT,
+              "acc_max", base)
+
+    per = m.get("learn", {}).get("per_seed", {})
+    if "vanilla" in per and "ssa" in per:
+        verdict, (ratio, lo, hi) = steps_rule(per["vanilla"], per["ssa"])
+        twin = per.get(PLACEBO)
+        cal = None
+        if twin:
+            x, _, _ = _log_ratios(per["vanilla"], twin)
+            cal = _calibration(x, _faster, -math.log(C8_EFFECT), "the twin's per-seed log ratios to vanilla, resampled")
+        out.append(Claim("C8", "passkey", "SSA reaches vanilla's loss with fewer training tokens",
+                         f"steps to {m.get('accuracy_target', 0.9):g} exact match, SSA / vanilla, geometric mean over seeds "
+                         f"({m['learn']['digits']}-digit passkey, n {m['learn']['lengths'][0]}..{m['learn']['lengths'][1]})",
+                         ratio, lo, hi, gated(verdict, cal), steps_rule(per["vanilla"], twin)[0] if twin else "",
+                         cal.words() if cal else ""))
     return out
 
 
@@ -622,18 +887,20 @@ def ablate(cfg: PasskeyConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="passkey",
-    version="3",  # 3: decoys, the bounded (cosine) arm, C8 on a fixed target with censored seeds, gaps and the law
+    version="4",  # 4: C7b's controls (starts, matched range, second bound), temperatures at their own rate, C8's own task
+    # 3: decoys, the bounded (cosine) arm, C8 on a fixed target with censored seeds, gaps and the law
     claim="LM claims: SSA improves passkey retrieval past the training length (C7) and learns faster (C8)",
     config=PasskeyConfig,
     run=run,
     plot=figures("ssa_theory.experiments.passkey_plots", "haystack", "accuracy_and_mass", "curves"),
     headline="strategies",
     claims=claims,
-    presets=lm.presets(13.0, quick={"steps": 40, "eval_lengths": (64, 128), "depths": (0.5,), "n_eval": 4,
-                                   "strategies": ("vanilla", "ssa"), "bounded": ("vanilla", "ssa"), "n_monitor": 8,
-                                   "n_logs": 8, "n_min": 24, "n_max": 64, "learn_seeds": 3},
+    presets=lm.presets(24.0, quick={"steps": 40, "eval_lengths": (64, 128), "depths": (0.5,), "n_eval": 4,
+                                   "strategies": ("vanilla", "ssa"), "bounded": ("vanilla", "ssa"), "pos_starts": (),
+                                   "n_monitor": 8, "n_logs": 8, "n_min": 24, "n_max": 64, "learn_steps": 40,
+                                   "learn_log_every": 10, "learn_n_min": 24, "learn_n_max": 32},
                        gpu={"digits": (1, 5), "d_model": 128, "n_layers": 4, "n_heads": 4, "steps": 4000,
-                            "batch_size": 64, "eval_lengths": (128, 1024, 4096, 16384), "n_eval": 32, "learn_seeds": 8}),
+                            "batch_size": 64, "eval_lengths": (128, 1024, 4096, 16384), "n_eval": 32}, seeds=8),
     ablation=Ablation("passkeys missed at n = 4096, trained on n <= 128 (1 digit)", "0: every passkey retrieved",
                       ablate,
                       overrides={"steps": 300, "digits": (1,), "eval_lengths": (128, 4096), "depths": (0.5,), "n_eval": 8},
