@@ -423,7 +423,7 @@ def _null_c6(rng, tmp_path):
     return specificity.claims(_write(tmp_path, {**m, "strategies": {**m["strategies"], "ssa_q_tok": tok}}))[0]
 
 
-PASSKEY_CONTEXTS = 80  # evaluation contexts per seed at the longest length in the committed run (5 depths x 16)
+PASSKEY_CONTEXTS = 40  # evaluation contexts per seed at the longest length in the committed run (5 depths x 8)
 
 
 def _null_c7(rng, tmp_path, prefix=""):
