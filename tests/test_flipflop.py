@@ -122,3 +122,21 @@ def test_the_placebo_is_no_strategy_and_needs_vanilla():
     with pytest.raises(ConfigError, match="placebo=true needs vanilla"):
         ff.FlipflopConfig(strategies=("ssa",))
     assert ff.FlipflopConfig(strategies=("ssa",), placebo=False).strategies == ("ssa",)
+
+
+def test_no_committed_interval_on_a_count_has_zero_width():
+    """passkey's and flipflop's committed rates of counts (exact match, glitch rates, pooled rates) never
+    print a zero-width interval: where the seeds agree the exact interval of the pooled count stands."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    checked = 0
+    for name, columns in (("passkey", ("acc", "acc_train", "acc_max")),
+                          ("flipflop", ("in_distribution", "sparse", "dense", "long_256", "long_1024", "pooled"))):
+        for f in (root / name).glob("*.csv"):
+            t = pd.read_csv(f)
+            for c in columns:
+                if {c, f"{c}_lo", f"{c}_hi"} <= set(t.columns):
+                    assert (t[f"{c}_hi"] > t[f"{c}_lo"]).all(), f"{f.name}: {c}"
+                    checked += 1
+    assert checked >= 5
