@@ -26,7 +26,7 @@ from ssa_theory.config import UsageError
 # name -> where its Experiment is, in the order ``list`` shows (adding an experiment: one module, one line here)
 BUILTINS: dict[str, str] = {name: f"ssa_theory.experiments.{name}:EXPERIMENT" for name in (
     "graph_transition", "denoising", "norm_spikiness", "dilution", "critical", "specificity", "passkey", "flipflop",
-    "ablation")}
+    "text", "ablation")}
 
 if TYPE_CHECKING:
     from ssa_theory.claims import Claim
@@ -130,6 +130,9 @@ class Experiment:
     cells: Callable[[Any], list[tuple[str, Mapping[str, Any], float]]] | None = None
     # the independent models its run trains, each a run directory of its own (``Models``)
     models: Models | None = None
+    # what the experiment needs that an optional extra provides: returns None when it is there, else one line
+    # naming the extra and the install command (``reproduce`` skips it with that line unless named with --only)
+    missing: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.cells is not None and self.models is not None:

@@ -72,7 +72,7 @@ def test_reproduce_schedules_every_model_of_every_split_experiment_and_no_task_i
     plan = reproduce._plan([registry.get(n) for n in names], "default", 0)
     jobs = reproduce._jobs(plan, names, "default", device=CPU, out=Path("runs"), force=False)
     split = [n for n in names if registry.get(n).models is not None]
-    assert set(split) == {"dilution", "critical", "norm_spikiness", "passkey", "flipflop"}
+    assert set(split) == {"dilution", "critical", "norm_spikiness", "passkey", "flipflop", "text"}
     for n in split:
         e, cfg = registry.get(n), plan[names.index(n)][1]
         tasks = [t for label, t, i in jobs if label.startswith(f"{n} model ")]

@@ -144,7 +144,7 @@ def test_the_ablation_goes_to_the_pool_as_its_cells_longest_first_and_is_collect
         return models[(label.split(" model ")[0], t["overrides"]["model"])]
 
     collectors = [j for j in jobs if j[2] is not None and cells.split(registry.get(j[0]), plan[j[2]][1], 0.0)]
-    assert jobs[-len(collectors):] == collectors and len(collectors) == 6  # ablation, dilution, critical, norm_spikiness, passkey, flipflop
+    assert jobs[-len(collectors):] == collectors and len(collectors) == 7  # ablation, dilution, critical, norm_spikiness, passkey, flipflop, text
     est = [estimate(*j) for j in jobs[:-len(collectors)]]
     assert est == sorted(est, reverse=True)  # longest first, the collectors after everything
     assert all(t["seeds"] == plan[names.index("ablation")][2] for t in cell_jobs)

@@ -91,6 +91,9 @@ def output_options(p: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace, default_preset: str = "default"):
     experiment = registry.get(args.name)
+    why = experiment.missing and experiment.missing()
+    if why:  # an optional extra it needs is not installed: one line naming it, before anything is written
+        raise UsageError(f"{experiment.name}: {why}")
     preset_name = "quick" if args.quick else (args.preset or default_preset)
     if preset_name not in experiment.presets:
         raise UsageError(f"{args.name} has no preset {preset_name!r}; presets: {', '.join(experiment.presets)}")

@@ -47,6 +47,17 @@ def execute(args: argparse.Namespace) -> int:
     # references (module:attr) stay as given, so that worker processes can import them
     names = registry.names() if args.only is None else \
         list(dict.fromkeys(n if ":" in n else registry.get(n).name for n in args.only))
+    if args.only is None:  # an experiment whose optional extra is not installed is skipped, saying which
+        for n in list(names):
+            why = registry.get(n).missing and registry.get(n).missing()
+            if why:
+                print(f"reproduce: skipping {n}: {why}", file=sys.stderr)
+                names.remove(n)
+    else:
+        for n in names:
+            why = registry.get(n).missing and registry.get(n).missing()
+            if why:
+                raise UsageError(f"{n}: {why}")
     preset = "quick" if args.quick else (args.preset or "default")
     experiments = [registry.get(n) for n in names]
     lacking = [e.name for e in experiments if preset not in e.presets]
