@@ -24,7 +24,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -247,19 +247,27 @@ def scored(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> tu
 def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
                 monitor: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float, log_every: int,
                 label: str, token_freq: torch.Tensor | None = None, init: str = "init",
-                log_at=None, temp_lr: float | None = None) -> tuple[Ensemble, dict]:
+                log_at=None, temp_lr: float | None = None,
+                start: Mapping[str, torch.Tensor] | None = None) -> tuple[Ensemble, dict]:
     """Train ``Ensemble(shape, members.seeds)`` on ``batch(step) -> (tokens (E, B, n), mask)``, the loss
     being each member's mean cross-entropy at its scored positions (``scored``); score the fixed
     ``monitor`` set (tokens, mask) every ``log_every`` steps; ``token_freq`` (V,) is each token's
     training frequency (for the ``freq`` strategy); ``init`` the initialisation stream (``member``);
     ``log_at`` the step counts after which the monitor is scored instead of every ``log_every``;
-    ``temp_lr`` the temperature parameters' own learning rate (None: ``lr``, as every other weight).
+    ``temp_lr`` the temperature parameters' own learning rate (None: ``lr``, as every other weight);
+    ``start`` stacked parameters (E, ...) by name to start from (a pretrained model's: the ones this
+    model shares are copied, its temperatures keep their initial values).
     Returns the model and the history
     ``{"step", "loss", "error"}`` (``error``: the fraction of the monitor's scored positions wrong)."""
     from ssa_theory.train import fit
 
     device = ctx.device
     net = Ensemble(shape, list(members.seeds), token_freq, init).to(device)
+    if start is not None:
+        with torch.no_grad():
+            for name, p in net._params().items():
+                if name in start:
+                    p.copy_(start[name])
     mon_tokens, mon_mask = (t.to(device) for t in monitor)
 
     def member_loss(step: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 # Stream ids are part of the results: changing one changes every number. Append, never renumber.
-STREAMS = {"init": 1, "data": 2, "eval": 3, "task": 4, "init_twin": 5, "placebo": 6}
+STREAMS = {"init": 1, "data": 2, "eval": 3, "task": 4, "init_twin": 5, "placebo": 6, "finetune": 7, "finetune_twin": 8}
 
 
 def derive_seed(seed: int, stream: str, *keys: int) -> int:

@@ -167,7 +167,14 @@ def test_quick_run_writes_bits_by_length_and_the_claims(quick_run, tmp_path):
     m = json.loads((path / "metrics.json").read_text())
     assert m["ngram_bits"] > 0 and 0 <= m["test_overlap_32"] <= 1
     claims = tx.claims(path)
-    assert {c.id for c in claims} >= {"C10 (nope)", "C10 (rope)"} and all(c.verdict for c in claims)
+    assert {c.id for c in claims} >= {"C10 (nope)", "C10 (rope)", "C10.ft (nope)", "C10.ft.global (rope)"}
+    assert all(c.verdict for c in claims)
+    ft = pd.read_csv(path / "tables" / "finetune.csv")
+    for arm in ("nope", "rope"):  # the protocol's pretraining is the arm's own vanilla model, to the last digit
+        at_l = t[(t.arm == arm) & (t.strategy == "vanilla") & (t.mult == 1)].bits.item()
+        assert np.allclose(ft[ft.arm == arm].bits_before, at_l, rtol=1e-6)
+        assert (ft[(ft.arm == arm) & ft.way.isin(["vanilla", tx.PLACEBO])].moved_max == 0).all()  # nothing added
+        assert (ft[(ft.arm == arm) & ft.way.isin(["global", "ssa"])].moved_max > 0).all()  # the added ones train
 
 
 def test_run_and_reproduce_name_the_missing_extra_in_one_line(monkeypatch, capsys, tmp_path):
@@ -180,3 +187,22 @@ def test_run_and_reproduce_name_the_missing_extra_in_one_line(monkeypatch, capsy
     assert not (tmp_path / "runs").exists()  # nothing half-written
     assert cli.main(["reproduce", "--only", "text", "--quick", "--out", str(tmp_path / "runs")]) == 2
     assert corpus.INSTALL in capsys.readouterr().err
+
+
+def test_c10_in_the_fine_tuning_protocol_from_both_sides(tmp_path):
+    base = {"arms": ["nope"], "train_length": 128, "mults": [1, 16], "models": {}}
+    def write(ssa, van, glob, twin):
+        ft = {"steps": 120, "lr": 1e-3, "alpha": -7.0, "bits_before": [2.5] * 5,
+              **{k: {"bits": list(v), "moved": [0.1] * 5} for k, v in
+                 (("vanilla", van), ("global", glob), ("ssa", ssa), (tx.PLACEBO, twin))}}
+        d = tmp_path / "ft"
+        d.mkdir(exist_ok=True)
+        (d / "metrics.json").write_text(json.dumps({**base, "finetune": {"nope": ft}}))
+        return {c.id: c for c in tx.claims(d)}
+    van = [2.40, 2.41, 2.42, 2.40, 2.41]
+    twin = [2.401, 2.409, 2.421, 2.399, 2.411]  # another data stream: a little noise
+    c = write([2.37, 2.38, 2.385, 2.37, 2.38], van, van, twin)
+    assert c["C10.ft (nope)"].verdict == "reproduced" and c["C10.ft (nope)"].placebo == "not reproduced"
+    assert c["C10.ft.global (nope)"].verdict == "reproduced"
+    c = write([2.37, 2.38, 2.385, 2.37, 2.38], van, [2.37, 2.38, 2.384, 2.371, 2.38], twin)
+    assert c["C10.ft.global (nope)"].verdict == "not reproduced"  # a global temperature added does as well

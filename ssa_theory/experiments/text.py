@@ -52,6 +52,7 @@ ARMS = ("nope", "rope")
 PLACEBO = lm.PLACEBO
 LN2 = math.log(2)
 GROWS = ("ssa_q_pos", "log_n", "ssmax", "ssa")  # the strategies whose temperature grows with log n (C11)
+FINETUNE = "finetune:"  # the key prefix of C10's fine-tuning protocol, one model per arm
 
 # --- the rules' constants, fixed before the data they judge (paper_repro.md names the commit) -------------
 C10_MIN = 0.01  # C10's threshold: SSA's bits per character at the training length below the control's by this much
@@ -70,9 +71,9 @@ class TextConfig(TrainingConfig):
     train_length: int = 128  # L: training windows of this many characters
     eval_mults: tuple[int, ...] = (1, 2, 4, 8, 16)  # evaluated at L x these
     stride: int = 64  # each evaluation window scores its last stride characters
-    n_scored: int = 1536  # test characters scored at every length (the same ones)
+    n_scored: int = 1024  # test characters scored at every length (the same ones)
     short: int = 16  # the short context of the key-token selection
-    n_position: int = 2  # windows of the longest length for the loss by position
+    n_position: int = 1  # windows of the longest length for the loss by position
     strategies: tuple[str, ...] = variant_field(STRATEGIES)
     arms: tuple[str, ...] = ARMS
     placebo: bool = True
@@ -83,6 +84,15 @@ class TextConfig(TrainingConfig):
     conv: int = 2  # the nope arm's causal convolution taps
     temp_lr_factor: float = 10.0
     ngram_order: int = 5
+    # C10 in the paper's protocol: vanilla pretrained for ``steps``, then ``finetune_steps`` more at ``finetune_lr``
+    # plain, with a global temperature added at 1 (exact), and with SSA added at u = 0 and alpha = finetune_alpha
+    # (sigmoid -7 = 0.0009: tau within 0.5% of 1 at the training length); a second plain fine-tune on another
+    # data stream is its placebo
+    finetune: bool = True
+    finetune_with: tuple[str, ...] = variant_field(("global", "ssa"))  # the temperatures added when fine-tuning
+    finetune_steps: int = 120
+    finetune_lr: float = 1e-3
+    finetune_alpha: float = -7.0
     n_monitor: int = 16  # validation windows for the training curve
     steps: int = 500
     batch_size: int = 16
@@ -102,16 +112,18 @@ class TextConfig(TrainingConfig):
         require(1 <= self.short < self.train_length, f"short must lie in 1..train_length - 1 (got {self.short})")
         require(self.n_position >= 1 and self.ngram_order >= 1, "n_position and ngram_order must be >= 1")
         require(self.rope_base > 1 and self.temp_lr_factor > 0, "rope_base must be > 1 and temp_lr_factor > 0")
+        require(self.finetune_steps >= 1 and self.finetune_lr > 0, "finetune_steps must be >= 1 and finetune_lr > 0")
+        require(not self.finetune or "vanilla" in self.strategies, "finetune=true needs vanilla among the strategies")
 
     @property
     def lengths(self) -> tuple[int, ...]:
         return tuple(self.train_length * m for m in self.eval_mults)
 
-    def shape(self, variant, arm: str) -> lm.LMShape:
+    def shape(self, variant, arm: str, alpha_init: float = -4.0) -> lm.LMShape:
         return lm.LMShape(vocab=len(corpus.vocabulary()), variant=variant, d_model=self.d_model,
                           n_layers=self.n_layers, n_heads=self.n_heads, d_mlp=4 * self.d_model,
                           conv=self.conv if arm == "nope" else 0, rope_base=self.rope_base if arm == "rope" else None,
-                          train_length=self.train_length)
+                          train_length=self.train_length, alpha_init=alpha_init)
 
 
 def data(cfg: TextConfig) -> dict[str, np.ndarray]:
@@ -210,33 +222,87 @@ def ngram_bits(train: np.ndarray, test: np.ndarray, targets: np.ndarray, order: 
 def model_keys(cfg: TextConfig) -> list[str]:
     """``ARM:NAME`` for every position arm and strategy, and the twin (``ARM:placebo``)."""
     twin = [PLACEBO] if cfg.placebo else []
-    return [f"{arm}:{s}" for arm in cfg.arms for s in (*cfg.strategies, *twin)]
+    keys = [f"{arm}:{s}" for arm in cfg.arms for s in (*cfg.strategies, *twin)]
+    return keys + ([f"{FINETUNE}{arm}" for arm in cfg.arms] if cfg.finetune else [])
+
+
+def _windows(source: torch.Tensor, g: torch.Generator, count: int, L: int) -> torch.Tensor:
+    """``count`` random windows of ``L + 1`` tokens of ``source`` (inputs and the next token)."""
+    start = torch.randint(0, len(source) - L - 1, (count,), generator=g)
+    return torch.stack([source[s:s + L + 1] for s in start.tolist()])
+
+
+def _fit(cfg: TextConfig, spec: ModelSpec, arm: str, members: Members, splits, ctx: RunContext, init: str, *,
+         stream: str = "data", steps: int | None = None, lr: float | None = None, start=None,
+         alpha_init: float = -4.0):
+    """Train on random windows of the train split (member e from its ``stream``), the monitor on the
+    validation split; from ``start`` (stacked parameters by name) where given."""
+    train_t = torch.as_tensor(splits["train"].astype(np.int64))
+    val_t = torch.as_tensor(splits["val"].astype(np.int64))
+    L = cfg.train_length
+    gens = members.generators(stream)
+    mon = torch.stack([_windows(val_t, g, cfg.n_monitor, L) for g in members.generators("eval")])
+    every = torch.ones(len(members), L, dtype=torch.bool)
+    lr = cfg.lr if lr is None else lr
+    return lm.fit_members(cfg.shape(spec.resolved, arm, alpha_init), members, ctx,
+                          batch=lambda step: (torch.stack([_windows(train_t, g, cfg.batch_size, L) for g in gens]), every),
+                          monitor=(mon, every), steps=cfg.steps if steps is None else steps, lr=lr,
+                          log_every=cfg.log_every, label=spec.label, init=init, temp_lr=lr * cfg.temp_lr_factor,
+                          start=start)
 
 
 def train_model(cfg: TextConfig, key: str, ctx: RunContext) -> Trained:
     """One model of ``model_keys`` for every member seed: trained on random windows of the train split
-    (each member its own stream), then evaluated on the test split (``evaluate``)."""
+    (each member its own stream), then evaluated on the test split (``evaluate``); or, for
+    ``finetune:ARM``, C10's protocol (``finetune``)."""
+    if key.startswith(FINETUNE):
+        return finetune(cfg, key[len(FINETUNE):], ctx)
     arm, name = key.split(":", 1)
     spec, init = lm.model_spec(cfg, name)
     spec = ModelSpec(key, spec.resolved)
+    splits = data(cfg)
+    net, hist = _fit(cfg, spec, arm, Members.of(ctx.seeds), splits, ctx, init)
+    return Trained(spec, Members.of(ctx.seeds), evaluate(net, cfg, splits["test"], ctx.device), hist)
+
+
+def tuned_ways(cfg: TextConfig) -> tuple[str, ...]:
+    """C10's fine-tunes: plain, with each of ``finetune_with`` added, and plain on another data stream (the placebo)."""
+    return ("vanilla", *cfg.finetune_with, PLACEBO)
+
+
+def finetune(cfg: TextConfig, arm: str, ctx: RunContext) -> Trained:
+    """C10 in the paper's protocol, per member: vanilla pretrained as ``ARM:vanilla`` is (the same seeds and
+    streams: the same weights), then fine-tuned ``finetune_steps`` steps at ``finetune_lr`` each way of
+    ``tuned_ways``: plain; with each temperature of ``finetune_with`` added at its initial value
+    (``global``: a factor of exactly 1; ``ssa``: u = 0, alpha = ``finetune_alpha``); and plain on another
+    data stream (the placebo). Per
+    way: the bits per character at L of the sliding-window evaluation before and after
+    (``bits_before``, ``bits``: (E,)), and for the added temperatures how far they moved (``moved``:
+    the largest |change| of any temperature parameter, (E,))."""
     members = Members.of(ctx.seeds)
     splits = data(cfg)
-    train_t = torch.as_tensor(splits["train"].astype(np.int64))
-    val_t = torch.as_tensor(splits["val"].astype(np.int64))
+    base, init = lm.model_spec(cfg, "vanilla")
+    pre, _ = _fit(cfg, ModelSpec(f"{arm}:vanilla (pretraining)", base.resolved), arm, members, splits, ctx, init)
+    start = {k: v.detach().clone() for k, v in pre._params().items()}
+    last = ends(cfg, len(splits["test"])) - 1
     L = cfg.train_length
-    gens = members.generators("data")
-
-    def windows(source: torch.Tensor, g: torch.Generator, count: int) -> torch.Tensor:
-        start = torch.randint(0, len(source) - L - 1, (count,), generator=g)
-        return torch.stack([source[s:s + L + 1] for s in start.tolist()])
-
-    mon = torch.stack([windows(val_t, g, cfg.n_monitor) for g in members.generators("eval")])
-    every = torch.ones(len(members), L, dtype=torch.bool)
-    net, hist = lm.fit_members(cfg.shape(spec.resolved, arm), members, ctx,
-                               batch=lambda step: (torch.stack([windows(train_t, g, cfg.batch_size) for g in gens]), every),
-                               monitor=(mon, every), steps=cfg.steps, lr=cfg.lr, log_every=cfg.log_every,
-                               label=key, init=init, temp_lr=cfg.lr * cfg.temp_lr_factor)
-    return Trained(spec, members, evaluate(net, cfg, splits["test"], ctx.device), hist)
+    before = token_losses(pre, splits["test"], L, last, cfg.stride, ctx.device).mean(1).cpu().numpy() / LN2
+    arrays, hist = {}, None
+    for way in tuned_ways(cfg):
+        name = "vanilla" if way == PLACEBO else way
+        spec = ModelSpec(f"{FINETUNE}{arm}:{way}", lm.model_spec(cfg, name)[0].resolved)
+        net, h = _fit(cfg, spec, arm, members, splits, ctx, init, stream="finetune_twin" if way == PLACEBO else "finetune",
+                      steps=cfg.finetune_steps, lr=cfg.finetune_lr, start=start, alpha_init=cfg.finetune_alpha)
+        init_temps = lm.Ensemble(cfg.shape(spec.resolved, arm, cfg.finetune_alpha), list(members.seeds)).temperatures()
+        moved = np.zeros(len(members))
+        for k, v in net.temperatures().items():
+            moved = np.maximum(moved, (v.detach().cpu() - init_temps[k].detach()).abs().reshape(len(members), -1).amax(1).numpy())
+        arrays[f"bits_{way}"] = token_losses(net, splits["test"], L, last, cfg.stride, ctx.device).mean(1).cpu().numpy() / LN2
+        arrays[f"moved_{way}"] = moved
+        arrays.update({f"{way}.{k}": v for k, v in lm.temperature_arrays(net).items()})
+        hist = hist or h
+    arrays["bits_before"] = before
+    return Trained(ModelSpec(f"{FINETUNE}{arm}", base.resolved), members, arrays, hist)
 
 
 def run(cfg: TextConfig, ctx: RunContext) -> None:
@@ -261,6 +327,8 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
     scored = (last[:, None] - cfg.stride + 1 + np.arange(cfg.stride)[None]).ravel()  # the scored characters' indices
     floor = float(ngram_bits(splits["train"], splits["test"], scored, cfg.ngram_order, len(corpus.vocabulary())).mean())
     overlap = corpus.overlap(splits["train"], splits["test"])
+    tuned = {k[len(FINETUNE):]: t for k, t in trained.items() if k.startswith(FINETUNE)}
+    trained = {k: t for k, t in trained.items() if not k.startswith(FINETUNE)}
     key = key_tokens(cfg, trained) if "vanilla" in cfg.strategies else np.zeros(len(scored), dtype=bool)
     rows, per_seed, positions = [], [], []
     for k, t in trained.items():
@@ -284,6 +352,14 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
     results.table("per_seed", pd.DataFrame(per_seed))
     results.table("by_position", pd.DataFrame(positions), ci=["bits"])
     results.table("temperatures", lm.temperature_table(trained))
+    ft_rows = []
+    for arm, t in tuned.items():
+        for way in tuned_ways(cfg):
+            ft_rows.append({"arm": arm, "way": way, **ci_columns("bits_before", t["bits_before"], bounded=False),
+                            **ci_columns("bits", t[f"bits_{way}"], bounded=False),
+                            "moved_mean": float(t[f"moved_{way}"].mean()), "moved_max": float(t[f"moved_{way}"].max())})
+    if ft_rows:
+        results.table("finetune", pd.DataFrame(ft_rows), ci=["bits_before", "bits"])
     results.frames["curves"] = pd.DataFrame([
         {"model": k, "seed": seed, "step": int(step), "loss": float(t.history["loss"][i, e])}
         for k, t in trained.items() for e, seed in enumerate(t.members.seeds) for i, step in enumerate(t.history["step"])])
@@ -292,7 +368,11 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
         "seeds": list(seeds), "arms": list(cfg.arms), "ngram_bits": floor, "ngram_order": cfg.ngram_order,
         "test_overlap_32": overlap, "key_tokens": int(key.sum()), "scored": int(len(scored)),
         "split_chars": {k: int(len(v)) for k, v in splits.items()},
-        "models": {k: {"bits": t["losses"].mean(2) / LN2} for k, t in trained.items()}}
+        "models": {k: {"bits": t["losses"].mean(2) / LN2} for k, t in trained.items()},
+        "finetune": {arm: {"steps": cfg.finetune_steps, "lr": cfg.finetune_lr, "alpha": cfg.finetune_alpha,
+                           "bits_before": t["bits_before"],
+                           **{way: {"bits": t[f"bits_{way}"], "moved": t[f"moved_{way}"]} for way in tuned_ways(cfg)}}
+                     for arm, t in tuned.items()}}
     return results
 
 
@@ -329,6 +409,19 @@ def claims(exported: Path) -> list[Claim]:
     out = []
     for arm in m["arms"]:
         get = lambda name: bits.get(f"{arm}:{name}")  # noqa: E731
+        ft = m.get("finetune", {}).get(arm)
+        if ft:
+            v, tw = np.asarray(ft["vanilla"]["bits"]), np.asarray(ft[PLACEBO]["bits"])
+            cal = calibrate(tw - v, _lower(C10_MIN), -C10_EFFECT,
+                            "the placebo fine-tune's per-seed differences from the plain one, resampled")
+            for cid, ctrl in (("C10.ft", "vanilla"), ("C10.ft.global", "global")):
+                if "ssa" not in ft or ctrl not in ft:
+                    continue
+                verdict, (d, lo, hi) = lower_rule(np.asarray(ft[ctrl]["bits"]), np.asarray(ft["ssa"]["bits"]), C10_MIN)
+                out.append(Claim(f"{cid} ({arm})", "text", "SSA lowers the held-out loss of a language model (real text)",
+                                 f"bits per character at L after {ft['steps']} fine-tuning steps from vanilla, SSA added "
+                                 f"- {ctrl} {'continued' if ctrl == 'vanilla' else 'added'} ({arm})", d, lo, hi,
+                                 gated(verdict, cal), lower_rule(v, tw, C10_MIN)[0], cal.words() if cal else ""))
         van, twin = get("vanilla"), get(PLACEBO)
         if van is None:
             continue
@@ -374,7 +467,7 @@ EXPERIMENT = Experiment(
     presets={
         "default": Preset({}, seeds=5, minutes=25.0, about="the run paper_repro.md reports: 7 strategies and the twin in "
                           "two position arms, 5 seeds, about 25 minutes of one core"),
-        "quick": Preset({"steps": 20, "strategies": ("vanilla", "ssa"), "eval_mults": (1, 2), "n_scored": 128,
+        "quick": Preset({"steps": 20, "strategies": ("vanilla", "ssa"), "finetune_steps": 5, "eval_mults": (1, 2), "n_scored": 128,
                          "n_position": 1, "d_model": 16, "n_heads": 2, "train_length": 32, "stride": 16, "short": 8,
                          "ngram_order": 2, "log_every": 10, "n_monitor": 4},
                         seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
