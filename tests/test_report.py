@@ -203,18 +203,14 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C7b.bound": "not testable: a model did not learn the task at the training length",
         "C8": "inconclusive: the rule says 'reproduced' on its placebo too",
         "C9": "not testable (floor): vanilla glitches at 0.20% pooled, under 1%",
-        "C10 (nope)": "not testable (power 13%)",
-        "C10.global (nope)": "not testable (power 13%)",
-        "C10 (rope)": "not testable (power 13%)",
-        "C10.global (rope)": "not testable (power 13%)",
-        "C11 (nope, ssa_q_pos)": "not testable: vanilla's loss rises +0.013 bits, under 0.05",
-        "C11 (nope, log_n)": "not testable: vanilla's loss rises +0.013 bits, under 0.05",
-        "C11 (nope, ssmax)": "not testable: vanilla's loss rises +0.013 bits, under 0.05",
-        "C11 (nope, ssa)": "not testable: vanilla's loss rises +0.013 bits, under 0.05",
-        "C11 (rope, ssa_q_pos)": 'not testable (power 1%)',
-        "C11 (rope, log_n)": 'not testable (power 1%)',
-        "C11 (rope, ssmax)": 'not testable (power 1%)',
-        "C11 (rope, ssa)": 'not testable (power 1%)',
+        "C10 (nope)": "not testable (power 42%)",
+        "C10.global (nope)": "not testable (power 42%)",
+        "C10 (rope)": "not testable (power 8%)",
+        "C10.global (rope)": "not testable (power 8%)",
+        **{f"C10{g} ({a})": "not reproduced" for g in (".ft", ".ft.global") for a in ("nope", "rope")},
+        **{f"C11 (nope, {n})": "not testable: vanilla's loss rises +0.015 bits, under 0.05"
+           for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")},
+        **{f"C11 (rope, {n})": "not testable (power 1%)" for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")},
     }
     placebos = {c.id: c.placebo for c in report.all_claims(ROOT)}  # every claim has one
     assert placebos == {
@@ -233,6 +229,7 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C8": "reproduced",
         "C9": "not testable (floor): vanilla glitches at 0.20% pooled, under 1%",
         **{c: "not reproduced" for c in ("C10 (nope)", "C10.global (nope)", "C10 (rope)", "C10.global (rope)",
+                                         "C10.ft (nope)", "C10.ft.global (nope)", "C10.ft (rope)", "C10.ft.global (rope)",
                                          *(f"C11 ({a}, {n})" for a in ("nope", "rope")
                                            for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")))}}
 
