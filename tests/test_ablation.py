@@ -14,8 +14,14 @@ from ssa_theory.rundir import RunContext, load_frame, read_json
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+# experiments that are not (yet) tasks of the ablation, and why: adding one reruns the whole ablation
+NOT_ABLATED = {"text": "a cell would train a character LM on real text for two minutes per variant (#36); "
+                       "its column waits for the ablation's next rerun"}
+
+
 def test_every_other_registered_experiment_is_a_task_of_the_ablation():
-    others = [n for n in registry.names() if n != "ablation"]
+    others = [n for n in registry.names() if n != "ablation" and n not in NOT_ABLATED]
+    assert all(registry.get(n).ablation is None for n in NOT_ABLATED)
     assert registry.with_ablation() == others
     assert ablation.AblationConfig().tasks == tuple(others)
     for n in others:
