@@ -176,7 +176,10 @@ def calibrate(noise, passes, effect: float, how: str, draws: int = N_DRAWS, seed
 
 def gated(verdict: str, cal: Calibration | None) -> str:
     """A verdict read through its rule's power: "not testable (power N%)" where the power at the
-    declared effect is below ``MIN_POWER`` and the rule did not pass; the verdict itself otherwise."""
+    declared effect is below ``MIN_POWER`` and the rule did not pass; the verdict itself otherwise. A
+    clear effect the other way (a rule's "not reproduced: REASON") stays in the words: low power to see
+    the claimed effect does not hide a measured opposite one."""
     if cal is None or cal.testable() or verdict.startswith(("reproduced", "inconclusive", "not testable")):
         return verdict
-    return f"not testable (power {cal.power:.0%})"
+    _, sep, reason = verdict.partition("not reproduced: ")
+    return f"not testable (power {cal.power:.0%})" + (f"; {reason}" if sep and reason else "")

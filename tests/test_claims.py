@@ -319,6 +319,7 @@ def test_calibration_from_both_sides():
     assert wide.power < cl.MIN_POWER and not wide.testable()
     assert cl.gated("not reproduced", wide) == f"not testable (power {wide.power:.0%})"
     assert cl.gated("reproduced", wide) == "reproduced" and cl.gated("not reproduced", tight) == "not reproduced"
+    assert cl.gated("not reproduced: clearly higher", wide) == f"not testable (power {wide.power:.0%}); clearly higher"
     assert cl.calibrate([0.1], passes, 0.1, "test") is None
 
 

@@ -205,8 +205,8 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C9": "not testable (floor): vanilla glitches at 0.20% pooled, under 1%",
         "C10 (nope)": "not testable (power 42%)",
         "C10.global (nope)": "not testable (power 42%)",
-        "C10 (rope)": "not testable (power 8%)",
-        "C10.global (rope)": "not testable (power 8%)",
+        "C10 (rope)": "not testable (power 8%); clearly higher",
+        "C10.global (rope)": "not testable (power 8%); clearly higher",
         **{f"C10{g} ({a})": "not reproduced" for g in (".ft", ".ft.global") for a in ("nope", "rope")},
         **{f"C11 (nope, {n})": "not testable: vanilla's loss rises +0.015 bits, under 0.05"
            for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")},

@@ -135,7 +135,7 @@ def test_c10_and_c11_rules_from_both_sides(tmp_path):
     assert claims["C11 (nope, log_n)"].verdict.startswith("not testable: vanilla's loss rises")
     worse = _bits([2.40, 2.41, 2.42, 2.40, 2.43], [0.8, 0.9, 0.85, 0.8, 0.9])
     claims = {c.id: c for c in tx.claims(_metrics(tmp_path, van, worse, glob))}
-    assert claims["C10 (nope)"].verdict == "not reproduced: higher"
+    assert claims["C10 (nope)"].verdict == "not reproduced: clearly higher"
 
 
 def test_the_twin_calibrates_c10_and_reads_as_its_placebo(tmp_path):

@@ -389,14 +389,14 @@ def _lower(by: float):
 def lower_rule(control: np.ndarray, other: np.ndarray, by: float) -> tuple[str, tuple[float, float, float]]:
     """``other`` below ``control`` by at least ``by``, paired by seed: the mean difference with its
     t-interval; "reproduced" when the interval lies below 0 and the mean is at most ``-by``; "not
-    reproduced: higher" when the interval lies above 0; "not reproduced" otherwise."""
+    reproduced: clearly higher" when the interval lies above 0; "not reproduced" otherwise."""
     x = np.asarray(other, dtype=float) - np.asarray(control, dtype=float)
     diff = mean_ci(x)
     if x.size < 2:
         return ONE_SEED, diff
     if _lower(by)(x):
         return "reproduced", diff
-    return ("not reproduced: higher" if diff[1] > 0 else "not reproduced"), diff
+    return ("not reproduced: clearly higher" if diff[1] > 0 else "not reproduced"), diff
 
 
 def claims(exported: Path) -> list[Claim]:
