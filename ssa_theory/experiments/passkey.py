@@ -350,14 +350,16 @@ def evaluate(net: lm.Ensemble, cfg: PasskeyConfig, members: Members, device) -> 
         mass[:, i], gap_mean[:, i], gap_max[:, i] = pick(m), pick(g_mean), pick(g_max)
     tau = law_tau(cfg, net, head.cpu().numpy(), ds)
     ratio = tau / tau[:, :1]
-    return {"tau_law": tau, "acc": acc, "hits": hits, "needle_mass": mass, "needle_mass_pred": predicted_mass(cfg, ds, mass[:, 0]),
-            "needle_mass_law": predicted_mass(cfg, ds, mass[:, 0], ratio), "law_ratio": ratio, "gap_mean": gap_mean, "gap_max": gap_max,
-            "head": head.cpu().numpy(), **lm.temperature_arrays(net)}
+    return {"tau_law": tau, "acc": acc, "hits": hits, "needle_mass": mass,
+            "needle_mass_pred": predicted_mass(cfg, ds, mass[:, 0]),
+            "needle_mass_law": predicted_mass(cfg, ds, mass[:, 0], ratio), "law_ratio": ratio,
+            "gap_mean": gap_mean, "gap_max": gap_max, "head": head.cpu().numpy(), **lm.temperature_arrays(net)}
 
 
 def law_tau(cfg: PasskeyConfig, net: lm.Ensemble, head: np.ndarray, ds) -> np.ndarray:
-    """``tau_q(n)`` at the read (E, lengths; ``law_ratio`` is it over its value at n0): the query-side temperature law of the strategy,
-    for each member's retrieval head (``head``: layer x heads + head), from the layer plan's readout
+    """``tau_q(n)`` at the read (E, lengths; ``law_ratio`` is it over its value at n0): the query-side
+    temperature law of the strategy, for each member's retrieval head (``head``: layer x heads + head),
+    from the layer plan's readout
     (``LayerPlan.law``: the strategies that declare they read only n, the positions and the train
     length) at the read's position and key count ``n - d`` (the read sees the keys before it), with
     the member's learned per-head scalars. SSA's token term reads the token, not n, and is left out:
@@ -548,7 +550,8 @@ def measure(cfg: PasskeyConfig, seeds, trained: Mapping[str, Trained]) -> Result
     metrics.json."""
     results = Results()
     results.frames["curves"] = pd.DataFrame([
-        {"strategy": s, "digits": cfg.learn_digits if s.startswith(LEARN) else cfg.digits[c], "seed": seed, "step": int(step), "loss": float(t.history["loss"][i, e]), "acc": float(t.history["exact"][i, e])}
+        {"strategy": s, "digits": cfg.learn_digits if s.startswith(LEARN) else cfg.digits[c], "seed": seed,
+         "step": int(step), "loss": float(t.history["loss"][i, e]), "acc": float(t.history["exact"][i, e])}
         for s, t in trained.items() for e, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds))
         for i, step in enumerate(t.history["step"])])
     table = {s: t for s, t in trained.items() if not s.startswith(LEARN)}
@@ -658,7 +661,8 @@ def _summary(cfg, trained) -> pd.DataFrame:
             total = int(idx.sum()) * len(cfg.depths) * cfg.n_eval
             rows.append({"strategy": s, "geometry": split_key(s)[0], "digits": d,
                          **rate_columns("acc_train", a0, int(t["hits"][idx, 0].sum()), total),
-                         **rate_columns("acc_max", a1, int(t["hits"][idx, -1].sum()), total), "learned": bool(np.all(a0 >= LEARNED)),
+                         **rate_columns("acc_max", a1, int(t["hits"][idx, -1].sum()), total),
+                         "learned": bool(np.all(a0 >= LEARNED)),
                          "needle_mass_train": float(t["needle_mass"][idx, 0].mean()),
                          "needle_mass_max": float(t["needle_mass"][idx, -1].mean()),
                          "needle_mass_max_pred": float(t["needle_mass_pred"][idx, -1].mean()),

@@ -467,7 +467,8 @@ EXPERIMENT = Experiment(
     presets={
         "default": Preset({}, seeds=5, minutes=25.0, about="the run paper_repro.md reports: 7 strategies and the twin in "
                           "two position arms, 5 seeds, about 25 minutes of one core"),
-        "quick": Preset({"steps": 20, "strategies": ("vanilla", "ssa"), "finetune_steps": 5, "eval_mults": (1, 2), "n_scored": 128,
+        "quick": Preset({"steps": 20, "strategies": ("vanilla", "ssa"), "finetune_steps": 5, "eval_mults": (1, 2),
+                         "n_scored": 128,
                          "n_position": 1, "d_model": 16, "n_heads": 2, "train_length": 32, "stride": 16, "short": 8,
                          "ngram_order": 2, "log_every": 10, "n_monitor": 4},
                         seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
