@@ -47,11 +47,12 @@ def execute(args: argparse.Namespace) -> int:
     # references (module:attr) stay as given, so that worker processes can import them
     names = registry.names() if args.only is None else \
         list(dict.fromkeys(n if ":" in n else registry.get(n).name for n in args.only))
+    skipped = []
     if args.only is None:  # an experiment whose optional extra is not installed is skipped, saying which
         for n in list(names):
             why = registry.get(n).missing and registry.get(n).missing()
             if why:
-                print(f"reproduce: skipping {n}: {why}", file=sys.stderr)
+                skipped.append(f"reproduce: skipping {n}: {why}")
                 names.remove(n)
     else:
         for n in names:
@@ -71,6 +72,8 @@ def execute(args: argparse.Namespace) -> int:
     if args.address and args.executor != "dask":
         raise UsageError("--address is for --executor dask")
     device = compute(args)
+    for line in skipped:  # after every check of the arguments: a bad one is still a one-line error
+        print(line, file=sys.stderr)
     executor = pool(args.executor, args.jobs, args.address, device) if args.executor == "dask" else None
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not args.quiet:
