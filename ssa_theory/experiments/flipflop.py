@@ -10,14 +10,16 @@ The task [paper: Liu et al.; sizes ours]. A sequence of T instruction/bit pairs 
 bits are uniform. Instructions are ``i`` with probability ``p_ignore``, else ``w`` or ``r`` alike.
 Example (T = 4): ``w 1 i 0 r 1 i 1``. The loss is the cross-entropy of the read bits only (they are
 deterministic; the rest is noise). Training: T = ``pairs`` at ``p_ignore`` 0.8, fresh sequences
-every step. Tests: in distribution, sparse (p_ignore 0.98: reads far from their write), dense
-(p_ignore 0.1), and longer sequences at the training p_ignore. The glitch rate is the fraction of
+every step, ``steps`` 200 (C9's regime: short enough that vanilla is not at the floor, chosen from a
+pilot on other seeds). Tests: in distribution, sparse (``sparse_p`` 0.99: reads far from their write),
+dense (p_ignore 0.1), and longer sequences at the training p_ignore. The glitch rate is the fraction of
 read bits predicted wrong, per seed, and pooled over seeds as errors over reads with an exact
 interval; and at the reads of the in-distribution set, the attention entropy of the sparsest head
 of the last layer (the one that can point at the last write). The sparse set holds ``sparse_eval``
-sequences a member (at p_ignore 0.98 a sequence of 64 pairs has 0.63 reads on average), so that a 1%
-glitch rate shows as at least one error with probability 0.96 in one member's reads, and a count of
-none says something. Every test set draws from its own sub-stream of the ``eval`` stream.
+sequences a member (at p_ignore 0.99 a sequence of 64 pairs has about 0.32 reads), about 330 reads a
+member. C9's rule reads the errors clustered by seed (``log_rate_ratios``): sparse glitches come from
+whole seeds that fail, so pooled reads would overstate the evidence. Every test set draws from its own
+sub-stream of the ``eval`` stream.
 
 The placebo (``placebo=True``): a vanilla model initialised from the ``init_twin`` stream and trained
 on the same data, read against vanilla by C9's own rule; the rule must not call it "reproduced".
