@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ssa_theory.stats import interval, ratio_ci
+from ssa_theory.stats import interval, mean_ci, ratio_ci
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,11 @@ def decide(ok: bool, n_seeds: int, yes: str = "reproduced", no: str = "not repro
     return ONE_SEED if n_seeds < 2 else (yes if ok else no)
 
 
-def rate_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
-    """``k1/n1 - k2/n2`` (two rates of counts pooled over seeds: errors over reads) and its 95%
-    interval by the MOVER method (Newcombe) from each rate's exact interval (``stats.binomial_ci``): it
-    has width wherever both have trials, so 0 errors against 0 is not [0, 0]."""
-    from ssa_theory.stats import binomial_ci
-
-    p1, l1, u1 = binomial_ci(k1, n1)
-    p2, l2, u2 = binomial_ci(k2, n2)
-    d = p1 - p2
-    return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+def clearly_above(x: Sequence[float] | np.ndarray, by: float) -> bool:
+    """The test of a paired rule on per-seed differences ``x`` (log ratios for a ratio): their mean at
+    least ``by`` and its t-interval above 0; False with one seed. For "below by", pass ``-x``."""
+    m, lo, _ = mean_ci(np.asarray(x, dtype=float))
+    return bool(not math.isnan(lo) and lo > 0 and m >= by)
 
 
 MIN_POWER = 0.5  # below this power at its declared effect a rule's verdict reads "not testable (power N%)"

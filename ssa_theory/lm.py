@@ -281,7 +281,8 @@ def fit_members(shape: LMShape, members, ctx, *, batch: Callable[[int], tuple[to
         return {"loss": ce.mean(1), "error": wrong.sum(1) / count.sum(1).clamp_min(1),
                 "exact": (wrong == 0).float().mean(1)}
 
-    hist = fit(parameter_groups(net, lr if temp_lr is None else temp_lr), member_loss, steps=steps, lr=lr, log_every=log_every, evaluate=evaluate,
+    hist = fit(parameter_groups(net, lr if temp_lr is None else temp_lr), member_loss, steps=steps, lr=lr,
+               log_every=log_every, evaluate=evaluate,
                progress=ctx.progress(label, steps), model=label, members=members.labels, log_at=log_at)
     return net, hist
 

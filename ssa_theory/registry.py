@@ -134,6 +134,10 @@ class Experiment:
     # naming the extra and the install command (``reproduce`` skips it with that line unless named with --only)
     missing: Callable[[], str | None] | None = None
 
+    def lacking(self) -> str | None:
+        """None where everything the experiment needs is installed, else ``missing``'s one line."""
+        return self.missing() if self.missing is not None else None
+
     def __post_init__(self) -> None:
         if self.cells is not None and self.models is not None:
             raise ValueError(f"experiment {self.name!r}: declare cells or models, not both")

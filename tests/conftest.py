@@ -52,7 +52,7 @@ def quick_run(tmp_path_factory):
     def get(name):
         from ssa_theory import registry
 
-        why = registry.get(name).missing and registry.get(name).missing()
+        why = registry.get(name).lacking()
         if why:  # an optional extra the experiment needs is not installed (the [text] corpus)
             pytest.skip(why)
         if name not in cache:

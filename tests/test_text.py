@@ -85,7 +85,6 @@ def test_ngram_floor_matches_a_slow_reference():
 
 def test_sliding_window_scores_each_character_from_its_own_context():
     """token_losses against a single model run on each window by hand."""
-    cfg = tx.TextConfig(d_model=16, n_heads=2, strategies=("vanilla",), placebo=False) if HAVE_CORPUS else None
     vocab = 7
     shape = lm.LMShape(vocab=vocab, d_model=16, n_heads=2, d_mlp=32, conv=2)
     net = lm.Ensemble(shape, [3])
@@ -99,7 +98,6 @@ def test_sliding_window_scores_each_character_from_its_own_context():
         logits = single(t[e - 40:e][None])[0, -5:]
         want.append(torch.nn.functional.cross_entropy(logits, t[e - 4:e + 1], reduction="none"))
     torch.testing.assert_close(got[0], torch.cat(want).detach(), rtol=1e-5, atol=1e-6)
-    del cfg
 
 
 def _metrics(tmp_path, van, ssa, glob, twin=None, grow=None):

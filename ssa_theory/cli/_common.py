@@ -91,7 +91,7 @@ def output_options(p: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace, default_preset: str = "default"):
     experiment = registry.get(args.name)
-    why = experiment.missing and experiment.missing()
+    why = experiment.lacking()
     if why:  # an optional extra it needs is not installed: one line naming it, before anything is written
         raise UsageError(f"{experiment.name}: {why}")
     preset_name = "quick" if args.quick else (args.preset or default_preset)

@@ -47,18 +47,12 @@ def execute(args: argparse.Namespace) -> int:
     # references (module:attr) stay as given, so that worker processes can import them
     names = registry.names() if args.only is None else \
         list(dict.fromkeys(n if ":" in n else registry.get(n).name for n in args.only))
-    skipped = []
-    if args.only is None:  # an experiment whose optional extra is not installed is skipped, saying which
-        for n in list(names):
-            why = registry.get(n).missing and registry.get(n).missing()
-            if why:
-                skipped.append(f"reproduce: skipping {n}: {why}")
-                names.remove(n)
-    else:
-        for n in names:
-            why = registry.get(n).missing and registry.get(n).missing()
-            if why:
-                raise UsageError(f"{n}: {why}")
+    absent = {n: why for n in names if (why := registry.get(n).lacking())}  # an optional extra not installed
+    if absent and args.only is not None:  # named: an error; else skipped, saying which (after the checks)
+        n, why = next(iter(absent.items()))
+        raise UsageError(f"{n}: {why}")
+    names = [n for n in names if n not in absent]
+    skipped = [f"reproduce: skipping {n}: {why}" for n, why in absent.items()]
     preset = "quick" if args.quick else (args.preset or "default")
     experiments = [registry.get(n) for n in names]
     lacking = [e.name for e in experiments if preset not in e.presets]

@@ -61,10 +61,6 @@ EVAL_CHUNK = 64  # contexts per evaluation call
 TOLERANCE = 0.1  # the prediction holds where the observed crossing's interval meets pred x [1/1.1, 1.1]
 REACHED = 0.99  # training reached the predicted gap where every member's alignment cos(theta) is at least this
 MEMBER_CHUNK = 32  # members per evaluation call
-# A class is looked up when its needle's score exceeds every distractor's by at least this share of the
-# bound B (a quarter of the scores' range). A model may leave one class unread and predict it whenever
-# it finds no needle: that class's needle dilutes at every gamma and is not part of the transition.
-LOOKED_UP = 0.5
 
 
 @dataclass(frozen=True)
@@ -128,7 +124,7 @@ def models(cfg: CriticalConfig) -> list[str]:
     return [key(b) for b in cfg.bounds]
 
 
-def cells_of(cfg: CriticalConfig, bound: float) -> list[tuple[float, float]]:
+def cells_of(cfg: CriticalConfig) -> list[tuple[float, float]]:
     """(rho, gamma) of every member of one bound's model, rho outer."""
     return [(r, g) for r in cfg.rhos for g in cfg.gammas]
 
@@ -175,7 +171,7 @@ def train(bound: float, cfg: CriticalConfig, seeds, ctx: RunContext) -> Trained:
     """Every (rho, gamma, seed) member at one bound: the query's angle trained on n_min..n_max, then per
     length the mean log odds against the needle and the mean mass (arrays (M, lengths)); the learned
     alignment ``cos theta`` (M,)."""
-    grid = cells_of(cfg, bound)
+    grid = cells_of(cfg)
     members = Members.grid(grid, list(seeds), lambda c: f"rho={c[0]:g}, gamma={c[1]:g}")
     M = len(members)
     rho = torch.tensor([grid[c][0] for c in members.cells], dtype=torch.float64)

@@ -57,7 +57,7 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, lm, theory
-from ssa_theory.claims import ONE_SEED, Claim, gated, paired
+from ssa_theory.claims import ONE_SEED, Claim, calibrate, clearly_above, gated, paired
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
@@ -449,14 +449,23 @@ def arm(cfg: PasskeyConfig, key: str) -> Arm:
     """The ``Arm`` of a model key: ``vanilla`` (free geometry), ``cosine:ssa`` (bound ``cfg.bound``),
     ``cosine6:vanilla`` (bound 6), ``cosine:ssa_q_pos@-2`` (its position term starting at alpha -2),
     ``learn:ssa`` (C8's task)."""
-    if key.startswith(LEARN):
-        return Arm(key, key[len(LEARN):], learn=True)
-    if not key.startswith("cosine"):
-        return Arm(key, key)
-    head, rest = key.split(":", 1)
-    name, _, start = rest.partition("@")
+    head, name, start = _parts(key)
+    if head in ("dot", LEARN):
+        return Arm(key, name, learn=head == LEARN)
     bound = float(head[len("cosine"):]) if head != "cosine" else cfg.bound
     return Arm(key, name, bound, float(start) if start else ALPHA_INIT)
+
+
+def _parts(key: str) -> tuple[str, str, str]:
+    """(head, strategy or PLACEBO, alpha start or "") of a model key; head ``dot``, ``LEARN`` or
+    ``cosine[B]``."""
+    if key.startswith(LEARN):
+        return LEARN, key[len(LEARN):], ""
+    if not key.startswith("cosine"):
+        return "dot", key, ""
+    head, rest = key.split(":", 1)
+    name, _, start = rest.partition("@")
+    return head, name, start
 
 
 def bounded_key(bound: float | None, name: str, start: float | None = None) -> str:
@@ -482,13 +491,9 @@ def model_keys(cfg: PasskeyConfig) -> list[str]:
 
 
 def split_key(key: str) -> tuple[str, str]:
-    """(geometry, strategy or PLACEBO) of a model key."""
-    if key.startswith(LEARN):
-        return "dot", key[len(LEARN):]
-    if not key.startswith("cosine"):
-        return "dot", key
-    head, rest = key.split(":", 1)
-    return head, rest.partition("@")[0]
+    """(geometry, strategy or PLACEBO) of a model key: ``dot`` (C8's models too) or ``cosine[B]``."""
+    head, name, _ = _parts(key)
+    return ("dot" if head == LEARN else head), name
 
 
 def model_weight(cfg: PasskeyConfig, key: str) -> float:
@@ -757,8 +762,7 @@ def _log_ratios(van: Mapping, other: Mapping) -> tuple[np.ndarray, int, int]:
 def _faster(x: np.ndarray) -> bool:
     """C8's test on per-seed log ratios: the geometric-mean ratio at most ``1 / C8_MIN`` with its
     t-interval below 1."""
-    m, lo, hi = mean_ci(x)
-    return bool(not math.isnan(hi) and hi < 0 and m <= -math.log(C8_MIN))
+    return clearly_above(-np.asarray(x), math.log(C8_MIN))
 
 
 def steps_rule(van: Mapping | None, other: Mapping | None) -> tuple[str, tuple[float, float, float]]:
@@ -796,12 +800,6 @@ def steps_rule(van: Mapping | None, other: Mapping | None) -> tuple[str, tuple[f
     return "no clear difference", ratio
 
 
-def _calibration(noise, passes, effect: float, how: str):
-    from ssa_theory.claims import calibrate
-
-    return calibrate(noise, passes, effect, how)
-
-
 def claims(exported: Path) -> list[Claim]:
     """From ``metrics.json``, at the longest passkey (largest d); each with the placebo twin read by the same
     rule and the rule's false-positive rate and power (``claims.calibrate``: the twin's per-seed
@@ -833,17 +831,15 @@ def claims(exported: Path) -> list[Claim]:
         if control is None or other is None:
             return
         verdict, (v, lo, hi) = rule(control, other)
-        cal = _calibration(noise(van0, twin, key), passes, effect, how) if twin else None
+        cal = calibrate(noise(van0, twin, key), passes, effect, how) if twin else None
         out.append(Claim(cid, "passkey", "SSA improves passkey retrieval", measure, v, lo, hi,
                          gated(verdict, cal), rule(van0, twin)[0] if twin else "", cal.words() if cal else ""))
 
     def gain_passes(x):
-        mean, lo, _ = mean_ci(x)
-        return mean >= MIN_GAIN and lo > 0
+        return clearly_above(x, MIN_GAIN)
 
     def slope_passes(x):
-        mean, lo, _ = mean_ci(x)
-        return mean >= MIN_SLOPE and lo > 0
+        return clearly_above(x, MIN_SLOPE)
 
     claim("C7", f"exact match at n = {n1}, SSA - vanilla ({d}-digit passkey among decoys; free dot product; trained on n <= {n0})",
           get("vanilla"), get("ssa"), retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", (get("vanilla"), get(PLACEBO)))
@@ -870,7 +866,7 @@ def claims(exported: Path) -> list[Claim]:
         cal = None
         if twin:
             x, _, _ = _log_ratios(per["vanilla"], twin)
-            cal = _calibration(x, _faster, -math.log(C8_EFFECT), "the twin's per-seed log ratios to vanilla, resampled")
+            cal = calibrate(x, _faster, -math.log(C8_EFFECT), "the twin's per-seed log ratios to vanilla, resampled")
         out.append(Claim("C8", "passkey", "SSA reaches vanilla's loss with fewer training tokens",
                          f"steps to {m.get('accuracy_target', 0.9):g} exact match, SSA / vanilla, geometric mean over seeds "
                          f"({m['learn']['digits']}-digit passkey, n {m['learn']['lengths'][0]}..{m['learn']['lengths'][1]})",
@@ -899,7 +895,7 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.passkey_plots", "haystack", "accuracy_and_mass", "curves"),
     headline="strategies",
     claims=claims,
-    presets=lm.presets(24.0, quick={"steps": 40, "eval_lengths": (64, 128), "depths": (0.5,), "n_eval": 4,
+    presets=lm.presets(28.0, quick={"steps": 40, "eval_lengths": (64, 128), "depths": (0.5,), "n_eval": 4,
                                    "strategies": ("vanilla", "ssa"), "bounded": ("vanilla", "ssa"), "pos_starts": (),
                                    "n_monitor": 8, "n_logs": 8, "n_min": 24, "n_max": 64, "learn_steps": 40,
                                    "learn_log_every": 10, "learn_n_min": 24, "learn_n_max": 32},
