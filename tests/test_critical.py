@@ -149,3 +149,13 @@ def test_committed_run_reaches_the_gap_and_the_prediction_holds_in_every_cell():
     root = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments" / "critical"
     tr = pd.read_csv(root / "transition.csv")
     assert len(tr) == 9 and tr.reached.all() and (tr.verdict == "holds").all()
+
+
+def test_a_short_run_that_does_not_align_the_query_is_said_and_judged_off(tmp_path):
+    """300 steps leave the query off the needle: the table says the gap was not reached, and the crossing
+    sits above the prediction by more than the tolerance (paper_repro.md, section 4b)."""
+    cfg = cr.CriticalConfig(rhos=(0.6,), bounds=(4.0,), steps=300, n_eval=32, eval_lengths=(16, 64, 256, 1024))
+    t = cr.train(4.0, cfg, [0, 1], RunContext(tmp_path, [0, 1], torch.device("cpu"), quiet=True))
+    row = cr.measure(cfg, {cr.key(4.0): t}).tables["transition"][0].iloc[0]
+    assert not row.reached and row.align_min < cr.REACHED
+    assert row.verdict == "off" and row.gamma_c_obs > row.gamma_c_pred * (1 + cr.TOLERANCE)
