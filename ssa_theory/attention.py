@@ -216,13 +216,15 @@ class Attention(nn.Module):
     # --- reading the temperatures (each through the plan's one readout) ----------------------------
 
     def temperature(self, side: str, x: torch.Tensor, proj: torch.Tensor | None = None,
-                    pos: torch.Tensor | None = None) -> torch.Tensor | None:
+                    pos: torch.Tensor | None = None, extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         """SSA's inverse temperature tau = 1 + its terms on ``side``, for inputs x (E,B,L,D): (E,B,H,L), or
         None if the side has none. ``proj`` is that side's projection (E,B,H,L,w), recomputed when not
-        given; ``pos`` holds the 1-based positions (L,), default ``1..L``."""
+        given; ``pos`` holds the 1-based positions (L,), default ``1..L``; ``extras`` the per-token data
+        its terms read (a scrambled variant's permutations)."""
         if proj is None and "proj" in self.plan.reads(side):
             proj = self._side_proj(side, x)
-        tau = self.plan.readout(self.temp, side, x, which=SSA, proj=proj, positions=_readout_positions(pos))
+        tau = self.plan.readout(self.temp, side, x, which=SSA, proj=proj, positions=_readout_positions(pos),
+                                extras=extras)
         return None if tau is None else tau.expand(x.shape[0], x.shape[1], self.n_heads, x.shape[-2])
 
     def strategy_scale(self, n: torch.Tensor, q: torch.Tensor | None = None,
@@ -236,13 +238,16 @@ class Attention(nn.Module):
         return self.plan.readout(self.temp, side, x, which=FACTORS, n=n, q=q, extras=extras)
 
     def query_inverse_temperature(self, x: torch.Tensor, n: torch.Tensor | float,
-                                  pos: torch.Tensor | None = None) -> torch.Tensor:
+                                  pos: torch.Tensor | None = None,
+                                  extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Everything that multiplies query i's logits (E,B,H,L): SSA's query terms times the query-side
-        strategies' factor at ``n`` keys; ones for vanilla. ``pos``: 1-based positions (L,)."""
+        strategies' factor at ``n`` keys; ones for vanilla. ``pos``: 1-based positions (L,); ``extras``:
+        per-token data the strategies read (a scrambled variant's permutations)."""
         E, B, L, _ = x.shape
         q = self._side_proj("q", x)
         n = torch.as_tensor(n, dtype=x.dtype, device=x.device).expand(L)
-        tau = self.plan.readout(self.temp, "q", x, which=ALL, proj=q, positions=_readout_positions(pos), n=n, q=q)
+        tau = self.plan.readout(self.temp, "q", x, which=ALL, proj=q, positions=_readout_positions(pos), n=n, q=q,
+                                extras=extras)
         return torch.ones(E, B, self.n_heads, L, device=x.device, dtype=x.dtype) if tau is None \
             else tau.expand(E, B, self.n_heads, L)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -44,11 +44,32 @@ class Claim:
     placebo: str = ""  # the same rule on a vanilla twin (another initialisation) against vanilla; "" not run
     # the rule's empirical false-positive rate and its power at the declared effect, in words (``Calibration``)
     calibration: str = ""
+    # the same question against the strongest simple alternative: a learned global temperature (or value
+    # gain) of matched range in vanilla's place; "" where the experiment has none
+    against_global: str = ""
+    # the rule on the scrambled mechanism (ssa_theory.scramble) in SSA's place, against vanilla and against
+    # the global temperature; "" not run
+    scrambled: str = ""
+    scrambled_global: str = ""
+    # the mechanism: how much SSA's temperature varies across tokens or positions (``spread_words``)
+    spread: str = ""
 
     def __post_init__(self) -> None:
         if self.placebo.startswith("reproduced") and self.verdict.startswith("reproduced"):
             # a rule that passes its placebo cannot pass the claim: the verdict says so, not the rule's word
             object.__setattr__(self, "verdict", PLACEBO_PASSED)
+        # the scrambled mechanism passing says that the gain needs no selectivity: against vanilla the outcome
+        # stands as a temperature's; against the global temperature the rule cannot tell selectivity apart
+        if self.scrambled.startswith("reproduced") and self.verdict.startswith("reproduced"):
+            object.__setattr__(self, "verdict", self.verdict + SCRAMBLED_TOO)
+        if self.scrambled_global.startswith("reproduced") and self.against_global.startswith("reproduced"):
+            object.__setattr__(self, "against_global", SCRAMBLED_PASSED)
+
+    def scrambled_words(self) -> str:
+        """The scrambled twin's two verdicts in one cell; "" where it was not run."""
+        if not self.scrambled_global:
+            return self.scrambled
+        return f"vs vanilla: {self.scrambled}; vs global: {self.scrambled_global}"
 
     def interval(self) -> str:
         """The headline and its interval in words; never an infinite bound printed as evidence."""
@@ -61,6 +82,41 @@ class Claim:
         return f"{self.value:.4g} [{self.lo:.4g}, {self.hi:.4g}]"
 
 
+DETERMINISTIC = "cannot fail (deterministic optimum)"
+DETERMINISTIC_TOL = 1e-3  # a twin within this relative difference of vanilla on every seed reached its optimum
+
+
+def twin_reading(verdict: str, twin: Sequence[float], vanilla: Sequence[float]) -> str:
+    """The placebo twin's verdict, or ``DETERMINISTIC`` where the twin agrees with vanilla on every seed
+    within ``DETERMINISTIC_TOL`` (relative): training reached the same optimum from either draw, so the
+    twin samples no noise and its "not reproduced" is no evidence."""
+    a, b = np.asarray(twin, dtype=float), np.asarray(vanilla, dtype=float)
+    if a.size and np.all(np.abs(a - b) <= DETERMINISTIC_TOL * np.maximum(np.abs(a), np.abs(b))):
+        return DETERMINISTIC
+    return verdict
+
+
+MIN_SPREAD = 0.05  # below this coefficient of variation of tau across tokens, SSA acted as one global temperature
+
+
+def spread_words(cv: Sequence[float], what: str = "tau across tokens") -> str:
+    """The mechanism in words: the coefficient of variation of SSA's tau over the tokens (or positions)
+    of an evaluation batch, the mean over seeds and its range; below ``MIN_SPREAD`` the words say that
+    SSA acted as a global temperature."""
+    cv = np.asarray(cv, dtype=float)
+    cv = cv[np.isfinite(cv)]
+    if not cv.size:
+        return ""
+    words = f"CV of {what} {cv.mean():.3g} (seeds {cv.min():.3g} to {cv.max():.3g})"
+    return words + ("; nearly constant: SSA acted as a global temperature" if cv.mean() < MIN_SPREAD else "")
+
+
+def coefficient_of_variation(tau) -> np.ndarray:
+    """Per member: std / mean of tau (E, ...) over everything after the member axis."""
+    t = np.asarray(tau, dtype=float).reshape(len(tau), -1)
+    return t.std(1) / np.abs(t.mean(1))
+
+
 def paired(a: Sequence[float], b: Sequence[float], bounded: bool = False) -> tuple[float, float, float]:
     """Mean and 95% CI of the per-seed differences ``a - b`` (models trained on the same seeds): a
     t-interval, or a bootstrap one for a difference of measures with a range (``bounded``)."""
@@ -69,6 +125,8 @@ def paired(a: Sequence[float], b: Sequence[float], bounded: bool = False) -> tup
 
 ONE_SEED = "inconclusive (one seed)"
 PLACEBO_PASSED = "inconclusive: the rule says 'reproduced' on its placebo too"
+SCRAMBLED_TOO = " (as a temperature: the scrambled mechanism passes too)"
+SCRAMBLED_PASSED = "inconclusive: the scrambled mechanism passes too (no selectivity needed)"
 
 
 @dataclass(frozen=True)
@@ -167,6 +225,41 @@ def calibrate(noise, passes, effect: float, how: str, draws: int = N_DRAWS, seed
     f, flo, fhi = binomial_ci(false, draws)
     p, plo, phi = binomial_ci(true, draws)
     return Calibration(f, flo, fhi, p, plo, phi, draws, how)
+
+
+def ratio_calibration(a: Sequence[float], b: Sequence[float], by: float, how: str) -> Calibration | None:
+    """``calibrate`` for a "``a`` below ``b`` by at least ``by``" rule (``smaller``): the noise is the
+    rule's own per-seed log ratios (centred by ``calibrate``: a seed-resampling null of the committed
+    runs), the declared effect twice the threshold, ``log(1 - 2 by)``."""
+    x = np.log(np.asarray(a, dtype=float) / np.asarray(b, dtype=float))
+    return calibrate(x, lambda d: clearly_above(-d, -math.log(1 - by)), math.log(1 - 2 * by), how)
+
+
+def null_runs(null: Sequence[float] | Mapping, seeds: int, passes) -> tuple[int, int]:
+    """A rule's false positives over null runs (``skeleton.null_seeds``): run r reads the vanilla models of
+    seeds ``[2 r S, 2 r S + S)`` in the claimed model's place against those of ``[2 r S + S, 2 (r + 1) S)``;
+    ``passes(a, b)`` is the rule on one pair of (S,) groups (or of dicts of them). (passes, runs)."""
+    def group(lo: int):
+        if isinstance(null, Mapping):
+            return {k: np.asarray(v, dtype=float)[lo:lo + seeds] for k, v in null.items()}
+        return np.asarray(null, dtype=float)[lo:lo + seeds]
+
+    n = len(next(iter(null.values()))) if isinstance(null, Mapping) else len(null)
+    runs = n // (2 * seeds)
+    hits = sum(bool(passes(group(2 * r * seeds), group(2 * r * seeds + seeds))) for r in range(runs))
+    return hits, runs
+
+
+def with_null_runs(power: Calibration | None, hits: int, runs: int, how: str) -> Calibration | None:
+    """The false-positive rate from trained null runs (``null_runs``), with its exact binomial interval,
+    beside the power at the declared effect from ``power`` (a seed-resampling ``Calibration``)."""
+    from ssa_theory.stats import binomial_ci
+
+    if power is None or runs < 1:
+        return power
+    f, lo, hi = binomial_ci(hits, runs)
+    return Calibration(f, lo, hi, power.power, power.power_lo, power.power_hi, power.draws,
+                       f"FPR: {hits}/{runs} {how}; power: {power.how}")
 
 
 def gated(verdict: str, cal: Calibration | None) -> str:

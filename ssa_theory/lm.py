@@ -34,8 +34,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ssa_theory.nn import SelectiveAttention
-from ssa_theory.variants import Variant
-from ssa_theory.seeding import derive_seed
+from ssa_theory.scramble import Scrambler
+from ssa_theory.variants import Variant, get_variant
+from ssa_theory.seeding import derive_seed, torch_generator
 from ssa_theory import skeleton
 
 
@@ -106,12 +107,17 @@ class TinyLM(nn.Module):
         self.ln = nn.LayerNorm(shape.d_model)
         self.head = nn.Linear(shape.d_model, shape.vocab, bias=False)
 
-    def forward(self, tokens: torch.Tensor, read: torch.Tensor | None = None, token_freq: torch.Tensor | None = None):
+    def forward(self, tokens: torch.Tensor, read: torch.Tensor | None = None, token_freq: torch.Tensor | None = None,
+                extras: dict | None = None):
         """Logits (B, L, V); with ``read`` (row indices (R,)), also every layer's attention weights at
         those rows, stacked (n_layers, B, H, R, L). ``token_freq`` (V,): each vocabulary token's
-        training frequency, which the ``freq`` strategy reads for every key."""
+        training frequency, which the ``freq`` strategy reads for every key. ``extras``: more per-token
+        data for the strategies (a scrambled variant's permutations, (B, L)), the same for every layer."""
         x = self.embed(tokens)
-        extras = None if token_freq is None else {"k_freq": token_freq[tokens]}
+        extras = dict(extras or {})
+        if token_freq is not None:
+            extras["k_freq"] = token_freq[tokens]
+        extras = extras or None
         weights = []
         for block in self.blocks:
             if read is None:
@@ -152,6 +158,8 @@ class Ensemble(nn.Module):
         self.names = list(stacked)
         self.stacked = nn.ParameterList(nn.Parameter(stacked[k].detach().clone()) for k in self.names)
         self._base = [copy.deepcopy(models[0]).to("meta")]  # a list: not a registered submodule
+        # a scrambled variant (ssa_theory.scramble): fresh permutations at every call, from each member's placebo stream
+        self.scrambler = Scrambler(get_variant(shape.variant), [torch_generator(s, "placebo") for s in seeds])
 
     def _params(self) -> dict[str, torch.Tensor]:
         return dict(zip(self.names, self.stacked))
@@ -159,10 +167,12 @@ class Ensemble(nn.Module):
     def forward(self, tokens: torch.Tensor, read: torch.Tensor | None = None):
         """Logits (E, B, L, V); with ``read`` also the weights (E, n_layers, B, H, R, L)."""
         base, freq = self._base[0], self.token_freq
-        args = lambda t: (t, read, freq)  # noqa: E731
         with warnings.catch_warnings():  # vmap runs SDPA member by member on the CPU (no batching rule): slower, exact
             warnings.filterwarnings("ignore", message="There is a performance drop")
-            return vmap(lambda p, t: functional_call(base, p, args(t)))(self._params(), tokens)
+            if self.scrambler:  # (E, B, L) permutations, member e reading its own
+                extras = self.scrambler(tokens.shape[1], tokens.shape[2], tokens.device)
+                return vmap(lambda p, t, x: functional_call(base, p, (t, read, freq, x)))(self._params(), tokens, extras)
+            return vmap(lambda p, t: functional_call(base, p, (t, read, freq)))(self._params(), tokens)
 
     def temperatures(self) -> dict[str, torch.Tensor]:
         """The learned temperature parameters of every layer, per member: name -> (E, ...); e.g.
@@ -201,10 +211,18 @@ def model_keys(cfg) -> list[str]:
 def model_spec(cfg, key: str):
     """``(ModelSpec, init stream)`` of a model key of ``model_keys``: a strategy as itself (the variant
     ``cfg`` resolved) from the ``init`` stream; ``PLACEBO`` as ``skeleton.twin()``, vanilla attention
-    from ``init_twin``."""
+    from ``init_twin``; ``NAME_scrambled`` as ``skeleton.scrambled(NAME)``, from ``init`` (the same
+    draw as NAME's)."""
     from ssa_theory.variants import variant_of
 
-    spec = skeleton.twin() if key == PLACEBO else skeleton.ModelSpec.of(key, variant_of(cfg, key))
+    from ssa_theory.variants import SCRAMBLED_SUFFIX
+
+    if key == PLACEBO:
+        spec = skeleton.twin()
+    elif key.endswith(SCRAMBLED_SUFFIX):  # the scrambled twin of a strategy of the config (skeleton.scrambled)
+        spec = skeleton.scrambled(variant_of(cfg, key[:-len(SCRAMBLED_SUFFIX)]).name)
+    else:
+        spec = skeleton.ModelSpec.of(key, variant_of(cfg, key))
     return spec, spec.init
 
 def presets(minutes: float, quick: dict, gpu: dict, seeds: int = 3) -> dict:

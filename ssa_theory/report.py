@@ -61,12 +61,13 @@ def all_claims(root: Path) -> list[Claim]:
 
 
 def summary_table(claims: Iterable[Claim]) -> str:
-    rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict | placebo (vanilla twin) "
-            "| false-positive rate and power |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict | against a global temperature "
+            "| placebo (vanilla twin) | scrambled mechanism | false-positive rate and power | the mechanism |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in claims:
         rows.append(f"| {c.id} (`{c.experiment}`) | {c.paper} | {c.measure} | {c.interval()} | {c.verdict} | "
-                    f"{c.placebo or 'not run yet'} | {c.calibration or 'not estimated yet'} |")
+                    f"{c.against_global or '—'} | {c.placebo or 'not run yet'} | {c.scrambled_words() or '—'} | "
+                    f"{c.calibration or 'not estimated yet'} | {c.spread or '—'} |")
     return "\n".join(rows) + "\n"
 
 

@@ -78,6 +78,29 @@ def twin() -> ModelSpec:
     return ModelSpec.of(PLACEBO, "vanilla", init="init_twin")
 
 
+SCRAMBLED = "scrambled"  # the row and model key of the scrambled mechanism (``scrambled``)
+
+
+def scrambled(variant: str) -> ModelSpec:
+    """The placebo that can fail: SSA's ``variant`` with its temperature fed an uninformative input
+    (``ssa_theory.scramble``), the same parameters, initial draw and data as the real one."""
+    from ssa_theory.variants import scrambled as scrambled_variant
+
+    return ModelSpec.of(SCRAMBLED, scrambled_variant(variant))
+
+
+def scramble_generators(spec: ModelSpec, members: Members):
+    """One generator per member (the ``placebo`` stream) where ``spec`` is scrambled, else None."""
+    return members.generators("placebo") if spec.resolved.scrambled else None
+
+
+def null_seeds(seeds: Sequence[int], runs: int) -> list[int]:
+    """The seeds of ``runs`` null runs of a rule read on ``len(seeds)`` seeds: each run pairs two groups
+    of vanilla models, so ``2 * runs * len(seeds)`` seeds, following the run's own (other data streams
+    and other initial draws)."""
+    return [max(seeds) + 1 + i for i in range(2 * runs * len(seeds))]
+
+
 def specs(table: Mapping[str, str], labels: Iterable[str] | None = None) -> dict[str, ModelSpec]:
     """``{label: ModelSpec}`` from an experiment's ``label -> variant`` table, in its order."""
     labels = list(table) if labels is None else list(labels)

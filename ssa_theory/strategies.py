@@ -60,8 +60,13 @@ import torch
 import torch.nn.functional as F
 
 SIDES = ("q", "k", "v", "out", "sink")
-EXTRAS = ("k_freq",)  # per-token data a caller may pass a layer for its strategies (``extras=``)
-EXTRA_ABOUT = {"k_freq": "each key token's training frequency, (B, Lk)"}
+EXTRAS = ("k_freq", "tok_from", "pos_from")  # per-token data a caller may pass a layer for its strategies (``extras=``)
+EXTRA_ABOUT = {"k_freq": "each key token's training frequency, (B, Lk)",
+               # the scrambled placebo's permutations (ssa_theory.scramble), drawn by the caller at every call
+               "tok_from": "for each token slot, the flat index (b * L + l) of the slot whose token the scrambled "
+                           "token term reads, (B, L)",
+               "pos_from": "for each token slot, the flat index (same row) of the slot whose position the scrambled "
+                           "position term reads, (B, L)"}
 NEEDS = ("train_length", *EXTRAS)
 READS = ("x", "proj", "positions", "n", "q", "train_length", *EXTRAS)  # what a formula may read of ``Inputs``
 ENTRY_POINT_GROUP = "ssa_theory.strategies"
@@ -239,6 +244,10 @@ def _global(i: Inputs, p):
     return (1.0 + torch.tanh(p["g"])) * torch.ones_like(torch.log(i.n))
 
 
+def _global_v(i: Inputs, p):
+    return (1.0 + torch.tanh(p["g"])) * torch.ones_like(i.log_pos())
+
+
 def _global_free(i: Inputs, p):
     return torch.exp(p["g"]) * torch.ones_like(torch.log(i.n))
 
@@ -357,6 +366,10 @@ BUILTINS: tuple[Strategy, ...] = (
                     "original_max_position_embeddings)",
              about="1 + 0.1 log(1 + floor(p / L0)), p the 0-based query position: llama4's step one position later",
              reads={"positions", "train_length"}),
+    # on values
+    Strategy("global_v", "v", "mul", _global_v, {"g": Param(_H, 0.0, 0.0)}, range=(0.0, 2.0),
+             source="ours: one learned value gain per head, bounded as SSA's value token term",
+             about="every value times 1 + tanh(g_h), in (0, 2)", reads={"positions"}),
     # on keys
     Strategy("freq", "k", "mul", _freq, {"g": Param(_H, 0.0, 0.0)}, needs=frozenset({"k_freq"}),
              range=(-math.inf, math.inf), source="frequency-based temperature (the paper's appendix comparison, p16)",
@@ -557,7 +570,9 @@ def ssa_temperature(terms: Placed, inputs: Inputs) -> torch.Tensor | None:
     if not terms:
         return None
     tau = 1.0
-    for strategy, params in sorted(terms, key=lambda t: t[0].name != "ssa_pos"):
+    for strategy, params in sorted(terms, key=lambda t: not t[0].name.startswith("ssa_pos")):
+        if strategy.needs:  # the scrambled placebo's terms need their permutations (ssa_theory.scramble)
+            strategy.check_inputs(train_length=inputs.train_length, extras=inputs.extras)
         tau = apply(strategy, inputs, params) + tau
     return tau
 

@@ -10,6 +10,7 @@ everywhere is vanilla attention. ``VARIANTS`` are the named ones behind the comm
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class Variant:
     share: bool = True  # token term reads the side's own projection (the paper's weight sharing)
     gate: bool = False  # output gate: each query's output times 2 sigmoid(x W_g) (not value selectivity)
     scale: str = ""  # a strategy of ssa_theory.strategies ("" for none)
+    scrambled: bool = False  # SSA's terms read an uninformative input (ssa_theory.scramble): the placebo
 
     def __post_init__(self) -> None:
         for side in SIDES:
@@ -63,13 +65,16 @@ class Variant:
         return list(self._placed)
 
     def _place(self) -> list[tuple[str, st.Strategy, str]]:
+        from ssa_theory.scramble import TWINS
+
+        term = (lambda name: TWINS[name]) if self.scrambled else st.resolve  # noqa: E731
         out = []
         for side in SIDES:
             terms = self.terms(side)
             if "tok" in terms:
-                out.append((side, st.resolve("ssa_tok" if self.share else "ssa_tok_own"), f"{side}_"))
+                out.append((side, term("ssa_tok" if self.share else "ssa_tok_own"), f"{side}_"))
             if "pos" in terms:
-                out.append((side, st.resolve("ssa_pos"), f"{side}_"))
+                out.append((side, term("ssa_pos"), f"{side}_"))
         if self.scale:
             strategy = st.resolve(self.scale)
             if strategy.side is None:
@@ -130,6 +135,20 @@ def _v(name: str, q: str = "", k: str = "", v: str = "", share: bool = True, gat
     return Variant(name, split(q), split(k), split(v), share, gate, scale)
 
 
+SCRAMBLED_SUFFIX = "_scrambled"
+
+
+def scrambled(name: str) -> Variant:
+    """The scrambled twin of a named SSA variant (``ssa_theory.scramble``): the same terms and
+    parameters, their inputs drawn from elsewhere at every call; named ``NAME_scrambled``."""
+    base = get_variant(name)
+    if not any(base.terms(side) for side in SIDES):
+        raise ValueError(f"variant {base.name!r} has no SSA term to scramble")
+    if base.scale or base.gate:
+        raise ValueError(f"variant {base.name!r} has a strategy besides SSA's terms; scramble SSA's own variants")
+    return dataclasses.replace(base, name=base.name + SCRAMBLED_SUFFIX, scrambled=True)
+
+
 # The named variants. A new strategy goes into ssa_theory.strategies; a variant here places it.
 VARIANTS: dict[str, Variant] = {
     v.name: v
@@ -162,7 +181,8 @@ VARIANTS: dict[str, Variant] = {
 # kept out of VARIANTS so that the ablation's committed rows keep their meaning (``all_variants``).
 NEW_VARIANTS: dict[str, Variant] = {v.name: v for v in [_v("llama4", scale="llama4"), _v("sink", scale="sink"),
                                                         _v("qwen_gate", scale="qwen_gate"),
-                                                        _v("ministral", scale="ministral")]}
+                                                        _v("ministral", scale="ministral"),
+                                                        _v("global_v", scale="global_v")]}
 
 
 def get_variant(name: str | Variant) -> Variant:
@@ -174,6 +194,8 @@ def get_variant(name: str | Variant) -> Variant:
         return VARIANTS[name]
     if name in NEW_VARIANTS:
         return NEW_VARIANTS[name]
+    if name.endswith(SCRAMBLED_SUFFIX) and name[:-len(SCRAMBLED_SUFFIX)] in VARIANTS:
+        return scrambled(name[:-len(SCRAMBLED_SUFFIX)])
     try:
         strategy = st.resolve(name)
     except ValueError as e:

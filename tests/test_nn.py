@@ -315,7 +315,7 @@ def test_list_strategies_shows_every_one_with_its_origin(capsys):
 
 
 def test_new_variants_stay_out_of_the_committed_ablation():
-    assert set(all_variants()) - set(VARIANTS) == {"llama4", "sink", "qwen_gate", "ministral"}
+    assert set(all_variants()) - set(VARIANTS) == {"llama4", "sink", "qwen_gate", "ministral", "global_v"}
 
 
 def test_parameter_counts_for_gpt2_small():

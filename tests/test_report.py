@@ -221,7 +221,7 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C5": "dilution reproduced; the vanilla twin does not keep 0.05 more mass than global; against vanilla -0.002 "
               "[-0.011, +0.007]",
         "C6": "not reproduced: placebo / vanilla excess 1.00 there, 1.00 at rho = 0, 1.00 without contrast",
-        "C7": "not testable: vanilla retrieves 0.978 at the longest length, less headroom than 0.05",
+        "C7": "not testable: the control retrieves 0.978 at the longest length, less headroom than 0.05",
         "C7b": "not reproduced",
         "C7b.range": "not reproduced",
         "C7b.slope": "not reproduced: static",

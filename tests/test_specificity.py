@@ -47,7 +47,12 @@ def test_config_refuses_impossible_values():
         sp.SpecificityConfig(strategies=("global", "ssa_q_tok"))
     with pytest.raises(ConfigError, match="names the vanilla twin"):
         sp.SpecificityConfig(strategies=("vanilla", "placebo"))
-    assert sp.rows(sp.SpecificityConfig(strategies=("global", "ssa_q_tok"), placebo=False)) == ["global", "ssa_q_tok"]
+    with pytest.raises(ConfigError, match="scramble=true needs vanilla, global and ssa_q_tok"):
+        sp.SpecificityConfig(strategies=("global", "ssa_q_tok"), placebo=False)
+    with pytest.raises(ConfigError, match="names the scrambled twin"):
+        sp.SpecificityConfig(strategies=("vanilla", "global", "ssa_q_tok", "scrambled"))
+    assert sp.rows(sp.SpecificityConfig(strategies=("global", "ssa_q_tok"), placebo=False, scramble=False)) == [
+        "global", "ssa_q_tok"]
 
 
 def test_logits_are_the_pair_map_the_closed_forms_bound(tmp_path):

@@ -53,28 +53,34 @@ from torch import nn
 
 from ssa_theory import theory
 from ssa_theory.attention import Attention
-from ssa_theory.claims import Claim, decide, smaller
+from ssa_theory.claims import Claim, decide, gated, ratio_calibration, smaller, spread_words, twin_reading
 from ssa_theory.config import TrainingConfig, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream, eval_chunk, in_chunks
 from ssa_theory.seeding import Members
-from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, with_variant, write_results
+from ssa_theory.skeleton import (PLACEBO, SCRAMBLED, ModelSpec, Results, Trained, figures, scramble_generators, scrambled,
+                                  twin, with_variant, write_results)
+from ssa_theory.scramble import Scrambler
 from ssa_theory.stats import ci_columns
 from ssa_theory.train import fit
 
 # label -> attention variant of every learned estimator; vanilla_sink also attends to a zero-valued sink
 MODELS = {"vanilla": "vanilla", "value_selective": "ssa_v_tok_noshare", "output_gate": "gated",
-          "vanilla_sink": "vanilla"}
+          "vanilla_sink": "vanilla", "global_value": "global_v"}  # global_value: one learned value gain, C3's
+# strongest simple alternative, bounded in (0, 2) as the value token term's 1 + tanh(.)
 LEARNED = tuple(MODELS)
 ESTIMATORS = ("naive", "bayes", *LEARNED)
 EVAL_CHUNK = 1024  # contexts per evaluation call, at most (``sampling.eval_chunk``)
 # The theoretical limit of each estimator (a field of theory.DenoisingRisks).
 LIMIT = {"naive": "naive", "bayes": "bayes", "vanilla": "vanilla", "value_selective": "bayes",
-         "output_gate": "vanilla", "vanilla_sink": "bayes", PLACEBO: "vanilla"}
+         "output_gate": "vanilla", "vanilla_sink": "bayes", PLACEBO: "vanilla", "global_value": "vanilla",
+         SCRAMBLED: "vanilla"}  # a single value gain (or one blind to which token is noisy) is vanilla's limit
 LABEL = {"naive": "Naive averaging", "bayes": "Bayes optimal", "vanilla": "Vanilla attention",
          "value_selective": "Value-selective attention", "output_gate": "Output-gated attention",
-         "vanilla_sink": "Vanilla attention + sink token", PLACEBO: "Vanilla attention, twin (placebo)"}
+         "vanilla_sink": "Vanilla attention + sink token", PLACEBO: "Vanilla attention, twin (placebo)",
+         "global_value": "Vanilla attention + one learned value gain",
+         SCRAMBLED: "Value-selective attention, scrambled (placebo)"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class DenoisingConfig(TrainingConfig):
     qk_init_std: float = 0.03  # small: scores and value temperatures start near neutral despite x ~ 30
     n_eval: int = 8192  # held-out contexts per member
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the default regime, read by C3's rule
+    scramble: bool = True  # also train value selectivity's scrambled twin (skeleton.scrambled) in the default regime
     log_every: int = 100
 
     def __post_init__(self) -> None:
@@ -184,11 +191,14 @@ class DenoisingSampler:
 class DenoisingModel(nn.Module):
     """One attention layer; its single query's output is the estimate of mu (E members)."""
 
-    def __init__(self, spec: ModelSpec, cfg: DenoisingConfig, generators, p_noisy: torch.Tensor | None = None) -> None:
+    def __init__(self, spec: ModelSpec, cfg: DenoisingConfig, generators, p_noisy: torch.Tensor | None = None,
+                 scramble=None) -> None:
         """``spec.extras["sink"]``: the query also attends to itself, a token whose value can be 0;
         ``p_noisy`` (E,), each member's fraction of noisy tokens, gives the ``freq`` strategy each
-        token's frequency by class."""
+        token's frequency by class; ``scramble``: one generator per member for a scrambled variant (each
+        value token's temperature reads a token drawn from anywhere in the batch, mostly another context)."""
         super().__init__()
+        self.scrambler = Scrambler(spec.resolved, scramble or [])
         self.sink = bool(spec.extras.get("sink", False))
         self.attn = Attention(spec.resolved, cfg.dim + 3, generators=generators, d_head=cfg.dim, causal=False,
                               value_proj=True, out_proj=False, qk_std=cfg.qk_init_std, train_length=cfg.n_tokens)
@@ -202,17 +212,26 @@ class DenoisingModel(nn.Module):
         if self.p_noisy is not None:  # a token's class frequency: p_noisy if noisy, 1 - p_noisy if clean
             p = self.p_noisy[:, None, None]
             extras = {"k_freq": torch.where(batch.noisy, p, 1.0 - p).clamp_min(1e-6)}
+        extras.update(self.scrambler(ctx.shape[1], ctx.shape[2], ctx.device))
         return self.attn(q, ctx, extras=extras)[:, :, 0]  # (E, B, d)
+
+    def value_temperature(self, batch: Batch) -> torch.Tensor | None:
+        """tau_v of every context token (E, B, n), or None without a value term; computed EVAL_CHUNK
+        contexts at a time (a scrambled one reads tokens drawn within each chunk)."""
+        if not self.attn.variant.v:
+            return None
+
+        def chunk(*f):
+            tokens = Batch(*f).tokens()
+            return self.attn.temperature("v", tokens, extras=self.scrambler(*tokens.shape[1:3], tokens.device))[:, :, 0]
+        return in_chunks(chunk, *batch.fields(), size=eval_chunk(self.attn.n_members * self.attn.n_heads, EVAL_CHUNK))
 
     def value_gain(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Mean effective value gain per class (E,): tau_v times W_v's mean diagonal on x."""
         d = batch.x.shape[-1]
         g = torch.diagonal(self.attn.w_v[:, :d, :d], dim1=1, dim2=2).mean(1)  # (E,)
-        if not self.attn.variant.v:
-            tau = torch.ones_like(batch.sigma)
-        else:  # (E, B, n), computed EVAL_CHUNK contexts at a time
-            tau = in_chunks(lambda *f: self.attn.temperature("v", Batch(*f).tokens())[:, :, 0], *batch.fields(),
-                            size=eval_chunk(self.attn.n_members * self.attn.n_heads, EVAL_CHUNK))
+        tau = self.value_temperature(batch)
+        tau = torch.ones_like(batch.sigma) if tau is None else tau
         return {
             c: g * (tau * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1)
             for c, m in (("clean", (~batch.noisy).to(tau.dtype)), ("noisy", batch.noisy.to(tau.dtype)))
@@ -266,8 +285,8 @@ def train(spec: ModelSpec, cfg: DenoisingConfig, members: Members, ctx: RunConte
     """Train one learned estimator for every member at once: its held-out squared errors (E, n_eval),
     its mean value gain per class (E,) and its training curve."""
     regimes = regimes_of(cfg, members)
-    net = DenoisingModel(spec, cfg, members.generators(spec.init),
-                         regimes[:, 0].clone() if spec.scale == "freq" else None).to(ctx.device)
+    net = DenoisingModel(spec, cfg, members.generators(spec.init), regimes[:, 0].clone() if spec.scale == "freq" else None,
+                         scramble=scramble_generators(spec, members)).to(ctx.device)
     sample_batch = DenoisingSampler(members.generators("data"), regimes, cfg, ctx.device)
     monitor = Batch(*(t[:, :1024] for t in eval_batch.fields()))
 
@@ -280,7 +299,10 @@ def train(spec: ModelSpec, cfg: DenoisingConfig, members: Members, ctx: RunConte
                progress=ctx.progress(spec.label, cfg.steps), model=spec.label, members=members.labels)
     with torch.no_grad():
         gains = net.value_gain(eval_batch)
-        arrays = {"errors": model_errors(net, eval_batch), "gain_clean": gains["clean"], "gain_noisy": gains["noisy"]}
+        tau = net.value_temperature(eval_batch)
+        arrays = {"errors": model_errors(net, eval_batch), "gain_clean": gains["clean"], "gain_noisy": gains["noisy"],
+                  "tau_cv": (torch.full_like(gains["clean"], float("nan")) if tau is None else
+                             tau.flatten(1).std(1) / tau.flatten(1).mean(1).abs())}
     return Trained(spec, members, {k: v.cpu().numpy() for k, v in arrays.items()}, hist)
 
 
@@ -288,11 +310,13 @@ def run(cfg: DenoisingConfig, ctx: RunContext) -> None:
     members = members_of(cfg, ctx.seeds)
     eval_batch = held_out(cfg, members, ctx.device)
     trained = {label: train(spec, cfg, members, ctx, eval_batch=eval_batch) for label, spec in model_specs().items()}
-    if cfg.placebo:  # the default regime's members only, on their own held-out contexts
-        head = members.in_cell(0)
-        trained[PLACEBO] = train(twin(), cfg, members.select(head), ctx,
-                                 eval_batch=Batch(*(t[torch.as_tensor(head, device=t.device)]
-                                                    for t in eval_batch.fields())))
+    head = members.in_cell(0)  # the placebos: the default regime's members only, on their own held-out contexts
+    head_batch = Batch(*(t[torch.as_tensor(head, device=t.device)] for t in eval_batch.fields()))
+    if cfg.placebo:
+        trained[PLACEBO] = train(twin(), cfg, members.select(head), ctx, eval_batch=head_batch)
+    if cfg.scramble:
+        trained[SCRAMBLED] = train(scrambled(MODELS["value_selective"]), cfg, members.select(head), ctx,
+                                   eval_batch=head_batch)
     write_results(ctx, measure(cfg, members, eval_batch, trained))
 
 
@@ -310,7 +334,8 @@ def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: 
                                                cfg.prior_var) for p, s in cfg.regimes]
     results = Results()
     table = results.table("regimes", with_variant(_regimes(cfg, members, err, theory_at), "estimator",
-                                                  {**MODELS, PLACEBO: "vanilla"}), ci=["mse"])
+                                                  {**MODELS, PLACEBO: "vanilla",
+                                                   SCRAMBLED: f"{MODELS['value_selective']}_scrambled"}), ci=["mse"])
     results.table("headroom", _headroom(cfg, table, theory_at))
     results.table("per_member", pd.DataFrame([
         {"p_noisy": cfg.regimes[c][0], "sigma_noisy": cfg.regimes[c][1], "seed": seed,
@@ -331,6 +356,10 @@ def measure(cfg: DenoisingConfig, members: Members, eval_batch: Batch, trained: 
         for m, (c, seed) in enumerate(zip(t.members.cells, t.members.seeds))
     ])
     results.metrics = _metrics(cfg, members, err, theory_at[0])
+    head = members.in_cell(0)
+    results.metrics["per_seed"]["tau_cv_value_selective"] = trained["value_selective"]["tau_cv"][head].tolist()
+    if SCRAMBLED in trained:
+        results.metrics["per_seed"]["tau_cv_scrambled"] = trained[SCRAMBLED]["tau_cv"].tolist()
     return results
 
 
@@ -341,8 +370,8 @@ def _regimes(cfg: DenoisingConfig, members: Members, err: Mapping[str, np.ndarra
     for ri, (p, s) in enumerate(cfg.regimes):
         idx = members.in_cell(ri)
         th = theory_at[ri]
-        for name in (*ESTIMATORS, *([PLACEBO] if PLACEBO in err and ri == 0 else [])):
-            own = err[name] if name == PLACEBO else err[name][idx]  # the twin holds the default regime's members only
+        for name in (*ESTIMATORS, *(x for x in (PLACEBO, SCRAMBLED) if x in err and ri == 0)):
+            own = err[name] if name in (PLACEBO, SCRAMBLED) else err[name][idx]  # the placebos: the default regime only
             per_seed = own.mean(1)
             m = float(np.mean(per_seed, dtype=np.float64))
             pooled = own.ravel()
@@ -413,7 +442,7 @@ def _metrics(cfg: DenoisingConfig, members: Members, err: Mapping[str, np.ndarra
         "mc_se": {name: float(err[name][idx].std(ddof=1) / np.sqrt(err[name][idx].size)) for name in ("naive", "bayes")},
         **summarise({**{f"mse_{name}": err[name][idx].mean(1) for name in ESTIMATORS},
                      # the twin's members are the default regime's, in the same order
-                     **({f"mse_{PLACEBO}": err[PLACEBO].mean(1)} if PLACEBO in err else {})}),
+                     **{f"mse_{x}": err[x].mean(1) for x in (PLACEBO, SCRAMBLED) if x in err}}),
     }
 
 
@@ -432,18 +461,27 @@ def claims(exported: Path) -> list[Claim]:
     m = read_json(Path(exported) / "metrics.json")
     s = {k: np.asarray(v) for k, v in m["per_seed"].items()}
     van, verdict = _c3_rule(s, "value_selective")
-    placebo = _c3_rule(s, PLACEBO)[1] if f"mse_{PLACEBO}" in s else ""
+    placebo = twin_reading(_c3_rule(s, PLACEBO)[1], s[f"mse_{PLACEBO}"], s["mse_vanilla"]) if f"mse_{PLACEBO}" in s else ""
+    glob = _c3_rule(s, "value_selective", "global_value")[1] if "mse_global_value" in s else ""
+    scr = {ref: _c3_rule(s, SCRAMBLED, ref)[1] if f"mse_{SCRAMBLED}" in s and f"mse_{ref}" in s else ""
+           for ref in ("vanilla", "global_value")}
+    cal = ratio_calibration(s["mse_value_selective"], s["mse_vanilla"], MIN_CUT,
+                            "C3's own per-seed log ratios, centred and resampled")
+    spread = spread_words(s["tau_cv_value_selective"], "tau_v across the value tokens") if "tau_cv_value_selective" in s else ""
     r = m["regime"]
     return [Claim("C3", "denoising",
                   "Table 2: value-selective attention has much lower MSE than vanilla and naive averaging",
                   f"MSE value-selective / MSE vanilla (p_noisy {r['p_noisy']:g}, sigma_noisy {r['sigma_noisy']:g})",
-                  *van.ci, verdict, placebo)]
+                  *van.ci, gated(verdict, cal), placebo, calibration=cal.words() if cal else "",
+                  against_global=glob and f"{glob} (against one learned value gain)", scrambled=scr["vanilla"],
+                  scrambled_global=scr["global_value"], spread=spread)]
 
 
-def _c3_rule(s: Mapping[str, np.ndarray], name: str):
-    """C3's rule (``claims``) with ``name`` as the estimator that should denoise better: (the test
-    against vanilla, verdict)."""
-    van = smaller(s[f"mse_{name}"], s["mse_vanilla"], MIN_CUT)
+def _c3_rule(s: Mapping[str, np.ndarray], name: str, ref: str = "vanilla"):
+    """C3's rule (``claims``) with ``name`` as the estimator that should denoise better than ``ref``
+    (vanilla; ``global_value``, one learned value gain, for the verdict against a global one) and naive
+    averaging: (the test against ``ref``, verdict)."""
+    van = smaller(s[f"mse_{name}"], s[f"mse_{ref}"], MIN_CUT)
     naive = smaller(s[f"mse_{name}"], s["mse_naive"], MIN_CUT)
     return van, decide(van.ok and naive.ok, van.n)
 
@@ -460,9 +498,10 @@ def ablate(cfg: DenoisingConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="denoising",
+    # 8: one learned value gain (C3 against a global gain), the scrambled mechanism, tau_v's spread;
     # 7: the placebo twin in the default regime, read by C3's rule; 6: value gains' intervals by bootstrap
     # (stats.RANGES)
-    version="7",
+    version="8",
     claim="Table 2: value-selective attention denoises far better than vanilla attention and naive averaging, near Bayes",
     config=DenoisingConfig,
     run=run,

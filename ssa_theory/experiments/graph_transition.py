@@ -55,12 +55,14 @@ import torch
 from ssa_theory import theory
 from ssa_theory.attention import SCORES, Attention
 from ssa_theory.variants import get_variant
-from ssa_theory.claims import ONE_SEED, Claim, decide, smaller
+from ssa_theory.claims import (ONE_SEED, Claim, calibrate, clearly_above, coefficient_of_variation, decide, gated, null_runs, ratio_calibration,
+                               smaller, spread_words, twin_reading, with_null_runs)
 from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, derive_seed
-from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, specs, twin, write_results
+from ssa_theory.skeleton import (PLACEBO, SCRAMBLED, ModelSpec, Results, Trained, figures, null_seeds, scramble_generators,
+                                  scrambled, specs, twin, write_results)
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.tasks import graphs, pointer
 from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
@@ -71,6 +73,7 @@ from ssa_theory.train import fit
 # temperature 1 + tanh(g) for every token, the same range (0, 2) as SSA's token term and the same
 # price: what a per-token temperature buys over a single scale
 MODELS = {"vanilla": "vanilla", "ssa": "ssa_q_tok", "global": "global"}
+NULL = "null"  # vanilla on the null runs' seeds (skeleton.null_seeds): C1's false-positive rate
 TAU_MAX = get_variant(MODELS["ssa"]).query_range()[1]  # 1 + tanh(.) < 2, from the strategy table
 
 
@@ -91,6 +94,8 @@ class GraphTransitionConfig(TrainingConfig):
     dot_l2: float = 1e-4
     temp_penalty: float = 1e-2  # price of the inverse temperature: temp_penalty * mean tau^2
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the headline geometry, read by C1's rule
+    scramble: bool = True  # also train SSA's scrambled twin (skeleton.scrambled) in the headline geometry
+    null_runs: int = 20  # C1's rule on this many runs of vanilla against vanilla (other seeds): its false positives
     d_head: int = 0  # query/key width; 0 means n_nodes
     steps: int = 4000
     batch_size: int = 512
@@ -108,6 +113,7 @@ class GraphTransitionConfig(TrainingConfig):
         for name in ("dot_l2", "temp_penalty"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means n_nodes) (got {self.d_head})")
+        require(self.null_runs >= 0, f"null_runs must be >= 0 (got {self.null_runs})")
         degree_sequence(self.n_nodes, self.max_degree)  # refuses impossible graphs early
 
     @property
@@ -137,7 +143,8 @@ def build_model(spec: ModelSpec, cfg: GraphTransitionConfig, task: GraphTask, sc
     attn = Attention(spec.resolved, K, generators=members.generators(spec.init), d_head=cfg.d_head or K, causal=False,
                      score=score, score_bound=cfg.bound(score), value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.eye(K), q_pos=torch.full((K,), K + 1), k_pos=torch.arange(1, K + 1),
-                        k_freq=task.key_frequency if spec.scale == "freq" else None)
+                        k_freq=task.key_frequency if spec.scale == "freq" else None,
+                        scramble=scramble_generators(spec, members))
 
 
 def price(net: PointerModel) -> torch.Tensor:
@@ -254,6 +261,11 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
                for score in cfg.geometries for label, spec in specs(MODELS).items()}
     if cfg.placebo:
         trained[(cfg.score, PLACEBO)] = train(twin(), cfg, members, ctx, task=task, score=cfg.score)
+    if cfg.scramble:
+        trained[(cfg.score, SCRAMBLED)] = train(scrambled(MODELS["ssa"]), cfg, members, ctx, task=task, score=cfg.score)
+    if cfg.null_runs and len(ctx.seeds) >= 2:
+        trained[(cfg.score, NULL)] = train(ModelSpec.of(NULL, "vanilla"), cfg, Members.of(null_seeds(ctx.seeds, cfg.null_runs)),
+                                           ctx, task=task, score=cfg.score)
     write_results(ctx, measure(cfg, task, trained))
 
 
@@ -321,7 +333,8 @@ def _geometry_tables(cfg: GraphTransitionConfig, task: GraphTask, trained: Mappi
 CE_L1_COLUMNS = ["model", "variant", "ce", "ce_lo", "ce_hi", "ce_floor", "ce_theory", "l1", "l1_lo", "l1_hi",
                  "qk_norm", "qk_norm_lo", "qk_norm_hi"]
 THEORY_CE = {"vanilla": "ce_vanilla_best", "ssa": "ce_ssa_pred", "global": "ce_global_pred",
-             PLACEBO: "ce_vanilla_best"}  # each model's closed form
+             PLACEBO: "ce_vanilla_best", SCRAMBLED: "ce_global_pred"}  # each model's closed form (a scrambled
+#             token term can at best act as one global temperature)
 
 
 def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tuple[str, str], Trained],
@@ -332,7 +345,7 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
     results.table("temperature_by_degree", by_geo[by_geo.score == score].drop(columns="score"), ci=["T"])
     pred = predictions(cfg, score, degrees)
     rows = []
-    for label in [*MODELS, *([PLACEBO] if (score, PLACEBO) in trained else [])]:
+    for label in [*MODELS, *(extra for extra in (PLACEBO, SCRAMBLED) if (score, extra) in trained)]:
         t = trained[(score, label)]
         row = {"model": label, "variant": t.spec.variant}
         for key in ("ce", "l1", "qk_norm"):
@@ -351,8 +364,14 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
         "temperature_slope": temperature_slope(ssa["temperature"], degrees),
         "temperature_by_degree": per_degree,
     }
-    if (score, PLACEBO) in trained:
-        series.update({f"{k}_{PLACEBO}": trained[(score, PLACEBO)][k] for k in ("ce", "l1", "qk_norm")})
+    series["temperature_cv_ssa"] = coefficient_of_variation(ssa["temperature"])
+    for extra in (PLACEBO, SCRAMBLED):
+        if (score, extra) in trained:
+            series.update({f"{k}_{extra}": trained[(score, extra)][k] for k in ("ce", "l1", "qk_norm")})
+    if (score, SCRAMBLED) in trained:
+        scr_t = trained[(score, SCRAMBLED)]["temperature"]
+        series["temperature_cv_scrambled"] = coefficient_of_variation(scr_t)
+        series["temperature_slope_scrambled"] = temperature_slope(scr_t, degrees)
     results.metrics = {
         "score": score,
         "variants": dict(MODELS),
@@ -360,16 +379,21 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
         "ce_floor": floor,
         "temperature_pred_by_degree": {d: (None if np.isnan(t) else float(t)) for d, t in t_pred.items()},
         "ce_vanilla_best_theory": float(pred["ce_vanilla_best"].mean()),
+        "degree_span": float(degrees.max() - degrees.min()),
         "ce_ssa_pred_theory": float(pred["ce_ssa_pred"].mean()),
         **summarise(series),
         "trend_by_geometry": {row["score"]: row["trend"] for row in geometries.summary},
     }
+    if (score, NULL) in trained:  # not per_seed: these are other seeds, read in groups by C1's null runs
+        null = trained[(score, NULL)]
+        results.metrics["null_runs"] = {"seeds": list(null.members.seeds), "ce": null["ce"].tolist(),
+                                        "l1": null["l1"].tolist()}
 
 
 # --- claims (from the exported results) --------------------------------------------------------
 
 
-MIN_CUT = 0.1  # C1's smallest effect: SSA's excess CE and L1 error at least 10% below vanilla's
+MIN_CUT = 0.1  # C1's smallest effect: SSA's excess CE and L1 error at least 10% below vanilla's (and global's)
 
 
 def claims(exported: Path) -> list[Claim]:
@@ -385,8 +409,22 @@ def claims(exported: Path) -> list[Claim]:
     """
     m = read_json(Path(exported) / "metrics.json")
     seeds = {k: np.asarray(v, dtype=float) for k, v in m["per_seed"].items() if k != "temperature_by_degree"}
-    ce, c1 = _c1_rule(seeds, m["ce_floor"], "ssa")
-    c1_placebo = _c1_rule(seeds, m["ce_floor"], PLACEBO)[1] if f"ce_{PLACEBO}" in seeds else ""
+    floor = m["ce_floor"]
+    ce, c1 = _c1_rule(seeds, floor, "ssa")
+    c1_placebo = ""
+    if f"ce_{PLACEBO}" in seeds:
+        c1_placebo = twin_reading(_c1_rule(seeds, floor, PLACEBO)[1], seeds[f"ce_{PLACEBO}"] - floor,
+                                  seeds["ce_vanilla"] - floor)
+    c1_global = _c1_rule(seeds, floor, "ssa", "global")[1] if "ce_global" in seeds else ""
+    scr = {ref: _c1_rule(seeds, floor, SCRAMBLED, ref)[1] if f"ce_{SCRAMBLED}" in seeds and f"ce_{ref}" in seeds else ""
+           for ref in ("vanilla", "global")}
+    cal = ratio_calibration(seeds["ce_ssa"] - floor, seeds["ce_vanilla"] - floor, MIN_CUT,
+                            "C1's own per-seed log ratios of excess CE, centred and resampled")
+    if "null_runs" in m and cal is not None:
+        null = {k: np.asarray(m["null_runs"][k]) for k in ("ce", "l1")}
+        hits, runs = null_runs(null, len(seeds["ce_ssa"]), lambda a, b: _c1_test(a, b, floor))
+        cal = with_null_runs(cal, hits, runs, "null runs of vanilla against vanilla on other seeds' data and draws")
+    spread = spread_words(seeds["temperature_cv_ssa"], "T across the 16 nodes") if "temperature_cv_ssa" in seeds else ""
     trends = m["trend_by_geometry"]
     rises = [g for g, t in trends.items() if t.startswith("rises")]
     falls = [g for g, t in trends.items() if t.startswith("falls")]
@@ -397,19 +435,36 @@ def claims(exported: Path) -> list[Claim]:
     else:
         c2 = f"not reproduced under {m['score']}" + (f"; reproduced under {', '.join(rises)}" if rises else "")
     slope = mean_ci(seeds["temperature_slope"])
+    span = float(m["degree_span"]) if "degree_span" in m else np.nan
+    c2_cal = calibrate(seeds["temperature_slope"] * span, lambda x: clearly_above(x, MIN_RISE), 2 * MIN_RISE,
+                       "C2's own per-seed rises over the degrees, centred and resampled") if np.isfinite(span) else None
+    c2_scr = ""
+    if "temperature_slope_scrambled" in seeds and np.isfinite(span):
+        c2_scr = ("reproduced" if clearly_above(seeds["temperature_slope_scrambled"] * span, MIN_RISE)
+                  else "not reproduced: no rise with degree")
     return [
         Claim("C1", "graph_transition", "SSA learns P* better than vanilla attention (lower CE and L1)",
-              f"excess CE over H(P*), SSA / vanilla ({m['score']} scores)", *ce.ci, c1, c1_placebo),
+              f"excess CE over H(P*), SSA / vanilla ({m['score']} scores)", *ce.ci, gated(c1, cal), c1_placebo,
+              calibration=cal.words() if cal else "", against_global=c1_global, scrambled=scr["vanilla"],
+              scrambled_global=scr["global"], spread=spread),
         Claim("C2", "graph_transition", "Table 1: fewer neighbours, lower temperature",
-              f"slope of T on degree ({m['score']} scores)", *slope, c2, degree_placebo(Path(exported), m["score"])),
+              f"slope of T on degree ({m['score']} scores)", *slope, gated(c2, c2_cal),
+              degree_placebo(Path(exported), m["score"]), calibration=c2_cal.words() if c2_cal else "",
+              against_global="no counterpart: one global temperature has no slope on degree", scrambled=c2_scr),
     ]
 
 
-def _c1_rule(seeds: Mapping[str, np.ndarray], floor: float, name: str):
-    """C1's rule (``claims``) with ``name`` as the model that should learn P* better: (excess-CE test, verdict)."""
-    ce = smaller(seeds[f"ce_{name}"] - floor, seeds["ce_vanilla"] - floor, MIN_CUT)
-    l1 = smaller(seeds[f"l1_{name}"], seeds["l1_vanilla"], MIN_CUT)
+def _c1_rule(seeds: Mapping[str, np.ndarray], floor: float, name: str, ref: str = "vanilla"):
+    """C1's rule (``claims``) with ``name`` as the model that should learn P* better than ``ref``
+    (vanilla; ``global`` for the verdict against a global temperature): (excess-CE test, verdict)."""
+    ce = smaller(seeds[f"ce_{name}"] - floor, seeds[f"ce_{ref}"] - floor, MIN_CUT)
+    l1 = smaller(seeds[f"l1_{name}"], seeds[f"l1_{ref}"], MIN_CUT)
     return ce, decide(ce.ok and l1.ok, ce.n)
+
+
+def _c1_test(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], floor: float) -> bool:
+    """C1's rule on one null run: group ``a`` in SSA's place, group ``b`` in vanilla's."""
+    return _c1_rule({"ce_a": a["ce"], "l1_a": a["l1"], "ce_b": b["ce"], "l1_b": b["l1"]}, floor, "a", "b")[1] == "reproduced"
 
 
 def degree_placebo(exported: Path, score: str) -> str:
@@ -458,9 +513,9 @@ def ablate(cfg: GraphTransitionConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    # 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by
+    # 8: the scrambled mechanism, C1 against global, null runs, tau's spread across nodes; 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by
     # Attention.weight_l2; C2's smallest rise
-    version="7",
+    version="8",
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,

@@ -49,13 +49,15 @@ import torch
 
 from ssa_theory import cells, measures, theory
 from ssa_theory.attention import Attention
-from ssa_theory.claims import Claim, decide, smaller
+from ssa_theory.claims import (Claim, coefficient_of_variation, decide, gated, ratio_calibration, smaller, spread_words,
+                               twin_reading)
 from ssa_theory.config import TrainingConfig, choice, require, variant_field
 from ssa_theory.variants import resolve_variants, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, with_variant, write_results
+from ssa_theory.skeleton import (PLACEBO, SCRAMBLED, ModelSpec, Results, Trained, figures, scramble_generators, scrambled,
+                                  twin, with_variant, write_results)
 from ssa_theory.stats import ci_columns
 from ssa_theory.tasks import graphs, pointer
 from ssa_theory.tasks.graphs import GraphTask, TransitionSampler, degree_sequence, expected_ce
@@ -63,6 +65,9 @@ from ssa_theory.tasks.pointer import PointerModel
 from ssa_theory.train import fit
 
 SSA_VARIANTS = ("ssa_q", "ssa_q_tok", "ssa_q_pos")  # both terms; token term only; position term only
+# C4 against a global temperature: global_free (unbounded, so at least SSA's range 1 + log(K + 1) + 1) and global
+# (bounded in (0, 2), the token term's range; narrower than SSA's both terms)
+GLOBALS = ("global_free", "global")
 COMPARE_VARIANTS = (*SSA_VARIANTS, "global", "global_free")  # and the global strategy, range-matched and unbounded
 
 
@@ -83,6 +88,7 @@ class NormSpikinessConfig(TrainingConfig):
     sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) at the headline weight decay, read by C4's rule
+    scramble: bool = True  # also train SSA's scrambled twin (skeleton.scrambled) at the headline weight decay
     steps: int = 3000
     batch_size: int = 512
     lr: float = 0.01
@@ -151,7 +157,8 @@ def build_model(spec: ModelSpec, cfg: NormSpikinessConfig, task: Task, members: 
     attn = Attention(spec.resolved, cfg.embed_dim, generators=members.generators(spec.init), d_head=cfg.d_head, causal=False,
                      value_proj=False, out_proj=False, train_length=K)
     return PointerModel(attn, torch.as_tensor(task.X, dtype=torch.float32), q_pos=torch.full((K,), K + 1),
-                        k_pos=torch.arange(1, K + 1), k_freq=task.graph.key_frequency if spec.scale == "freq" else None)
+                        k_pos=torch.arange(1, K + 1), k_freq=task.graph.key_frequency if spec.scale == "freq" else None,
+                        scramble=scramble_generators(spec, members))
 
 
 def token_norms(net: PointerModel) -> torch.Tensor:
@@ -199,15 +206,16 @@ def models(cfg: NormSpikinessConfig) -> list[str]:
     headline = model_specs(cfg)
     own = {spec.variant for spec in headline.values()}
     return [*headline, *(COMPARE + v for v in dict.fromkeys(cfg.compare_variants) if v not in own),
-            *([PLACEBO] if cfg.placebo else [])]
+            *([PLACEBO] if cfg.placebo else []), *([SCRAMBLED] if cfg.scramble else [])]
 
 
 def train_model(cfg: NormSpikinessConfig, key: str, ctx: RunContext) -> Trained:
     """One model of ``models``: a headline one for every (weight decay, seed), a compared variant or
     the twin at the headline weight decay only."""
     members = members_of(cfg, ctx.seeds)
-    if key.startswith(COMPARE) or key == PLACEBO:
-        spec = twin() if key == PLACEBO else ModelSpec.of(variant_of(cfg, key[len(COMPARE):]))
+    if key.startswith(COMPARE) or key in (PLACEBO, SCRAMBLED):
+        spec = (twin() if key == PLACEBO else scrambled(cfg.ssa_variant) if key == SCRAMBLED
+                else ModelSpec.of(variant_of(cfg, key[len(COMPARE):])))
         return train(spec, cfg, members.select_cell(0), ctx, task=Task.build(cfg))
     return train(model_specs(cfg)[key], cfg, members, ctx, task=Task.build(cfg))
 
@@ -217,7 +225,7 @@ def run(cfg: NormSpikinessConfig, ctx: RunContext) -> None:
     trained = {label: models[label] for label in model_specs(cfg)}
     compared = {t.spec.variant: t.select(t.members.in_cell(0)) for t in trained.values()}
     compared.update({k[len(COMPARE):]: t for k, t in models.items() if k.startswith(COMPARE)})
-    write_results(ctx, measure(cfg, Task.build(cfg), trained, compared, models.get(PLACEBO)))
+    write_results(ctx, measure(cfg, Task.build(cfg), trained, compared, models.get(PLACEBO), models.get(SCRAMBLED)))
 
 
 # --- measurements beside the closed form, into tables ------------------------------------------------
@@ -230,9 +238,10 @@ def tau_max(cfg: NormSpikinessConfig) -> float:
 
 
 def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained], compared: Mapping[str, Trained],
-            placebo: Trained | None = None) -> Results:
+            placebo: Trained | None = None, scrambled_model: Trained | None = None) -> Results:
     """Every table, raw array and metric of the run; ``placebo``, the twin at the headline weight decay,
-    gets a row of ``summary`` and its series in metrics.json."""
+    and ``scrambled_model``, SSA's scrambled twin there, get a row of ``summary`` and their series in
+    metrics.json, as do the compared global temperatures (C4's verdict against a global one)."""
     K, g, degrees = cfg.n_tokens, cfg.smoothing, task.graph.degrees
     bound = {d: theory.query_norm_lower_bound(K, int(d), g, cfg.accuracy, task.sigma_max) for d in np.unique(degrees)}
     bound_vanilla = np.array([bound[d] for d in degrees])
@@ -250,8 +259,9 @@ def measure(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained]
                                            for m, d in zip(by_degree.model, by_degree.degree)]
     by_degree["target_spikiness"] = [target_spikiness[degrees == d].mean() for d in by_degree.degree]
     results.table("by_degree", by_degree)
-    _summary(cfg, task, {**trained, **({PLACEBO: placebo} if placebo is not None else {})}, pt, bound_vanilla,
-             target_spikiness, results)
+    extra = {k: t for k, t in ((PLACEBO, placebo), (SCRAMBLED, scrambled_model)) if t is not None}
+    extra.update({v: compared[v] for v in GLOBALS if v in compared})
+    _summary(cfg, task, {**trained, **extra}, pt, bound_vanilla, target_spikiness, results)
     results.table("variants", _variants_table(compared), ci=["mean_norm", "mean_spikiness", "ce", "mean_tau"])
     return results
 
@@ -316,19 +326,22 @@ def _summary(cfg: NormSpikinessConfig, task: Task, trained: Mapping[str, Trained
         series[f"mean_norm_{label}"] = t["norm"][head].mean(1)
         series[f"mean_spikiness_{label}"] = t["spikiness"][head].mean(1)
         series[f"mean_max_prob_{label}"] = t["max_prob"][head].mean(1)
+    for label in ("ssa", SCRAMBLED):
+        if label in trained:
+            series[f"tau_cv_{label}"] = coefficient_of_variation(trained[label]["tau"][trained[label].members.in_cell(0)])
     for label, t in trained.items():
         row = {"model": label, "variant": t.spec.variant}
         for key in ("ce", "mean_norm", "mean_spikiness", "mean_max_prob"):
             row.update(ci_columns(key, series[f"{key}_{label}"]))
         row["norm_bound_at_accuracy"] = bound_vanilla.mean() / (tau_max(cfg) if label == "ssa" else 1.0)
-        row["min_norm_over_bound"] = pt[pt.model == label].norm_over_bound.min() if label != PLACEBO else np.nan
+        row["min_norm_over_bound"] = pt[pt.model == label].norm_over_bound.min() if label in set(pt.model) else np.nan
         rows.append(row)
     rows.append({"model": "target P*", "variant": "", "ce": task.graph.floor, "mean_spikiness": target_spikiness.mean(),
                  "mean_max_prob": task.graph.P.max(1).mean()})
     results.table("summary", pd.DataFrame(rows), ci=["ce", "mean_norm", "mean_spikiness", "mean_max_prob"])
     results.metrics = {
         "weight_decay": cfg.weight_decay,
-        "variants": _variants({k: t for k, t in trained.items() if k != PLACEBO}),
+        "variants": _variants({k: t for k, t in trained.items() if k not in (PLACEBO, SCRAMBLED, *GLOBALS)}),
         "seeds": list(next(iter(trained.values())).members.select_cell(0).seeds),
         "ce_floor": task.graph.floor,
         "target_mean_spikiness": float(target_spikiness.mean()),
@@ -384,7 +397,17 @@ def claims(exported: Path) -> list[Claim]:
     placebo = ""
     if f"mean_norm_{PLACEBO}" in s:  # the twin trained at the headline weight decay only: no sweep part
         p_norm, p_spiky = _c4_tests(s, PLACEBO)
-        placebo = decide(p_norm.ok and p_spiky.ok, p_norm.n)
+        placebo = twin_reading(decide(p_norm.ok and p_spiky.ok, p_norm.n), s[f"mean_norm_{PLACEBO}"], s["mean_norm_vanilla"])
+
+    def verdict(name: str, ref: str) -> str:
+        if f"mean_norm_{name}" not in s or f"mean_norm_{ref}" not in s:
+            return ""
+        a, b = _c4_tests(s, name, ref)
+        return decide(a.ok and b.ok, a.n)
+    against = "; ".join(f"{verdict('ssa', g)} against {g}" for g in GLOBALS if verdict("ssa", g))
+    cal = ratio_calibration(s["mean_norm_ssa"], s["mean_norm_vanilla"], MIN_CUT,
+                            "C4's own per-seed log norm ratios, centred and resampled")
+    spread = spread_words(s["tau_cv_ssa"], "tau across the tokens") if "tau_cv_ssa" in s else ""
     sweep = pd.read_csv(Path(exported) / "weight_decay_sweep.csv").pivot(index="weight_decay", columns="model",
                                                                          values="mean_norm")
     everywhere = bool((sweep["ssa"] < sweep["vanilla"]).all())
@@ -392,14 +415,17 @@ def claims(exported: Path) -> list[Claim]:
     return [Claim("C4", "norm_spikiness",
                   "Fig. p4: with a query temperature, smaller query-key norm and spikier attention",
                   f"mean norm SSA / mean norm vanilla (weight decay {m['weight_decay']:g})",
-                  *norm.ci, decide(norm.ok and spiky.ok, norm.n, yes=yes), placebo)]
+                  *norm.ci, gated(decide(norm.ok and spiky.ok, norm.n, yes=yes), cal), placebo,
+                  calibration=cal.words() if cal else "", against_global=against,
+                  scrambled=verdict(SCRAMBLED, "vanilla"), scrambled_global=verdict(SCRAMBLED, GLOBALS[0]),
+                  spread=spread)]
 
 
-def _c4_tests(s: Mapping[str, np.ndarray], name: str):
-    """C4's two tests (``claims``) with ``name`` as the model that should be smaller and spikier:
-    (norm, spikiness)."""
-    return (smaller(s[f"mean_norm_{name}"], s["mean_norm_vanilla"], MIN_CUT),
-            smaller(s["mean_spikiness_vanilla"], s[f"mean_spikiness_{name}"], MIN_CUT))
+def _c4_tests(s: Mapping[str, np.ndarray], name: str, ref: str = "vanilla"):
+    """C4's two tests (``claims``) with ``name`` as the model that should be smaller and spikier than
+    ``ref`` (vanilla, or a global temperature): (norm, spikiness)."""
+    return (smaller(s[f"mean_norm_{name}"], s[f"mean_norm_{ref}"], MIN_CUT),
+            smaller(s[f"mean_spikiness_{ref}"], s[f"mean_spikiness_{name}"], MIN_CUT))
 
 
 def ablate(cfg: NormSpikinessConfig, variant, ctx: RunContext) -> np.ndarray:
@@ -423,8 +449,8 @@ def ablate(cfg: NormSpikinessConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="norm_spikiness",
-    # 7: the placebo twin, read by C4's rule; 6: rows labelled by variant; one metrics block (rundir.summarise)
-    version="7",
+    # 8: the scrambled mechanism, C4 against the global temperatures, tau's spread; 7: the placebo twin, read by C4's rule; 6: rows labelled by variant; one metrics block (rundir.summarise)
+    version="8",
     claim="Fig. p4: with a query temperature the per-token query-key norm is smaller and attention spikier",
     config=NormSpikinessConfig,
     run=run,
@@ -446,5 +472,6 @@ EXPERIMENT = Experiment(
     },
     # a headline model trains every weight decay at once, a compared one the headline's only
     models=Models(models, train_model,
-                  weight=lambda cfg, key: 1.0 if key.startswith(COMPARE) or key == PLACEBO else float(len(cfg.weight_decays))),
+                  weight=lambda cfg, key: 1.0 if key.startswith(COMPARE) or key in (PLACEBO, SCRAMBLED)
+                  else float(len(cfg.weight_decays))),
 )

@@ -71,6 +71,7 @@ STRATEGIES = ("vanilla", "ssa")  # the free geometry: there vanilla retrieves 0.
 BOUNDED = ("vanilla", "global", "log_n", "ssa_q_pos", "ssa")
 DIGITS = 10  # tokens 0..9 are the digits
 PLACEBO = lm.PLACEBO
+SSA_SCRAMBLED = "ssa_scrambled"  # SSA with both terms' inputs scrambled (ssa_theory.scramble): C7b's placebo that can fail
 COSINE = "cosine:"  # the key prefix of a model in the bounded geometry: COSINE + strategy (or PLACEBO)
 LEARN = "learn:"  # the key prefix of C8's models: LEARN + strategy (or PLACEBO), on C8's own task
 ALPHA_INIT = -4.0  # where a position term starts unless its key says otherwise (sigmoid(-4) = 0.018)
@@ -477,9 +478,12 @@ def bounded_key(bound: float | None, name: str, start: float | None = None) -> s
 def model_keys(cfg: PasskeyConfig) -> list[str]:
     """Every model a run trains: the strategies and the placebo twin in the free geometry; the bounded
     strategies, ``ssa_q_pos`` from each of ``pos_starts`` and the twin at ``bound``; vanilla at
-    ``matched_bound``; vanilla and SSA at ``second_bound``; C8's vanilla, SSA and twin on its own task."""
+    ``matched_bound``; vanilla and SSA at ``second_bound``; C8's vanilla, SSA and twin on its own task;
+    with the twins (``placebo``), SSA's scrambled twin at ``bound``."""
     twin = [PLACEBO] if cfg.placebo else []
     keys = lm.model_keys(cfg) + [bounded_key(None, s) for s in (*cfg.bounded, *twin)]
+    if cfg.placebo and "ssa" in cfg.bounded:  # C7b's scrambled mechanism (skeleton.scrambled), a placebo too
+        keys.append(bounded_key(None, SSA_SCRAMBLED))
     keys += [bounded_key(None, "ssa_q_pos", a) for a in cfg.pos_starts]
     if cfg.matched_bound:
         keys.append(bounded_key(cfg.matched_bound, "vanilla"))
@@ -685,6 +689,7 @@ def _metrics(cfg, seeds, trained, learn, learners) -> dict:
         out["strategies"][s] = {str(d): {
             "acc_train": t["acc"][t.members.in_cell(c), 0].mean(1), "acc_max": t["acc"][t.members.in_cell(c), -1].mean(1),
             "gap_slope": gap_slopes(cfg, t["gap_mean"][t.members.in_cell(c)]),
+            "pos_coef": position_coefficient(t)[t.members.in_cell(c)],
         } for c, d in enumerate(cfg.digits)}
     out["time_to_learn"] = learn.to_dict("records") if len(learn) else []
     out["learn"] = {}
@@ -722,7 +727,7 @@ def retrieval_rule(van: Mapping[str, np.ndarray],
     if min(np.min(van["acc_train"]), np.min(other["acc_train"])) < LEARNED:
         return "not testable: a model did not learn the task at the training length", diff
     if 1 - b.mean() < MIN_GAIN:
-        return f"not testable: vanilla retrieves {b.mean():.3f} at the longest length, less headroom than {MIN_GAIN:g}", diff
+        return f"not testable: the control retrieves {b.mean():.3f} at the longest length, less headroom than {MIN_GAIN:g}", diff
     return ("reproduced" if diff[0] >= MIN_GAIN and diff[1] > 0 else "not reproduced"), diff
 
 
@@ -824,16 +829,21 @@ def claims(exported: Path) -> list[Claim]:
         k = min(len(van[key]), len(twin[key]))
         return np.asarray(twin[key][:k], dtype=float) - np.asarray(van[key][:k], dtype=float)
 
-    def claim(cid, measure, control, other, rule, passes, effect, key, base=(None, None)):
-        """One row: the rule on ``other`` against ``control``, the placebo twin against ``base[0]`` (the
-        geometry's own vanilla) by the same rule, and the rule's calibration on that twin's noise."""
+    def claim(cid, measure, control, other, rule, passes, effect, key, base=(None, None), glob=None, scr=None,
+              spread=""):
+        """One row: the rule on ``other`` against ``control`` (and against ``glob``, a global temperature,
+        where given), the placebo twin against ``base[0]`` (the geometry's own vanilla) by the same rule,
+        the scrambled twin ``scr`` against ``control`` and ``glob``, and the rule's calibration on the twin's noise."""
         van0, twin = base
         if control is None or other is None:
             return
         verdict, (v, lo, hi) = rule(control, other)
         cal = calibrate(noise(van0, twin, key), passes, effect, how) if twin else None
         out.append(Claim(cid, "passkey", "SSA improves passkey retrieval", measure, v, lo, hi,
-                         gated(verdict, cal), rule(van0, twin)[0] if twin else "", cal.words() if cal else ""))
+                         gated(verdict, cal), rule(van0, twin)[0] if twin else "", cal.words() if cal else "",
+                         against_global=rule(glob, other)[0] if glob else "",
+                         scrambled=rule(control, scr)[0] if scr else "",
+                         scrambled_global=rule(glob, scr)[0] if scr and glob else "", spread=spread))
 
     def gain_passes(x):
         return clearly_above(x, MIN_GAIN)
@@ -845,15 +855,22 @@ def claims(exported: Path) -> list[Claim]:
           get("vanilla"), get("ssa"), retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", (get("vanilla"), get(PLACEBO)))
     B, Bm, B2 = m.get("bound", 0), m.get("matched_bound", 0), m.get("second_bound", 0)
     van, ssa = get(COSINE + "vanilla"), get(COSINE + "ssa")
+    glob, scr = get(COSINE + "global"), get(COSINE + SSA_SCRAMBLED)
     base = (van, get(COSINE + PLACEBO))  # every bounded row's placebo and noise: the twin at the committed bound
+    spread = ""
+    if ssa and "pos_coef" in ssa:
+        c, g = np.asarray(ssa["pos_coef"], dtype=float), np.asarray(ssa["gap_slope"], dtype=float)
+        spread = (f"position coefficient sigmoid(alpha) {np.nanmean(c):.3g} (seeds {np.nanmin(c):.3g} to {np.nanmax(c):.3g}); "
+                  f"the needle's logit gap grows {g.mean():.3g} nats per unit log n")
     claim("C7b", f"exact match at n = {n1}, SSA - vanilla (cosine scores, bound {B:g})",
-          van, ssa, retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", base)
+          van, ssa, retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", base, glob, scr, spread)
     if Bm:
         matched = get(bounded_key(Bm, "vanilla"))
         claim("C7b.range", f"exact match at n = {n1}, SSA (bound {B:g}) - vanilla at the matched range (bound {Bm:g})",
               matched, ssa, retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", base)
         claim("C7b.slope", f"slope of the needle's logit gap on log n, SSA (bound {B:g}) - vanilla at the matched range "
-              f"(bound {Bm:g}), nats per unit log n", matched, ssa, slope_rule, slope_passes, SLOPE_EFFECT, "gap_slope", base)
+              f"(bound {Bm:g}), nats per unit log n", matched, ssa, slope_rule, slope_passes, SLOPE_EFFECT, "gap_slope", base,
+              glob, scr)
     if B2:
         claim("C7b.bound", f"exact match at n = {n1}, SSA - vanilla, both at bound {B2:g} (sensitivity)",
               get(bounded_key(B2, "vanilla")), get(bounded_key(B2, "ssa")), retrieval_rule, gain_passes, GAIN_EFFECT,

@@ -57,12 +57,14 @@ import torch
 from ssa_theory import theory
 from ssa_theory.attention import Attention
 from ssa_theory.variants import VARIANTS, Variant, get_variant, resolve_variants, variant_of
-from ssa_theory.claims import Claim, decide, smaller
+from ssa_theory.claims import (DETERMINISTIC, DETERMINISTIC_TOL, Claim, coefficient_of_variation, decide, gated,
+                               ratio_calibration, smaller, spread_words)
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import PLACEBO, ModelSpec, Results, Trained, figures, twin, write_results
+from ssa_theory.skeleton import (PLACEBO, SCRAMBLED, ModelSpec, Results, Trained, figures, scramble_generators, scrambled,
+                                  twin, write_results)
 from ssa_theory.stats import ci_columns, ratio_ci
 from ssa_theory.tasks import pointer
 from ssa_theory.tasks.pointer import PointerModel
@@ -86,6 +88,7 @@ class SpecificityConfig(TrainingConfig):
     d_head: int = 0  # query/key width; 0 means 2 n_pairs (the rank the pairs need)
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in every cell, read by C6's rule; needs vanilla
+    scramble: bool = True  # also train the token term's scrambled twin (skeleton.scrambled) in every cell
     steps: int = 3000
     lr: float = 0.01
     log_every: int = 100
@@ -102,9 +105,14 @@ class SpecificityConfig(TrainingConfig):
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
         require(PLACEBO not in self.strategies,
                 f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
+        require(SCRAMBLED not in self.strategies,
+                f"{SCRAMBLED!r} names the scrambled twin; it is not a strategy (set scramble=true)")
         resolve_variants(self)
         require(not self.placebo or "vanilla" in self.strategies,
                 "placebo=true needs vanilla among the strategies (the twin is read against it); add it or set placebo=false")
+        require(not self.scramble or {"vanilla", "global", "ssa_q_tok"} <= set(self.strategies),
+                "scramble=true needs vanilla, global and ssa_q_tok among the strategies (the twin scrambles ssa_q_tok and "
+                "is read against the other two); add them or set scramble=false")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
 
@@ -128,6 +136,8 @@ def tau_range(v: Variant, n_keys: int) -> str:
         return "(0, inf), one per head"
     if v.scale:
         return f"set by {v.scale!r}"
+    if v.scrambled and q == {"tok"}:
+        return "(0, 2), per token, its input scrambled"
     if q == {"pos", "tok"}:
         return f"(c log K, 2 + c log K), c in (0, 1), log K = {log_k:.2f}, per token"
     if q == {"tok"}:
@@ -202,7 +212,8 @@ def build_model(spec: ModelSpec, cfg: SpecificityConfig, grid: Grid) -> PointerM
     keys[:, 2 * cfg.n_pairs:] = torch.eye(K)
     return PointerModel(attn, torch.stack([queries(cfg, r) for r in grid.rho]), keys.expand(E, K, D).contiguous(),
                         q_pos=torch.full((2 * cfg.n_pairs,), K), k_pos=torch.full((K,), K),
-                        k_freq=torch.full((1, K), 1.0 / K))  # every key is in every context
+                        k_freq=torch.full((1, K), 1.0 / K),  # every key is in every context
+                        scramble=scramble_generators(spec, grid.members))
 
 
 def pair_norms(net: PointerModel, n_pairs: int) -> torch.Tensor:
@@ -218,7 +229,7 @@ def token_swing(net: PointerModel) -> tuple[torch.Tensor, torch.Tensor] | None:
     ``|u| ||W||_2`` that bounds how much it can differ between similar queries (E,), W the
     projection it reads (W_q, or its own without weight sharing); else None."""
     attn = net.attn
-    if "tok" not in attn.variant.terms("q"):
+    if "tok" not in attn.variant.terms("q") or attn.variant.scrambled:
         return None
     s = attn.token_argument("q", net.x())[:, 0, 0]
     u = attn.parameters_of("ssa_tok" if attn.variant.share else "ssa_tok_own", "q")["u"]  # (E, H, d)
@@ -273,6 +284,7 @@ def readout(net: PointerModel, cfg: SpecificityConfig, grid: Grid, T: np.ndarray
     out = {"excess_rows": kl.reshape(E, 2 * P), "excess_sharp": kl[..., 0], "excess_flat": kl[..., 1],
            "tau_sharp": tau[..., 0], "tau_flat": tau[..., 1],
            "norm": norms, "norm_vanilla_min": frontier.reshape(E, P),
+           "tau_cv": coefficient_of_variation(tau),  # (E,): tau's spread over the member's 2P queries
            "param_sq": sum(p.double().pow(2).reshape(E, -1).sum(1) for p in net.parameters()).cpu().numpy()}
     swing = token_swing(net)
     if swing is not None:
@@ -296,15 +308,21 @@ def closed_forms(cfg: SpecificityConfig, rho: float, contrast: float) -> dict[st
 
 
 def rows(cfg: SpecificityConfig) -> list[str]:
-    """The rows of the tables: every strategy, then the placebo twin where ``cfg.placebo``."""
-    return [*cfg.strategies, *([PLACEBO] if cfg.placebo else [])]
+    """The rows of the tables: every strategy, then the placebo twin where ``cfg.placebo``, then the token
+    term's scrambled twin where ``cfg.scramble``."""
+    return [*cfg.strategies, *([PLACEBO] if cfg.placebo else []), *([SCRAMBLED] if cfg.scramble else [])]
+
+
+def spec_of(cfg: SpecificityConfig, row: str) -> ModelSpec:
+    """The model of one row (``rows``)."""
+    if row == PLACEBO:
+        return twin()
+    return scrambled("ssa_q_tok") if row == SCRAMBLED else ModelSpec.of(row, variant_of(cfg, row))
 
 
 def run(cfg: SpecificityConfig, ctx: RunContext) -> None:
     grid = Grid.of(cfg.cells, ctx.seeds)
-    trained = {row: train(twin() if row == PLACEBO else ModelSpec.of(row, variant_of(cfg, row)), cfg, grid.members, ctx,
-                          grid=grid)
-               for row in rows(cfg)}
+    trained = {row: train(spec_of(cfg, row), cfg, grid.members, ctx, grid=grid) for row in rows(cfg)}
     write_results(ctx, measure(cfg, grid, trained))
 
 
@@ -319,7 +337,7 @@ def measure(cfg: SpecificityConfig, grid: Grid, trained: Mapping[str, Trained]) 
                                                            "norm", "norm_vanilla_min")},
                    # the closed-form test reads every pair, not the mean
                    "norm_over_vanilla_min_worst": float(np.min(t["norm"][e] / np.maximum(t["norm_vanilla_min"][e], 1e-300))),
-                   "param_sq": float(t["param_sq"][e])}
+                   "param_sq": float(t["param_sq"][e]), "tau_cv": float(t["tau_cv"][e])}
             if "tok_gain" in t.arrays:
                 row["tok_gain"], row["tok_gain_min"] = float(t["tok_gain"][e]), float(t["tok_gain_min"][e])
             rows.append(row)
@@ -423,12 +441,13 @@ def _strategies(cfg: SpecificityConfig, per_seed: pd.DataFrame) -> tuple[pd.Data
     ref = "global" if "global" in cfg.strategies else cfg.strategies[0]
     summary, metrics = [], {}
     for strategy in rows(cfg):
-        variant = get_variant("vanilla") if strategy == PLACEBO else variant_of(cfg, strategy)
+        variant = spec_of(cfg, strategy).resolved
         row, m = {"strategy": strategy, "tau_range": tau_range(variant, cfg.n_keys)}, {}
         for label, (rho, contrast) in where.items():
             d = _cell(per_seed[per_seed.strategy == strategy], rho, contrast)
             row.update(ci_columns(f"excess_{label}", d.excess))
-            m[label] = {"rho": rho, "contrast": contrast, **summarise({"excess": d.excess.to_numpy()}),
+            m[label] = {"rho": rho, "contrast": contrast,
+                        **summarise({"excess": d.excess.to_numpy(), "tau_cv": d.tau_cv.to_numpy()}),
                         "norm": float(d.norm.mean()), "tau_sharp": float(d.tau_sharp.mean()),
                         "tau_flat": float(d.tau_flat.mean())}
         hard = _cell(per_seed[per_seed.strategy == strategy], *where["hard"])
@@ -457,17 +476,42 @@ def claims(exported: Path) -> list[Claim]:
     ratio of ratios r_hard / r_control, paired by seed. Reproduced when against both controls it is
     at most ``1 - MIN_INTERACTION`` (0.8) with its 95% CI below 1 (``claims.smaller``). A token term
     that is merely better everywhere (a difference that passes in the controls too) does not pass.
-    The headline number is the larger (weaker) of the two ratios of ratios. Its placebo: the same rule
-    with the vanilla twin in the token term's place and vanilla in global's ("" where the run has no twin).
+    The verdict reads the rule with vanilla in global's place (the paper's comparison), "against a
+    global temperature" with global (the matched one); the headline number is the larger (weaker) of
+    the two ratios of ratios against vanilla. Its placebo: the same rule with the vanilla twin in the
+    token term's place and vanilla in global's ("" where the run has no twin); the scrambled twin
+    (``ssa_theory.scramble``) in the token term's place against both.
     """
     m = read_json(Path(exported) / "metrics.json")
-    weak, verdict = _c6_rule(m, "ssa_q_tok", "global")
+    weak, van = _c6_rule(m, "ssa_q_tok", "vanilla")
+    verdict = _c6_rule(m, "ssa_q_tok", "global")[1]
     placebo = _c6_rule(m, PLACEBO, "vanilla")[1] if PLACEBO in m["strategies"] else ""
+    if placebo and all(np.allclose(m["strategies"][PLACEBO][k]["per_seed"]["excess"],
+                                   m["strategies"]["vanilla"][k]["per_seed"]["excess"], rtol=DETERMINISTIC_TOL, atol=0)
+                       for k in ("hard", "dissimilar", "no_contrast")):
+        placebo = DETERMINISTIC
+    scr = {ref: _c6_rule(m, SCRAMBLED, ref)[1] if SCRAMBLED in m["strategies"] else "" for ref in ("vanilla", "global")}
+    cal = _calibration(m)
+    cv = m["strategies"]["ssa_q_tok"]["hard"]["per_seed"].get("tau_cv")
     hard = m["cells"]["hard"]
     return [Claim("C6", "specificity",
                   "Fig. p4 argument: similar queries that need different sparsity need a token-aware temperature",
-                  f"(token / global excess) at rho = {hard['rho']:g}, contrast {hard['contrast']:g}, over the same in "
-                  f"the weaker control", *weak.ci, verdict, placebo)]
+                  f"(token / vanilla excess) at rho = {hard['rho']:g}, contrast {hard['contrast']:g}, over the same in "
+                  f"the weaker control", *weak.ci, gated(van, cal), placebo, calibration=cal.words() if cal else "",
+                  against_global=verdict, scrambled=scr["vanilla"], scrambled_global=scr["global"],
+                  spread=spread_words(cv, "tau across the queries of the hard cell") if cv else "")]
+
+
+def _calibration(m: Mapping):
+    """C6's rule calibrated on its own per-seed log ratios of ratios against its weaker control (the
+    token term against vanilla, the verdict it gates), centred and resampled."""
+    g, t = m["strategies"]["vanilla"], m["strategies"]["ssa_q_tok"]
+    r = {k: np.asarray(t[k]["per_seed"]["excess"], dtype=float) / np.asarray(g[k]["per_seed"]["excess"], dtype=float)
+         for k in ("hard", "dissimilar", "no_contrast")}
+    weak = max(("dissimilar", "no_contrast"), key=lambda k: np.mean(np.log(r["hard"] / r[k])))
+    return ratio_calibration(r["hard"], r[weak], MIN_INTERACTION,
+                             f"C6's own per-seed log ratios of ratios (hard cell over {weak.replace('_', ' ')}), "
+                             "centred and resampled")
 
 
 def _c6_rule(m: Mapping, name: str, ref: str):
@@ -480,7 +524,7 @@ def _c6_rule(m: Mapping, name: str, ref: str):
     weak = max(effect.values(), key=lambda e: e.value)
     ratio = {k: t[k]["excess"] / g[k]["excess"] for k in r}
     dis = m["cells"]["dissimilar"]
-    who = "token / global" if (name, ref) == ("ssa_q_tok", "global") else f"{name} / {ref}"
+    who = f"token / {ref}" if name == "ssa_q_tok" else f"{name} / {ref}"
     where = (f"{who} excess {ratio['hard']:.2f} there, {ratio['dissimilar']:.2f} at rho = {dis['rho']:g}, "
              f"{ratio['no_contrast']:.2f} without contrast")
     return weak, decide(all(e.ok for e in effect.values()), weak.n, yes=f"reproduced: {where}",
@@ -499,7 +543,7 @@ EXPERIMENT = Experiment(
     name="specificity",
     # 4: the placebo twin, read by C6's rule; 3: the one budget (scalars free), the prediction table, C6 as an
     # interaction
-    version="4",
+    version="5",  # 5: the scrambled twin, tau's spread, C6 against vanilla and against global
     claim="Fig. p4 argument: similar queries that need different sparsity; token term vs a global scale",
     config=SpecificityConfig,
     run=run,

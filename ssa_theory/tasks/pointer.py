@@ -14,8 +14,9 @@ from torch import nn
 
 from ssa_theory import measures
 from ssa_theory.attention import Attention
+from ssa_theory.scramble import Scrambler
 
-VERSION = "1"
+VERSION = "1"  # the scrambled placebo (a new model) changes no existing number
 
 
 class PointerModel(nn.Module):
@@ -27,12 +28,19 @@ class PointerModel(nn.Module):
         keys: (K, D) or (E, K, D); default the queries themselves (the vocabulary attends to itself).
         q_pos, k_pos: positions (Q,) and (K,) for position terms and position-aware strategies.
         k_freq: each key's training frequency (1, K) for the ``freq`` strategy, or None.
+        scramble: one generator per member (the ``placebo`` stream) for a scrambled variant
+            (``ssa_theory.scramble``): each call hands every query's temperature another query's
+            token (and a position shuffled among the queries'), drawn afresh; None otherwise.
     """
 
     def __init__(self, attn: Attention, queries: torch.Tensor, keys: torch.Tensor | None = None, *,
-                 q_pos: torch.Tensor, k_pos: torch.Tensor, k_freq: torch.Tensor | None = None) -> None:
+                 q_pos: torch.Tensor, k_pos: torch.Tensor, k_freq: torch.Tensor | None = None,
+                 scramble=None) -> None:
         super().__init__()
         self.attn = attn
+        self.scrambler = Scrambler(attn.variant, scramble or [])
+        if self.scrambler and not scramble:
+            raise ValueError(f"variant {attn.variant.name!r} is scrambled: pass scramble= (one generator per member)")
         self.register_buffer("queries", queries if queries.dim() == 2 else queries[:, None])
         self.register_buffer("keys", None if keys is None else (keys if keys.dim() == 2 else keys[:, None]))
         self.register_buffer("q_pos", q_pos)
@@ -40,8 +48,12 @@ class PointerModel(nn.Module):
         self.register_buffer("k_freq", k_freq)
 
     def extras(self) -> dict[str, torch.Tensor]:
-        """The per-token data the strategies may read: each key's frequency, where the task has one."""
-        return {} if self.k_freq is None else {"k_freq": self.k_freq}
+        """The per-token data the strategies may read: each key's frequency, where the task has one, and
+        a scrambled variant's fresh permutations of the queries (one draw per call)."""
+        out = {} if self.k_freq is None else {"k_freq": self.k_freq}
+        if self.scrambler:
+            out.update(self.scrambler(1, self.queries.shape[-2], self.queries.device))
+        return out
 
     @staticmethod
     def _members(t: torch.Tensor, E: int) -> torch.Tensor:
@@ -67,7 +79,7 @@ class PointerModel(nn.Module):
     def inverse_temperature(self) -> torch.Tensor:
         """tau of each query (E, Q): SSA's query terms times the query-side strategy's factor (the query
         sees all K keys); ones for vanilla attention."""
-        return self.attn.query_inverse_temperature(self.x(), self.n_keys, pos=self.q_pos)[:, 0, 0]
+        return self.attn.query_inverse_temperature(self.x(), self.n_keys, pos=self.q_pos, extras=self.extras())[:, 0, 0]
 
     def key_inverse_temperature(self) -> torch.Tensor | None:
         """What multiplies key j's logits (E, K), or None where that is 1."""
