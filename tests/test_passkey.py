@@ -97,7 +97,7 @@ def test_quick_run_intervals_stay_in_range_and_claims_have_verdicts(quick, tmp_p
     arms = pd.read_csv(path / "tables" / "arms.csv")
     assert set(arms.model) == set(t.strategy) and (arms.acc_exact_hi > arms.acc_exact_lo).all()
     learn = pd.read_csv(path / "tables" / "time_to_learn.csv")
-    assert set(learn.strategy) == {"vanilla", "ssa", pk.PLACEBO} and (learn.digits == 2).all()  # C8's own task
+    assert set(learn.strategy) == {"vanilla", "ssa", pk.PLACEBO, pk.SSA_SCRAMBLED} and (learn.digits == 2).all()  # C8's task
 
 
 def test_arm_keys_parse_to_their_geometry_start_and_task():
@@ -107,7 +107,7 @@ def test_arm_keys_parse_to_their_geometry_start_and_task():
     assert pk.arm(cfg, "cosine6:vanilla") == pk.Arm("cosine6:vanilla", "vanilla", 6.0)
     assert pk.arm(cfg, "learn:placebo") == pk.Arm("learn:placebo", pk.PLACEBO, learn=True)
     keys = pk.model_keys(cfg)
-    assert len(keys) == len(set(keys)) == 17 and all(pk.arm(cfg, k).key == k for k in keys)
+    assert len(keys) == len(set(keys)) == 19 and all(pk.arm(cfg, k).key == k for k in keys)
     assert "cosine:ssa_q_pos@-2" in keys and "cosine6:vanilla" in keys and "cosine8:ssa" in keys
     assert pk.model_keys(pk.PasskeyConfig(pos_starts=(), matched_bound=0, second_bound=0, learn=False)) == [
         "vanilla", "ssa", pk.PLACEBO, *(pk.COSINE + s for s in (*pk.BOUNDED, pk.PLACEBO, pk.SSA_SCRAMBLED))]

@@ -202,7 +202,7 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C7b.slope": "reproduced",
         "C7b.bound": "not testable: a model did not learn the task at the training length",
         "C8": "inconclusive: the rule says 'reproduced' on its placebo too",
-        "C9": "not testable (floor): vanilla glitches at 0.20% pooled, under 1%",
+        "C9": "not testable (floor): the control glitches at 0.20% pooled, under 1%",
         "C10 (nope)": "not testable (power 42%)",
         "C10.global (nope)": "not testable (power 42%)",
         "C10 (rope)": "not testable (power 8%); clearly higher",
@@ -227,7 +227,7 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C7b.slope": "not reproduced: static",
         "C7b.bound": "not reproduced",
         "C8": "reproduced",
-        "C9": "not testable (floor): vanilla glitches at 0.20% pooled, under 1%",
+        "C9": "not testable (floor): the control glitches at 0.20% pooled, under 1%",
         **{c: "not reproduced" for c in ("C10 (nope)", "C10.global (nope)", "C10 (rope)", "C10.global (rope)",
                                          "C10.ft (nope)", "C10.ft.global (nope)", "C10.ft (rope)", "C10.ft.global (rope)",
                                          *(f"C11 ({a}, {n})" for a in ("nope", "rope")

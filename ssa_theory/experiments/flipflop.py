@@ -293,7 +293,7 @@ def glitch_rule(vanilla: Mapping[str, np.ndarray], other: Mapping[str, np.ndarra
     if ve.size < 2:
         return ONE_SEED
     if ve.sum() < C9_FLOOR * vr.sum():
-        return f"not testable (floor): vanilla glitches at {ve.sum() / max(vr.sum(), 1):.2%} pooled, under {C9_FLOOR:.0%}"
+        return f"not testable (floor): the control glitches at {ve.sum() / max(vr.sum(), 1):.2%} pooled, under {C9_FLOOR:.0%}"
     x = log_rate_ratios(vanilla, other)
     if _halves(x):
         return "reproduced"
@@ -314,12 +314,25 @@ def claims(exported: Path) -> list[Claim]:
     twin = arm(PLACEBO) if PLACEBO in m["strategies"] else None
     cal = calibrate(log_rate_ratios(van, twin), _halves, math.log(C9_EFFECT),
                     "the twin's per-seed log rate ratios to vanilla, resampled") if twin is not None else None
+    glob = arm("global") if "global" in m["strategies"] else None
+    scr = arm(SSA_SCRAMBLED) if SSA_SCRAMBLED in m["strategies"] else None
     return [Claim("C9", "flipflop",
                   "attention glitches (flip-flop): a temperature keeps attention sharp and removes them",
                   f"glitch rate on sparse sequences (p_ignore {m['tests']['sparse']['p_ignore']:g}), SSA / vanilla, "
                   "geometric mean of per-seed ratios",
                   math.exp(mean), math.exp(lo), math.exp(hi), gated(glitch_rule(van, ssa), cal),
-                  glitch_rule(van, twin) if twin is not None else "", cal.words() if cal else "")]
+                  glitch_rule(van, twin) if twin is not None else "", cal.words() if cal else "",
+                  against_global=glitch_rule(glob, ssa) if glob is not None else "",
+                  scrambled=glitch_rule(van, scr) if scr is not None else "",
+                  scrambled_global=glitch_rule(glob, scr) if glob is not None and scr is not None else "")]
+
+
+SSA_SCRAMBLED = "ssa_scrambled"  # SSA with both terms' inputs scrambled (ssa_theory.scramble): C9's placebo that can fail
+
+
+def model_keys(cfg) -> list[str]:
+    """The LM experiments' models (``lm.model_keys``), then, with the twins (``placebo``), SSA's scrambled twin."""
+    return lm.model_keys(cfg) + ([SSA_SCRAMBLED] if cfg.placebo and "ssa" in cfg.strategies else [])
 
 
 def ablate(cfg: FlipflopConfig, variant, ctx: RunContext) -> np.ndarray:
@@ -349,5 +362,5 @@ EXPERIMENT = Experiment(
                       # the committed ablation's settings (before C9's regime moved the defaults)
                       overrides={"steps": 200, "long_pairs": (), "n_eval": 32, "sparse_p": 0.98, "sparse_eval": 512},
                       quick={"steps": 40, "pairs": 16, "n_eval": 16, "n_monitor": 16}, bounded=True, minutes=0.83),
-    models=Models(lm.model_keys, train_model),
+    models=Models(model_keys, train_model),
 )

@@ -479,7 +479,8 @@ def model_keys(cfg: PasskeyConfig) -> list[str]:
     """Every model a run trains: the strategies and the placebo twin in the free geometry; the bounded
     strategies, ``ssa_q_pos`` from each of ``pos_starts`` and the twin at ``bound``; vanilla at
     ``matched_bound``; vanilla and SSA at ``second_bound``; C8's vanilla, SSA and twin on its own task;
-    with the twins (``placebo``), SSA's scrambled twin at ``bound``."""
+    with the twins (``placebo``), SSA's scrambled twin at ``bound``, and C8's global temperature and
+    scrambled twin on C8's task."""
     twin = [PLACEBO] if cfg.placebo else []
     keys = lm.model_keys(cfg) + [bounded_key(None, s) for s in (*cfg.bounded, *twin)]
     if cfg.placebo and "ssa" in cfg.bounded:  # C7b's scrambled mechanism (skeleton.scrambled), a placebo too
@@ -491,6 +492,8 @@ def model_keys(cfg: PasskeyConfig) -> list[str]:
         keys += [bounded_key(cfg.second_bound, s) for s in ("vanilla", "ssa") if s in cfg.bounded]
     if cfg.learn:
         keys += [LEARN + s for s in ("vanilla", "ssa", *twin) if s in cfg.strategies or s == PLACEBO]
+        if cfg.placebo and "ssa" in cfg.strategies:  # C8 against a global temperature, and its scrambled twin
+            keys += [LEARN + s for s in ("global", SSA_SCRAMBLED) if s != "global" or "global" in cfg.bounded]
     return keys
 
 
@@ -884,11 +887,14 @@ def claims(exported: Path) -> list[Claim]:
         if twin:
             x, _, _ = _log_ratios(per["vanilla"], twin)
             cal = calibrate(x, _faster, -math.log(C8_EFFECT), "the twin's per-seed log ratios to vanilla, resampled")
+        glob, scr = per.get("global"), per.get(SSA_SCRAMBLED)
         out.append(Claim("C8", "passkey", "SSA reaches vanilla's loss with fewer training tokens",
                          f"steps to {m.get('accuracy_target', 0.9):g} exact match, SSA / vanilla, geometric mean over seeds "
                          f"({m['learn']['digits']}-digit passkey, n {m['learn']['lengths'][0]}..{m['learn']['lengths'][1]})",
                          ratio, lo, hi, gated(verdict, cal), steps_rule(per["vanilla"], twin)[0] if twin else "",
-                         cal.words() if cal else ""))
+                         cal.words() if cal else "", against_global=steps_rule(glob, per["ssa"])[0] if glob else "",
+                         scrambled=steps_rule(per["vanilla"], scr)[0] if scr else "",
+                         scrambled_global=steps_rule(glob, scr)[0] if glob and scr else ""))
     return out
 
 
