@@ -235,16 +235,21 @@ def ratio_calibration(a: Sequence[float], b: Sequence[float], by: float, how: st
     return calibrate(x, lambda d: clearly_above(-d, -math.log(1 - by)), math.log(1 - 2 * by), how)
 
 
-def null_runs(null: Sequence[float] | Mapping, seeds: int, passes) -> tuple[int, int]:
+def null_runs(null: Sequence[float] | Mapping, seeds: int, passes, paired: bool = True) -> tuple[int, int]:
     """A rule's false positives over null runs (``skeleton.null_seeds``): run r reads the vanilla models of
     seeds ``[2 r S, 2 r S + S)`` in the claimed model's place against those of ``[2 r S + S, 2 (r + 1) S)``;
-    ``passes(a, b)`` is the rule on one pair of (S,) groups (or of dicts of them). (passes, runs)."""
+    ``passes(a, b)`` is the rule on one pair of (S,) groups (or of dicts of them). A rule on one group
+    (``paired=False``: ``passes(a)``, e.g. a slope against permuted degrees) reads every group of S seeds
+    as a run. (passes, runs)."""
     def group(lo: int):
         if isinstance(null, Mapping):
             return {k: np.asarray(v, dtype=float)[lo:lo + seeds] for k, v in null.items()}
         return np.asarray(null, dtype=float)[lo:lo + seeds]
 
     n = len(next(iter(null.values()))) if isinstance(null, Mapping) else len(null)
+    if not paired:
+        runs = n // seeds
+        return sum(bool(passes(group(r * seeds))) for r in range(runs)), runs
     runs = n // (2 * seeds)
     hits = sum(bool(passes(group(2 * r * seeds), group(2 * r * seeds + seeds))) for r in range(runs))
     return hits, runs

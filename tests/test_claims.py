@@ -128,6 +128,7 @@ def test_null_runs_count_the_rule_s_false_positives():
     x = np.arange(40.0)
     assert cl.null_runs(x, 5, lambda a, b: True) == (4, 4)
     assert cl.null_runs(x, 5, lambda a, b: a.mean() > b.mean()) == (0, 4)  # group a always precedes group b
+    assert cl.null_runs(x, 5, lambda a: a.mean() > 20, paired=False) == (4, 8)  # one group per run
     power = cl.calibrate(np.linspace(-1, 1, 8), lambda d: cl.clearly_above(d, 0.1), 0.5, "test")
     cal = cl.with_null_runs(power, 1, 20, "null runs")
     assert (cal.fpr, cal.power) == (0.05, power.power) and cal.fpr_lo > 0 and "1/20 null runs" in cal.how

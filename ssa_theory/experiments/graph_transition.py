@@ -74,6 +74,7 @@ from ssa_theory.train import fit
 # price: what a per-token temperature buys over a single scale
 MODELS = {"vanilla": "vanilla", "ssa": "ssa_q_tok", "global": "global"}
 NULL = "null"  # vanilla on the null runs' seeds (skeleton.null_seeds): C1's false-positive rate
+NULL_SSA = "null_ssa"  # SSA on the same seeds, its temperatures read against permuted degrees: C2's
 TAU_MAX = get_variant(MODELS["ssa"]).query_range()[1]  # 1 + tanh(.) < 2, from the strategy table
 
 
@@ -95,7 +96,9 @@ class GraphTransitionConfig(TrainingConfig):
     temp_penalty: float = 1e-2  # price of the inverse temperature: temp_penalty * mean tau^2
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the headline geometry, read by C1's rule
     scramble: bool = True  # also train SSA's scrambled twin (skeleton.scrambled) in the headline geometry
-    null_runs: int = 20  # C1's rule on this many runs of vanilla against vanilla (other seeds): its false positives
+    # C1's rule on this many runs of vanilla against vanilla, and C2's on SSA's temperatures against permuted degrees,
+    # each run on its own seeds (other data streams and draws): their false positives
+    null_runs: int = 20
     d_head: int = 0  # query/key width; 0 means n_nodes
     steps: int = 4000
     batch_size: int = 512
@@ -264,8 +267,10 @@ def run(cfg: GraphTransitionConfig, ctx: RunContext) -> None:
     if cfg.scramble:
         trained[(cfg.score, SCRAMBLED)] = train(scrambled(MODELS["ssa"]), cfg, members, ctx, task=task, score=cfg.score)
     if cfg.null_runs and len(ctx.seeds) >= 2:
-        trained[(cfg.score, NULL)] = train(ModelSpec.of(NULL, "vanilla"), cfg, Members.of(null_seeds(ctx.seeds, cfg.null_runs)),
-                                           ctx, task=task, score=cfg.score)
+        extra = Members.of(null_seeds(ctx.seeds, cfg.null_runs))
+        trained[(cfg.score, NULL)] = train(ModelSpec.of(NULL, "vanilla"), cfg, extra, ctx, task=task, score=cfg.score)
+        trained[(cfg.score, NULL_SSA)] = train(ModelSpec.of(NULL_SSA, MODELS["ssa"]), cfg, extra, ctx, task=task,
+                                               score=cfg.score)
     write_results(ctx, measure(cfg, task, trained))
 
 
@@ -384,10 +389,12 @@ def _headline(cfg: GraphTransitionConfig, task: GraphTask, trained: Mapping[tupl
         **summarise(series),
         "trend_by_geometry": {row["score"]: row["trend"] for row in geometries.summary},
     }
-    if (score, NULL) in trained:  # not per_seed: these are other seeds, read in groups by C1's null runs
-        null = trained[(score, NULL)]
+    if (score, NULL) in trained:  # not per_seed: these are other seeds, read in groups by C1's and C2's null runs
+        null, null_ssa = trained[(score, NULL)], trained[(score, NULL_SSA)]
+        permuted = [temperature_slope(t[None], np.random.default_rng(derive_seed(seed, "placebo")).permutation(degrees))[0]
+                    for t, seed in zip(null_ssa["temperature"], null_ssa.members.seeds)]
         results.metrics["null_runs"] = {"seeds": list(null.members.seeds), "ce": null["ce"].tolist(),
-                                        "l1": null["l1"].tolist()}
+                                        "l1": null["l1"].tolist(), "temperature_slope_permuted": permuted}
 
 
 # --- claims (from the exported results) --------------------------------------------------------
@@ -438,6 +445,10 @@ def claims(exported: Path) -> list[Claim]:
     span = float(m["degree_span"]) if "degree_span" in m else np.nan
     c2_cal = calibrate(seeds["temperature_slope"] * span, lambda x: clearly_above(x, MIN_RISE), 2 * MIN_RISE,
                        "C2's own per-seed rises over the degrees, centred and resampled") if np.isfinite(span) else None
+    if c2_cal is not None and "temperature_slope_permuted" in m.get("null_runs", {}):
+        rises = np.asarray(m["null_runs"]["temperature_slope_permuted"]) * span
+        hits, runs = null_runs(rises, len(seeds["temperature_slope"]), lambda a: clearly_above(a, MIN_RISE), paired=False)
+        c2_cal = with_null_runs(c2_cal, hits, runs, "null runs of SSA on other seeds against permuted degrees")
     c2_scr = ""
     if "temperature_slope_scrambled" in seeds and np.isfinite(span):
         c2_scr = ("reproduced" if clearly_above(seeds["temperature_slope_scrambled"] * span, MIN_RISE)
@@ -513,9 +524,9 @@ def ablate(cfg: GraphTransitionConfig, variant, ctx: RunContext) -> np.ndarray:
 
 EXPERIMENT = Experiment(
     name="graph_transition",
-    # 8: the scrambled mechanism, C1 against global, null runs, tau's spread across nodes; 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by
+    # 9: C2's null runs; 8: the scrambled mechanism, C1 against global, null runs, tau's spread across nodes; 7: the placebo twin, read by C1's rule; 6: every model pays the multiplier's price; weight decay by
     # Attention.weight_l2; C2's smallest rise
-    version="8",
+    version="9",
     claim="Fig. p5 / Table 1: SSA learns graph transitions better than vanilla; fewer neighbours, lower temperature",
     config=GraphTransitionConfig,
     run=run,

@@ -58,13 +58,13 @@ from ssa_theory import theory
 from ssa_theory.attention import Attention
 from ssa_theory.variants import VARIANTS, Variant, get_variant, resolve_variants, variant_of
 from ssa_theory.claims import (DETERMINISTIC, DETERMINISTIC_TOL, Claim, coefficient_of_variation, decide, gated,
-                               ratio_calibration, smaller, spread_words)
+                               null_runs, ratio_calibration, smaller, spread_words, with_null_runs)
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
-from ssa_theory.skeleton import (PLACEBO, SCRAMBLED, ModelSpec, Results, Trained, figures, scramble_generators, scrambled,
-                                  twin, write_results)
+from ssa_theory.skeleton import (PLACEBO, SCRAMBLED, ModelSpec, Results, Trained, figures, null_seeds, scramble_generators,
+                                  scrambled, twin, write_results)
 from ssa_theory.stats import ci_columns, ratio_ci
 from ssa_theory.tasks import pointer
 from ssa_theory.tasks.pointer import PointerModel
@@ -89,6 +89,9 @@ class SpecificityConfig(TrainingConfig):
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in every cell, read by C6's rule; needs vanilla
     scramble: bool = True  # also train the token term's scrambled twin (skeleton.scrambled) in every cell
+    # C6's rule on this many runs of vanilla against vanilla in its three cells, each run on its own seeds
+    # (other targets and draws): its false positives
+    null_runs: int = 20
     steps: int = 3000
     lr: float = 0.01
     log_every: int = 100
@@ -115,6 +118,7 @@ class SpecificityConfig(TrainingConfig):
                 "is read against the other two); add them or set scramble=false")
         require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
+        require(self.null_runs >= 0, f"null_runs must be >= 0 (got {self.null_runs})")
 
     @property
     def cells(self) -> list[tuple[float, float]]:
@@ -323,7 +327,16 @@ def spec_of(cfg: SpecificityConfig, row: str) -> ModelSpec:
 def run(cfg: SpecificityConfig, ctx: RunContext) -> None:
     grid = Grid.of(cfg.cells, ctx.seeds)
     trained = {row: train(spec_of(cfg, row), cfg, grid.members, ctx, grid=grid) for row in rows(cfg)}
-    write_results(ctx, measure(cfg, grid, trained))
+    results = measure(cfg, grid, trained)
+    if cfg.null_runs and len(ctx.seeds) >= 2:  # vanilla on other seeds, in the three cells C6's rule reads
+        where = _where(cfg)
+        null = Grid.of(list(dict.fromkeys(where.values())), null_seeds(ctx.seeds, cfg.null_runs))
+        t = train(ModelSpec.of("null", "vanilla"), cfg, null.members, ctx, grid=null)
+        excess = (t["excess_sharp"] + t["excess_flat"]).mean(1) / 2
+        results.metrics["null_runs"] = {
+            label: [float(x) for x, r, c in zip(excess, null.rho, null.contrast) if (r, c) == cell]
+            for label, cell in where.items()}
+    write_results(ctx, results)
 
 
 def measure(cfg: SpecificityConfig, grid: Grid, trained: Mapping[str, Trained]) -> Results:
@@ -492,6 +505,10 @@ def claims(exported: Path) -> list[Claim]:
         placebo = DETERMINISTIC
     scr = {ref: _c6_rule(m, SCRAMBLED, ref)[1] if SCRAMBLED in m["strategies"] else "" for ref in ("vanilla", "global")}
     cal = _calibration(m)
+    if cal is not None and "null_runs" in m:
+        n = len(m["strategies"]["vanilla"]["hard"]["per_seed"]["excess"])
+        hits, runs = null_runs(m["null_runs"], n, _interaction)
+        cal = with_null_runs(cal, hits, runs, "null runs of vanilla against vanilla on other seeds' targets and draws")
     cv = m["strategies"]["ssa_q_tok"]["hard"]["per_seed"].get("tau_cv")
     hard = m["cells"]["hard"]
     return [Claim("C6", "specificity",
@@ -512,6 +529,13 @@ def _calibration(m: Mapping):
     return ratio_calibration(r["hard"], r[weak], MIN_INTERACTION,
                              f"C6's own per-seed log ratios of ratios (hard cell over {weak.replace('_', ' ')}), "
                              "centred and resampled")
+
+
+def _interaction(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    """C6's test on per-seed excesses by cell (hard, dissimilar, no_contrast): ``a`` in the token term's
+    place, ``b`` in the reference's (``_c6_rule``)."""
+    r = {k: np.asarray(a[k], dtype=float) / np.asarray(b[k], dtype=float) for k in a}
+    return all(smaller(r["hard"], r[k], MIN_INTERACTION).ok for k in ("dissimilar", "no_contrast"))
 
 
 def _c6_rule(m: Mapping, name: str, ref: str):
@@ -543,7 +567,7 @@ EXPERIMENT = Experiment(
     name="specificity",
     # 4: the placebo twin, read by C6's rule; 3: the one budget (scalars free), the prediction table, C6 as an
     # interaction
-    version="5",  # 5: the scrambled twin, tau's spread, C6 against vanilla and against global
+    version="6",  # 6: C6's null runs; 5: the scrambled twin, tau's spread, C6 against vanilla and against global
     claim="Fig. p4 argument: similar queries that need different sparsity; token term vs a global scale",
     config=SpecificityConfig,
     run=run,
