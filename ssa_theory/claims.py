@@ -174,6 +174,28 @@ def clearly_above(x: Sequence[float] | np.ndarray, by: float) -> bool:
     return bool(not math.isnan(lo) and lo > 0 and m >= by)
 
 
+class Above:
+    """``clearly_above(sign * x, by)`` as an object: the same test, which ``calibrate`` can also apply to
+    every resample at once (``many``: (draws, seeds) -> (draws,) booleans), the same arithmetic row by row."""
+
+    def __init__(self, by: float, sign: float = 1.0) -> None:
+        self.by, self.sign = by, sign
+
+    def __call__(self, x) -> bool:
+        return clearly_above(self.sign * np.asarray(x, dtype=float), self.by)
+
+    def many(self, samples: np.ndarray) -> np.ndarray:
+        from scipy.special import stdtrit
+
+        x = self.sign * np.asarray(samples, dtype=float)
+        n = x.shape[1]
+        if n < 2:
+            return np.zeros(x.shape[0], dtype=bool)
+        m = x.mean(1)
+        lo = m - stdtrit(n - 1, 0.975) * x.std(1, ddof=1) / math.sqrt(n)
+        return (lo > 0) & (m >= self.by)
+
+
 MIN_POWER = 0.5  # below this power at its declared effect a rule's verdict reads "not testable (power N%)"
 N_DRAWS = 2000  # resamples behind a calibration (its own Monte Carlo interval is printed)
 
@@ -220,8 +242,11 @@ def calibrate(noise, passes, effect: float, how: str, draws: int = N_DRAWS, seed
     rng = np.random.default_rng(seed)
     centred = x - x.mean()
     idx = rng.integers(0, x.size, (draws, x.size))
-    false = sum(bool(passes(centred[i])) for i in idx)
-    true = sum(bool(passes(centred[i] + effect)) for i in idx)
+    if isinstance(passes, Above):  # every resample at once
+        false, true = int(passes.many(centred[idx]).sum()), int(passes.many(centred[idx] + effect).sum())
+    else:
+        false = sum(bool(passes(centred[i])) for i in idx)
+        true = sum(bool(passes(centred[i] + effect)) for i in idx)
     f, flo, fhi = binomial_ci(false, draws)
     p, plo, phi = binomial_ci(true, draws)
     return Calibration(f, flo, fhi, p, plo, phi, draws, how)
@@ -232,7 +257,7 @@ def ratio_calibration(a: Sequence[float], b: Sequence[float], by: float, how: st
     rule's own per-seed log ratios (centred by ``calibrate``: a seed-resampling null of the committed
     runs), the declared effect twice the threshold, ``log(1 - 2 by)``."""
     x = np.log(np.asarray(a, dtype=float) / np.asarray(b, dtype=float))
-    return calibrate(x, lambda d: clearly_above(-d, -math.log(1 - by)), math.log(1 - 2 * by), how)
+    return calibrate(x, Above(-math.log(1 - by), sign=-1.0), math.log(1 - 2 * by), how)
 
 
 def null_runs(null: Sequence[float] | Mapping, seeds: int, passes, paired: bool = True) -> tuple[int, int]:

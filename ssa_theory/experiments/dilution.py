@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, theory
-from ssa_theory.claims import ONE_SEED, Claim, calibrate, clearly_above, gated, larger, smaller
+from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated, larger, smaller
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.variants import resolve_variants, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
@@ -417,7 +417,7 @@ def claims(exported: Path) -> list[Claim]:
     glob = _c5_rule(strategies, "ssa_q_pos", "global")[0] if "global" in strategies else ""
     placebo = _c5_rule(strategies, PLACEBO, "vanilla")[0] if PLACEBO in strategies else ""
     pos, van = (np.asarray(strategies[k]["per_seed"]["mass_at_max_len"], dtype=float) for k in ("ssa_q_pos", "vanilla"))
-    cal = calibrate(pos - van, lambda x: clearly_above(x, MIN_KEEP), 2 * MIN_KEEP,
+    cal = calibrate(pos - van, Above(MIN_KEEP), 2 * MIN_KEEP,
                     "C5's own per-seed differences, centred and resampled; a t-interval in place of the rule's bootstrap")
     p = strategies["ssa_q_pos"]
     spread = (f"learned position coefficient (effective) {p['c_eff']:.3g}; the needle's logit gap grows "

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, lm
-from ssa_theory.claims import ONE_SEED, Claim, calibrate, clearly_above, gated
+from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.stats import binomial_ci, mean_ci, rate_columns
 from ssa_theory.registry import Ablation, Experiment, Models
@@ -274,10 +274,8 @@ def log_rate_ratios(vanilla: Mapping[str, np.ndarray], other: Mapping[str, np.nd
             - np.log((ve[:n] + CONTINUITY) / (vr[:n] + CONTINUITY)))
 
 
-def _halves(x: np.ndarray) -> bool:
-    """C9's test on per-seed log rate ratios: the geometric-mean ratio at most ``C9_MAX`` with its
-    t-interval below 1."""
-    return clearly_above(-np.asarray(x), -math.log(C9_MAX))
+# C9's test on per-seed log rate ratios: the geometric-mean ratio at most ``C9_MAX`` with its t-interval below 1
+_halves = Above(-math.log(C9_MAX), sign=-1.0)
 
 
 def glitch_rule(vanilla: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray]) -> str:

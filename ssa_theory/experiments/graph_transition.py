@@ -55,8 +55,8 @@ import torch
 from ssa_theory import theory
 from ssa_theory.attention import SCORES, Attention
 from ssa_theory.variants import get_variant
-from ssa_theory.claims import (ONE_SEED, Claim, calibrate, clearly_above, coefficient_of_variation, decide, gated, null_runs, ratio_calibration,
-                               smaller, spread_words, twin_reading, with_null_runs)
+from ssa_theory.claims import (ONE_SEED, Above, Claim, calibrate, clearly_above, coefficient_of_variation, decide, gated,
+                               null_runs, ratio_calibration, smaller, spread_words, twin_reading, with_null_runs)
 from ssa_theory.config import TrainingConfig, choice, require
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
@@ -443,7 +443,7 @@ def claims(exported: Path) -> list[Claim]:
         c2 = f"not reproduced under {m['score']}" + (f"; reproduced under {', '.join(rises)}" if rises else "")
     slope = mean_ci(seeds["temperature_slope"])
     span = float(m["degree_span"]) if "degree_span" in m else np.nan
-    c2_cal = calibrate(seeds["temperature_slope"] * span, lambda x: clearly_above(x, MIN_RISE), 2 * MIN_RISE,
+    c2_cal = calibrate(seeds["temperature_slope"] * span, Above(MIN_RISE), 2 * MIN_RISE,
                        "C2's own per-seed rises over the degrees, centred and resampled") if np.isfinite(span) else None
     if c2_cal is not None and "temperature_slope_permuted" in m.get("null_runs", {}):
         rises = np.asarray(m["null_runs"]["temperature_slope_permuted"]) * span

@@ -57,7 +57,7 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, lm, theory
-from ssa_theory.claims import ONE_SEED, Claim, calibrate, clearly_above, gated, paired
+from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated, paired
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
@@ -767,10 +767,8 @@ def _log_ratios(van: Mapping, other: Mapping) -> tuple[np.ndarray, int, int]:
     return np.log(np.maximum(os_[keep], 1.0) / np.maximum(vs[keep], 1.0)), int((~keep).sum()), int((vr & ~orr).sum())
 
 
-def _faster(x: np.ndarray) -> bool:
-    """C8's test on per-seed log ratios: the geometric-mean ratio at most ``1 / C8_MIN`` with its
-    t-interval below 1."""
-    return clearly_above(-np.asarray(x), math.log(C8_MIN))
+# C8's test on per-seed log ratios: the geometric-mean ratio at most ``1 / C8_MIN`` with its t-interval below 1
+_faster = Above(math.log(C8_MIN), sign=-1.0)
 
 
 def steps_rule(van: Mapping | None, other: Mapping | None) -> tuple[str, tuple[float, float, float]]:
@@ -848,11 +846,7 @@ def claims(exported: Path) -> list[Claim]:
                          scrambled=rule(control, scr)[0] if scr else "",
                          scrambled_global=rule(glob, scr)[0] if scr and glob else "", spread=spread))
 
-    def gain_passes(x):
-        return clearly_above(x, MIN_GAIN)
-
-    def slope_passes(x):
-        return clearly_above(x, MIN_SLOPE)
+    gain_passes, slope_passes = Above(MIN_GAIN), Above(MIN_SLOPE)
 
     claim("C7", f"exact match at n = {n1}, SSA - vanilla ({d}-digit passkey among decoys; free dot product; trained on n <= {n0})",
           get("vanilla"), get("ssa"), retrieval_rule, gain_passes, GAIN_EFFECT, "acc_max", (get("vanilla"), get(PLACEBO)))

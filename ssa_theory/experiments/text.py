@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ssa_theory import cells, lm
-from ssa_theory.claims import ONE_SEED, Claim, calibrate, clearly_above, gated
+from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json
@@ -379,9 +379,9 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
 # --- claims --------------------------------------------------------------------------------------
 
 
-def _lower(by: float):
+def _lower(by: float) -> Above:
     """The test of ``lower_rule`` on per-seed differences other - control: at least ``by`` below, clearly."""
-    return lambda x: clearly_above(-np.asarray(x), by)
+    return Above(by, sign=-1.0)
 
 
 def lower_rule(control: np.ndarray, other: np.ndarray, by: float) -> tuple[str, tuple[float, float, float]]:
