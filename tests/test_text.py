@@ -167,6 +167,8 @@ def test_quick_run_writes_bits_by_length_and_the_claims(quick_run, tmp_path):
     claims = tx.claims(path)
     assert {c.id for c in claims} >= {"C10 (nope)", "C10 (rope)", "C10.ft (nope)", "C10.ft.global (rope)"}
     assert all(c.verdict for c in claims)
+    assert all(c.scrambled for c in claims if c.id.startswith("C10 (") or c.id.startswith("C11 (") and "ssa)" in c.id)
+    assert set(t.strategy) >= {tx.PLACEBO, tx.SSA_SCRAMBLED}  # both twins, in both arms
     ft = pd.read_csv(path / "tables" / "finetune.csv")
     for arm in ("nope", "rope"):  # the protocol's pretraining is the arm's own vanilla model, to the last digit
         at_l = t[(t.arm == arm) & (t.strategy == "vanilla") & (t.mult == 1)].bits.item()

@@ -219,9 +219,13 @@ def ngram_bits(train: np.ndarray, test: np.ndarray, targets: np.ndarray, order: 
 # --- training ------------------------------------------------------------------------------------
 
 
+SSA_SCRAMBLED = "ssa_scrambled"  # SSA with both terms' inputs scrambled (ssa_theory.scramble): the placebo that can fail
+
+
 def model_keys(cfg: TextConfig) -> list[str]:
-    """``ARM:NAME`` for every position arm and strategy, and the twin (``ARM:placebo``)."""
-    twin = [PLACEBO] if cfg.placebo else []
+    """``ARM:NAME`` for every position arm and strategy, the twin (``ARM:placebo``) and, with SSA, its
+    scrambled twin (``ARM:ssa_scrambled``)."""
+    twin = [PLACEBO, *([SSA_SCRAMBLED] if "ssa" in cfg.strategies else [])] if cfg.placebo else []
     keys = [f"{arm}:{s}" for arm in cfg.arms for s in (*cfg.strategies, *twin)]
     return keys + ([f"{FINETUNE}{arm}" for arm in cfg.arms] if cfg.finetune else [])
 
@@ -401,7 +405,8 @@ def claims(exported: Path) -> list[Claim]:
     """Per position arm: C10, SSA's bits per character at the training length against vanilla and against
     ``global``; C11, the rise from L to the longest length of each temperature that grows with log n
     against vanilla's ("not testable" where vanilla does not rise by ``C11_MIN``). Each with the placebo
-    twin read by the same rule and the rule's calibration on the twin's per-seed differences."""
+    twin read by the same rule and the rule's calibration on the twin's per-seed differences; C10 and
+    SSA's C11 also with the scrambled twin (``ssa_theory.scramble``) in SSA's place."""
     m = read_json(Path(exported) / "metrics.json")
     bits = {k: np.asarray(v["bits"], dtype=float) for k, v in m["models"].items()}
     out = []
@@ -420,7 +425,7 @@ def claims(exported: Path) -> list[Claim]:
                                  f"bits per character at L after {ft['steps']} fine-tuning steps from vanilla, SSA added "
                                  f"- {ctrl} {'continued' if ctrl == 'vanilla' else 'added'} ({arm})", d, lo, hi,
                                  gated(verdict, cal), lower_rule(v, tw, C10_MIN)[0], cal.words() if cal else ""))
-        van, twin = get("vanilla"), get(PLACEBO)
+        van, twin, scr = get("vanilla"), get(PLACEBO), get(SSA_SCRAMBLED)
         if van is None:
             continue
         noise0 = None if twin is None else twin[:, 0] - van[:, 0]
@@ -434,7 +439,8 @@ def claims(exported: Path) -> list[Claim]:
             placebo = lower_rule(van[:, 0], twin[:, 0], C10_MIN)[0] if twin is not None else ""
             out.append(Claim(f"{cid} ({arm})", "text", "SSA lowers the held-out loss of a language model (real text)",
                              f"bits per character at L = {m['train_length']}, SSA - {ctrl} ({arm})", d, lo, hi,
-                             gated(verdict, cal10), placebo, cal10.words() if cal10 else ""))
+                             gated(verdict, cal10), placebo, cal10.words() if cal10 else "",
+                             scrambled=lower_rule(c[:, 0], scr[:, 0], C10_MIN)[0] if scr is not None else ""))
         rise = lambda b: b[:, -1] - b[:, 0]  # noqa: E731
         cal11 = calibrate(rise(twin) - rise(van), _lower(C11_MIN), -C11_EFFECT,
                           "the twin's per-seed differences from vanilla, resampled") if twin is not None else None
@@ -446,10 +452,16 @@ def claims(exported: Path) -> list[Claim]:
             if rise(van).mean() < C11_MIN:
                 verdict = f"not testable: vanilla's loss rises {rise(van).mean():+.3f} bits, under {C11_MIN:g}"
             placebo = lower_rule(rise(van), rise(twin), C11_MIN)[0] if twin is not None else ""
+            scrambled = ""
+            if name == "ssa" and scr is not None:
+                scrambled = lower_rule(rise(van), rise(scr), C11_MIN)[0]
+                if rise(van).mean() < C11_MIN:
+                    scrambled = f"not testable: vanilla's loss rises {rise(van).mean():+.3f} bits, under {C11_MIN:g}"
             out.append(Claim(f"C11 ({arm}, {name})", "text",
                              "past the training length a temperature growing with log n keeps the loss from rising",
                              f"rise in bits per character from L to {m['mults'][-1]}L, {name} - vanilla ({arm})",
-                             d, lo, hi, gated(verdict, cal11), placebo, cal11.words() if cal11 else ""))
+                             d, lo, hi, gated(verdict, cal11), placebo, cal11.words() if cal11 else "",
+                             scrambled=scrambled))
     return out
 
 
