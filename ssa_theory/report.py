@@ -60,12 +60,46 @@ def all_claims(root: Path) -> list[Claim]:
     return out
 
 
-def summary_table(claims: Iterable[Claim]) -> str:
+SMOKE = "smoke test, not evidence: a quick preset cannot reproduce a claim at its size; "
+
+
+def claims_of_run(experiment, run_path: Path) -> list[Claim]:
+    """The claims ``experiment`` checks, read from one run directory by the same rules as the committed
+    results (its metrics.json and tables, seen as an export); [] for an experiment without claims."""
+    import shutil
+    import tempfile
+
+    if experiment.claims is None:
+        return []
+    run_path = Path(run_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(run_path / "metrics.json", tmp)
+        for f in (run_path / "tables").glob("*.csv"):
+            shutil.copy(f, tmp)
+        return experiment.claims(Path(tmp))
+
+
+def claim_lines(claims: Iterable[Claim], smoke: bool = False) -> str:
+    """Each claim in two lines, as ``run`` prints them: its verdict (against vanilla, and against a global
+    temperature where read), its placebo and scrambled twin; with ``smoke`` every verdict says, in the
+    same line, that a quick run is a smoke test of the pipeline."""
+    out = []
+    for c in claims:
+        head = f"{c.id}: {SMOKE if smoke else ''}{c.verdict}"
+        if c.against_global:
+            head += f"; against a global temperature: {c.against_global}"
+        rest = [f"placebo: {c.placebo}" if c.placebo else "", f"scrambled: {c.scrambled_words()}" if c.scrambled else ""]
+        out.append(head + "\n    " + c.interval() + "".join(f"; {r}" for r in rest if r))
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def summary_table(claims: Iterable[Claim], smoke: bool = False) -> str:
     rows = ["| claim | the paper says | our measure | ours, mean [95% CI] | verdict | against a global temperature "
             "| placebo (vanilla twin) | scrambled mechanism | false-positive rate and power | the mechanism |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for c in claims:
-        rows.append(f"| {c.id} (`{c.experiment}`) | {c.paper} | {c.measure} | {c.interval()} | {c.verdict} | "
+        rows.append(f"| {c.id} (`{c.experiment}`) | {c.paper} | {c.measure} | {c.interval()} | "
+                    f"{SMOKE if smoke else ''}{c.verdict} | "
                     f"{c.against_global or '—'} | {c.placebo or 'not run yet'} | {c.scrambled_words() or '—'} | "
                     f"{c.calibration or 'not estimated yet'} | {c.spread or '—'} |")
     return "\n".join(rows) + "\n"

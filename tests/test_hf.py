@@ -381,13 +381,11 @@ def test_attention_dropout_in_training_is_refused_in_one_line():
 
 def test_the_readme_snippet_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # it saves under runs/
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Use it in a Hugging Face model", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "hf.md").read_text(), re.S)
     assert len(blocks) == 2  # the adapter, then PEFT
-    exec(compile(blocks[0], "README.md", "exec"), {})
+    exec(compile(blocks[0], "docs/hf.md", "exec"), {})
     if importlib.util.find_spec("peft") is not None:
-        exec(compile(blocks[1], "README.md", "exec"), {})
+        exec(compile(blocks[1], "docs/hf.md", "exec"), {})
 
 
 def test_the_example_runs_at_smoke_size(tmp_path, capsys):

@@ -216,25 +216,23 @@ def test_the_query_temperature_acts_after_qk_norm():
 
 
 def readme_snippet(k: int = 0) -> str:
-    """Code block k of the README's section "Use it in your model"."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Use it in your model", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)[k]
+    """Code block k of the public layer's guide, ``docs/nn.md`` (the README links it)."""
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "nn.md").read_text(), re.S)[k]
 
 
 def test_the_readmes_model_trains_and_decodes_with_the_cache_as_without():
     """The README's nanoGPT-style two-layer model with SSA: it trains a few steps (the loss falls) and
     greedy decoding with the cache gives the same tokens as the uncached forward pass."""
     namespace: dict = {}
-    exec(compile(readme_snippet(), "README.md", "exec"), namespace)
+    exec(compile(readme_snippet(), "docs/nn.md", "exec"), namespace)
     assert namespace["losses"][-1] < namespace["losses"][0]
     assert namespace["cached"] == namespace["uncached"] and len(namespace["cached"]) >= 8
 
 
 def test_the_readmes_left_padded_batch_generates_what_each_row_generates_alone():
     namespace: dict = {}
-    exec(compile(readme_snippet(0), "README.md", "exec"), namespace)
-    exec(compile(readme_snippet(1), "README.md", "exec"), namespace)
+    exec(compile(readme_snippet(0), "docs/nn.md", "exec"), namespace)
+    exec(compile(readme_snippet(1), "docs/nn.md", "exec"), namespace)
     assert [len(t) for t in namespace["alone"]] == [8, 8, 8]
     assert namespace["together"].tolist() == [t.tolist() for t in namespace["alone"]]
 
@@ -420,7 +418,8 @@ def test_sdpa_weights_times_values_is_selective_sdpa():
 
 
 def _readme_block(heading: str, lang: str, k: int = 0) -> str:
-    text = (ROOT / "README.md").read_text()
+    """Code block k in ``lang`` after ``heading`` in the strategies guide, ``docs/strategies.md``."""
+    text = (ROOT / "docs" / "strategies.md").read_text()
     section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     return re.findall(rf"```{lang}\n(.*?)```", section, re.S)[k]
 
@@ -428,7 +427,7 @@ def _readme_block(heading: str, lang: str, k: int = 0) -> str:
 def test_the_readmes_own_strategy_block_runs_as_written(capsys):
     namespace: dict = {}
     try:
-        exec(compile(_readme_block("**Your own strategy.**", "python"), "README.md", "exec"), namespace)
+        exec(compile(_readme_block("**Your own strategy.**", "python"), "docs/strategies.md", "exec"), namespace)
     finally:
         st.unregister("half_log_n")
     printed = capsys.readouterr().out

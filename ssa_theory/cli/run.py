@@ -11,7 +11,7 @@ from ssa_theory.cli._common import FORMAT, compute, experiment_options, member_s
 
 
 def add(sub, epilog: str) -> None:
-    p = sub.add_parser("run", help="run one experiment", description="Run one experiment and print its headline table.",
+    p = sub.add_parser("run", help="run one experiment", description="Run one experiment and print its headline table and the verdict of each claim it checks.",
                        epilog=epilog, formatter_class=FORMAT)
     experiment_options(p)
     output_options(p)
@@ -45,7 +45,24 @@ def run(args: argparse.Namespace, checked=None) -> Path:
     print(f"run directory: {path}" + ("  (reused a finished run; --force recomputes)" if reused else ""))
     print()
     print((path / "tables" / f"{experiment.headline}.md").read_text(), end="")
+    _print_claims(experiment, preset_name, path)
     return path
+
+
+def _print_claims(experiment, preset_name: str, path: Path) -> None:
+    """Each claim the experiment checks, read from this run by the rules of ``paper_repro.md``; a quick
+    (scratch) preset's verdicts say in the same line that they are a smoke test."""
+    from ssa_theory.report import claim_lines, claims_of_run
+
+    try:
+        claims = claims_of_run(experiment, path)
+    except (KeyError, ValueError, FileNotFoundError) as e:  # a config without the models a rule reads
+        print(f"\nclaims: not read from this run ({type(e).__name__}: {e}); the default preset has what they need")
+        return
+    if claims:
+        preset = experiment.presets.get(preset_name)
+        print("\nclaims, by the rules paper_repro.md states (verdict against vanilla; placebo; scrambled twin):")
+        print(claim_lines(claims, smoke=bool(preset and preset.scratch)), end="")
 
 
 def export(args: argparse.Namespace) -> None:

@@ -1,0 +1,45 @@
+"""The front door: the README stays short, its code runs as written, and every page it links exists."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_readme_is_one_screen_of_what_a_newcomer_needs():
+    assert len(README.splitlines()) <= 150
+    order = [README.index(h) for h in ("## What it found", "## Set up", "## SSA in your own model",
+                                        "## SSA in a Hugging Face model", "## Run one experiment", "## More")]
+    assert order == sorted(order)
+    setup = README.split("## Set up", 1)[1]
+    assert setup.index("--index-url https://download.pytorch.org/whl/cpu") < setup.index("python -m pytest")
+    assert not re.search(r"\b\d+(\.\d+)? ?(s|min|minutes)\b", README), "measured times live in benchmarks/RESULTS.md"
+
+
+def test_every_local_link_of_the_readme_and_the_docs_exists():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page.name} links {target}, which does not exist"
+
+
+def test_the_readmes_layer_block_runs_as_written():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) == 2  # the layer, then the Hugging Face model
+    exec(compile(blocks[0], "README.md", "exec"), {})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs the hf extra (transformers)")
+def test_the_readmes_hugging_face_block_runs_as_written():
+    exec(compile(re.findall(r"```python\n(.*?)```", README, re.S)[1], "README.md", "exec"), {})
+
+
+def test_the_readmes_commands_are_the_ones_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest" in README and "python -m pytest" in ci
+    assert 'python -m pip install torch==2.13.0 -e ".[test]" && python -m ssa_theory run graph_transition' in README
