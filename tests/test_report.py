@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from ssa_theory import cli, registry, report, stats
+from ssa_theory.claims import Claim
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -326,3 +327,25 @@ def test_default_reproduce_states_every_verdict(tmp_path):
     assert cli.main(["reproduce", "--device", "cpu", "--quiet", "--out", str(tmp_path / "runs"), "--to", str(root)]) == 0
     verdicts = {c.id: c.verdict for c in report.all_claims(root)}
     assert verdicts == {c.id: c.verdict for c in report.all_claims(ROOT)}
+
+
+def test_run_prints_each_claim_with_its_verdict_and_a_quick_run_says_it_is_a_smoke_test(quick_run, capsys):
+    """``run`` ends with the claims the experiment checks, read from that run by the committed rules; a
+    quick run's verdicts say, in the same line, that they are a smoke test. A reused run prints the same."""
+    from ssa_theory import cli
+
+    out, _ = quick_run("graph_transition")
+    capsys.readouterr()
+    assert cli.main(["run", "graph_transition", "--quick", "--quiet", "--out", str(out)]) == 0  # reuses the run
+    printed = capsys.readouterr().out
+    lines = [ln for ln in printed.splitlines() if ln.startswith(("C1:", "C2:"))]
+    assert len(lines) == 2 and all(ln.split(": ", 1)[1].startswith(report.SMOKE) for ln in lines), printed
+    assert "against a global temperature" in lines[0] and "scrambled: vs vanilla" in printed
+
+
+def test_a_claim_line_is_smoke_only_where_asked():
+    c = Claim("C0", "x", "p", "m", 0.5, 0.4, 0.6, "reproduced", "not reproduced")
+    assert report.claim_lines([c]).startswith("C0: reproduced\n    0.5 [0.4, 0.6]; placebo: not reproduced")
+    assert report.SMOKE + "reproduced" in report.claim_lines([c], smoke=True)
+    assert report.SMOKE + "reproduced" in report.summary_table([c], smoke=True)
+    assert report.SMOKE not in report.summary_table([c])
