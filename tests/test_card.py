@@ -121,3 +121,19 @@ def test_a_task_whose_models_did_not_learn_is_not_tested_on_the_card():
     rows = task_rows(plan, values, {}, learned).set_index("task")
     assert rows.loc["dilution", "differs"] and not rows.loc["dilution", "unlearned"]
     assert rows.loc["passkey", "unlearned"] and np.isnan(rows.loc["passkey", "p"]) and not rows.loc["passkey", "differs"]
+
+
+@pytest.mark.parametrize("seeds, mark", [(2, "cannot be tested at 2 seeds (needs 3)"), (3, "yes: lower (better)")])
+def test_the_card_tests_nothing_below_three_seeds_and_names_its_comparison(seeds, mark):
+    """A clear 0.5 drop on every seed: at 3 seeds the card says so against vanilla and against global; at 2
+    it says it cannot test (a paired t-test on 2 seeds is no evidence here), whatever the p-value."""
+    from ssa_theory.card import significance, task_rows
+
+    plan = Plan("log_n", "quick", list(range(seeds)), ["dilution"])
+    rng = np.random.default_rng(0)
+    van = 0.8 + 0.01 * rng.standard_normal(seeds)
+    values = {("dilution", "vanilla"): van, ("dilution", "log_n"): van - 0.5 + 0.01 * rng.standard_normal(seeds),
+              ("dilution", "global"): van + 0.001, ("dilution", "ssa"): van}
+    row = task_rows(plan, values, {}).iloc[0].to_dict()
+    assert significance(row, "log_n", "vanilla") == mark and significance(row, "log_n", "global") == mark
+    assert significance(row, "vanilla", "vanilla") == "—"
