@@ -141,7 +141,11 @@ def test_members_grid_is_cell_outer_and_selects_by_cell():
 
 
 def test_model_spec_resolves_once_and_names_the_layer():
+    from ssa_theory.variants import VARIANTS
+
     spec = ModelSpec.of("ssa", "ssa_q_tok")
+    assert spec.resolved is VARIANTS["ssa_q_tok"]  # resolved when made, and kept: the layer gets the object
+    assert ModelSpec(spec.label, spec.resolved).resolved is spec.resolved  # a resolved variant is not resolved again
     assert spec.name == "ssa (ssa_q_tok)" and ModelSpec.of("global").name == "global"
     assert ModelSpec.of("freq").scale == "freq" and spec.scale == ""
     with pytest.raises(ValueError, match="did you mean"):

@@ -30,9 +30,16 @@ def test_coverage_is_about_95_percent():
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=30))
-def test_interval_contains_the_mean(xs):
+def test_the_interval_is_student_t_s_around_the_mean(xs):
+    """Against scipy's own t quantile and numpy's sample sd, computed here: a wrong quantile, a population sd
+    or a missing sqrt(n) fails."""
+    from scipy import stats as sps
+
+    x = np.asarray(xs, dtype=float)
     m, lo, hi = mean_ci(xs)
-    assert lo <= m + 1e-9 and m <= hi + 1e-9
+    half = sps.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    assert np.isclose(m, x.mean(), rtol=1e-12, atol=1e-9)
+    assert np.isclose(hi - m, half, rtol=1e-9, atol=1e-9) and np.isclose(m - lo, half, rtol=1e-9, atol=1e-9)
 
 
 # --- counts pooled over seeds, and steps to a target with censoring -------------------------------------
