@@ -44,7 +44,8 @@ def choice(name: str, value: str, options: Sequence[str]) -> None:
 
 
 class TrainingConfig:
-    """Base of every experiment config that trains: the checks of the training fields it has.
+    """Base of every experiment config that trains: the checks of the training fields it has (and their
+    meaning, ``FIELD_NOTES``, which ``ssa-theory config`` shows where a config does not say more).
 
     ``steps``, ``batch_size`` and ``log_every`` must be >= 1, ``lr`` > 0, and ``n_eval`` (held-out
     contexts) >= 2 for a standard error; a config without one of these fields (full-batch training
@@ -193,11 +194,48 @@ def from_json(cls: type, text: str) -> Any:
                   for k, v in values.items()})
 
 
-def describe(config: Any) -> list[tuple[str, str, str]]:
-    """(key, type, value) rows of a config, for ``ssa-theory config``."""
+# the training fields every config may have: their meaning and the range TrainingConfig.__post_init__ checks
+FIELD_NOTES = {"steps": "training steps (>= 1)", "batch_size": "training examples per step and member (>= 1)",
+               "lr": "Adam's learning rate (> 0)", "log_every": "evaluate and log every this many steps (>= 1)",
+               "n_eval": "held-out contexts per member (>= 2, for a standard error)"}
+
+
+def field_notes(cls: type) -> dict[str, str]:
+    """Each field's meaning, as its config class writes it once: the comment after the field's line, or
+    the comment lines just above it (the class and its bases, read from their source); "" where none."""
+    import inspect
+    import re
+
+    notes: dict[str, str] = dict(FIELD_NOTES) if issubclass(cls, TrainingConfig) else {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):  # no source (a class made at run time)
+            continue
+        above: list[str] = []
+        for line in lines:
+            stripped = line.strip()
+            m = re.match(r"^(\w+)\s*:\s*[^=#]+(?:=.*?)?(?:#\s*(.*))?$", stripped)
+            if stripped.startswith("#"):
+                above.append(stripped.lstrip("#").strip())
+                continue
+            if m and m.group(1) in {f.name for f in dataclasses.fields(klass)} and line.startswith("    ") \
+                    and not line.startswith("     "):
+                note = (m.group(2) or " ".join(above)).strip()
+                if note or not notes.get(m.group(1)):  # a bare redefinition keeps the meaning written before
+                    notes[m.group(1)] = note
+            above = []
+    return notes
+
+
+def describe(config: Any) -> list[tuple[str, str, str, str]]:
+    """(key, type, value, meaning) rows of a config, for ``ssa-theory config``."""
     types = field_types(type(config))
+    notes = field_notes(type(config))
     rows = []
     for name, typ in types.items():
         shown = getattr(typ, "__name__", None) if typing.get_origin(typ) is None else None
-        rows.append((name, shown or str(typ).replace("typing.", ""), repr(getattr(config, name))))
+        rows.append((name, shown or str(typ).replace("typing.", ""), repr(getattr(config, name)), notes.get(name, "")))
     return rows

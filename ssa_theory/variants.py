@@ -202,7 +202,7 @@ def get_variant(name: str | Variant) -> Variant:
         if ":" in name:
             raise
         known = [*VARIANTS, *NEW_VARIANTS]
-        close = difflib.get_close_matches(name, known + [s.name for s in st.table()], n=3)
+        close = difflib.get_close_matches(name, list(dict.fromkeys(known + [s.name for s in st.table()])), n=3)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"unknown attention variant {name!r}{hint} (known: {', '.join(known)}; or any strategy of "
                          "'ssa-theory list --strategies', or package.module:attr)") from e

@@ -486,3 +486,40 @@ def test_bad_input_of_other_verbs_is_one_line_exit_2(args, expected, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
     assert not out.exists()
+
+
+def test_config_shows_every_key_s_meaning_written_once_at_its_field(capsys):
+    """Every key of every registered experiment has a meaning (its field's comment, or the training fields'
+    shared one); ``config`` prints it beside the value."""
+    import dataclasses
+
+    from ssa_theory import registry
+    from ssa_theory.config import field_notes
+
+    for name in registry.names():
+        config = registry.get(name).config
+        notes = field_notes(config)
+        missing = [f.name for f in dataclasses.fields(config) if not notes.get(f.name)]
+        assert not missing, f"{name}: keys without a meaning: {missing}"
+    assert cli.main(["config", "graph_transition"]) == 0
+    out = capsys.readouterr().out
+    assert "smoothing = 0.05    (float)  # g in P* = (1 - g) D^-1 A + g / K" in out
+    assert "lr = 0.03    (float)  # Adam's learning rate (> 0)" in out
+
+
+def test_each_verb_s_help_shows_its_own_examples_only(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["config", "--help"])
+    out = capsys.readouterr().out
+    examples = [ln.split()[1] for ln in out.split("examples:", 1)[1].splitlines() if ln.strip().startswith("ssa-theory ")]
+    assert examples and set(examples) == {"config"}
+
+
+def test_did_you_mean_names_each_candidate_once():
+    from ssa_theory.variants import get_variant
+
+    with pytest.raises(ValueError) as e:
+        get_variant("gloabl")
+    hint = str(e.value).split("did you mean ", 1)[1].split("?", 1)[0]
+    names = [n.strip("' ") for n in hint.split(" or ")]
+    assert len(names) == len(set(names)) and "global" in names

@@ -65,8 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for verb in VERBS:
-        verb.add(sub, EXAMPLES)
+        verb.add(sub, examples_of(verb))
     return parser
+
+
+# the commands each verb module adds (its --help shows only their examples)
+COMMANDS = {listing: ("list",), run: ("run", "export"), reproduce: ("reproduce",), sweep: ("sweep", "collect"),
+            card: ("card",), show_config: ("config",), bench: ("bench",)}
+
+
+def examples_of(verb) -> str:
+    """The examples of ``EXAMPLES`` that use one of ``verb``'s commands, and the closing note on runs."""
+    lines = EXAMPLES.strip("\n").splitlines()
+    mine = [ln for ln in lines if any(ln.strip().startswith(f"{PROG} {c} ") or ln.strip() == f"{PROG} {c}"
+                                      for c in COMMANDS[verb])]
+    return "examples:\n" + "\n".join(mine) + "\n\n" + EXAMPLES.strip("\n").split("\n\n")[-1] + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,7 +73,7 @@ class AblationConfig:
     """Settings of ``ablation``; the defaults are the default preset (minutes on 2 CPU cores)."""
 
     tasks: tuple[str, ...] = field(default_factory=lambda: tuple(registry.with_ablation()))  # every registered hook
-    variants: tuple[str, ...] = variant_field(tuple(VARIANTS))
+    variants: tuple[str, ...] = variant_field(tuple(VARIANTS))  # the rows: every variant trained on every task
     scale: str = "moderate"  # which version of each task: its ``Ablation.overrides``, or those plus ``quick``
 
     def __post_init__(self) -> None:

@@ -76,8 +76,8 @@ class CriticalConfig(TrainingConfig):
     bound: float = 1.0  # the ablation's cell: B of its needle task (scores B cos(q, k))
     n_classes: int = 8  # the ablation's cell: C, the needle's content
     n_min: int = 5  # training lengths n_min..n_max, uniform per step
-    n_max: int = 16
-    eval_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    n_max: int = 16  # the longest training length
+    eval_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # the lengths n evaluated
     fit_from: int = 64  # the off-needle exponent is fitted over the evaluation lengths from this one up
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
     steps: int = 1000

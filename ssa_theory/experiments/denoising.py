@@ -90,7 +90,7 @@ class DenoisingConfig(TrainingConfig):
     n_tokens: int = 16  # n, context length
     dim: int = 8  # d, dimension of mu
     prior_var: float = 1.0  # v in mu ~ N(0, v I)
-    sigma_clean: float = 1.0
+    sigma_clean: float = 1.0  # noise std of the clean tokens
     sigma_noisy: float = 10.0  # the default regime's noisy level
     p_noisy: float = 0.9  # the default regime's fraction of noisy tokens
     sweep_p: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # at sigma_noisy

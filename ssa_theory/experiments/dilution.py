@@ -78,14 +78,14 @@ class DilutionConfig(TrainingConfig):
 
     n_classes: int = 8  # C: the needle's content
     n_min: int = 5  # training lengths n_min..n_max, uniform per step
-    n_max: int = 16
-    eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
+    n_max: int = 16  # the longest training length
+    eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)  # the lengths n evaluated
     flag_noise: float = 0.0  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
-    strategies: tuple[str, ...] = variant_field(STRATEGIES)
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained, one model each
     # also train the vanilla twin (skeleton.twin: another initialisation), read by C5's rule in SSA's place
     placebo: bool = True
     noise_check: float = 0.3  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
-    noise_strategies: tuple[str, ...] = variant_field(NOISE_STRATEGIES)
+    noise_strategies: tuple[str, ...] = variant_field(NOISE_STRATEGIES)  # the variants of the noisy-flag row
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     steps: int = 1500

@@ -67,23 +67,23 @@ class FlipflopConfig(TrainingConfig):
     """Settings of ``flipflop``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     pairs: int = 64  # T, instruction/bit pairs per training sequence (2T tokens)
-    p_ignore: float = 0.8
+    p_ignore: float = 0.8  # the probability of an ignore instruction in training
     # C9's regime, chosen before the data from a pilot of vanilla at 8 other seeds (100..107): 200 steps (half
     # the training) and reads still farther from their writes (p_ignore 0.99) glitch at 2.1% pooled (55 of 2650
     # reads; 51 of them on one seed), where 400 steps and p_ignore 0.98 glitched at 0.2%
     sparse_p: float = 0.99
-    dense_p: float = 0.1
+    dense_p: float = 0.1  # p_ignore of the dense test set
     long_pairs: tuple[int, ...] = (256, 1024)  # longer test sequences, at p_ignore
     n_eval: int = 64  # test sequences per set and member
     sparse_eval: int = 1024  # sparse test sequences per member: about 330 reads at p_ignore 0.99
-    strategies: tuple[str, ...] = variant_field(STRATEGIES)
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained
     placebo: bool = True  # also train the vanilla twin (PLACEBO), read against vanilla by C9's rule
-    d_model: int = 32
-    n_layers: int = 2
-    n_heads: int = 2
-    conv: int = 2
+    d_model: int = 32  # the model width
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 2  # attention heads per block
+    conv: int = 2  # causal convolution taps (local order; no position embedding)
     glitch_target: float = 0.01  # time to learn: the first logged step with a monitor glitch rate at most this
-    n_monitor: int = 64
+    n_monitor: int = 64  # monitor sequences per member
     steps: int = 200
     batch_size: int = 32
     lr: float = 3e-3

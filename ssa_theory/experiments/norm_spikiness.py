@@ -80,12 +80,12 @@ class NormSpikinessConfig(TrainingConfig):
     graph_seed: int = 0  # the graph and the embeddings are the task: fixed across member seeds
     smoothing: float = 0.05  # g in P*
     embed_dim: int = 128  # m: tokens are random unit vectors in R^m
-    d_head: int = 128
+    d_head: int = 128  # query/key width
     ssa_variant: str = variant_field("ssa_q")  # which query temperature "ssa" is; see SSA_VARIANTS
     # also trained, at the headline weight decay
     compare_variants: tuple[str, ...] = variant_field(("ssa_q_pos", "ssa_q_tok", "global", "global_free"))
     weight_decay: float = 1e-5  # the headline budget
-    sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)
+    sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)  # the weight decays of the sweep table (the headline one is added)
     accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) at the headline weight decay, read by C4's rule
     scramble: bool = True  # also train SSA's scrambled twin (skeleton.scrambled) at the headline weight decay

@@ -99,11 +99,11 @@ class PasskeyConfig(TrainingConfig):
     n_filler: int = 8  # filler token types
     decoys: int = 2  # decoy blocks in the filler: a DECOY marker and d digits that are not the passkey
     n_min: int = 32  # training lengths n_min..n_max (tokens, answer included), uniform per step
-    n_max: int = 128
-    eval_lengths: tuple[int, ...] = (128, 512, 1024, 4096)
+    n_max: int = 128  # the longest training length
+    eval_lengths: tuple[int, ...] = (128, 512, 1024, 4096)  # the lengths evaluated (tokens)
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle depth, a fraction of the filler
     n_eval: int = 8  # contexts per (length, depth) and member: 320 per length over 5 depths and 8 seeds
-    strategies: tuple[str, ...] = variant_field(STRATEGIES)
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained with free dot-product scores
     # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
     bounded: tuple[str, ...] = variant_field(BOUNDED)
     bound: float = 4.0  # the cosine geometry's scale s: every score in [-s, s], a needle's gap at most 2s
@@ -115,9 +115,9 @@ class PasskeyConfig(TrainingConfig):
     second_bound: float = 8.0  # vanilla and SSA also at this bound (0: not): C7b's sensitivity row
     placebo: bool = True  # also train the vanilla twin (PLACEBO) in each geometry and on C8's task
     temp_lr_factor: float = 10.0  # the temperature parameters train at this multiple of lr (their own rate)
-    d_model: int = 32
-    n_layers: int = 2
-    n_heads: int = 2
+    d_model: int = 32  # the model width
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 2  # attention heads per block
     conv: int = 2  # causal convolution taps (local order; no position embedding)
     task_seed: int = 0  # the length schedule is the task: fixed across member seeds
     accuracy_target: float = 0.9  # C8's fixed target: the monitor's exact match, crossing interpolated
@@ -129,13 +129,13 @@ class PasskeyConfig(TrainingConfig):
     n_logs: int = 40  # the monitor at this many log-spaced steps (0: every log_every)
     # C8's task, one vanilla takes at least 500 steps to learn (a 2-seed pilot: 713 and 572 steps)
     learn: bool = True  # train C8's models (vanilla, SSA and the twin on this task)
-    learn_digits: int = 2
-    learn_n_min: int = 32
-    learn_n_max: int = 64
-    learn_steps: int = 2500
-    learn_batch_size: int = 16
-    learn_lr: float = 6e-4
-    learn_log_every: int = 25
+    learn_digits: int = 2  # C8's task: passkey digits
+    learn_n_min: int = 32  # C8's task: shortest training length
+    learn_n_max: int = 64  # C8's task: longest training length
+    learn_steps: int = 2500  # C8's task: training steps
+    learn_batch_size: int = 16  # C8's task: sequences per step
+    learn_lr: float = 6e-4  # C8's task: learning rate
+    learn_log_every: int = 25  # C8's task: the monitor every this many steps
 
     def __post_init__(self) -> None:
         super().__post_init__()

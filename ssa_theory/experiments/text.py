@@ -66,33 +66,33 @@ KEY_GAIN = 0.5  # a key character: its log-probability improves by more than thi
 class TextConfig(TrainingConfig):
     """Settings of ``text``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    val_books: tuple[str, ...] = ("Judges", "Galatians")
-    test_books: tuple[str, ...] = ("Ruth", "Jonah", "Mark", "Philippians")
+    val_books: tuple[str, ...] = ("Judges", "Galatians")  # the validation split (whole books)
+    test_books: tuple[str, ...] = ("Ruth", "Jonah", "Mark", "Philippians")  # the test split (whole books); the rest trains
     train_length: int = 128  # L: training windows of this many characters
     eval_mults: tuple[int, ...] = (1, 2, 4, 8, 16)  # evaluated at L x these
     stride: int = 64  # each evaluation window scores its last stride characters
     n_scored: int = 1024  # test characters scored at every length (the same ones)
     short: int = 16  # the short context of the key-token selection
     n_position: int = 1  # windows of the longest length for the loss by position
-    strategies: tuple[str, ...] = variant_field(STRATEGIES)
-    arms: tuple[str, ...] = ARMS
-    placebo: bool = True
-    rope_base: float = 10000.0
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
+    strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained in each arm
+    arms: tuple[str, ...] = ARMS  # the position arms: nope (no positions, a causal convolution) and rope
+    placebo: bool = True  # also train the placebo twin and SSA's scrambled twin in each arm
+    rope_base: float = 10000.0  # the rope arm's RoPE base
+    d_model: int = 64  # the model width
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 4  # attention heads per block
     conv: int = 2  # the nope arm's causal convolution taps
-    temp_lr_factor: float = 10.0
-    ngram_order: int = 5
+    temp_lr_factor: float = 10.0  # the temperature parameters train at this multiple of lr
+    ngram_order: int = 5  # the order of the count-based n-gram floor
     # C10 in the paper's protocol: vanilla pretrained for ``steps``, then ``finetune_steps`` more at ``finetune_lr``
     # plain, with a global temperature added at 1 (exact), and with SSA added at u = 0 and alpha = finetune_alpha
     # (sigmoid -7 = 0.0009: tau within 0.5% of 1 at the training length); a second plain fine-tune on another
     # data stream is its placebo
     finetune: bool = True
     finetune_with: tuple[str, ...] = variant_field(("global", "ssa"))  # the temperatures added when fine-tuning
-    finetune_steps: int = 120
-    finetune_lr: float = 1e-3
-    finetune_alpha: float = -7.0
+    finetune_steps: int = 120  # C10's fine-tuning steps
+    finetune_lr: float = 1e-3  # C10's fine-tuning learning rate
+    finetune_alpha: float = -7.0  # where SSA's position term starts when added
     n_monitor: int = 16  # validation windows for the training curve
     steps: int = 500
     batch_size: int = 16
