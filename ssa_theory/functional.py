@@ -462,13 +462,21 @@ def kernel(p: Prepared, *, score: str = "dot", bound: float | None = None, retur
         if visible is not None:
             visible = visible.expand(*visible.shape[:-2], Lq, visible.shape[-1]).index_select(-2, rows)
             empty = take(empty)
-    if score == "dot" and not return_probs:
-        out, probs = fused(q, p.k, p.v, tq, p.tk, visible, plain, p.sink), None
-    elif score == "cosine" and not return_probs:  # B cos(q, k) is the dot score of B sqrt(d) q/|q| and k/|k|
-        q_unit = F.normalize(q, dim=-1) * (bound * math.sqrt(q.shape[-1]))
-        out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, plain, p.sink), None
-    else:
+    try:
+        if score == "dot" and not return_probs:
+            out, probs = fused(q, p.k, p.v, tq, p.tk, visible, plain, p.sink), None
+        elif score == "cosine" and not return_probs:  # B cos(q, k) is the dot score of B sqrt(d) q/|q| and k/|k|
+            q_unit = F.normalize(q, dim=-1) * (bound * math.sqrt(q.shape[-1]))
+            out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, plain, p.sink), None
+        else:
+            out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, plain, p.sink, score, bound)
+    except RuntimeError as e:
+        # a learned sink reaches the fused kernel as a float mask that needs a gradient; where torch picks a
+        # kernel that cannot give one (the CPU flash kernel, as under vmap), the explicit path computes the same
+        if p.sink is None or "not differentiable with respect to argument 'attn_mask'" not in str(e):
+            raise
         out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, plain, p.sink, score, bound)
+        probs = probs if return_probs else None
     if empty is not None:  # a query with no visible key gets zero, on every path
         out = out.masked_fill(empty[..., None], 0.0)
         if probs is not None:

@@ -486,3 +486,20 @@ def test_check_strategy_takes_the_function_the_object_and_the_name():
     assert check_strategy("log_n").ok and check_strategy(st.resolve("log_n")).ok
     with pytest.raises(ValueError, match="not the formula of a registered strategy"):
         check_strategy(ns["peek"])
+
+
+def test_a_learned_sink_trains_in_the_vmapped_language_model():
+    """The sink reaches the fused kernel as a float mask that needs a gradient; under vmap torch's CPU picks
+    a kernel that cannot give one, and the core falls back to the explicit path: the members' gradients are
+    each member's alone (computed outside vmap, on the fused path)."""
+    from ssa_theory import lm
+
+    shape = lm.LMShape(vocab=12, variant="sink", d_model=16, n_layers=1, n_heads=2)
+    tokens = torch.randint(0, 12, (2, 3, 10), generator=torch.Generator().manual_seed(0))
+    net = lm.Ensemble(shape, [0, 1])
+    net(tokens).logsumexp(-1).sum().backward()
+    grads = {k: p.grad for k, p in zip(net.names, net.stacked)}
+    sink = next(k for k in grads if k.endswith("temp.scale_s"))
+    alone = lm.member(shape, 1)
+    alone(tokens[1]).logsumexp(-1).sum().backward()
+    torch.testing.assert_close(grads[sink][1], dict(alone.named_parameters())[sink].grad, rtol=1e-4, atol=1e-5)
