@@ -4,8 +4,9 @@ The strategy (a built-in variant or strategy, a dotted path ``module:NAME``, or 
 trained on every task of the ablation, through the ablation's own cells (``ablation.CELL``: one run
 directory per variant and task, so a finished cell is reused), beside three references: vanilla
 attention, the range-matched ``global`` scale and full ``ssa``. The card says, per task, the
-strategy's measure beside the references', each with its 95% CI; whether it differs from vanilla
-(a paired t-test per task, Holm's correction over the card's tasks, at family-wise 5%); the share of
+strategy's measure beside the references', each with its 95% CI; whether it differs from vanilla and
+from the global temperature (a paired t-test per task, Holm's correction over the card's tasks, at
+family-wise 5%; none below ``MIN_SEEDS`` seeds, where the card says it cannot test); the share of
 vanilla's gap to the task's floor it closes (the floor being the task's closed form where it has
 one: the Bayes risk, H(P*), the least norm); and at the top, the conformance kit's result, the
 parameters it adds to a GPT-2-small-shaped layer, its forward-plus-backward time against the fused
