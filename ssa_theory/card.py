@@ -152,6 +152,8 @@ def significance(r: dict, s: str, ref: str) -> str:
         return "not tested: a model did not learn the task"
     if r["differs" + key]:
         return "yes: lower (better)" if r["diff" + key] < 0 else "yes: higher (worse)"
+    if not np.isfinite(r["p" + key]):  # the per-seed differences do not vary: the same value on every seed
+        return "no (the same on every seed)"
     return f"no (p_holm {_fmt(r['p_holm' + key])})"
 
 
