@@ -47,12 +47,12 @@ def gather_slots(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat.gather(-2, idx).reshape(*lead, H, B, L, w).transpose(-4, -3)
 
 
-def _tok(i: st.Inputs, p):
-    return st._token_term(gather_slots(i.proj, i.extras[TOKEN]), p["u"])
+def _tok(i: st.Inputs, p):  # SSA's token term tanh(u . GELU(h)), h another slot's projection
+    return torch.tanh(st.token_argument(gather_slots(i.proj, i.extras[TOKEN]), p["u"]))
 
 
-def _tok_own(i: st.Inputs, p):
-    return st._token_term(gather_slots(i.heads(i.linear(i.x, p["w"])), i.extras[TOKEN]), p["u"])
+def _tok_own(i: st.Inputs, p):  # the same with the term's own projection
+    return torch.tanh(st.token_argument(gather_slots(i.heads(i.linear(i.x, p["w"])), i.extras[TOKEN]), p["u"]))
 
 
 def _pos(i: st.Inputs, p):
