@@ -84,12 +84,18 @@ class Block(nn.Module):
                                        alpha_init=shape.alpha_init)
         self.mlp = nn.Sequential(nn.Linear(D, shape.d_mlp), nn.GELU(), nn.Linear(shape.d_mlp, D))
 
+    def _convolved(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.conv is None else x + self.conv(self.ln_c(x))
+
+    def attn_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the attention reads from the block's input x (B, L, D): the convolved, normed stream."""
+        return self.ln_a(self._convolved(x))
+
     def forward(self, x: torch.Tensor, read: torch.Tensor | None = None, extras: dict | None = None):
         """x (B, L, D) -> (B, L, D); with ``read`` (indices (R,)), also the attention weights
         (B, H, R, L) that those rows pay, as the layer applies them. ``extras``: the strategies' per-token
         data (``{"k_freq": (B, L)}``, each token's training frequency, for the ``freq`` strategy)."""
-        if self.conv is not None:
-            x = x + self.conv(self.ln_c(x))
+        x = self._convolved(x)
         h = self.ln_a(x)
         weights = None if read is None else self.attn.attention_weights(h, rows=read, extras=extras)
         x = x + self.attn(h, extras=extras)
@@ -107,12 +113,28 @@ class TinyLM(nn.Module):
         self.ln = nn.LayerNorm(shape.d_model)
         self.head = nn.Linear(shape.d_model, shape.vocab, bias=False)
 
+    def token_temperatures(self, tokens: torch.Tensor, extras: dict | None = None) -> torch.Tensor:
+        """SSA's inverse temperature at every token, as each layer applies it: (n_layers, 2, B, H, L), the
+        query side then the value side (``SelectiveAttention.temperature``); 1 where a side has no SSA term."""
+        x = self.embed(tokens)
+        out = []
+        for block in self.blocks:
+            h = block.attn_input(x)
+            sides = [block.attn.temperature(h, side, extras=extras) for side in ("q", "v")]
+            out.append(torch.stack([torch.ones(h.shape[0], block.attn.n_heads, h.shape[1], device=h.device,
+                                               dtype=h.dtype) if t is None else t for t in sides]))
+            x = block(x, extras=extras)
+        return torch.stack(out)
+
     def forward(self, tokens: torch.Tensor, read: torch.Tensor | None = None, token_freq: torch.Tensor | None = None,
-                extras: dict | None = None):
+                extras: dict | None = None, taus: bool = False):
         """Logits (B, L, V); with ``read`` (row indices (R,)), also every layer's attention weights at
         those rows, stacked (n_layers, B, H, R, L). ``token_freq`` (V,): each vocabulary token's
         training frequency, which the ``freq`` strategy reads for every key. ``extras``: more per-token
-        data for the strategies (a scrambled variant's permutations, (B, L)), the same for every layer."""
+        data for the strategies (a scrambled variant's permutations, (B, L)), the same for every layer. With
+        ``taus``, ``token_temperatures`` instead (how ``Ensemble`` reaches it through ``functional_call``)."""
+        if taus:
+            return self.token_temperatures(tokens, extras)
         x = self.embed(tokens)
         extras = dict(extras or {})
         if token_freq is not None:
@@ -173,6 +195,16 @@ class Ensemble(nn.Module):
                 extras = self.scrambler(tokens.shape[1], tokens.shape[2], tokens.device)
                 return vmap(lambda p, t, x: functional_call(base, p, (t, read, freq, x)))(self._params(), tokens, extras)
             return vmap(lambda p, t: functional_call(base, p, (t, read, freq)))(self._params(), tokens)
+
+    def token_temperatures(self, tokens: torch.Tensor) -> torch.Tensor:
+        """SSA's inverse temperature at every token of tokens (E, B, L), per member (``TinyLM.token_temperatures``):
+        (E, n_layers, 2, B, H, L)."""
+        base = self._base[0]
+        extras = self.scrambler(tokens.shape[1], tokens.shape[2], tokens.device) if self.scrambler else None
+        call = lambda p, t, x: functional_call(base, p, (t, None, None, x), {"taus": True})  # noqa: E731
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            return vmap(call, in_dims=(0, 0, None if extras is None else 0))(self._params(), tokens, extras)
 
     def temperatures(self) -> dict[str, torch.Tensor]:
         """The learned temperature parameters of every layer, per member: name -> (E, ...); e.g.

@@ -47,7 +47,7 @@ from torch import nn
 from ssa_theory import functional as core
 from ssa_theory import strategies as st
 from ssa_theory.functional import SDPA_ROW_LIMIT
-from ssa_theory.plan import LayerPlan
+from ssa_theory.plan import SSA, LayerPlan
 from ssa_theory.strategies import Param, Strategy, register_strategy  # noqa: F401  (the public API)
 from ssa_theory.variants import Variant, unknown
 
@@ -302,6 +302,26 @@ class SelectiveAttention(nn.Module):
     def strategies(self) -> core.Strategies:
         """The layer's strategies as the attention core takes them: every parameter with a member axis of 1."""
         return self.plan.strategies({k: p[None] for k, p in self.temp.items()})
+
+    def temperature(self, x: torch.Tensor, side: str = "q", *, positions: torch.Tensor | None = None,
+                    extras: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
+        """SSA's inverse temperature on ``side`` (``q`` or ``v``) for each token of x ``(B, L, D)``: ``1 +``
+        the side's position and token terms, ``(B, H, L)`` (``H_kv`` heads on ``v``), as the layer applies it
+        (the token term reads the side's projection, after QK-norm on ``q``); None where the side has no
+        SSA term. ``positions``: 0-based, ``(L,)`` or ``(B, L)`` (default 0..L-1); ``extras``: the
+        strategies' per-token data (a scrambled variant's permutations)."""
+        if side not in ("q", "v"):
+            raise ValueError(f"side must be 'q' or 'v' (got {side!r})")
+        B, L, _ = x.shape
+        heads = self.n_heads if side == "q" else self.n_kv_heads
+        proj = (self.q_proj if side == "q" else self.v_proj)(x).view(B, L, heads, self.d_head).transpose(1, 2)
+        if side == "q" and self.q_norm is not None:
+            proj = self.q_norm(proj)
+        pos = torch.arange(L, device=x.device) if positions is None else core.check_positions(positions, B, L).to(x.device)
+        pos = pos.reshape(-1, 1, L)  # (B or 1, 1, L)
+        tau = self.plan.readout({k: p[None] for k, p in self.temp.items()}, side, x[None], which=SSA,
+                                proj=proj[None], positions=pos, extras=extras)
+        return None if tau is None else tau[0].expand(B, heads, L)
 
     def forward(self, x: torch.Tensor, *, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,

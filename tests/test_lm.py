@@ -40,3 +40,21 @@ def test_read_weights_are_the_attention_at_the_read_row():
     torch.testing.assert_close(w.sum(-1), torch.ones_like(w.sum(-1)))
     assert torch.all(w[..., 1, 5:] == 0)  # row 4 sees keys 0..4 only
     assert set(ens.temperatures()) >= {"blocks.0.attn.temp.q_alpha", "blocks.1.attn.temp.v_u"}
+
+
+def test_the_ensemble_s_token_temperatures_are_each_member_s_alone():
+    """Through vmap, member e's per-token temperatures are those of ``member(shape, seeds[e])`` run alone."""
+    shape = lm.LMShape(vocab=12, variant="ssa", d_model=16, n_layers=2, n_heads=2)
+    tokens = torch.randint(0, 12, (2, 3, 10), generator=torch.Generator().manual_seed(0))
+    net = lm.Ensemble(shape, [4, 5])
+    with torch.no_grad():  # the temperatures off their start, where every member's are alike
+        for name, p in zip(net.names, net.stacked):
+            if ".temp." in name:
+                p.normal_(generator=torch.Generator().manual_seed(1))
+    taus = net.token_temperatures(tokens)
+    assert taus.shape == (2, 2, 2, 3, 2, 10) and not torch.allclose(taus[0], taus[1])
+    alone = lm.member(shape, 5)
+    with torch.no_grad():
+        for name, p in alone.named_parameters():
+            p.copy_(dict(zip(net.names, net.stacked))[name][1])
+    torch.testing.assert_close(taus[1], alone.token_temperatures(tokens[1]))

@@ -503,3 +503,36 @@ def test_a_learned_sink_trains_in_the_vmapped_language_model():
     alone = lm.member(shape, 1)
     alone(tokens[1]).logsumexp(-1).sum().backward()
     torch.testing.assert_close(grads[sink][1], dict(alone.named_parameters())[sink].grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["ssa", "ssa_q_pos", "ssa_v_tok_noshare", "vanilla"])
+def test_the_layer_s_temperature_is_ssa_s_formula_at_each_token(variant):
+    """``SelectiveAttention.temperature`` against SSA's formula written here: 1 + sigmoid(alpha) log(p + 1)
+    + tanh(u . GELU(h)), h the side's projection (or the term's own); None on a side without a term."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    m = SelectiveAttention(16, 2, variant=variant)
+    with torch.no_grad():
+        for p in m.temp.values():
+            p.normal_()
+    x = torch.randn(3, 5, 16)
+    for side in ("q", "v"):
+        terms = m.variant.terms(side)
+        got = m.temperature(x, side)
+        if not terms:
+            assert got is None
+            continue
+        want = torch.ones(3, 2, 5)
+        if "pos" in terms:
+            want = want + torch.sigmoid(m.parameters_of("ssa_pos", side)["alpha"])[None, :, None] * torch.log(
+                torch.arange(1, 6.0))
+        if "tok" in terms:
+            if m.variant.share:
+                h = (m.q_proj if side == "q" else m.v_proj)(x).view(3, 5, 2, 8).transpose(1, 2)
+                u = m.parameters_of("ssa_tok", side)["u"]
+            else:
+                own = m.parameters_of("ssa_tok_own", side)
+                h, u = (x @ own["w"]).view(3, 5, 2, 8).transpose(1, 2), own["u"]
+            want = want + torch.tanh((F.gelu(h) * u[None, :, None]).sum(-1))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -169,6 +169,10 @@ def test_quick_run_writes_bits_by_length_and_the_claims(quick_run, tmp_path):
     assert all(c.verdict for c in claims)
     assert all(c.scrambled for c in claims if c.id.startswith("C10 (") or c.id.startswith("C11 (") and "ssa)" in c.id)
     assert set(t.strategy) >= {tx.PLACEBO, tx.SSA_SCRAMBLED}  # both twins, in both arms
+    spread = pd.read_csv(path / "tables" / "tau_spread.csv")  # tau's spread across tokens, SSA's models only
+    assert set(spread.strategy) == {"ssa", tx.SSA_SCRAMBLED} and set(spread.side) == {"q", "v"}
+    assert (spread.tau_cv_lo >= 0).all() and (spread.tau_cv > 0).all()
+    assert all(c.spread.startswith("CV of tau across tokens") for c in claims if c.id.startswith("C10 ("))
     ft = pd.read_csv(path / "tables" / "finetune.csv")
     for arm in ("nope", "rope"):  # the protocol's pretraining is the arm's own vanilla model, to the last digit
         at_l = t[(t.arm == arm) & (t.strategy == "vanilla") & (t.mult == 1)].bits.item()

@@ -38,12 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from ssa_theory import cells, lm
-from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated
+from ssa_theory.claims import MIN_SPREAD, ONE_SEED, Above, Claim, calibrate, gated
 from ssa_theory.config import TrainingConfig, require, variant_field
 from ssa_theory.registry import Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
+from ssa_theory.variants import get_variant
 from ssa_theory.stats import ci_columns, mean_ci
 from ssa_theory.tasks import text as corpus
 
@@ -175,7 +176,28 @@ def evaluate(net: lm.Ensemble, cfg: TextConfig, test: np.ndarray, device) -> dic
     pos = token_losses(net, test, longest, whole, longest, device, chunk=1)
     pos = pos.reshape(pos.shape[0], cfg.n_position, longest).mean(1)
     return {"losses": losses.cpu().numpy(), "short_losses": short.cpu().numpy(), "by_position": pos.cpu().numpy(),
-            **lm.temperature_arrays(net)}
+            "tau_cv": tau_spread(net, cfg, test, last[:TAU_WINDOWS], device), **lm.temperature_arrays(net)}
+
+
+TAU_WINDOWS = 8  # test windows of the training length over which tau's spread across tokens is read
+
+
+@torch.no_grad()
+def tau_spread(net: lm.Ensemble, cfg: TextConfig, test: np.ndarray, last: np.ndarray, device) -> np.ndarray:
+    """Per member, layer and side (query, value): the coefficient of variation of SSA's inverse temperature
+    over every token and head of the windows of the training length ending at ``last``
+    (``lm.Ensemble.token_temperatures``), (E, n_layers, 2); NaN on a side without an SSA term."""
+    t = torch.as_tensor(test.astype(np.int64))
+    E = net.stacked[0].shape[0]
+    x = torch.stack([t[e - cfg.train_length + 1:e + 1] for e in last]).to(device).expand(E, -1, -1)
+    tau = net.token_temperatures(x).double()  # (E, layers, 2, B, H, L)
+    flat = tau.flatten(3)
+    cv = (flat.std(-1) / flat.mean(-1).abs()).cpu().numpy()
+    variant = get_variant(net.shape.variant)
+    for j, side in enumerate(("q", "v")):
+        if not variant.terms(side):
+            cv[:, :, j] = np.nan
+    return cv
 
 
 # --- the n-gram floor ----------------------------------------------------------------------------
@@ -356,6 +378,13 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
     results.table("per_seed", pd.DataFrame(per_seed))
     results.table("by_position", pd.DataFrame(positions), ci=["bits"])
     results.table("temperatures", lm.temperature_table(trained))
+    spread = [{"arm": k.split(":", 1)[0], "strategy": k.split(":", 1)[1], "layer": layer, "side": side,
+               **ci_columns("tau_cv", t["tau_cv"][:, layer, j], bounded=True)}  # a CV is >= 0: the bootstrap keeps it so
+              for k, t in trained.items() if "tau_cv" in t.arrays
+              for layer in range(t["tau_cv"].shape[1]) for j, side in enumerate(("q", "v"))
+              if np.isfinite(t["tau_cv"][:, layer, j]).all()]
+    if spread:  # tau's spread across tokens, for the models with an SSA term (a model run before it has none)
+        results.table("tau_spread", pd.DataFrame(spread), ci=["tau_cv"])
     ft_rows = []
     for arm, t in tuned.items():
         for way in tuned_ways(cfg):
@@ -372,7 +401,10 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
         "seeds": list(seeds), "arms": list(cfg.arms), "ngram_bits": floor, "ngram_order": cfg.ngram_order,
         "test_overlap_32": overlap, "key_tokens": int(key.sum()), "scored": int(len(scored)),
         "split_chars": {k: int(len(v)) for k, v in splits.items()},
-        "models": {k: {"bits": t["losses"].mean(2) / LN2} for k, t in trained.items()},
+        "models": {k: {"bits": t["losses"].mean(2) / LN2,
+                       **({"tau_cv": {side: np.nanmean(t["tau_cv"][:, :, j], 0).tolist() for j, side in enumerate("qv")
+                                      if np.isfinite(t["tau_cv"][:, :, j]).all()}} if "tau_cv" in t.arrays else {})}
+                   for k, t in trained.items()},
         "finetune": {arm: {"steps": cfg.finetune_steps, "lr": cfg.finetune_lr, "alpha": cfg.finetune_alpha,
                            "bits_before": t["bits_before"],
                            **{way: {"bits": t[f"bits_{way}"], "moved": t[f"moved_{way}"]} for way in tuned_ways(cfg)}}
@@ -399,6 +431,18 @@ def lower_rule(control: np.ndarray, other: np.ndarray, by: float) -> tuple[str, 
     if _lower(by)(x):
         return "reproduced", diff
     return ("not reproduced: clearly higher" if diff[1] > 0 else "not reproduced"), diff
+
+
+def spread_of(m: Mapping, key: str) -> str:
+    """The mechanism of one model in words: the coefficient of variation of SSA's tau across the tokens of
+    test windows of the training length, per layer and side (``tau_spread``); "" where it was not read."""
+    tau = m["models"].get(key, {}).get("tau_cv")
+    if not tau:
+        return ""
+    words = "; ".join(f"{side}: " + ", ".join(f"{v:.3g}" for v in vals) for side, vals in tau.items())
+    flat = all(v < MIN_SPREAD for vals in tau.values() for v in vals)
+    return f"CV of tau across tokens by layer ({words})" + ("; nearly constant: SSA acted as a global temperature"
+                                                              if flat else "")
 
 
 def claims(exported: Path) -> list[Claim]:
@@ -440,7 +484,8 @@ def claims(exported: Path) -> list[Claim]:
             out.append(Claim(f"{cid} ({arm})", "text", "SSA lowers the held-out loss of a language model (real text)",
                              f"bits per character at L = {m['train_length']}, SSA - {ctrl} ({arm})", d, lo, hi,
                              gated(verdict, cal10), placebo, cal10.words() if cal10 else "",
-                             scrambled=lower_rule(c[:, 0], scr[:, 0], C10_MIN)[0] if scr is not None else ""))
+                             scrambled=lower_rule(c[:, 0], scr[:, 0], C10_MIN)[0] if scr is not None else "",
+                             spread=spread_of(m, f"{arm}:ssa")))
         rise = lambda b: b[:, -1] - b[:, 0]  # noqa: E731
         cal11 = calibrate(rise(twin) - rise(van), _lower(C11_MIN), -C11_EFFECT,
                           "the twin's per-seed differences from vanilla, resampled") if twin is not None else None
@@ -461,7 +506,7 @@ def claims(exported: Path) -> list[Claim]:
                              "past the training length a temperature growing with log n keeps the loss from rising",
                              f"rise in bits per character from L to {m['mults'][-1]}L, {name} - vanilla ({arm})",
                              d, lo, hi, gated(verdict, cal11), placebo, cal11.words() if cal11 else "",
-                             scrambled=scrambled))
+                             scrambled=scrambled, spread=spread_of(m, f"{arm}:{name}")))
     return out
 
 
