@@ -43,3 +43,25 @@ def test_the_readmes_commands_are_the_ones_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest" in README and "python -m pytest" in ci
     assert 'python -m pip install torch==2.13.0 -e ".[test]" && python -m ssa_theory run graph_transition' in README
+
+
+def test_the_readmes_findings_are_the_committed_verdicts():
+    """The README's five-line summary sorts the claims by what the committed results say; a verdict that
+    moves fails here, so that the front door never outlives its numbers."""
+    from ssa_theory import report
+
+    claims = {c.id: c for c in report.all_claims(ROOT)}
+    found = README.split("## What it found", 1)[1].split("\n## ", 1)[0]
+    selective = found.split("**Selective gains**", 1)[1].split("\n- ", 1)[0]
+    temperature = found.split("**A temperature, not selectivity**", 1)[1].split("\n- ", 1)[0]
+    for cid in ("C1", "C3", "C6"):  # beats vanilla and the global temperature; its scrambled twin does not
+        c = claims[cid]
+        assert f"({cid})" in selective
+        assert c.verdict.startswith("reproduced") and c.against_global.startswith("reproduced"), cid
+        assert not c.scrambled_global.startswith("reproduced"), cid
+    for cid in ("C4", "C7b"):  # the scrambled twin passes against vanilla; the global temperature is not beaten
+        c = claims[cid]
+        assert cid in temperature and "as a temperature" in c.verdict and c.scrambled.startswith("reproduced"), cid
+        assert not c.against_global.startswith("reproduced"), cid
+    assert claims["C5"].verdict == "reproduced" and claims["C5"].scrambled.startswith("not run: nothing to scramble")
+    assert claims["C8"].verdict.startswith("inconclusive") and claims["C9"].verdict.startswith("not testable")
