@@ -140,3 +140,40 @@ def test_the_card_tests_nothing_below_three_seeds_and_names_its_comparison(seeds
     same = task_rows(plan, {**values, ("dilution", "log_n"): van}, {}).iloc[0].to_dict()
     if seeds >= 3:  # a strategy that computes vanilla's numbers: no difference, said so (no p-value to print)
         assert significance(same, "log_n", "vanilla") == "no (the same on every seed)"
+
+
+_EDIT_ME = '''
+import math
+import torch
+from ssa_theory.strategies import Param, Strategy
+
+def scale(inputs, params):
+    return 1.0 + FACTOR * torch.sigmoid(params["c"]) * torch.ones_like(torch.log(inputs.n))
+
+EDIT_ME = Strategy("edit_me", "q", "mul", scale, {"c": Param(("H",), 0.0, -math.inf)}, range=(1, 1 + FACTOR),
+                   reads={"n"}, source="a test's plug-in")
+'''
+
+
+@pytest.mark.slow
+def test_an_edited_plugin_moves_the_card_s_header_and_its_table_together(tmp_path):
+    """A card's header (the learned temperature) and its table (the strategy's cells) come from the plug-in as
+    it is now: after an edit of its formula both move, and the references do not (their cells are reused)."""
+    from ssa_theory.card import card_name
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    cards = []
+    for factor in ("0.5", "2.0"):
+        (tmp_path / "edit_me.py").write_text(_EDIT_ME.replace("FACTOR", factor))
+        proc = subprocess.run([sys.executable, "-m", "ssa_theory", "card", "edit_me:EDIT_ME", "--quick", "--jobs", "2",
+                               "--out", str(tmp_path / "runs")], capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        folder = tmp_path / "runs" / "cards" / card_name("edit_me:EDIT_ME")
+        learned = [ln for ln in (folder / "card.md").read_text().splitlines() if "Learned query inverse" in ln]
+        cards.append((learned, pd.read_csv(folder / "card.csv").set_index("task")))
+    (head_a, table_a), (head_b, table_b) = cards
+    assert head_a != head_b  # the header read the edited formula
+    column = next(c for c in table_a.columns if c.startswith("edit_me") and not c.endswith(("_lo", "_hi")))
+    assert not np.allclose(table_a[column], table_b[column])  # so did the strategy's cells
+    np.testing.assert_array_equal(table_a["vanilla"], table_b["vanilla"])  # the references were reused
