@@ -211,6 +211,17 @@ def sdpa_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
               causal: bool) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` on (N, H, L, d) inputs, in calls of at most ``SDPA_ROW_LIMIT``
     rows N x H (rows are independent, so the split changes no number; below the limit it is one call)."""
+    if mask is not None and mask.is_floating_point() and torch.is_grad_enabled() and q.device.type == "cpu":
+        # a float mask (a learned sink's logit) while training: only the math kernel differentiates it, and
+        # under vmap torch's CPU would otherwise pick its flash kernel, which cannot (vmap hides requires_grad)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.MATH):
+            return _sdpa_rows(q, k, v, mask, causal)
+    return _sdpa_rows(q, k, v, mask, causal)
+
+
+def _sdpa_rows(q, k, v, mask, causal) -> torch.Tensor:
     N, H = q.shape[:2]
     step = max(1, SDPA_ROW_LIMIT // H)
     if N <= step:
@@ -462,21 +473,13 @@ def kernel(p: Prepared, *, score: str = "dot", bound: float | None = None, retur
         if visible is not None:
             visible = visible.expand(*visible.shape[:-2], Lq, visible.shape[-1]).index_select(-2, rows)
             empty = take(empty)
-    try:
-        if score == "dot" and not return_probs:
-            out, probs = fused(q, p.k, p.v, tq, p.tk, visible, plain, p.sink), None
-        elif score == "cosine" and not return_probs:  # B cos(q, k) is the dot score of B sqrt(d) q/|q| and k/|k|
-            q_unit = F.normalize(q, dim=-1) * (bound * math.sqrt(q.shape[-1]))
-            out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, plain, p.sink), None
-        else:
-            out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, plain, p.sink, score, bound)
-    except RuntimeError as e:
-        # a learned sink reaches the fused kernel as a float mask that needs a gradient; where torch picks a
-        # kernel that cannot give one (the CPU flash kernel, as under vmap), the explicit path computes the same
-        if p.sink is None or "not differentiable with respect to argument 'attn_mask'" not in str(e):
-            raise
+    if score == "dot" and not return_probs:
+        out, probs = fused(q, p.k, p.v, tq, p.tk, visible, plain, p.sink), None
+    elif score == "cosine" and not return_probs:  # B cos(q, k) is the dot score of B sqrt(d) q/|q| and k/|k|
+        q_unit = F.normalize(q, dim=-1) * (bound * math.sqrt(q.shape[-1]))
+        out, probs = fused(q_unit, F.normalize(p.k, dim=-1), p.v, tq, p.tk, visible, plain, p.sink), None
+    else:
         out, probs = explicit(q, p.k, p.v, tq, p.tk, visible, plain, p.sink, score, bound)
-        probs = probs if return_probs else None
     if empty is not None:  # a query with no visible key gets zero, on every path
         out = out.masked_fill(empty[..., None], 0.0)
         if probs is not None:
