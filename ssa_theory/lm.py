@@ -35,7 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from ssa_theory.nn import SelectiveAttention
 from ssa_theory.scramble import Scrambler
-from ssa_theory.variants import Variant, get_variant
+from ssa_theory.variants import SCRAMBLED_SUFFIX, Variant, get_variant
 from ssa_theory.seeding import derive_seed, torch_generator
 from ssa_theory import skeleton
 
@@ -213,6 +213,7 @@ class Ensemble(nn.Module):
 
 
 PLACEBO = skeleton.PLACEBO  # the vanilla twin's model key and row (``skeleton.twin``)
+SSA_SCRAMBLED = "ssa" + SCRAMBLED_SUFFIX  # SSA with its terms' inputs scrambled (``skeleton.scrambled``): the placebo that can fail
 
 
 def check_model_fields(cfg) -> None:
@@ -234,10 +235,18 @@ def check_model_fields(cfg) -> None:
 
 
 
-def model_keys(cfg) -> list[str]:
-    """Every model an LM experiment's run trains (``Experiment.models``): its strategies, then the
-    placebo twin where ``cfg.placebo``."""
-    return list(cfg.strategies) + ([PLACEBO] if cfg.placebo else [])
+def twins(cfg, scrambled: bool = True) -> list[str]:
+    """The placebos an LM experiment trains beside its strategies where ``cfg.placebo``: the vanilla twin,
+    then (with ``scrambled`` and SSA among the strategies) SSA's scrambled twin (``SSA_SCRAMBLED``)."""
+    if not cfg.placebo:
+        return []
+    return [PLACEBO, *([SSA_SCRAMBLED] if scrambled and "ssa" in cfg.strategies else [])]
+
+
+def model_keys(cfg, scrambled: bool = False) -> list[str]:
+    """Every model an LM experiment's run trains (``Experiment.models``): its strategies, then its placebos
+    (``twins``; SSA's scrambled twin only with ``scrambled``)."""
+    return list(cfg.strategies) + twins(cfg, scrambled)
 
 
 def model_spec(cfg, key: str):
@@ -246,8 +255,6 @@ def model_spec(cfg, key: str):
     from ``init_twin``; ``NAME_scrambled`` as ``skeleton.scrambled(NAME)``, from ``init`` (the same
     draw as NAME's)."""
     from ssa_theory.variants import variant_of
-
-    from ssa_theory.variants import SCRAMBLED_SUFFIX
 
     if key == PLACEBO:
         spec = skeleton.twin()

@@ -325,12 +325,12 @@ def claims(exported: Path) -> list[Claim]:
                   scrambled_global=glitch_rule(glob, scr) if glob is not None and scr is not None else "")]
 
 
-SSA_SCRAMBLED = "ssa_scrambled"  # SSA with both terms' inputs scrambled (ssa_theory.scramble): C9's placebo that can fail
+SSA_SCRAMBLED = lm.SSA_SCRAMBLED  # C9's placebo that can fail
 
 
 def model_keys(cfg) -> list[str]:
-    """The LM experiments' models (``lm.model_keys``), then, with the twins (``placebo``), SSA's scrambled twin."""
-    return lm.model_keys(cfg) + ([SSA_SCRAMBLED] if cfg.placebo and "ssa" in cfg.strategies else [])
+    """The strategies, the vanilla twin and SSA's scrambled twin (``lm.model_keys``)."""
+    return lm.model_keys(cfg, scrambled=True)
 
 
 def ablate(cfg: FlipflopConfig, variant, ctx: RunContext) -> np.ndarray:

@@ -71,7 +71,7 @@ STRATEGIES = ("vanilla", "ssa")  # the free geometry: there vanilla retrieves 0.
 BOUNDED = ("vanilla", "global", "log_n", "ssa_q_pos", "ssa")
 DIGITS = 10  # tokens 0..9 are the digits
 PLACEBO = lm.PLACEBO
-SSA_SCRAMBLED = "ssa_scrambled"  # SSA with both terms' inputs scrambled (ssa_theory.scramble): C7b's placebo that can fail
+SSA_SCRAMBLED = lm.SSA_SCRAMBLED  # C7b's and C8's placebo that can fail
 COSINE = "cosine:"  # the key prefix of a model in the bounded geometry: COSINE + strategy (or PLACEBO)
 LEARN = "learn:"  # the key prefix of C8's models: LEARN + strategy (or PLACEBO), on C8's own task
 ALPHA_INIT = -4.0  # where a position term starts unless its key says otherwise (sigmoid(-4) = 0.018)

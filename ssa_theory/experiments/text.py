@@ -241,14 +241,13 @@ def ngram_bits(train: np.ndarray, test: np.ndarray, targets: np.ndarray, order: 
 # --- training ------------------------------------------------------------------------------------
 
 
-SSA_SCRAMBLED = "ssa_scrambled"  # SSA with both terms' inputs scrambled (ssa_theory.scramble): the placebo that can fail
+SSA_SCRAMBLED = lm.SSA_SCRAMBLED  # the placebo that can fail
 
 
 def model_keys(cfg: TextConfig) -> list[str]:
     """``ARM:NAME`` for every position arm and strategy, the twin (``ARM:placebo``) and, with SSA, its
     scrambled twin (``ARM:ssa_scrambled``)."""
-    twin = [PLACEBO, *([SSA_SCRAMBLED] if "ssa" in cfg.strategies else [])] if cfg.placebo else []
-    keys = [f"{arm}:{s}" for arm in cfg.arms for s in (*cfg.strategies, *twin)]
+    keys = [f"{arm}:{s}" for arm in cfg.arms for s in lm.model_keys(cfg, scrambled=True)]
     return keys + ([f"{FINETUNE}{arm}" for arm in cfg.arms] if cfg.finetune else [])
 
 
