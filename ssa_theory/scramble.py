@@ -34,7 +34,7 @@ import torch
 from ssa_theory import strategies as st
 
 TOKEN, POSITION = "tok_from", "pos_from"  # the extras (strategies.EXTRA_ABOUT): (B, L) or (E, B, L) flat indices
-ABOUT = {TOKEN: st.EXTRA_ABOUT[TOKEN], POSITION: st.EXTRA_ABOUT[POSITION]}
+PERMUTATIONS = frozenset({TOKEN, POSITION})
 
 
 def gather_slots(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def _pos(i: st.Inputs, p):
 
 def _scrambled(base: str, formula, reads: set[str]) -> st.Strategy:
     s = st.resolve(base)
-    needs = frozenset(r for r in reads if r in ABOUT)
+    needs = frozenset(reads) & PERMUTATIONS
     return st.Strategy(f"{base}_scrambled", None, s.combine, formula, dict(s.params), needs=needs, range=s.range,
                        neutral=s.neutral, source=f"ours: the placebo of {s.source}",
                        about=f"{s.about}, its input scrambled (ssa_theory.scramble)", origin="ssa_theory.scramble",
@@ -83,7 +83,7 @@ TWINS: dict[str, st.Strategy] = {
 
 def needs(variant) -> frozenset[str]:
     """The permutations a variant's placed strategies read (empty for every unscrambled variant)."""
-    return frozenset().union(*(s.needs & set(ABOUT) for _, s, _ in variant.placements()))
+    return frozenset().union(*(s.needs & PERMUTATIONS for _, s, _ in variant.placements()))
 
 
 def draw(wanted: frozenset[str] | Sequence[str], B: int, L: int, generators: Sequence[torch.Generator],
