@@ -523,3 +523,16 @@ def test_every_rule_passes_at_most_5_percent_of_simulated_nulls(claim, tmp_path)
     rate = sum(v.startswith("reproduced") for v in verdicts) / N_NULL
     print(f"{claim}: 'reproduced' on {rate:.1%} of {N_NULL} simulated nulls")
     assert rate <= 0.05, f"{claim} says 'reproduced' on {rate:.1%} of {N_NULL} nulls"
+
+
+@pytest.mark.parametrize("sign, by", [(1.0, 0.1), (-1.0, 0.25)])
+def test_above_decides_every_resample_as_the_paired_test_does_one_at_a_time(sign, by):
+    """``Above.many`` (calibrate's vectorised path) against ``clearly_above`` row by row, on resamples that
+    straddle the threshold both ways."""
+    rng = np.random.default_rng(0)
+    samples = sign * (by + rng.normal(0.0, 0.2, (400, 6)))
+    rule = cl.Above(by, sign)
+    many = rule.many(samples)
+    assert 0 < many.sum() < len(many)  # both outcomes occur
+    assert many.tolist() == [cl.clearly_above(sign * row, by) for row in samples]
+    assert not cl.Above(by).many(np.ones((3, 1))).any()  # one seed: no interval, never "reproduced"
