@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from ssa_theory import cells, lm
 from ssa_theory.claims import MIN_SPREAD, ONE_SEED, Above, Claim, calibrate, gated
 from ssa_theory.config import TrainingConfig, require, variant_field
-from ssa_theory.registry import Experiment, Models, Preset
+from ssa_theory.registry import Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members
 from ssa_theory.skeleton import ModelSpec, Results, Trained, figures, write_results
@@ -518,18 +518,13 @@ EXPERIMENT = Experiment(
     plot=figures("ssa_theory.experiments.text_plots", "by_length", "by_position"),
     headline="bits",
     claims=claims,
-    presets={
-        "default": Preset({}, seeds=5, minutes=42.0, about="the run paper_repro.md reports: 7 strategies and both twins "
-                          "in two position arms and C10's fine-tuning, 5 seeds, about 42 minutes of one core"),
-        "quick": Preset({"steps": 20, "strategies": ("vanilla", "ssa"), "finetune_steps": 5, "eval_mults": (1, 2),
-                         "n_scored": 128,
-                         "n_position": 1, "d_model": 16, "n_heads": 2, "train_length": 32, "stride": 16, "short": 8,
-                         "ngram_order": 2, "log_every": 10, "n_monitor": 4},
-                        seeds=2, about="a smoke test in seconds; numbers are not converged", scratch=True),
-        "gpu": Preset({"d_model": 256, "n_layers": 6, "n_heads": 8, "steps": 20000, "batch_size": 64,
-                       "train_length": 256, "n_scored": 16384, "stride": 128},
-                      seeds=5, about="a wider, deeper model trained 30x longer on 256-character windows: for a GPU"),
-    },
+    presets=lm.presets(42.0, seeds=5,
+                       quick={"steps": 20, "strategies": ("vanilla", "ssa"), "finetune_steps": 5, "eval_mults": (1, 2),
+                              "n_scored": 128, "n_position": 1, "d_model": 16, "n_heads": 2, "train_length": 32,
+                              "stride": 16, "short": 8, "ngram_order": 2, "log_every": 10, "n_monitor": 4},
+                       # a wider, deeper model trained 40x longer on 256-character windows
+                       gpu={"d_model": 256, "n_layers": 6, "n_heads": 8, "steps": 20000, "batch_size": 64,
+                            "train_length": 256, "n_scored": 16384, "stride": 128}),
     models=Models(model_keys, train_model),
     tasks={"text": corpus.VERSION},
     missing=corpus.missing,
