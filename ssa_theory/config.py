@@ -43,23 +43,106 @@ def choice(name: str, value: str, options: Sequence[str]) -> None:
         raise ConfigError(f"{name}={value!r} is not allowed; {hint}choose from {', '.join(options)}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A config field's allowed values, declared once in its metadata (``ranged``): checked by
+    ``check_ranges`` (every ``TrainingConfig`` on creation) and shown by ``ssa-theory config``. The bounds
+    apply to a number, or to every item of a tuple; ``nonempty`` asks a tuple for at least one item;
+    ``also`` states in words what the config's ``__post_init__`` checks against other fields."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    nonempty: bool = False
+    also: str = ""
+    choices: tuple[str, ...] = ()  # a text field (or each item of a tuple): one of these
+
+    def words(self) -> str:
+        if self.choices:
+            return "; ".join(p for p in ("one of " + ", ".join(self.choices), "at least one" if self.nonempty else "",
+                                         self.also) if p)
+        lo = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else ""
+        hi = f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}" if self.lt is not None else ""
+        if lo and hi:
+            text = (f"in {'[' if self.ge is not None else '('}{self.ge if self.ge is not None else self.gt:g}, "
+                    f"{self.le if self.le is not None else self.lt:g}{']' if self.le is not None else ')'}")
+        else:
+            text = lo or hi
+        parts = [("each " + text if text and self.nonempty else text), "at least one" if self.nonempty else "",
+                 self.also]
+        return "; ".join(p for p in parts if p)
+
+    def holds(self, x: float) -> bool:
+        return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
+                and (self.le is None or x <= self.le) and (self.lt is None or x < self.lt))
+
+
+RANGE = "range"  # field metadata: the field's ``Bound``
+
+
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None, nonempty: bool = False, also: str = "", choices: Sequence[str] = (),
+           variants: bool = False) -> Any:
+    """A config field with its allowed values (``Bound``), e.g. ``steps: int = ranged(400, ge=1)``;
+    ``variants``: the field holds strategy names, as ``variant_field``."""
+    metadata: dict[str, Any] = {RANGE: Bound(ge, gt, le, lt, nonempty, also, tuple(choices))}
+    if variants:
+        metadata["holds"] = HOLDS_VARIANTS
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def bound_of(cls: type, f: dataclasses.Field) -> Bound | None:
+    """A field's ``Bound``: its own, else for a training config the shared one of ``SHARED_BOUNDS``."""
+    if RANGE in f.metadata:
+        return f.metadata[RANGE]
+    return SHARED_BOUNDS.get(f.name) if issubclass(cls, TrainingConfig) else None
+
+
+def check_ranges(config: Any) -> None:
+    """Raise ``ConfigError`` for the first field of ``config`` outside its ``Bound`` (``bound_of``)."""
+    for f in dataclasses.fields(config):
+        bound = bound_of(type(config), f)
+        if bound is None:
+            continue
+        value = getattr(config, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        if bound.nonempty and not items:
+            raise ConfigError(f"{f.name} must hold at least one value (got {value!r})")
+        for x in items:
+            if bound.choices and x not in bound.choices:
+                choice(f.name, x, bound.choices)
+        bad = [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool) and not bound.holds(x)]
+        if bad:
+            lone = bound.words().split("; ")[0].removeprefix("each ")
+            verb = "lie" if lone.startswith("in ") else "be"
+            raise ConfigError(f"{f.name} must {verb} {lone} (got {value!r})")
+
+
+def allowed(cls: type, name: str) -> str:
+    """The allowed values of one field of config class ``cls`` in words: its ``Bound``, else what its
+    type allows (a variant field: strategy names)."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    bound = bound_of(cls, f)
+    if bound is not None:
+        return bound.words()
+    if f.metadata.get("holds") == HOLDS_VARIANTS:
+        return "strategy names (ssa-theory strategies)"
+    typ = field_types(cls)[name]
+    return {bool: "true or false", str: "text", int: "any integer", float: "any number"}.get(typ, "any")
+
+
 class TrainingConfig:
     """Base of every experiment config that trains: the checks of the training fields it has (and their
     meaning, ``FIELD_NOTES``, which ``ssa-theory config`` shows where a config does not say more).
 
-    ``steps``, ``batch_size`` and ``log_every`` must be >= 1, ``lr`` > 0, and ``n_eval`` (held-out
-    contexts) >= 2 for a standard error; a config without one of these fields (full-batch training
-    has no ``batch_size``) is not asked for it. A subclass's ``__post_init__`` calls this one first.
+    Every field's declared ``Bound`` is checked (``check_ranges``); the training fields' bounds are
+    ``SHARED_BOUNDS`` unless a field declares its own; a config without one of these fields (full-batch
+    training has no ``batch_size``) is not asked for it. A subclass's ``__post_init__`` calls this one first.
     """
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "n_eval"):
-            if hasattr(self, name):
-                require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        if hasattr(self, "n_eval"):
-            require(self.n_eval >= 2, f"n_eval must be >= 2 for a standard error (got {self.n_eval})")
-        if hasattr(self, "lr"):
-            require(self.lr > 0, f"lr must be > 0 (got {self.lr})")
+        check_ranges(self)
 
 
 HOLDS_VARIANTS = "variants"  # field metadata: the field holds attention variant names (a str or a tuple of them)
@@ -194,10 +277,15 @@ def from_json(cls: type, text: str) -> Any:
                   for k, v in values.items()})
 
 
-# the training fields every config may have: their meaning and the range TrainingConfig.__post_init__ checks
-FIELD_NOTES = {"steps": "training steps (>= 1)", "batch_size": "training examples per step and member (>= 1)",
-               "lr": "Adam's learning rate (> 0)", "log_every": "evaluate and log every this many steps (>= 1)",
-               "n_eval": "held-out contexts per member (>= 2, for a standard error)"}
+# the training fields every config may have: their meaning
+FIELD_NOTES = {"steps": "training steps", "batch_size": "training examples per step and member",
+               "lr": "Adam's learning rate", "log_every": "evaluate and log every this many steps",
+               "n_eval": "held-out contexts per member (two at least, for a standard error)"}
+# the allowed values of the fields that mean the same in every config that has them (a field may declare its own)
+SHARED_BOUNDS = {"steps": Bound(ge=1), "batch_size": Bound(ge=1), "lr": Bound(gt=0), "log_every": Bound(ge=1),
+                 "n_eval": Bound(ge=2), "d_model": Bound(ge=1), "n_layers": Bound(ge=1),
+                 "n_heads": Bound(ge=1, also="divides d_model"), "n_monitor": Bound(ge=1), "conv": Bound(ge=0),
+                 "temp_lr_factor": Bound(gt=0), "weight_decay": Bound(ge=0), "null_runs": Bound(ge=0)}
 
 
 def field_notes(cls: type) -> dict[str, str]:
@@ -230,12 +318,13 @@ def field_notes(cls: type) -> dict[str, str]:
     return notes
 
 
-def describe(config: Any) -> list[tuple[str, str, str, str]]:
-    """(key, type, value, meaning) rows of a config, for ``ssa-theory config``."""
+def describe(config: Any) -> list[tuple[str, str, str, str, str]]:
+    """(key, type, value, meaning, allowed values) rows of a config, for ``ssa-theory config``."""
     types = field_types(type(config))
     notes = field_notes(type(config))
     rows = []
     for name, typ in types.items():
         shown = getattr(typ, "__name__", None) if typing.get_origin(typ) is None else None
-        rows.append((name, shown or str(typ).replace("typing.", ""), repr(getattr(config, name)), notes.get(name, "")))
+        rows.append((name, shown or str(typ).replace("typing.", ""), repr(getattr(config, name)), notes.get(name, ""),
+                     allowed(type(config), name)))
     return rows

@@ -217,9 +217,9 @@ SSA_SCRAMBLED = "ssa" + SCRAMBLED_SUFFIX  # SSA with its terms' inputs scrambled
 
 
 def check_model_fields(cfg) -> None:
-    """The checks of the model fields an LM experiment's config shares (``strategies``, ``placebo``,
-    ``d_model``, ``n_layers``, ``n_heads``, ``conv``, ``n_monitor``): ``ConfigError`` naming the field
-    and the fix."""
+    """The checks of the model fields an LM experiment's config shares across fields (``strategies``,
+    ``placebo``, ``d_model`` and ``n_heads``; each field's own range is ``config.SHARED_BOUNDS``):
+    ``ConfigError`` naming the field and the fix."""
     from ssa_theory.config import require
     from ssa_theory.variants import resolve_variants
 
@@ -228,10 +228,7 @@ def check_model_fields(cfg) -> None:
             f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
     resolve_variants(cfg)
     require(not cfg.placebo or "vanilla" in cfg.strategies, "placebo=true needs vanilla among the strategies")
-    for name in ("d_model", "n_layers", "n_heads", "n_monitor"):
-        require(getattr(cfg, name) >= 1, f"{name} must be >= 1 (got {getattr(cfg, name)})")
     require(cfg.d_model % cfg.n_heads == 0, f"d_model={cfg.d_model} must be a multiple of n_heads={cfg.n_heads}")
-    require(cfg.conv >= 0, f"conv must be >= 0 (got {cfg.conv})")
 
 
 

@@ -37,7 +37,7 @@ def test_help_has_worked_examples(capsys):
 def test_config_shows_types_and_preset(capsys):
     assert run_cli("config", "graph_transition", "--quick", "--set", "n_nodes=20") == 0
     out = capsys.readouterr().out
-    assert "n_nodes = 20    (int)" in out and "steps = 300" in out
+    assert "n_nodes = 20    (int: >= 3; > max_degree)" in out and "steps = 300" in out
 
 
 BAD = {
@@ -503,8 +503,83 @@ def test_config_shows_every_key_s_meaning_written_once_at_its_field(capsys):
         assert not missing, f"{name}: keys without a meaning: {missing}"
     assert cli.main(["config", "graph_transition"]) == 0
     out = capsys.readouterr().out
-    assert "smoothing = 0.05    (float)  # g in P* = (1 - g) D^-1 A + g / K" in out
-    assert "lr = 0.03    (float)  # Adam's learning rate (> 0)" in out
+    assert "smoothing = 0.05    (float: in [0, 1))  # g in P* = (1 - g) D^-1 A + g / K" in out
+    assert "lr = 0.03    (float: > 0)  # Adam's learning rate" in out
+    assert "score = 'softcap'    (str: one of " in out and "d_head = 0    (int: >= 0; 0: n_nodes)" in out
+
+
+def _configs():
+    """Every config class the CLI builds: each registered experiment's, and the ablation's cell."""
+    from ssa_theory import registry
+    from ssa_theory.experiments.ablation import CellConfig
+
+    return [(name, registry.get(name).config) for name in registry.names()] + [("ablation cell", CellConfig)]
+
+
+def test_every_key_that_refuses_a_value_declares_its_allowed_values():
+    """A number (or tuple of numbers) field that states no ``Bound`` ("any integer", "any number") must
+    accept what that says: -1, 0 and 0.5 where a float; a field whose config refuses one of them declares
+    its range, so that ``config`` never shows a range wider than the one enforced."""
+    import dataclasses
+    import typing
+
+    from ssa_theory.config import ConfigError, allowed, field_types
+
+    undeclared = []
+    for name, cls in _configs():
+        types = field_types(cls)
+        for f in dataclasses.fields(cls):
+            if not allowed(cls, f.name).startswith("any"):
+                continue
+            typ = types[f.name]
+            item = typing.get_args(typ)[0] if typing.get_origin(typ) is tuple else typ
+            if item not in (int, float) or item is bool:
+                continue
+            for x in ((-1, 0) if item is int else (-1.0, 0.0, 0.5)):
+                value = (x,) if typing.get_origin(typ) is tuple else x
+                try:
+                    cls(**{f.name: value})
+                except ConfigError as e:
+                    undeclared.append(f"{name}.{f.name}={value!r}: {e}")
+    assert not undeclared, undeclared
+
+
+def test_every_declared_bound_refuses_a_value_just_outside_it_in_one_line():
+    """Each declared lower or upper bound, crossed by one step (or met where it is strict), is refused with
+    a ``ConfigError`` that names the key: the check and what ``config`` shows come from one declaration."""
+    import dataclasses
+
+    from ssa_theory.config import ConfigError, bound_of
+
+    crossed = 0
+    for name, cls in _configs():
+        for f in dataclasses.fields(cls):
+            b = bound_of(cls, f)
+            if b is None or b.choices:
+                continue
+            default = getattr(cls(), f.name)
+            is_tuple = isinstance(default, tuple)
+            step = 1 if isinstance(default[0] if is_tuple and default else default, int) else 1e-3
+            outside = [v for v in (None if b.ge is None else b.ge - step, b.gt, None if b.le is None else b.le + step, b.lt)
+                       if v is not None]
+            for v in outside:
+                with pytest.raises(ConfigError, match=f"^{f.name} must"):
+                    cls(**{f.name: (v,) if is_tuple else v})
+                crossed += 1
+    assert crossed >= 60
+
+
+def test_a_text_key_with_choices_refuses_another_with_a_suggestion():
+    from ssa_theory.config import ConfigError
+    from ssa_theory.experiments.graph_transition import GraphTransitionConfig
+    from ssa_theory.experiments.text import TextConfig
+
+    with pytest.raises(ConfigError, match=r"score='softcaps' is not allowed; did you mean 'softcap'\?"):
+        GraphTransitionConfig(score="softcaps")
+    with pytest.raises(ConfigError, match="arms='ropes' is not allowed"):
+        TextConfig(arms=("nope", "ropes"))
+    with pytest.raises(ConfigError, match="arms must hold at least one value"):
+        TextConfig(arms=())
 
 
 def test_each_verb_s_help_shows_its_own_examples_only(capsys):

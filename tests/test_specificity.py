@@ -37,7 +37,7 @@ def test_queries_are_unit_pairs_at_cosine_rho_and_targets_share_one_ranking():
 
 
 def test_config_refuses_impossible_values():
-    with pytest.raises(ConfigError, match="rho = 1"):
+    with pytest.raises(ConfigError, match=r"rhos must lie in \[0, 1\)"):  # at rho = 1 the two queries are one token
         sp.SpecificityConfig(rhos=(0.5, 1.0))
     with pytest.raises(ConfigError, match="contrasts"):
         sp.SpecificityConfig(contrasts=(0.5,))

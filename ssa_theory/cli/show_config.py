@@ -1,4 +1,4 @@
-"""``config``: an experiment's resolved config, with types and the meaning of each key."""
+"""``config``: an experiment's resolved config, with the type, allowed values and meaning of each key."""
 
 from __future__ import annotations
 
@@ -17,5 +17,5 @@ def add(sub, epilog: str) -> None:
 def execute(args: argparse.Namespace) -> None:
     experiment, preset_name, preset, config = resolve(args)
     print(f"# {experiment.name} v{experiment.version}, preset {preset_name} ({preset.seeds} seeds): {preset.about}")
-    for key, typ, value, note in describe(config):
-        print(f"{key} = {value}    ({typ})" + (f"  # {note}" if note else ""))
+    for key, typ, value, note, allowed in describe(config):
+        print(f"{key} = {value}    ({typ}: {allowed})" + (f"  # {note}" if note else ""))

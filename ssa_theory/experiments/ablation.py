@@ -47,7 +47,7 @@ import pandas as pd
 from ssa_theory.variants import VARIANTS, get_variant, resolve_variants, variant_of
 from ssa_theory.claims import paired
 from ssa_theory import registry
-from ssa_theory.config import ConfigError, UsageError, choice, require, variant_field
+from ssa_theory.config import ConfigError, UsageError, check_ranges, ranged, require, variant_field
 from ssa_theory.registry import Experiment, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.skeleton import Results, figures, write_results
@@ -74,15 +74,15 @@ class AblationConfig:
 
     tasks: tuple[str, ...] = field(default_factory=lambda: tuple(registry.with_ablation()))  # every registered hook
     variants: tuple[str, ...] = variant_field(tuple(VARIANTS))  # the rows: every variant trained on every task
-    scale: str = "moderate"  # which version of each task: its ``Ablation.overrides``, or those plus ``quick``
+    scale: str = ranged("moderate", choices=SCALES)  # which version of each task: its ``Ablation.overrides``, or those plus ``quick``
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         require(len(self.tasks) >= 1, "tasks must name at least one task")
         for t in self.tasks:
             _task(t)
         require(len(self.variants) >= 1, "variants must name at least one variant")
         resolve_variants(self)
-        choice("scale", self.scale, SCALES)
 
 
 def describe(name: str) -> str:
@@ -130,12 +130,12 @@ class CellConfig:
 
     task: str = "graph_transition"
     variant: str = variant_field("vanilla")
-    scale: str = "moderate"
+    scale: str = ranged("moderate", choices=SCALES)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         _task(self.task)
         resolve_variants(self)
-        choice("scale", self.scale, SCALES)
 
 
 def run_cell(cfg: CellConfig, ctx: RunContext) -> None:

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from ssa_theory import cells, theory
-from ssa_theory.config import TrainingConfig, require
+from ssa_theory.config import TrainingConfig, ranged, require
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext
 from ssa_theory.seeding import Members, step_lengths
@@ -68,18 +68,18 @@ class CriticalConfig(TrainingConfig):
     """Settings of ``critical``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
     # the fixed log-n coefficients: 13 log-spaced from 0.08 to 2.5, around every predicted gamma_c (0.125 to 1.25)
-    gammas: tuple[float, ...] = (0.08, 0.1065, 0.1418, 0.1887, 0.2512, 0.3344, 0.4452, 0.5926, 0.7889, 1.0502,
-                                 1.398, 1.861, 2.5)
-    rhos: tuple[float, ...] = (0.0, 0.3, 0.6)  # each distractor key's cosine with the needle's, by construction
-    bounds: tuple[float, ...] = (2.0, 4.0, 8.0)  # B: the scores are B cos(q, k), each in [-B, B]
-    d_key: int = 16  # the keys' dimension
-    bound: float = 1.0  # the ablation's cell: B of its needle task (scores B cos(q, k))
-    n_classes: int = 8  # the ablation's cell: C, the needle's content
-    n_min: int = 5  # training lengths n_min..n_max, uniform per step
-    n_max: int = 16  # the longest training length
-    eval_lengths: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # the lengths n evaluated
-    fit_from: int = 64  # the off-needle exponent is fitted over the evaluation lengths from this one up
-    task_seed: int = 0  # the length schedule is the task: fixed across member seeds
+    gammas: tuple[float, ...] = ranged((0.08, 0.1065, 0.1418, 0.1887, 0.2512, 0.3344, 0.4452, 0.5926, 0.7889, 1.0502,
+                                        1.398, 1.861, 2.5), gt=0, also="two or more, increasing")
+    rhos: tuple[float, ...] = ranged((0.0, 0.3, 0.6), ge=0, lt=1, nonempty=True)  # each distractor key's cosine with the needle's, by construction
+    bounds: tuple[float, ...] = ranged((2.0, 4.0, 8.0), gt=0, nonempty=True)  # B: the scores are B cos(q, k), each in [-B, B]
+    d_key: int = ranged(16, ge=3)  # the keys' dimension
+    bound: float = ranged(1.0, gt=0)  # the ablation's cell: B of its needle task (scores B cos(q, k))
+    n_classes: int = ranged(8, ge=2)  # the ablation's cell: C, the needle's content
+    n_min: int = ranged(5, ge=2, also="<= n_max")  # training lengths n_min..n_max, uniform per step
+    n_max: int = ranged(16, ge=2, also=">= n_min")  # the longest training length
+    eval_lengths: tuple[int, ...] = ranged((16, 32, 64, 128, 256, 512, 1024, 2048, 4096), ge=2, le=65536, also="two or more; two or more >= fit_from")  # the lengths n evaluated
+    fit_from: int = ranged(64, also="leaves two or more eval_lengths at or above it")  # the off-needle exponent is fitted over the evaluation lengths from this one up
+    task_seed: int = ranged(0, ge=0)  # the length schedule is the task: fixed across member seeds
     steps: int = 1000
     batch_size: int = 128
     lr: float = 0.01
@@ -90,18 +90,10 @@ class CriticalConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(len(self.gammas) >= 2 and all(g > 0 for g in self.gammas) and list(self.gammas) == sorted(set(self.gammas)),
-                f"gammas must be two or more increasing values > 0 (got {self.gammas})")
-        require(self.bound > 0, f"bound must be > 0 (got {self.bound})")
-        require(len(self.rhos) >= 1 and all(0 <= r < 1 for r in self.rhos), f"rhos must lie in [0, 1) (got {self.rhos})")
-        require(len(self.bounds) >= 1 and all(b > 0 for b in self.bounds), f"bounds must be > 0 (got {self.bounds})")
-        require(self.d_key >= 3, f"d_key must be >= 3 (got {self.d_key})")
-        require(self.n_classes >= 2, f"n_classes must be >= 2 (got {self.n_classes})")
-        require(2 <= self.n_min <= self.n_max, f"need 2 <= n_min <= n_max (got {self.n_min}, {self.n_max})")
-        require(len(self.eval_lengths) >= 2 and all(n >= 2 for n in self.eval_lengths),
-                f"eval_lengths must be two or more lengths >= 2 (got {self.eval_lengths})")
-        require(max(self.eval_lengths) <= 65536,
-                f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
+        require(len(self.gammas) >= 2 and list(self.gammas) == sorted(set(self.gammas)),
+                f"gammas must be two or more increasing values (got {self.gammas})")
+        require(self.n_min <= self.n_max, f"need n_min <= n_max (got {self.n_min}, {self.n_max})")
+        require(len(self.eval_lengths) >= 2, f"eval_lengths must be two or more lengths (got {self.eval_lengths})")
         require(sum(n >= self.fit_from for n in self.eval_lengths) >= 2,
                 f"fit_from={self.fit_from} leaves fewer than two evaluation lengths to fit the exponent over; lower it")
 

@@ -54,7 +54,7 @@ from torch import nn
 from ssa_theory import theory
 from ssa_theory.attention import Attention
 from ssa_theory.claims import Claim, decide, gated, ratio_calibration, smaller, spread_words, twin_reading
-from ssa_theory.config import TrainingConfig, require
+from ssa_theory.config import TrainingConfig, ranged
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.sampling import MemberStream, eval_chunk, in_chunks
@@ -87,18 +87,18 @@ LABEL = {"naive": "Naive averaging", "bayes": "Bayes optimal", "vanilla": "Vanil
 class DenoisingConfig(TrainingConfig):
     """Settings of ``denoising``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    n_tokens: int = 16  # n, context length
-    dim: int = 8  # d, dimension of mu
-    prior_var: float = 1.0  # v in mu ~ N(0, v I)
-    sigma_clean: float = 1.0  # noise std of the clean tokens
-    sigma_noisy: float = 10.0  # the default regime's noisy level
-    p_noisy: float = 0.9  # the default regime's fraction of noisy tokens
-    sweep_p: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # at sigma_noisy
-    sweep_sigma: tuple[float, ...] = (1.0, 2.0, 4.0, 10.0, 30.0)  # at p_noisy
+    n_tokens: int = ranged(16, ge=1)  # n, context length
+    dim: int = ranged(8, ge=1)  # d, dimension of mu
+    prior_var: float = ranged(1.0, gt=0)  # v in mu ~ N(0, v I)
+    sigma_clean: float = ranged(1.0, gt=0)  # noise std of the clean tokens
+    sigma_noisy: float = ranged(10.0, gt=0)  # the default regime's noisy level
+    p_noisy: float = ranged(0.9, ge=0, le=1)  # the default regime's fraction of noisy tokens
+    sweep_p: tuple[float, ...] = ranged((0.1, 0.3, 0.5, 0.7, 0.9), ge=0, le=1)  # at sigma_noisy
+    sweep_sigma: tuple[float, ...] = ranged((1.0, 2.0, 4.0, 10.0, 30.0), gt=0)  # at p_noisy
     steps: int = 2000
     batch_size: int = 128
     lr: float = 0.01
-    qk_init_std: float = 0.03  # small: scores and value temperatures start near neutral despite x ~ 30
+    qk_init_std: float = ranged(0.03, gt=0)  # small: scores and value temperatures start near neutral despite x ~ 30
     n_eval: int = 8192  # held-out contexts per member
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the default regime, read by C3's rule
     scramble: bool = True  # also train value selectivity's scrambled twin (skeleton.scrambled) in the default regime
@@ -106,13 +106,6 @@ class DenoisingConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.n_tokens >= 1, f"n_tokens must be >= 1 (got {self.n_tokens})")
-        require(self.dim >= 1, f"dim must be >= 1 (got {self.dim})")
-        for name in ("prior_var", "sigma_clean", "sigma_noisy", "lr", "qk_init_std"):
-            require(getattr(self, name) > 0, f"{name} must be > 0 (got {getattr(self, name)})")
-        require(0.0 <= self.p_noisy <= 1.0, f"p_noisy must lie in [0, 1] (got {self.p_noisy})")
-        require(all(0.0 <= p <= 1.0 for p in self.sweep_p), f"every sweep_p must lie in [0, 1] (got {self.sweep_p})")
-        require(all(s > 0 for s in self.sweep_sigma), f"every sweep_sigma must be > 0 (got {self.sweep_sigma})")
 
     @property
     def regimes(self) -> list[tuple[float, float]]:

@@ -51,7 +51,7 @@ import torch
 
 from ssa_theory import cells, theory
 from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated, larger, smaller
-from ssa_theory.config import TrainingConfig, require, variant_field
+from ssa_theory.config import TrainingConfig, ranged, require, variant_field
 from ssa_theory.variants import resolve_variants, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
@@ -76,17 +76,17 @@ NOISE_STRATEGIES = ("vanilla", "global", "log_n", "ssmax", "qwen", "ssa_q_pos", 
 class DilutionConfig(TrainingConfig):
     """Settings of ``dilution``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    n_classes: int = 8  # C: the needle's content
-    n_min: int = 5  # training lengths n_min..n_max, uniform per step
-    n_max: int = 16  # the longest training length
-    eval_lengths: tuple[int, ...] = (16, 64, 256, 1024, 4096)  # the lengths n evaluated
-    flag_noise: float = 0.0  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
+    n_classes: int = ranged(8, ge=2)  # C: the needle's content
+    n_min: int = ranged(5, ge=2, also="<= n_max")  # training lengths n_min..n_max, uniform per step
+    n_max: int = ranged(16, ge=2, also=">= n_min")  # the longest training length
+    eval_lengths: tuple[int, ...] = ranged((16, 64, 256, 1024, 4096), ge=2, le=65536, nonempty=True)  # the lengths n evaluated
+    flag_noise: float = ranged(0.0, ge=0)  # std of Gaussian noise on every item's flag (0: the needle is unambiguous)
     strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained, one model each
     # also train the vanilla twin (skeleton.twin: another initialisation), read by C5's rule in SSA's place
     placebo: bool = True
-    noise_check: float = 0.3  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
+    noise_check: float = ranged(0.3, ge=0, also="0: none")  # the sensitivity row: noise_strategies retrained at this flag_noise (0: none)
     noise_strategies: tuple[str, ...] = variant_field(NOISE_STRATEGIES)  # the variants of the noisy-flag row
-    task_seed: int = 0  # the length schedule is the task: fixed across member seeds
+    task_seed: int = ranged(0, ge=0)  # the length schedule is the task: fixed across member seeds
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     steps: int = 1500
     batch_size: int = 128
@@ -96,17 +96,9 @@ class DilutionConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.n_classes >= 2, f"n_classes must be >= 2 (got {self.n_classes})")
-        require(2 <= self.n_min <= self.n_max, f"need 2 <= n_min <= n_max (got {self.n_min}, {self.n_max})")
-        require(len(self.eval_lengths) >= 1 and all(n >= 2 for n in self.eval_lengths),
-                f"eval_lengths must be lengths >= 2 (got {self.eval_lengths})")
-        require(max(self.eval_lengths) <= 65536,
-                f"eval_lengths above 65536 would not fit in memory (got {max(self.eval_lengths)})")
-        require(self.flag_noise >= 0, f"flag_noise must be >= 0 (got {self.flag_noise})")
-        require(self.noise_check >= 0, f"noise_check must be >= 0 (got {self.noise_check})")
+        require(self.n_min <= self.n_max, f"need n_min <= n_max (got {self.n_min}, {self.n_max})")
         require(len(self.strategies) >= 1, "strategies must name at least one strategy")
         resolve_variants(self)  # a built-in, a plug-in strategy, or module:attr
-        require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
 
     @property
     def lengths(self) -> tuple[int, ...]:

@@ -57,7 +57,7 @@ from ssa_theory.attention import SCORES, Attention
 from ssa_theory.variants import get_variant
 from ssa_theory.claims import (ONE_SEED, Above, Claim, calibrate, clearly_above, coefficient_of_variation, decide, gated,
                                null_runs, ratio_calibration, smaller, spread_words, twin_reading, with_null_runs)
-from ssa_theory.config import TrainingConfig, choice, require
+from ssa_theory.config import TrainingConfig, ranged
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, derive_seed
@@ -82,24 +82,24 @@ TAU_MAX = get_variant(MODELS["ssa"]).query_range()[1]  # 1 + tanh(.) < 2, from t
 class GraphTransitionConfig(TrainingConfig):
     """Settings of ``graph_transition``; the defaults are the default preset (about a minute on 2 CPU cores)."""
 
-    n_nodes: int = 16  # K, the vocabulary
-    max_degree: int = 5  # D: the graph has nodes of every degree 1..D
-    graph_seed: int = 0  # the graph is the task: fixed across member seeds
-    smoothing: float = 0.05  # g in P* = (1 - g) D^-1 A + g / K
-    score: str = "softcap"  # headline score geometry
-    compare: tuple[str, ...] = ("rownorm", "cosine", "dot")  # further geometries for the trend table
-    softcap_bound: float = 2.0  # B: scores in (-B, B)
-    cosine_bound: float = 4.0  # B: scores in [-B, B]
-    rownorm_bound: float = 5.0  # B: each score row has 2-norm B
+    n_nodes: int = ranged(16, ge=3, also="> max_degree")  # K, the vocabulary
+    max_degree: int = ranged(5, ge=1, also="< n_nodes")  # D: the graph has nodes of every degree 1..D
+    graph_seed: int = ranged(0, ge=0)  # the graph is the task: fixed across member seeds
+    smoothing: float = ranged(0.05, ge=0, lt=1)  # g in P* = (1 - g) D^-1 A + g / K
+    score: str = ranged("softcap", choices=SCORES)  # headline score geometry
+    compare: tuple[str, ...] = ranged(("rownorm", "cosine", "dot"), choices=SCORES)  # further geometries for the trend table
+    softcap_bound: float = ranged(2.0, gt=0)  # B: scores in (-B, B)
+    cosine_bound: float = ranged(4.0, gt=0)  # B: scores in [-B, B]
+    rownorm_bound: float = ranged(5.0, gt=0)  # B: each score row has 2-norm B
     # weight decay (Attention.weight_l2: W_q, W_k, SSA's u): the budget of the free dot-product geometry
-    dot_l2: float = 1e-4
-    temp_penalty: float = 1e-2  # price of the inverse temperature: temp_penalty * mean tau^2
+    dot_l2: float = ranged(1e-4, ge=0)
+    temp_penalty: float = ranged(1e-2, ge=0)  # price of the inverse temperature: temp_penalty * mean tau^2
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in the headline geometry, read by C1's rule
     scramble: bool = True  # also train SSA's scrambled twin (skeleton.scrambled) in the headline geometry
     # C1's rule on this many runs of vanilla against vanilla, and C2's on SSA's temperatures against permuted degrees,
     # each run on its own seeds (other data streams and draws): their false positives
     null_runs: int = 20
-    d_head: int = 0  # query/key width; 0 means n_nodes
+    d_head: int = ranged(0, ge=0, also="0: n_nodes")  # query/key width; 0 means n_nodes
     steps: int = 4000
     batch_size: int = 512
     lr: float = 0.03
@@ -108,15 +108,6 @@ class GraphTransitionConfig(TrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         graphs.check_graph("n_nodes", self.n_nodes, self.max_degree, self.smoothing)
-        choice("score", self.score, SCORES)
-        for s in self.compare:
-            choice("compare", s, SCORES)
-        for name in ("softcap_bound", "cosine_bound", "rownorm_bound"):
-            require(getattr(self, name) > 0, f"{name} must be > 0 (got {getattr(self, name)})")
-        for name in ("dot_l2", "temp_penalty"):
-            require(getattr(self, name) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
-        require(self.d_head >= 0, f"d_head must be >= 0 (0 means n_nodes) (got {self.d_head})")
-        require(self.null_runs >= 0, f"null_runs must be >= 0 (got {self.null_runs})")
         degree_sequence(self.n_nodes, self.max_degree)  # refuses impossible graphs early
 
     @property

@@ -51,7 +51,7 @@ from ssa_theory import cells, measures, theory
 from ssa_theory.attention import Attention
 from ssa_theory.claims import (Claim, coefficient_of_variation, decide, gated, ratio_calibration, smaller, spread_words,
                                twin_reading)
-from ssa_theory.config import TrainingConfig, choice, require, variant_field
+from ssa_theory.config import TrainingConfig, ranged
 from ssa_theory.variants import resolve_variants, variant_of
 from ssa_theory.registry import Ablation, Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
@@ -75,18 +75,18 @@ COMPARE_VARIANTS = (*SSA_VARIANTS, "global", "global_free")  # and the global st
 class NormSpikinessConfig(TrainingConfig):
     """Settings of ``norm_spikiness``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    n_tokens: int = 256  # K, vocabulary and context length
-    max_degree: int = 32  # degrees cycle through 1..D
-    graph_seed: int = 0  # the graph and the embeddings are the task: fixed across member seeds
-    smoothing: float = 0.05  # g in P*
-    embed_dim: int = 128  # m: tokens are random unit vectors in R^m
-    d_head: int = 128  # query/key width
-    ssa_variant: str = variant_field("ssa_q")  # which query temperature "ssa" is; see SSA_VARIANTS
+    n_tokens: int = ranged(256, ge=3, also="> max_degree")  # K, vocabulary and context length
+    max_degree: int = ranged(32, ge=1, also="< n_tokens")  # degrees cycle through 1..D
+    graph_seed: int = ranged(0, ge=0)  # the graph and the embeddings are the task: fixed across member seeds
+    smoothing: float = ranged(0.05, ge=0, lt=1)  # g in P*
+    embed_dim: int = ranged(128, ge=1)  # m: tokens are random unit vectors in R^m
+    d_head: int = ranged(128, ge=1)  # query/key width
+    ssa_variant: str = ranged("ssa_q", choices=SSA_VARIANTS, variants=True)  # which query temperature "ssa" is; see SSA_VARIANTS
     # also trained, at the headline weight decay
-    compare_variants: tuple[str, ...] = variant_field(("ssa_q_pos", "ssa_q_tok", "global", "global_free"))
+    compare_variants: tuple[str, ...] = ranged(("ssa_q_pos", "ssa_q_tok", "global", "global_free"), choices=COMPARE_VARIANTS, variants=True)
     weight_decay: float = 1e-5  # the headline budget
-    sweep_weight_decay: tuple[float, ...] = (0.0, 1e-5, 3e-5, 1e-4)  # the weight decays of the sweep table (the headline one is added)
-    accuracy: float = 0.05  # eps (nats) of the closed-form norm companion
+    sweep_weight_decay: tuple[float, ...] = ranged((0.0, 1e-5, 3e-5, 1e-4), ge=0)  # the weight decays of the sweep table (the headline one is added)
+    accuracy: float = ranged(0.05, gt=0)  # eps (nats) of the closed-form norm companion
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) at the headline weight decay, read by C4's rule
     scramble: bool = True  # also train SSA's scrambled twin (skeleton.scrambled) at the headline weight decay
     steps: int = 3000
@@ -97,15 +97,6 @@ class NormSpikinessConfig(TrainingConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         graphs.check_graph("n_tokens", self.n_tokens, self.max_degree, self.smoothing)
-        for name in ("embed_dim", "d_head"):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        require(all(w >= 0 for w in self.sweep_weight_decay),
-                f"every sweep_weight_decay must be >= 0 (got {self.sweep_weight_decay})")
-        require(self.accuracy > 0, f"accuracy must be > 0 (got {self.accuracy})")
-        choice("ssa_variant", self.ssa_variant, SSA_VARIANTS)
-        for v in self.compare_variants:
-            choice("compare_variants", v, COMPARE_VARIANTS)
         resolve_variants(self)
         degree_sequence(self.n_tokens, self.max_degree)  # refuses impossible graphs early
 

@@ -58,7 +58,7 @@ import torch
 
 from ssa_theory import cells, lm, theory
 from ssa_theory.claims import ONE_SEED, Above, Claim, calibrate, gated, paired
-from ssa_theory.config import TrainingConfig, require, variant_field
+from ssa_theory.config import TrainingConfig, ranged, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members, step_lengths
@@ -95,79 +95,65 @@ LEARNED = 0.95  # a model has learned the task when its exact match at the train
 class PasskeyConfig(TrainingConfig):
     """Settings of ``passkey``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    digits: tuple[int, ...] = (1,)  # passkey lengths d, one grid cell each (5 digits: see paper_repro.md)
-    n_filler: int = 8  # filler token types
-    decoys: int = 2  # decoy blocks in the filler: a DECOY marker and d digits that are not the passkey
-    n_min: int = 32  # training lengths n_min..n_max (tokens, answer included), uniform per step
-    n_max: int = 128  # the longest training length
-    eval_lengths: tuple[int, ...] = (128, 512, 1024, 4096)  # the lengths evaluated (tokens)
-    depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # needle depth, a fraction of the filler
+    digits: tuple[int, ...] = ranged((1,), ge=1, nonempty=True)  # passkey lengths d, one grid cell each (5 digits: see paper_repro.md)
+    n_filler: int = ranged(8, ge=1)  # filler token types
+    decoys: int = ranged(2, ge=0)  # decoy blocks in the filler: a DECOY marker and d digits that are not the passkey
+    n_min: int = ranged(32, also="<= n_max; long enough for the needle, the decoys, the query and the answer")  # training lengths n_min..n_max (tokens, answer included), uniform per step
+    n_max: int = ranged(128, also=">= n_min")  # the longest training length
+    eval_lengths: tuple[int, ...] = ranged((128, 512, 1024, 4096), le=16384, nonempty=True, also=">= n_max")  # the lengths evaluated (tokens)
+    depths: tuple[float, ...] = ranged((0.0, 0.25, 0.5, 0.75, 1.0), ge=0, le=1, nonempty=True)  # needle depth, a fraction of the filler
     n_eval: int = 8  # contexts per (length, depth) and member: 320 per length over 5 depths and 8 seeds
     strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained with free dot-product scores
     # also trained with scores bound * cos(q, k) (QK-norm at a fixed scale)
     bounded: tuple[str, ...] = variant_field(BOUNDED)
-    bound: float = 4.0  # the cosine geometry's scale s: every score in [-s, s], a needle's gap at most 2s
+    bound: float = ranged(4.0, gt=0)  # the cosine geometry's scale s: every score in [-s, s], a needle's gap at most 2s
     # ssa_q_pos in the bounded geometry also from these starts of alpha (-2: sigmoid 0.12), besides ALPHA_INIT
-    pos_starts: tuple[float, ...] = (-2.0,)
+    pos_starts: tuple[float, ...] = ranged((-2.0,), also="needs ssa_q_pos in bounded")
     # vanilla also at this bound (0: not): a static range 1.5x the committed one, the matched-range control of
     # C7b (a pilot of ssa_q_pos at 3 other seeds reached about that scale at the training length)
-    matched_bound: float = 6.0
-    second_bound: float = 8.0  # vanilla and SSA also at this bound (0: not): C7b's sensitivity row
+    matched_bound: float = ranged(6.0, ge=0, also="0: none")
+    second_bound: float = ranged(8.0, ge=0, also="0: none")  # vanilla and SSA also at this bound (0: not): C7b's sensitivity row
     placebo: bool = True  # also train the vanilla twin (PLACEBO) in each geometry and on C8's task
     temp_lr_factor: float = 10.0  # the temperature parameters train at this multiple of lr (their own rate)
     d_model: int = 32  # the model width
     n_layers: int = 2  # transformer blocks
     n_heads: int = 2  # attention heads per block
     conv: int = 2  # causal convolution taps (local order; no position embedding)
-    task_seed: int = 0  # the length schedule is the task: fixed across member seeds
-    accuracy_target: float = 0.9  # C8's fixed target: the monitor's exact match, crossing interpolated
+    task_seed: int = ranged(0, ge=0)  # the length schedule is the task: fixed across member seeds
+    accuracy_target: float = ranged(0.9, gt=0, le=1)  # C8's fixed target: the monitor's exact match, crossing interpolated
     n_monitor: int = 64  # monitor contexts per member, at n_max
     steps: int = 400
     batch_size: int = 32
     lr: float = 3e-3
     log_every: int = 20  # the monitor every log_every steps, when n_logs is 0
-    n_logs: int = 40  # the monitor at this many log-spaced steps (0: every log_every)
+    n_logs: int = ranged(40, ge=0, also="0 or >= 2")  # the monitor at this many log-spaced steps (0: every log_every)
     # C8's task, one vanilla takes at least 500 steps to learn (a 2-seed pilot: 713 and 572 steps)
     learn: bool = True  # train C8's models (vanilla, SSA and the twin on this task)
-    learn_digits: int = 2  # C8's task: passkey digits
-    learn_n_min: int = 32  # C8's task: shortest training length
-    learn_n_max: int = 64  # C8's task: longest training length
-    learn_steps: int = 2500  # C8's task: training steps
-    learn_batch_size: int = 16  # C8's task: sequences per step
-    learn_lr: float = 6e-4  # C8's task: learning rate
-    learn_log_every: int = 25  # C8's task: the monitor every this many steps
+    learn_digits: int = ranged(2, ge=1)  # C8's task: passkey digits
+    learn_n_min: int = ranged(32, also="<= learn_n_max; long enough for learn_digits and the decoys")  # C8's task: shortest training length
+    learn_n_max: int = ranged(64, also=">= learn_n_min")  # C8's task: longest training length
+    learn_steps: int = ranged(2500, ge=2)  # C8's task: training steps
+    learn_batch_size: int = ranged(16, ge=1)  # C8's task: sequences per step
+    learn_lr: float = ranged(6e-4, gt=0)  # C8's task: learning rate
+    learn_log_every: int = ranged(25, ge=1)  # C8's task: the monitor every this many steps
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(len(self.digits) >= 1 and all(d >= 1 for d in self.digits), f"digits must be >= 1 (got {self.digits})")
-        require(self.n_filler >= 1, f"n_filler must be >= 1 (got {self.n_filler})")
-        require(self.decoys >= 0, f"decoys must be >= 0 (got {self.decoys})")
         least = 2 * max(self.digits) + 3 + self.decoys * (max(self.digits) + 1)
         require(least <= self.n_min <= self.n_max,
                 f"need {least} <= n_min <= n_max (got {self.n_min}, {self.n_max}): a sequence holds the "
                 "needle, the decoys, the query and the answer")
-        require(len(self.eval_lengths) >= 1 and min(self.eval_lengths) >= self.n_max,
+        require(min(self.eval_lengths) >= self.n_max,
                 f"eval_lengths must be >= n_max = {self.n_max}, the longest training length (got {self.eval_lengths})")
-        require(max(self.eval_lengths) <= 16384,
-                f"eval_lengths above 16384 would not fit (got {max(self.eval_lengths)})")
-        require(len(self.depths) >= 1 and all(0 <= d <= 1 for d in self.depths),
-                f"depths must lie in [0, 1] (got {self.depths})")
         lm.check_model_fields(self)
         require(PLACEBO not in self.bounded, f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
-        require(self.bound > 0, f"bound must be > 0 (got {self.bound})")
-        require(self.matched_bound >= 0 and self.second_bound >= 0,
-                f"matched_bound and second_bound must be >= 0, 0 for none (got {self.matched_bound}, {self.second_bound})")
         require(not self.pos_starts or "ssa_q_pos" in self.bounded,
                 "pos_starts are starts of ssa_q_pos in the bounded geometry; add it to bounded or empty pos_starts")
-        require(self.temp_lr_factor > 0, f"temp_lr_factor must be > 0 (got {self.temp_lr_factor})")
         if self.learn:
             require(2 * self.learn_digits + 3 + self.decoys * (self.learn_digits + 1) <= self.learn_n_min <= self.learn_n_max,
                     f"C8's task needs learn_n_min <= learn_n_max, both long enough for {self.learn_digits} digits and "
                     f"the decoys (got {self.learn_n_min}, {self.learn_n_max})")
-            require(self.learn_steps >= 2 and self.learn_batch_size >= 1 and self.learn_lr > 0 and self.learn_log_every >= 1,
-                    "learn_steps >= 2, learn_batch_size >= 1, learn_lr > 0 and learn_log_every >= 1")
         require(self.n_logs == 0 or self.n_logs >= 2, f"n_logs must be 0 or >= 2 (got {self.n_logs})")
-        require(0 < self.accuracy_target <= 1, f"accuracy_target must lie in (0, 1] (got {self.accuracy_target})")
 
     @property
     def vocab(self) -> int:

@@ -59,7 +59,7 @@ from ssa_theory.attention import Attention
 from ssa_theory.variants import VARIANTS, Variant, get_variant, resolve_variants, variant_of
 from ssa_theory.claims import (Claim, coefficient_of_variation, decide, gated, null_runs, ratio_calibration, smaller,
                                spread_words, twin_reading, with_null_runs)
-from ssa_theory.config import TrainingConfig, require, variant_field
+from ssa_theory.config import TrainingConfig, ranged, require, variant_field
 from ssa_theory.registry import Ablation, Experiment, Preset
 from ssa_theory.rundir import RunContext, read_json, summarise
 from ssa_theory.seeding import Members, numpy_rng
@@ -79,13 +79,13 @@ TAU_MAX = VARIANTS["global"].query_range()[1]  # equal to ssa_q_tok's (tested)
 class SpecificityConfig(TrainingConfig):
     """Settings of ``specificity``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    n_keys: int = 32  # K
-    n_pairs: int = 8  # P pairs of similar queries per model
-    beta_sharp: float = 4.0  # the sharp query's target is softmax(beta_sharp z)
-    contrasts: tuple[float, ...] = (1.0, 2.0, 8.0)  # beta_sharp / beta_flat; 1 is the control: no contrast
-    rhos: tuple[float, ...] = (0.0, 0.5, 0.9, 0.99)  # cosine similarity of the two queries of a pair
+    n_keys: int = ranged(32, ge=2)  # K
+    n_pairs: int = ranged(8, ge=1)  # P pairs of similar queries per model
+    beta_sharp: float = ranged(4.0, gt=0)  # the sharp query's target is softmax(beta_sharp z)
+    contrasts: tuple[float, ...] = ranged((1.0, 2.0, 8.0), ge=1, nonempty=True)  # beta_sharp / beta_flat; 1 is the control: no contrast
+    rhos: tuple[float, ...] = ranged((0.0, 0.5, 0.9, 0.99), ge=0, lt=1, nonempty=True)  # cosine similarity of the two queries of a pair (at 1 they are one token)
     strategies: tuple[str, ...] = variant_field(STRATEGIES)  # any name in variants.VARIANTS
-    d_head: int = 0  # query/key width; 0 means 2 n_pairs (the rank the pairs need)
+    d_head: int = ranged(0, ge=0, also="0: 2 n_pairs")  # query/key width; 0 means 2 n_pairs (the rank the pairs need)
     weight_decay: float = 1e-3  # times Attention.weight_l2 (every matrix and vector; scalars free): one budget for all
     placebo: bool = True  # also train the vanilla twin (skeleton.twin) in every cell, read by C6's rule; needs vanilla
     scramble: bool = True  # also train the token term's scrambled twin (skeleton.scrambled) in every cell
@@ -98,13 +98,6 @@ class SpecificityConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.n_keys >= 2, f"n_keys must be >= 2 (got {self.n_keys})")
-        require(self.n_pairs >= 1, f"n_pairs must be >= 1 (got {self.n_pairs})")
-        require(self.beta_sharp > 0, f"beta_sharp must be > 0 (got {self.beta_sharp})")
-        require(len(self.contrasts) >= 1 and all(c >= 1 for c in self.contrasts),
-                f"contrasts must be ratios >= 1 (got {self.contrasts})")
-        require(len(self.rhos) >= 1 and all(0 <= r < 1 for r in self.rhos),
-                f"rhos must lie in [0, 1) (got {self.rhos}); at rho = 1 the two queries are the same token")
         require(len(self.strategies) >= 1, "strategies must name at least one variant")
         require(PLACEBO not in self.strategies,
                 f"{PLACEBO!r} names the vanilla twin; it is not a strategy (set placebo=true)")
@@ -116,9 +109,6 @@ class SpecificityConfig(TrainingConfig):
         require(not self.scramble or {"vanilla", "global", "ssa_q_tok"} <= set(self.strategies),
                 "scramble=true needs vanilla, global and ssa_q_tok among the strategies (the twin scrambles ssa_q_tok and "
                 "is read against the other two); add them or set scramble=false")
-        require(self.d_head >= 0, f"d_head must be >= 0 (0 means 2 n_pairs) (got {self.d_head})")
-        require(self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})")
-        require(self.null_runs >= 0, f"null_runs must be >= 0 (got {self.null_runs})")
 
     @property
     def cells(self) -> list[tuple[float, float]]:

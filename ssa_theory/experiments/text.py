@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ssa_theory import cells, lm
 from ssa_theory.claims import MIN_SPREAD, ONE_SEED, Above, Claim, calibrate, gated
-from ssa_theory.config import TrainingConfig, require, variant_field
+from ssa_theory.config import TrainingConfig, ranged, require, variant_field
 from ssa_theory.registry import Experiment, Models
 from ssa_theory.rundir import RunContext, read_json
 from ssa_theory.seeding import Members
@@ -67,53 +67,48 @@ KEY_GAIN = 0.5  # a key character: its log-probability improves by more than thi
 class TextConfig(TrainingConfig):
     """Settings of ``text``; the defaults are the default preset (its time: benchmarks/RESULTS.md)."""
 
-    val_books: tuple[str, ...] = ("Judges", "Galatians")  # the validation split (whole books)
-    test_books: tuple[str, ...] = ("Ruth", "Jonah", "Mark", "Philippians")  # the test split (whole books); the rest trains
-    train_length: int = 128  # L: training windows of this many characters
-    eval_mults: tuple[int, ...] = (1, 2, 4, 8, 16)  # evaluated at L x these
-    stride: int = 64  # each evaluation window scores its last stride characters
-    n_scored: int = 1024  # test characters scored at every length (the same ones)
-    short: int = 16  # the short context of the key-token selection
-    n_position: int = 1  # windows of the longest length for the loss by position
+    val_books: tuple[str, ...] = ranged(("Judges", "Galatians"), also="books of the King James Bible")  # the validation split (whole books)
+    test_books: tuple[str, ...] = ranged(("Ruth", "Jonah", "Mark", "Philippians"), also="books of the King James Bible")  # the test split (whole books); the rest trains
+    train_length: int = ranged(128, ge=8)  # L: training windows of this many characters
+    eval_mults: tuple[int, ...] = ranged((1, 2, 4, 8, 16), ge=1, nonempty=True, also="starting at 1, increasing")  # evaluated at L x these
+    stride: int = ranged(64, ge=1, also="<= train_length")  # each evaluation window scores its last stride characters
+    n_scored: int = ranged(1024, ge=1, also="a multiple of stride")  # test characters scored at every length (the same ones)
+    short: int = ranged(16, ge=1, also="< train_length")  # the short context of the key-token selection
+    n_position: int = ranged(1, ge=1)  # windows of the longest length for the loss by position
     strategies: tuple[str, ...] = variant_field(STRATEGIES)  # the variants trained in each arm
-    arms: tuple[str, ...] = ARMS  # the position arms: nope (no positions, a causal convolution) and rope
+    arms: tuple[str, ...] = ranged(ARMS, choices=ARMS, nonempty=True)  # the position arms: nope (no positions, a causal convolution) and rope
     placebo: bool = True  # also train the placebo twin and SSA's scrambled twin in each arm
-    rope_base: float = 10000.0  # the rope arm's RoPE base
+    rope_base: float = ranged(10000.0, gt=1)  # the rope arm's RoPE base
     d_model: int = 64  # the model width
     n_layers: int = 2  # transformer blocks
     n_heads: int = 4  # attention heads per block
     conv: int = 2  # the nope arm's causal convolution taps
     temp_lr_factor: float = 10.0  # the temperature parameters train at this multiple of lr
-    ngram_order: int = 5  # the order of the count-based n-gram floor
+    ngram_order: int = ranged(5, ge=1)  # the order of the count-based n-gram floor
     # C10 in the paper's protocol: vanilla pretrained for ``steps``, then ``finetune_steps`` more at ``finetune_lr``
     # plain, with a global temperature added at 1 (exact), and with SSA added at u = 0 and alpha = finetune_alpha
     # (sigmoid -7 = 0.0009: tau within 0.5% of 1 at the training length); a second plain fine-tune on another
     # data stream is its placebo
     finetune: bool = True
     finetune_with: tuple[str, ...] = variant_field(("global", "ssa"))  # the temperatures added when fine-tuning
-    finetune_steps: int = 120  # C10's fine-tuning steps
-    finetune_lr: float = 1e-3  # C10's fine-tuning learning rate
+    finetune_steps: int = ranged(120, ge=1)  # C10's fine-tuning steps
+    finetune_lr: float = ranged(1e-3, gt=0)  # C10's fine-tuning learning rate
     finetune_alpha: float = -7.0  # where SSA's position term starts when added
     n_monitor: int = 16  # validation windows for the training curve
     steps: int = 500
-    batch_size: int = 8  # 16 (version 1) trains a stronger model but took 42 minutes of one core, over the 30 allowed
+    batch_size: int = 8  # training windows per step and member (16 in version 1: a stronger model, over the 30-minute budget)
     lr: float = 3e-3
     log_every: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()
         lm.check_model_fields(self)
-        require(set(self.arms) <= set(ARMS) and len(self.arms) >= 1, f"arms must be among {ARMS} (got {self.arms})")
-        require(self.train_length >= 8, f"train_length must be >= 8 (got {self.train_length})")
-        require(len(self.eval_mults) >= 1 and self.eval_mults[0] == 1 and list(self.eval_mults) == sorted(set(self.eval_mults)),
+        require(self.eval_mults[0] == 1 and list(self.eval_mults) == sorted(set(self.eval_mults)),
                 f"eval_mults must start at 1 and increase (got {self.eval_mults})")
-        require(1 <= self.stride <= self.train_length, f"stride must lie in 1..train_length (got {self.stride})")
+        require(self.stride <= self.train_length, f"stride must lie in 1..train_length (got {self.stride})")
         require(self.n_scored >= self.stride and self.n_scored % self.stride == 0,
                 f"n_scored must be a multiple of stride (got {self.n_scored}, {self.stride})")
-        require(1 <= self.short < self.train_length, f"short must lie in 1..train_length - 1 (got {self.short})")
-        require(self.n_position >= 1 and self.ngram_order >= 1, "n_position and ngram_order must be >= 1")
-        require(self.rope_base > 1 and self.temp_lr_factor > 0, "rope_base must be > 1 and temp_lr_factor > 0")
-        require(self.finetune_steps >= 1 and self.finetune_lr > 0, "finetune_steps must be >= 1 and finetune_lr > 0")
+        require(self.short < self.train_length, f"short must lie in 1..train_length - 1 (got {self.short})")
         require(not self.finetune or "vanilla" in self.strategies, "finetune=true needs vanilla among the strategies")
 
     @property

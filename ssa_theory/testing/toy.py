@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ssa_theory.config import require
+from ssa_theory.config import check_ranges, ranged
 from ssa_theory.registry import Experiment, Models, Preset
 from ssa_theory.rundir import RunContext, summarise, with_ci
 from ssa_theory.seeding import Members, numpy_rng
@@ -52,15 +52,14 @@ def set_state(key: str, value) -> None:
 class ToyConfig:
     """Settings of the toy experiment."""
 
-    n: int = 100
+    n: int = ranged(100, ge=1)
     shift: float = 0.0
     crash: bool = False
     fail: bool = False
-    sleep_s: float = 0.0
+    sleep_s: float = ranged(0.0, ge=0, le=600)
 
     def __post_init__(self) -> None:
-        require(self.n >= 1, f"n must be >= 1 (got {self.n})")
-        require(0 <= self.sleep_s <= 600, f"sleep_s must lie in [0, 600] (got {self.sleep_s})")
+        check_ranges(self)
 
 
 def run(cfg: ToyConfig, ctx: RunContext) -> None:
