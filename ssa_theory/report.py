@@ -79,6 +79,27 @@ def claims_of_run(experiment, run_path: Path) -> list[Claim]:
         return experiment.claims(Path(tmp))
 
 
+def claim_records(claims: Iterable[Claim], smoke: bool = False) -> dict:
+    """What ``metrics.json`` holds under ``"claims"``: ``{"smoke": smoke, "verdicts": [each claim's fields]}``
+    (``smoke``: read from a quick preset, a test of the pipeline and no evidence)."""
+    import dataclasses
+
+    return {"smoke": bool(smoke), "verdicts": [dataclasses.asdict(c) for c in claims]}
+
+
+def record_claims(experiment, run_path: Path, smoke: bool = False) -> list[Claim]:
+    """The claims ``experiment`` checks, read from one run directory (``claims_of_run``) and written into
+    its metrics.json under ``"claims"`` (``claim_records``), atomically; rewritten at every call, so that a
+    reused run holds the verdicts of the rules that read it last. Returns the claims."""
+    from ssa_theory.rundir import read_json, write_json
+
+    claims = claims_of_run(experiment, run_path)
+    if experiment.claims is not None:
+        path = Path(run_path) / "metrics.json"
+        write_json(path, {**read_json(path), "claims": claim_records(claims, smoke)})
+    return claims
+
+
 def claim_lines(claims: Iterable[Claim], smoke: bool = False) -> str:
     """Each claim in two lines, as ``run`` prints them: its verdict (against vanilla, and against a global
     temperature where read), its placebo and scrambled twin; with ``smoke`` every verdict says, in the

@@ -350,6 +350,47 @@ def test_run_prints_each_claim_with_its_verdict_and_a_quick_run_says_it_is_a_smo
     lines = [ln for ln in printed.splitlines() if ln.startswith(("C1:", "C2:"))]
     assert len(lines) == 2 and all(ln.split(": ", 1)[1].startswith(report.SMOKE) for ln in lines), printed
     assert "against a global temperature" in lines[0] and "scrambled: vs vanilla" in printed
+    run_dir = next(ln.split(": ", 1)[1].split("  ")[0] for ln in printed.splitlines() if ln.startswith("run directory"))
+    held = json.loads((Path(run_dir) / "metrics.json").read_text())["claims"]
+    assert held["smoke"] is True
+    assert len(held["verdicts"]) == len(lines)
+    for c, ln in zip(held["verdicts"], lines):
+        assert ln.startswith(f"{c['id']}: {report.SMOKE}{c['verdict']}"), (c, ln)
+
+
+def test_committed_metrics_hold_the_verdicts_of_the_current_rules(tmp_path):
+    """Every committed ``experiments/NAME/metrics.json`` of an experiment with claims holds, under
+    ``"claims"``, what the current rules read from it (a rule edited without a re-export fails here), and
+    no committed result is a smoke test."""
+    from ssa_theory.rundir import write_json
+
+    checked = 0
+    for name in registry.names():
+        exp, exported = registry.get(name), ROOT / "experiments" / name
+        if exp.claims is None or not (exported / "metrics.json").is_file():
+            continue
+        held = json.loads((exported / "metrics.json").read_text()).get("claims")
+        assert held is not None, f"{name}: metrics.json holds no verdicts; rerun `reproduce --only {name}`"
+        write_json(tmp_path / "fresh.json", report.claim_records(exp.claims(exported)))  # as metrics.json writes NaN
+        fresh = json.loads((tmp_path / "fresh.json").read_text())
+        assert held == fresh, f"{name}: the committed verdicts are not the current rules'; rerun `reproduce --only {name}`"
+        checked += 1
+    assert checked >= 8
+
+
+def test_record_claims_rewrites_the_verdicts_and_keeps_the_rest(tmp_path):
+    """``record_claims`` replaces what metrics.json held under "claims" (a stale verdict goes) and leaves
+    every other key as it was."""
+    exp = registry.get("graph_transition")
+    for f in (ROOT / "experiments" / "graph_transition").glob("*.csv"):
+        (tmp_path / "tables").mkdir(exist_ok=True)
+        shutil.copy(f, tmp_path / "tables" / f.name)
+    m = json.loads((ROOT / "experiments" / "graph_transition" / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps({**m, "claims": {"smoke": True, "verdicts": [{"id": "stale"}]}}))
+    claims = report.record_claims(exp, tmp_path)
+    after = json.loads((tmp_path / "metrics.json").read_text())
+    assert after["claims"]["smoke"] is False and [c["id"] for c in after["claims"]["verdicts"]] == [c.id for c in claims]
+    assert {k: v for k, v in after.items() if k != "claims"} == {k: v for k, v in m.items() if k != "claims"}
 
 
 def test_a_claim_line_is_smoke_only_where_asked():

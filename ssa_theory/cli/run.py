@@ -52,17 +52,19 @@ def run(args: argparse.Namespace, checked=None) -> Path:
 def _print_claims(experiment, preset_name: str, path: Path) -> None:
     """Each claim the experiment checks, read from this run by the rules of ``paper_repro.md``; a quick
     (scratch) preset's verdicts say in the same line that they are a smoke test."""
-    from ssa_theory.report import claim_lines, claims_of_run
+    from ssa_theory.report import claim_lines, record_claims
 
+    preset = experiment.presets.get(preset_name)
+    smoke = bool(preset and preset.scratch)
     try:
-        claims = claims_of_run(experiment, path)
+        claims = record_claims(experiment, path, smoke)
     except (KeyError, ValueError, FileNotFoundError) as e:  # a config without the models a rule reads
         print(f"\nclaims: not read from this run ({type(e).__name__}: {e}); the default preset has what they need")
         return
     if claims:
-        preset = experiment.presets.get(preset_name)
-        print("\nclaims, by the rules paper_repro.md states (verdict against vanilla; placebo; scrambled twin):")
-        print(claim_lines(claims, smoke=bool(preset and preset.scratch)), end="")
+        print("\nclaims, by the rules paper_repro.md states (verdict against vanilla; placebo; scrambled twin; "
+              f"also in {path / 'metrics.json'} under \"claims\"):")
+        print(claim_lines(claims, smoke=smoke), end="")
 
 
 def export(args: argparse.Namespace) -> None:
