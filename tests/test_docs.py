@@ -65,3 +65,10 @@ def test_the_readmes_findings_are_the_committed_verdicts():
         assert not c.against_global.startswith("reproduced"), cid
     assert claims["C5"].verdict == "reproduced" and claims["C5"].scrambled.startswith("not run: nothing to scramble")
     assert claims["C8"].verdict.startswith("inconclusive") and claims["C9"].verdict.startswith("not testable")
+    text = found.split("**Real text, small models**", 1)[1].split("\n- ", 1)[0]
+    c10 = claims["C10 (nope)"]  # from scratch, NoPE: beats both controls, the scrambled twin beats neither
+    assert "(C10)" in text and c10.verdict == "reproduced" and c10.against_global == ""
+    assert claims["C10.global (nope)"].verdict == "reproduced" and not c10.scrambled.startswith("reproduced")
+    assert not claims["C10.global (nope)"].scrambled.startswith("reproduced")
+    assert not any(claims[k].verdict.startswith("reproduced") for k in ("C10 (rope)", "C10.ft (nope)", "C10.ft (rope)"))
+    assert all(c.verdict.startswith("not testable") for k, c in claims.items() if k.startswith("C11"))

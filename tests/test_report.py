@@ -204,14 +204,15 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C7b.bound": "not testable: a model did not learn the task at the training length",
         "C8": "inconclusive: the rule says 'reproduced' on its placebo too",
         "C9": "not testable (floor): the control glitches at 0.20% pooled, under 1%",
-        "C10 (nope)": "not testable (power 42%)",
-        "C10.global (nope)": "not testable (power 42%)",
-        "C10 (rope)": "not testable (power 8%); clearly higher",
-        "C10.global (rope)": "not testable (power 8%); clearly higher",
+        # text version 2 (batch 8, to fit its budget): version 1's batch of 16 read C10 (nope) "not testable (power 42%)"
+        "C10 (nope)": "reproduced",
+        "C10.global (nope)": "reproduced",
+        "C10 (rope)": "not reproduced",
+        "C10.global (rope)": "not reproduced",
         **{f"C10{g} ({a})": "not reproduced" for g in (".ft", ".ft.global") for a in ("nope", "rope")},
-        **{f"C11 (nope, {n})": "not testable: vanilla's loss rises +0.015 bits, under 0.05"
+        **{f"C11 (nope, {n})": "not testable: vanilla's loss rises +0.007 bits, under 0.05"
            for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")},
-        **{f"C11 (rope, {n})": "not testable (power 1%)" for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")},
+        **{f"C11 (rope, {n})": "not testable (power 4%)" for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")},
     }
     placebos = {c.id: c.placebo for c in report.all_claims(ROOT)}  # every claim has one
     assert placebos == {
@@ -228,8 +229,10 @@ def test_committed_verdicts_are_the_ones_paper_repro_states():
         "C7b.bound": "not reproduced",
         "C8": "reproduced",
         "C9": "not testable (floor): the control glitches at 0.20% pooled, under 1%",
+        # the fine-tuning placebo (plain fine-tuning on another data stream) passes C10's rule with NoPE
+        "C10.ft (nope)": "reproduced", "C10.ft.global (nope)": "reproduced",
         **{c: "not reproduced" for c in ("C10 (nope)", "C10.global (nope)", "C10 (rope)", "C10.global (rope)",
-                                         "C10.ft (nope)", "C10.ft.global (nope)", "C10.ft (rope)", "C10.ft.global (rope)",
+                                         "C10.ft (rope)", "C10.ft.global (rope)",
                                          *(f"C11 ({a}, {n})" for a in ("nope", "rope")
                                            for n in ("ssa_q_pos", "log_n", "ssmax", "ssa")))}}
 
