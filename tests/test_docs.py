@@ -72,3 +72,14 @@ def test_the_readmes_findings_are_the_committed_verdicts():
     assert not claims["C10.global (nope)"].scrambled.startswith("reproduced")
     assert not any(claims[k].verdict.startswith("reproduced") for k in ("C10 (rope)", "C10.ft (nope)", "C10.ft (rope)"))
     assert all(c.verdict.startswith("not testable") for k, c in claims.items() if k.startswith("C11"))
+
+
+def test_the_output_the_readme_shows_is_what_run_graph_transition_prints_from_the_committed_results():
+    """The README's example ends as ``run graph_transition`` does: the headline table, then each claim's
+    lines, read from the committed results by the current rules."""
+    from ssa_theory import registry, report
+
+    shown = README.split("The\ndefault `run graph_transition` ends with", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    exported = ROOT / "experiments" / "graph_transition"
+    claims = registry.get("graph_transition").claims(exported)
+    assert shown == (exported / "ce_l1.md").read_text() + "\n" + report.claim_lines(claims)
