@@ -58,20 +58,19 @@ class Bound:
     also: str = ""
     choices: tuple[str, ...] = ()  # a text field (or each item of a tuple): one of these
 
-    def words(self) -> str:
-        if self.choices:
-            return "; ".join(p for p in ("one of " + ", ".join(self.choices), "at least one" if self.nonempty else "",
-                                         self.also) if p)
-        lo = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else ""
-        hi = f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}" if self.lt is not None else ""
+    def interval(self) -> str:
+        """The numeric bounds in words: ">= 1", "< 8", "in [0, 1)"; "" where there are none."""
+        lo = ("[", ">=", self.ge) if self.ge is not None else ("(", ">", self.gt) if self.gt is not None else None
+        hi = ("]", "<=", self.le) if self.le is not None else (")", "<", self.lt) if self.lt is not None else None
         if lo and hi:
-            text = (f"in {'[' if self.ge is not None else '('}{self.ge if self.ge is not None else self.gt:g}, "
-                    f"{self.le if self.le is not None else self.lt:g}{']' if self.le is not None else ')'}")
-        else:
-            text = lo or hi
-        parts = [("each " + text if text and self.nonempty else text), "at least one" if self.nonempty else "",
-                 self.also]
-        return "; ".join(p for p in parts if p)
+            return f"in {lo[0]}{lo[2]:g}, {hi[2]:g}{hi[0]}"
+        return f"{lo[1]} {lo[2]:g}" if lo else f"{hi[1]} {hi[2]:g}" if hi else ""
+
+    def words(self) -> str:
+        """Everything the bound allows, for ``ssa-theory config``."""
+        first = "one of " + ", ".join(self.choices) if self.choices else \
+            ("each " if self.nonempty and self.interval() else "") + self.interval()
+        return "; ".join(p for p in (first, "at least one" if self.nonempty else "", self.also) if p)
 
     def holds(self, x: float) -> bool:
         return ((self.ge is None or x >= self.ge) and (self.gt is None or x > self.gt)
@@ -114,9 +113,8 @@ def check_ranges(config: Any) -> None:
                 choice(f.name, x, bound.choices)
         bad = [x for x in items if isinstance(x, (int, float)) and not isinstance(x, bool) and not bound.holds(x)]
         if bad:
-            lone = bound.words().split("; ")[0].removeprefix("each ")
-            verb = "lie" if lone.startswith("in ") else "be"
-            raise ConfigError(f"{f.name} must {verb} {lone} (got {value!r})")
+            interval = bound.interval()
+            raise ConfigError(f"{f.name} must {'lie' if interval.startswith('in ') else 'be'} {interval} (got {value!r})")
 
 
 def allowed(cls: type, name: str) -> str:
