@@ -218,11 +218,10 @@ def reproduce(names: Sequence[str], preset: str, *, device: torch.device, out: P
         runs = _run_parallel(plan, refs, preset, device=device, out=out, force=force, pool=pool, log=log)
     else:
         runs = _run_sequential(plan, preset, device=device, out=out, force=force, quiet=quiet, log=log)
-    smoke = any(e.presets[preset].scratch for e, _, _ in plan)
     for (e, _, _), (path, reused) in zip(plan, runs):
         if reused:  # figures are drawn from the saved results: redraw them with the current plotting code
             e.plot(path)
-        report.record_claims(e, path, smoke)  # the verdicts of the current rules, into the run's metrics.json
+        report.record_claims(e, path, e.presets[preset].scratch)  # the current rules' verdicts, into its metrics.json
         export_run(path, e.name, root)
     _render_report(root, Path(to), scratch=check or root != Path(to), log=log)
     return root, report.all_claims(root)
