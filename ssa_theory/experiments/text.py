@@ -283,7 +283,8 @@ def train_model(cfg: TextConfig, key: str, ctx: RunContext) -> Trained:
     net, hist = _fit(cfg, spec, arm, members, splits, ctx, init)
     arrays = evaluate(net, cfg, splits["test"], ctx.device)
     if cfg.finetune and name == "vanilla":
-        arrays.update({FINETUNE + k: v for k, v in finetune(cfg, arm, net, members, splits, init, ctx).items()})
+        before = torch.from_numpy(arrays["losses"][:, 0]).mean(1).numpy() / LN2  # its bits at L (the windows the fine-tunes are scored on)
+        arrays.update({FINETUNE + k: v for k, v in finetune(cfg, arm, net, before, members, splits, init, ctx).items()})
     return Trained(spec, members, arrays, hist)
 
 
@@ -292,9 +293,10 @@ def tuned_ways(cfg: TextConfig) -> tuple[str, ...]:
     return ("vanilla", *cfg.finetune_with, PLACEBO)
 
 
-def finetune(cfg: TextConfig, arm: str, pre: lm.Ensemble, members: Members, splits, init: str,
+def finetune(cfg: TextConfig, arm: str, pre: lm.Ensemble, before: np.ndarray, members: Members, splits, init: str,
              ctx: RunContext) -> dict[str, np.ndarray]:
-    """C10 in the paper's protocol, per member: from ``pre`` (``ARM:vanilla`` as trained), fine-tuned
+    """C10 in the paper's protocol, per member: from ``pre`` (``ARM:vanilla`` as trained, scoring ``before``
+    bits per character at L (E,), as ``evaluate`` read them), fine-tuned
     ``finetune_steps`` steps at ``finetune_lr`` each way of ``tuned_ways``: plain; with each temperature
     of ``finetune_with`` added at its initial value (``global``: a factor of exactly 1; ``ssa``: u = 0,
     alpha = ``finetune_alpha``); and plain on another data stream (the placebo). Per way: the bits per
@@ -304,7 +306,7 @@ def finetune(cfg: TextConfig, arm: str, pre: lm.Ensemble, members: Members, spli
     start = {k: v.detach().clone() for k, v in pre._params().items()}
     last = ends(cfg, len(splits["test"])) - 1
     L = cfg.train_length
-    arrays = {"bits_before": token_losses(pre, splits["test"], L, last, cfg.stride, ctx.device).mean(1).cpu().numpy() / LN2}
+    arrays = {"bits_before": before}
     for way in tuned_ways(cfg):
         name = "vanilla" if way == PLACEBO else way
         spec = ModelSpec(f"{FINETUNE}{arm}:{way}", lm.model_spec(cfg, name)[0].resolved)
@@ -342,8 +344,11 @@ def measure(cfg: TextConfig, seeds, trained: Mapping[str, Trained]) -> Results:
     scored = (last[:, None] - cfg.stride + 1 + np.arange(cfg.stride)[None]).ravel()  # the scored characters' indices
     floor = float(ngram_bits(splits["train"], splits["test"], scored, cfg.ngram_order, len(corpus.vocabulary())).mean())
     overlap = corpus.overlap(splits["train"], splits["test"])
-    tuned = {k.split(":", 1)[0]: {a[len(FINETUNE):]: v for a, v in t.arrays.items() if a.startswith(FINETUNE)}
-             for k, t in trained.items() if any(a.startswith(FINETUNE) for a in t.arrays)}
+    tuned = {}  # C10's fine-tunes, per arm, from the arrays of that arm's vanilla model
+    for k, t in trained.items():
+        ft = {a[len(FINETUNE):]: v for a, v in t.arrays.items() if a.startswith(FINETUNE)}
+        if ft:
+            tuned[k.split(":", 1)[0]] = ft
     key = key_tokens(cfg, trained) if "vanilla" in cfg.strategies else np.zeros(len(scored), dtype=bool)
     rows, per_seed, positions = [], [], []
     for k, t in trained.items():
